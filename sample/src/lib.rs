@@ -1,0 +1,17 @@
+#![doc = include_str!("../README.md")]
+
+mod attrs;
+mod batch;
+mod database;
+mod error;
+mod key;
+mod sample;
+mod set;
+
+pub use attrs::{Attrs, DelayedAttr, Value, to_value};
+pub use batch::{SampleBatch, Stack, Stacked, stack};
+pub use database::{ColumnType, FileListDatabase};
+pub use error::{BoxError, Error, Result};
+pub use key::Key;
+pub use sample::{DelayedSample, Meta, Sample};
+pub use set::{DelayedSampleSet, SampleSet};
