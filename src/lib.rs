@@ -1,1 +1,85 @@
-//! placeholder
+//! Sample-based, checkpointed, distributable machine-learning pipelines: the
+//! Rust counterpart of Python's [bob.pipelines].
+//!
+//! Researchers run scikit-learn style pipelines over *samples* — a datum plus a
+//! key and metadata — on millions of samples. A step's estimator sees a
+//! [`Batch`](estimator::Batch) of data; the pipeline keeps keys and attributes
+//! with every datum, passes attributes to estimators as *extra arguments*, and
+//! lets single samples fail without failing the run.
+//!
+//! # Concepts
+//! - [`sample`]: [`Sample<T>`](sample::Sample), [`DelayedSample`](sample::DelayedSample),
+//!   [`SampleSet`](sample::SampleSet), [`SampleBatch`](sample::SampleBatch) and
+//!   CSV file-list databases.
+//! - [`estimator`]: the [`Transformer`](estimator::Transformer) and
+//!   [`Fit`](estimator::Fit) traits, [`Step`](estimator::Step) options and
+//!   [`Pipeline`](estimator::Pipeline).
+//!
+//! # Example
+//!
+//! The example of bob.pipelines' documentation: ten samples of a 2×2 zero
+//! matrix, a stateless transformer that receives the `metadata` attribute as an
+//! extra argument, then a transformer that learns a matrix and multiplies by it.
+//!
+//! ```
+//! use bob_pipelines::prelude::*;
+//! use ndarray::{Array2, array};
+//! use serde::{Deserialize, Serialize};
+//!
+//! struct MyTransformer;
+//! impl Transformer for MyTransformer {
+//!     type Input = Array2<f64>;
+//!     type Output = Array2<f64>;
+//!     fn transform(&self, batch: &Batch<'_, Array2<f64>>) -> Result<Vec<SampleResult<Array2<f64>>>, BoxError> {
+//!         let metadata: Vec<i64> = batch.extra("metadata")?;
+//!         Ok(batch.iter().zip(metadata).map(|(x, _m)| Ok(x.clone())).collect())
+//!     }
+//! }
+//!
+//! struct MyFitTransformer;
+//! #[derive(Serialize, Deserialize)]
+//! struct Fitted { model: Array2<f64> }
+//! impl Fit for MyFitTransformer {
+//!     type Input = Array2<f64>;
+//!     type Fitted = Fitted;
+//!     fn fit(&self, _: &Batch<'_, Array2<f64>>) -> Result<Fitted, BoxError> {
+//!         Ok(Fitted { model: array![[1.0, 2.0], [3.0, 4.0]] })
+//!     }
+//! }
+//! impl Transformer for Fitted {
+//!     type Input = Array2<f64>;
+//!     type Output = Array2<f64>;
+//!     fn transform(&self, batch: &Batch<'_, Array2<f64>>) -> Result<Vec<SampleResult<Array2<f64>>>, BoxError> {
+//!         Ok(batch.iter().map(|x| Ok(x.dot(&self.model))).collect())
+//!     }
+//! }
+//!
+//! let samples: Vec<_> = (0..10)
+//!     .map(|i| Sample::new(i.to_string(), Array2::<f64>::zeros((2, 2))).with_attr("metadata", 1))
+//!     .collect();
+//! let mut pipeline = Pipeline::new()
+//!     .then(Step::new(MyTransformer).transform_extra("metadata", "metadata"))
+//!     .then(MyFitTransformer);
+//! let out = pipeline.fit_transform(samples)?;
+//! assert_eq!(out.samples().count(), 10);
+//! assert_eq!(pipeline.step_names(), ["mytransformer", "myfittransformer"]);
+//! # Ok::<(), bob_pipelines::estimator::Error>(())
+//! ```
+//!
+//! # Feature flags
+//! None yet: every part is always built.
+//!
+//! [bob.pipelines]: https://gitlab.idiap.ch/bob/bob.pipelines
+
+#[doc(inline)]
+pub use bob_pipelines_estimator as estimator;
+#[doc(inline)]
+pub use bob_pipelines_sample as sample;
+
+/// The names most programs need: `use bob_pipelines::prelude::*;`.
+pub mod prelude {
+    pub use crate::estimator::{
+        Batch, BoxError, Failure, Fit, Outputs, Pipeline, SampleResult, Step, Tags, Transformer,
+    };
+    pub use crate::sample::{DelayedSample, DelayedSampleSet, Key, Sample, SampleBatch, SampleSet};
+}

@@ -8,8 +8,44 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Longest string kept inline, without a heap allocation.
+/// Longest byte string kept inline, without a heap allocation.
 const INLINE: usize = 22;
+
+/// Bytes stored inline when short, shared behind an [`Arc`] when long: 24 bytes
+/// whatever the length, and cloning never copies the bytes.
+#[derive(Clone)]
+pub(crate) enum SmallBytes {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Shared(Arc<[u8]>),
+}
+
+impl SmallBytes {
+    pub(crate) fn new(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE {
+            let mut buf = [0; INLINE];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            SmallBytes::Inline {
+                len: bytes.len() as u8,
+                buf,
+            }
+        } else {
+            SmallBytes::Shared(Arc::from(bytes))
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            SmallBytes::Inline { len, buf } => &buf[..usize::from(*len)],
+            SmallBytes::Shared(b) => b,
+        }
+    }
+}
+
+impl Default for SmallBytes {
+    fn default() -> Self {
+        SmallBytes::new(&[])
+    }
+}
 
 /// The key of a sample: a string that names it uniquely within a run.
 ///
@@ -26,38 +62,20 @@ const INLINE: usize = 22;
 /// assert_eq!(key.len(), 17);
 /// ```
 #[derive(Clone)]
-pub struct Key(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Inline { len: u8, buf: [u8; INLINE] },
-    Shared(Arc<str>),
-}
+pub struct Key(SmallBytes);
 
 impl Key {
     /// The key as a string slice.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            // The buffer was filled from a `&str` cut at its length, so it is UTF-8.
-            Repr::Inline { len, buf } => std::str::from_utf8(&buf[..usize::from(*len)])
-                .unwrap_or_else(|_| unreachable!("inline keys are copied from valid UTF-8")),
-            Repr::Shared(s) => s,
-        }
+        // Keys are only ever made from `&str`.
+        std::str::from_utf8(self.0.as_bytes())
+            .unwrap_or_else(|_| unreachable!("keys are copied from valid UTF-8"))
     }
 }
 
 impl From<&str> for Key {
     fn from(s: &str) -> Self {
-        if s.len() <= INLINE {
-            let mut buf = [0; INLINE];
-            buf[..s.len()].copy_from_slice(s.as_bytes());
-            Key(Repr::Inline {
-                len: s.len() as u8,
-                buf,
-            })
-        } else {
-            Key(Repr::Shared(Arc::from(s)))
-        }
+        Key(SmallBytes::new(s.as_bytes()))
     }
 }
 

@@ -53,7 +53,7 @@ impl Meta {
     /// # Errors
     /// As [`attr`](Self::attr).
     pub fn attr_value(&self, name: &str) -> Result<Value> {
-        self.attrs.value_of(&self.key, name).map(|v| v.into_owned())
+        self.attrs.value_of(&self.key, name)
     }
 
     /// A copy with every delayed attribute loaded.

@@ -1,0 +1,142 @@
+//! What an estimator sees: the valid samples of a partition.
+
+use std::sync::Arc;
+
+use bob_pipelines_sample::{Attrs, Key, Meta, Stack, Stacked};
+use serde::de::DeserializeOwned;
+
+use crate::{Error, Op, Result};
+
+/// The context a batch is built in: which step, which operation, and how extra
+/// arguments map to sample attributes.
+#[derive(Debug)]
+pub(crate) struct BatchCtx<'a> {
+    pub(crate) step: &'a str,
+    pub(crate) op: Op,
+    pub(crate) extra: &'a [(String, String)],
+}
+
+/// The samples an estimator fits on or transforms, failed ones already left out.
+///
+/// The data are borrowed, never copied: `iter()` and `get(i)` give `&T`, and
+/// [`to_array`](Self::to_array) stacks them into one `ndarray` array (bob's
+/// `SampleBatch`). Keys and attributes are there too, and *extra arguments*:
+/// `batch.extra::<V>("metadata")` reads, for every sample, the attribute the step
+/// maps argument `metadata` to (bob's `transform_extra_arguments`).
+pub struct Batch<'a, T> {
+    data: Vec<&'a T>,
+    metas: Vec<&'a Arc<Meta>>,
+    ctx: &'a BatchCtx<'a>,
+}
+
+impl<'a, T> Batch<'a, T> {
+    pub(crate) fn new(data: Vec<&'a T>, metas: Vec<&'a Arc<Meta>>, ctx: &'a BatchCtx<'a>) -> Self {
+        debug_assert_eq!(data.len(), metas.len());
+        Batch { data, metas, ctx }
+    }
+
+    /// How many samples.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The datum of sample `i`.
+    pub fn get(&self, i: usize) -> Option<&'a T> {
+        self.data.get(i).copied()
+    }
+
+    /// The data, in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &'a T> + '_ {
+        self.data.iter().copied()
+    }
+
+    /// The data as a slice of references.
+    pub fn data(&self) -> &[&'a T] {
+        &self.data
+    }
+
+    /// The key of sample `i`.
+    ///
+    /// # Panics
+    /// If `i` is out of bounds.
+    pub fn key(&self, i: usize) -> &'a Key {
+        self.metas[i].key()
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &'a Key> + '_ {
+        self.metas.iter().map(|m| m.key())
+    }
+
+    /// The attributes of sample `i`.
+    ///
+    /// # Panics
+    /// If `i` is out of bounds.
+    pub fn attrs(&self, i: usize) -> &'a Attrs {
+        self.metas[i].attrs()
+    }
+
+    /// The name of the step this batch runs in.
+    pub fn step(&self) -> &str {
+        self.ctx.step
+    }
+
+    /// Extra argument `argument` for every sample, in order: the value of the
+    /// sample attribute the step maps it to.
+    ///
+    /// # Errors
+    /// [`Error::UnmappedExtra`] when the step maps no attribute to `argument`;
+    /// [`Error::Extra`] naming the first sample that lacks the attribute or whose
+    /// value does not convert to `V`.
+    pub fn extra<V: DeserializeOwned>(&self, argument: &str) -> Result<Vec<V>> {
+        let attribute = self.attribute_of(argument)?;
+        self.metas
+            .iter()
+            .map(|m| {
+                m.attr::<V>(attribute).map_err(|source| Error::Extra {
+                    step: self.ctx.step.to_owned(),
+                    argument: argument.to_owned(),
+                    source,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the step maps an attribute to extra argument `argument`.
+    pub fn has_extra(&self, argument: &str) -> bool {
+        self.attribute_of(argument).is_ok()
+    }
+
+    fn attribute_of(&self, argument: &str) -> Result<&str> {
+        self.ctx
+            .extra
+            .iter()
+            .find(|(arg, _)| arg == argument)
+            .map(|(_, attr)| attr.as_str())
+            .ok_or_else(|| Error::UnmappedExtra {
+                step: self.ctx.step.to_owned(),
+                op: self.ctx.op,
+                argument: argument.to_owned(),
+                mapped: self.ctx.extra.iter().map(|(a, _)| a.clone()).collect(),
+            })
+    }
+
+    /// The data stacked into one array of shape `(N, item shape...)`.
+    ///
+    /// # Errors
+    /// [`Error::Sample`] wrapping a shape error that names the first odd sample,
+    /// or an empty-batch error.
+    pub fn to_array(&self) -> Result<Stacked<T>>
+    where
+        T: Stack,
+    {
+        Ok(bob_pipelines_sample::stack(
+            self.keys().zip(self.data.iter().copied()),
+        )?)
+    }
+}

@@ -1,0 +1,508 @@
+//! Pipelines: named steps chained with their types checked at compile time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bob_pipelines_sample::{DelayedSampleSet, Meta, SampleSet};
+
+use crate::outputs::{Failed, Outputs, Report, SampleSource, SetOutputs, Slot, StepReport};
+use crate::step::{AnyPartition, DynStep, IntoStep, Model, StepOptions, short_type_name};
+use crate::{Error, Result};
+
+/// Samples per partition when a pipeline runs in memory: large enough to
+/// amortise per-batch work, small enough that a step's input and output
+/// partitions are never both whole in memory.
+const PARTITION: usize = 1 << 14;
+
+#[derive(Clone)]
+struct Entry {
+    name: String,
+    explicit: bool,
+    short: String,
+    step: Arc<dyn DynStep>,
+    opts: StepOptions,
+    model: Option<Model>,
+}
+
+/// What a pipeline knows about one of its steps.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StepInfo {
+    /// The step's name.
+    pub name: String,
+    /// Whether its estimator is a [`Fit`](crate::Fit) (bob's `estimator_requires_fit`).
+    pub requires_fit: bool,
+    /// Whether it has a fitted model.
+    pub fitted: bool,
+    /// The resource its fit task needs (bob's `fit_tag`).
+    pub fit_tag: Option<String>,
+    /// The resource its transform tasks need (bob's `transform_tag`).
+    pub transform_tag: Option<String>,
+    /// Whether it asked for its outputs to be checkpointed (`None`: the pipeline decides).
+    pub checkpoint: Option<bool>,
+}
+
+/// A chain of steps from samples of datum `I` to samples of datum `O`:
+/// scikit-learn's `Pipeline`, over samples.
+///
+/// Each [`then`](Self::then) adds a step whose input type must be the previous
+/// step's output type — checked by the compiler. Steps are named from their
+/// estimator's type (as `make_pipeline` does) unless named explicitly.
+///
+/// ```
+/// use bob_pipelines_estimator::{Batch, BoxError, Pipeline, SampleResult, Transformer};
+/// use bob_pipelines_sample::Sample;
+///
+/// struct Square;
+/// impl Transformer for Square {
+///     type Input = f64;
+///     type Output = f64;
+///     fn transform(&self, b: &Batch<'_, f64>) -> Result<Vec<SampleResult<f64>>, BoxError> {
+///         Ok(b.iter().map(|x| Ok(x * x)).collect())
+///     }
+/// }
+///
+/// let pipeline = Pipeline::new().then(Square).then(Square);
+/// assert_eq!(pipeline.step_names(), ["square-1", "square-2"]);
+/// let out = pipeline.transform((1..=3).map(|i| Sample::new(i.to_string(), i as f64)))?;
+/// let values: Vec<f64> = out.samples().map(|s| *s.data()).collect();
+/// assert_eq!(values, [1.0, 16.0, 81.0]);
+/// # Ok::<(), bob_pipelines_estimator::Error>(())
+/// ```
+pub struct Pipeline<I, O> {
+    entries: Vec<Entry>,
+    _types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for Pipeline<I, O> {
+    fn clone(&self) -> Self {
+        Pipeline {
+            entries: self.entries.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<I, O> fmt::Debug for Pipeline<I, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("steps", &self.entries.iter().map(|e| &e.name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<T: Send + Sync + 'static> Pipeline<T, T> {
+    /// An empty pipeline (it passes samples through).
+    pub fn new() -> Self {
+        Pipeline {
+            entries: Vec::new(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Default for Pipeline<T, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether a run fits, transforms, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Fit,
+    Transform,
+    FitTransform,
+}
+
+impl<I, O> Pipeline<I, O>
+where
+    I: Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    /// Adds a step: a [`Transformer`](crate::Transformer), a [`Fit`](crate::Fit)
+    /// or a [`Step`](crate::Step) whose input is this pipeline's output.
+    pub fn then<M, S: IntoStep<O, M>>(mut self, step: S) -> Pipeline<I, S::Output> {
+        let built = step.into_step();
+        let short = short_type_name(built.type_name);
+        self.entries.push(Entry {
+            explicit: built.name.is_some(),
+            name: built.name.unwrap_or_else(|| short.clone()),
+            short,
+            step: built.step,
+            opts: built.opts,
+            model: None,
+        });
+        self.name_steps();
+        Pipeline {
+            entries: self.entries,
+            _types: PhantomData,
+        }
+    }
+
+    /// scikit-learn's `_name_estimators`: a type name used by several unnamed
+    /// steps gets suffixes `-1`, `-2`, … on each of them.
+    fn name_steps(&mut self) {
+        let mut total: HashMap<String, usize> = HashMap::new();
+        for e in self.entries.iter().filter(|e| !e.explicit) {
+            *total.entry(e.short.clone()).or_default() += 1;
+        }
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for e in self.entries.iter_mut().filter(|e| !e.explicit) {
+            if total[&e.short] > 1 {
+                let n = seen.entry(e.short.clone()).or_default();
+                *n += 1;
+                e.name = format!("{}-{n}", e.short);
+            } else {
+                e.name = e.short.clone();
+            }
+        }
+    }
+
+    /// How many steps.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no steps.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The step names, in order.
+    pub fn step_names(&self) -> Vec<&str> {
+        self.entries.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// What the pipeline knows about each step, in order.
+    pub fn steps(&self) -> impl Iterator<Item = StepInfo> + '_ {
+        self.entries.iter().map(|e| StepInfo {
+            name: e.name.clone(),
+            requires_fit: e.step.requires_fit(),
+            fitted: e.model.is_some(),
+            fit_tag: e.opts.fit_tag.clone(),
+            transform_tag: e.opts.transform_tag.clone(),
+            checkpoint: e.opts.checkpoint,
+        })
+    }
+
+    /// Whether any step must be fitted (bob's `estimator_requires_fit`).
+    pub fn requires_fit(&self) -> bool {
+        self.entries.iter().any(|e| e.step.requires_fit())
+    }
+
+    /// Whether every step that needs a fit has a model.
+    pub fn is_fitted(&self) -> bool {
+        self.entries
+            .iter()
+            .all(|e| !e.step.requires_fit() || e.model.is_some())
+    }
+
+    /// Checks what the types could not: unique step names.
+    ///
+    /// # Errors
+    /// [`Error::DuplicateStep`].
+    pub fn validate(&self) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for e in &self.entries {
+            if !seen.insert(e.name.as_str()) {
+                return Err(Error::DuplicateStep {
+                    name: e.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn index(&self, step: &str) -> Result<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.name == step)
+            .ok_or_else(|| Error::UnknownStep {
+                name: step.to_owned(),
+                steps: self.entries.iter().map(|e| e.name.clone()).collect(),
+            })
+    }
+
+    /// The fitted model of a step, encoded as MessagePack: what a model
+    /// checkpoint holds and what a worker receives.
+    ///
+    /// # Errors
+    /// [`Error::UnknownStep`], [`Error::NotFitted`], or [`Error::Model`] for a
+    /// stateless step or a model that does not serialize.
+    pub fn model_bytes(&self, step: &str) -> Result<Vec<u8>> {
+        let e = &self.entries[self.index(step)?];
+        let model = e.model.as_ref().ok_or_else(|| Error::NotFitted {
+            step: e.name.clone(),
+        })?;
+        e.step.encode_model(&e.name, model)
+    }
+
+    /// Sets a step's fitted model from [`model_bytes`](Self::model_bytes) output.
+    ///
+    /// # Errors
+    /// [`Error::UnknownStep`], or [`Error::Model`] when the bytes are not a model
+    /// of this step's type.
+    pub fn load_model(&mut self, step: &str, bytes: &[u8]) -> Result<()> {
+        let i = self.index(step)?;
+        let e = &mut self.entries[i];
+        e.model = Some(e.step.decode_model(&e.name, bytes)?);
+        Ok(())
+    }
+
+    /// Fits every step that needs it, in order, each on the outputs of the
+    /// steps before it (all of them: bob's default). Models are replaced only
+    /// when the whole fit succeeds.
+    ///
+    /// # Errors
+    /// The first error of any step, naming the step (and sample where one is at fault).
+    pub fn fit<S: SampleSource<I>>(&mut self, samples: impl IntoIterator<Item = S>) -> Result<Report> {
+        let (_, models, report) = self.run(samples, Mode::Fit)?;
+        self.set_models(models);
+        Ok(report)
+    }
+
+    /// Transforms samples with the fitted steps. Outputs keep input order; a
+    /// sample that failed anywhere is an `Err` at its position.
+    ///
+    /// # Errors
+    /// [`Error::NotFitted`] when a step needs a fit it does not have, or the first
+    /// error of any step.
+    pub fn transform<S: SampleSource<I>>(&self, samples: impl IntoIterator<Item = S>) -> Result<Outputs<O>> {
+        let (parts, _, report) = self.run(samples, Mode::Transform)?;
+        Self::outputs(parts, report)
+    }
+
+    /// Fits, then transforms the same samples (without running the steps twice).
+    ///
+    /// # Errors
+    /// As [`fit`](Self::fit) and [`transform`](Self::transform).
+    pub fn fit_transform<S: SampleSource<I>>(
+        &mut self,
+        samples: impl IntoIterator<Item = S>,
+    ) -> Result<Outputs<O>> {
+        let (parts, models, report) = self.run(samples, Mode::FitTransform)?;
+        self.set_models(models);
+        Self::outputs(parts, report)
+    }
+
+    /// [`fit`](Self::fit) on the samples of every set.
+    ///
+    /// # Errors
+    /// As `fit`, and [`Error::SetLoad`] for a delayed set that fails to load.
+    pub fn fit_sets<S: SetSource<I>>(&mut self, sets: impl IntoIterator<Item = S>) -> Result<Report> {
+        let (_, samples) = flatten(sets)?;
+        self.fit(samples)
+    }
+
+    /// [`transform`](Self::transform) for sets: every inner sample is
+    /// transformed and the sets come back with their keys and attributes.
+    ///
+    /// # Errors
+    /// As `transform`, and [`Error::SetLoad`].
+    pub fn transform_sets<S: SetSource<I>>(&self, sets: impl IntoIterator<Item = S>) -> Result<SetOutputs<O>> {
+        let (layout, samples) = flatten(sets)?;
+        Ok(regroup(layout, self.transform(samples)?))
+    }
+
+    /// [`fit_transform`](Self::fit_transform) for sets.
+    ///
+    /// # Errors
+    /// As `fit_transform`, and [`Error::SetLoad`].
+    pub fn fit_transform_sets<S: SetSource<I>>(
+        &mut self,
+        sets: impl IntoIterator<Item = S>,
+    ) -> Result<SetOutputs<O>> {
+        let (layout, samples) = flatten(sets)?;
+        Ok(regroup(layout, self.fit_transform(samples)?))
+    }
+
+    fn set_models(&mut self, models: Vec<Option<Model>>) {
+        for (e, m) in self.entries.iter_mut().zip(models) {
+            e.model = m;
+        }
+    }
+
+    fn outputs(parts: Vec<AnyPartition>, report: Report) -> Result<Outputs<O>> {
+        let parts = parts
+            .into_iter()
+            .map(|p| {
+                p.downcast::<Vec<Slot<O>>>()
+                    .map(|b| *b)
+                    .map_err(|_| Error::WrongType {
+                        step: "<output>".to_owned(),
+                        expected: std::any::type_name::<Vec<Slot<O>>>(),
+                    })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Outputs::from_parts(parts, report))
+    }
+
+    /// Runs the steps in memory, partition by partition. Samples stream through
+    /// consecutive steps one partition at a time; only a step that is fitted in
+    /// this run waits for all partitions (it learns from all of its input).
+    fn run<S: SampleSource<I>>(
+        &self,
+        samples: impl IntoIterator<Item = S>,
+        mode: Mode,
+    ) -> Result<(Vec<AnyPartition>, Vec<Option<Model>>, Report)> {
+        self.validate()?;
+        let start = Instant::now();
+        let n = self.entries.len();
+        let mut models: Vec<Option<Model>> = self.entries.iter().map(|e| e.model.clone()).collect();
+        let fits = |i: usize| mode != Mode::Transform && self.entries[i].step.requires_fit();
+        let stops: Vec<usize> = (0..n).filter(|&i| fits(i)).collect();
+        if mode == Mode::Transform {
+            if let Some(e) = self.entries.iter().find(|e| e.step.requires_fit() && e.model.is_none()) {
+                return Err(Error::NotFitted {
+                    step: e.name.clone(),
+                });
+            }
+        }
+        // `fit` transforms only what the last fitted step learns from.
+        let transform_end = match mode {
+            Mode::Fit => stops.last().copied().unwrap_or(0),
+            _ => n,
+        };
+        let mut report = Report {
+            steps: self
+                .entries
+                .iter()
+                .map(|e| StepReport {
+                    name: e.name.clone(),
+                    fitted: false,
+                    fit_time: Duration::ZERO,
+                    transform_time: Duration::ZERO,
+                    samples: 0,
+                    failed: 0,
+                })
+                .collect(),
+            ..Report::default()
+        };
+
+        let first_stage = stops.first().copied().unwrap_or(transform_end).min(transform_end);
+        let mut parts: Vec<AnyPartition> = Vec::new();
+        let mut chunk: Vec<Slot<I>> = Vec::new();
+        let mut samples = samples.into_iter().peekable();
+        while samples.peek().is_some() {
+            chunk.reserve_exact(PARTITION);
+            for s in samples.by_ref().take(PARTITION) {
+                let slot = s.into_slot();
+                report.load_failed += usize::from(slot.is_err());
+                chunk.push(slot);
+            }
+            let part: AnyPartition = Box::new(std::mem::take(&mut chunk));
+            parts.push(self.through(0..first_stage, part, &models, &mut report)?);
+        }
+
+        for (j, &stop) in stops.iter().enumerate() {
+            let e = &self.entries[stop];
+            let t0 = Instant::now();
+            let inputs: Vec<&AnyPartition> = parts.iter().collect();
+            models[stop] = Some(e.step.fit(&e.name, &e.opts, &inputs)?);
+            report.steps[stop].fitted = true;
+            report.steps[stop].fit_time = t0.elapsed();
+            let end = stops.get(j + 1).copied().unwrap_or(transform_end).min(transform_end);
+            if stop < end {
+                parts = parts
+                    .into_iter()
+                    .map(|p| self.through(stop..end, p, &models, &mut report))
+                    .collect::<Result<_>>()?;
+            }
+        }
+        report.total = start.elapsed();
+        Ok((parts, models, report))
+    }
+
+    fn through(
+        &self,
+        steps: std::ops::Range<usize>,
+        mut part: AnyPartition,
+        models: &[Option<Model>],
+        report: &mut Report,
+    ) -> Result<AnyPartition> {
+        for i in steps {
+            let e = &self.entries[i];
+            let t0 = Instant::now();
+            let (out, counts) = e.step.transform(&e.name, &e.opts, models[i].as_ref(), part)?;
+            let r = &mut report.steps[i];
+            r.transform_time += t0.elapsed();
+            r.samples += counts.samples;
+            r.failed += counts.failed;
+            part = out;
+        }
+        Ok(part)
+    }
+}
+
+/// Anything a pipeline accepts as one input sample set.
+pub trait SetSource<T> {
+    /// The set, loaded.
+    ///
+    /// # Errors
+    /// [`Error::SetLoad`] when a delayed set cannot be loaded.
+    fn into_set(self) -> Result<SampleSet<T>>;
+}
+
+impl<T> SetSource<T> for SampleSet<T> {
+    fn into_set(self) -> Result<SampleSet<T>> {
+        Ok(self)
+    }
+}
+
+impl<T> SetSource<T> for DelayedSampleSet<T> {
+    fn into_set(self) -> Result<SampleSet<T>> {
+        (&self).into_set()
+    }
+}
+
+impl<T> SetSource<T> for &DelayedSampleSet<T> {
+    fn into_set(self) -> Result<SampleSet<T>> {
+        self.load().map_err(|source| Error::SetLoad {
+            key: self.key().clone(),
+            source,
+        })
+    }
+}
+
+type Layout = Vec<(Arc<Meta>, usize)>;
+
+fn flatten<T, S: SetSource<T>>(
+    sets: impl IntoIterator<Item = S>,
+) -> Result<(Layout, Vec<bob_pipelines_sample::Sample<T>>)> {
+    let mut layout = Vec::new();
+    let mut samples = Vec::new();
+    for s in sets {
+        let (inner, meta) = s.into_set()?.into_parts();
+        layout.push((meta, inner.len()));
+        samples.extend(inner);
+    }
+    Ok((layout, samples))
+}
+
+fn regroup<O>(layout: Layout, outputs: Outputs<O>) -> SetOutputs<O> {
+    let report = outputs.report.clone();
+    let mut slots = outputs.into_iter();
+    let mut failed: Vec<Failed> = Vec::new();
+    let sets = layout
+        .into_iter()
+        .map(|(meta, len)| {
+            let mut inner = Vec::with_capacity(len);
+            for slot in slots.by_ref().take(len) {
+                match slot {
+                    Ok(s) => inner.push(s),
+                    Err(f) => failed.push(f),
+                }
+            }
+            SampleSet::from_meta(meta, inner)
+        })
+        .collect();
+    SetOutputs {
+        sets,
+        failed,
+        report,
+    }
+}

@@ -1,0 +1,814 @@
+//! Steps: an estimator plus the options that say how it meets samples.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use bob_pipelines_sample::{BoxError, Meta, Sample, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::batch::BatchCtx;
+use crate::outputs::{Failed, Slot};
+use crate::{Batch, Error, Fit, Op, Result, SampleResult, Tags, Transformer};
+
+/// A partition of samples with its data type erased: `Vec<Slot<T>>`.
+pub(crate) type AnyPartition = Box<dyn Any + Send>;
+/// A fitted transformer with its type erased.
+pub(crate) type Model = Arc<dyn Any + Send + Sync>;
+
+/// How a step meets samples: extra arguments, resource tags, checkpointing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct StepOptions {
+    pub(crate) transform_extra: Vec<(String, String)>,
+    pub(crate) fit_extra: Vec<(String, String)>,
+    pub(crate) fit_tag: Option<String>,
+    pub(crate) transform_tag: Option<String>,
+    pub(crate) checkpoint: Option<bool>,
+}
+
+impl StepOptions {
+    fn from_tags(tags: Tags) -> Self {
+        StepOptions {
+            transform_extra: tags.transform_extra,
+            fit_extra: tags.fit_extra,
+            checkpoint: tags.checkpoint,
+            ..Default::default()
+        }
+    }
+}
+
+pub(crate) fn map_extra(list: &mut Vec<(String, String)>, argument: &str, attribute: &str) {
+    match list.iter_mut().find(|(a, _)| a == argument) {
+        Some(entry) => entry.1 = attribute.to_owned(),
+        None => list.push((argument.to_owned(), attribute.to_owned())),
+    }
+}
+
+/// Valid samples and failures of one step on one partition.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
+    pub(crate) samples: usize,
+    pub(crate) failed: usize,
+}
+
+/// A step with its types erased: what a pipeline (and a task graph) runs.
+pub(crate) trait DynStep: Send + Sync {
+    fn requires_fit(&self) -> bool;
+    fn fit(&self, name: &str, opts: &StepOptions, inputs: &[&AnyPartition]) -> Result<Model>;
+    fn transform(
+        &self,
+        name: &str,
+        opts: &StepOptions,
+        model: Option<&Model>,
+        input: AnyPartition,
+    ) -> Result<(AnyPartition, Counts)>;
+    fn encode_model(&self, name: &str, model: &Model) -> Result<Vec<u8>>;
+    fn decode_model(&self, name: &str, bytes: &[u8]) -> Result<Model>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Whether a step's estimator is a [`Transformer`] ([`Stateless`]) or a [`Fit`]
+/// ([`Fitting`]); sealed.
+pub trait Kind: sealed::Sealed + Send + Sync + 'static {
+    /// The datum the estimator reads.
+    type Input: Send + Sync + 'static;
+    /// The datum it produces.
+    type Output: Send + Sync + 'static;
+    #[doc(hidden)]
+    const REQUIRES_FIT: bool;
+    #[doc(hidden)]
+    fn type_name(&self) -> &'static str;
+    #[doc(hidden)]
+    fn tags(&self) -> Tags;
+    #[doc(hidden)]
+    fn fit_model(
+        &self,
+        batch: &Batch<'_, Self::Input>,
+    ) -> std::result::Result<Arc<dyn Any + Send + Sync>, BoxError>;
+    #[doc(hidden)]
+    fn transform_with(
+        &self,
+        step: &str,
+        model: Option<&Arc<dyn Any + Send + Sync>>,
+        batch: &Batch<'_, Self::Input>,
+    ) -> Result<Vec<SampleResult<Self::Output>>>;
+    #[doc(hidden)]
+    fn encode(&self, step: &str, model: &Arc<dyn Any + Send + Sync>) -> Result<Vec<u8>>;
+    #[doc(hidden)]
+    fn decode(&self, step: &str, bytes: &[u8]) -> Result<Arc<dyn Any + Send + Sync>>;
+}
+
+/// Marks a step whose estimator is a [`Transformer`] (no fit).
+#[derive(Debug, Clone)]
+pub struct Stateless<T>(T);
+
+/// Marks a step whose estimator is a [`Fit`]: fitted first, then its fitted
+/// transformer transforms.
+#[derive(Debug, Clone)]
+pub struct Fitting<F>(F);
+
+impl<T> sealed::Sealed for Stateless<T> {}
+impl<F> sealed::Sealed for Fitting<F> {}
+
+fn estimator_error(step: &str, op: Op, e: BoxError) -> Error {
+    // Errors from `Batch::extra` already name the step and the sample: keep them.
+    match e.downcast::<Error>() {
+        Ok(e) if matches!(*e, Error::Extra { .. } | Error::UnmappedExtra { .. }) => *e,
+        Ok(e) => Error::Estimator {
+            step: step.to_owned(),
+            op,
+            source: e,
+        },
+        Err(source) => Error::Estimator {
+            step: step.to_owned(),
+            op,
+            source,
+        },
+    }
+}
+
+impl<T: Transformer> Kind for Stateless<T> {
+    type Input = T::Input;
+    type Output = T::Output;
+    const REQUIRES_FIT: bool = false;
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+    fn tags(&self) -> Tags {
+        self.0.tags()
+    }
+    fn fit_model(&self, _: &Batch<'_, T::Input>) -> std::result::Result<Model, BoxError> {
+        Err("a stateless step has nothing to fit".into())
+    }
+    fn transform_with(
+        &self,
+        step: &str,
+        _: Option<&Model>,
+        batch: &Batch<'_, T::Input>,
+    ) -> Result<Vec<SampleResult<T::Output>>> {
+        self.0
+            .transform(batch)
+            .map_err(|e| estimator_error(step, Op::Transform, e))
+    }
+    fn encode(&self, step: &str, _: &Model) -> Result<Vec<u8>> {
+        Err(no_model(step))
+    }
+    fn decode(&self, step: &str, _: &[u8]) -> Result<Model> {
+        Err(no_model(step))
+    }
+}
+
+fn no_model(step: &str) -> Error {
+    Error::Model {
+        step: step.to_owned(),
+        action: "used",
+        reason: "the step is stateless and has no model".to_owned(),
+    }
+}
+
+impl<F: Fit> Fitting<F> {
+    fn fitted<'m>(&self, step: &str, model: Option<&'m Model>) -> Result<&'m F::Fitted> {
+        model
+            .ok_or_else(|| Error::NotFitted {
+                step: step.to_owned(),
+            })?
+            .downcast_ref::<F::Fitted>()
+            .ok_or_else(|| Error::WrongType {
+                step: step.to_owned(),
+                expected: std::any::type_name::<F::Fitted>(),
+            })
+    }
+}
+
+impl<F: Fit> Kind for Fitting<F> {
+    type Input = F::Input;
+    type Output = <F::Fitted as Transformer>::Output;
+    const REQUIRES_FIT: bool = true;
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+    fn tags(&self) -> Tags {
+        self.0.tags()
+    }
+    fn fit_model(&self, batch: &Batch<'_, F::Input>) -> std::result::Result<Model, BoxError> {
+        Ok(Arc::new(self.0.fit(batch)?))
+    }
+    fn transform_with(
+        &self,
+        step: &str,
+        model: Option<&Model>,
+        batch: &Batch<'_, F::Input>,
+    ) -> Result<Vec<SampleResult<Self::Output>>> {
+        self.fitted(step, model)?
+            .transform(batch)
+            .map_err(|e| estimator_error(step, Op::Transform, e))
+    }
+    fn encode(&self, step: &str, model: &Model) -> Result<Vec<u8>> {
+        rmp_serde::to_vec_named(self.fitted(step, Some(model))?).map_err(|e| Error::Model {
+            step: step.to_owned(),
+            action: "encoded",
+            reason: e.to_string(),
+        })
+    }
+    fn decode(&self, step: &str, bytes: &[u8]) -> Result<Model> {
+        let m: F::Fitted = rmp_serde::from_slice(bytes).map_err(|e| Error::Model {
+            step: step.to_owned(),
+            action: "decoded",
+            reason: e.to_string(),
+        })?;
+        Ok(Arc::new(m))
+    }
+}
+
+/// Where a step reads its input: the sample's datum ([`FromData`], the default)
+/// or one of its attributes ([`FromAttr`], bob's `input_attribute`).
+pub trait InputAdapter<D, X>: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn with_inputs<R>(
+        &self,
+        step: &str,
+        samples: &[&Sample<D>],
+        f: impl FnOnce(Vec<&X>, Vec<&Arc<Meta>>) -> R,
+    ) -> Result<R>;
+}
+
+/// Where a step puts its output: a new datum ([`ToData`], the default) or an
+/// attribute of the unchanged sample ([`ToAttr`], bob's `output_attribute`).
+pub trait OutputAdapter<D, Y>: Send + Sync + 'static {
+    /// The datum type of the step's output samples.
+    type Out: Send + Sync + 'static;
+    #[doc(hidden)]
+    fn put(&self, step: &str, sample: Sample<D>, y: Y) -> Result<Sample<Self::Out>>;
+}
+
+/// The step reads the sample's datum.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FromData;
+
+/// The step reads a sample attribute instead of the datum.
+#[derive(Debug, Clone)]
+pub struct FromAttr(String);
+
+/// The step's output becomes the sample's datum.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ToData;
+
+/// The step's output goes into a sample attribute; the datum passes through.
+#[derive(Debug, Clone)]
+pub struct ToAttr(String);
+
+fn metas<'a, D>(samples: &[&'a Sample<D>]) -> Vec<&'a Arc<Meta>> {
+    samples.iter().map(|s| s.meta()).collect()
+}
+
+impl<X: Send + Sync + 'static> InputAdapter<X, X> for FromData {
+    fn with_inputs<R>(
+        &self,
+        _: &str,
+        samples: &[&Sample<X>],
+        f: impl FnOnce(Vec<&X>, Vec<&Arc<Meta>>) -> R,
+    ) -> Result<R> {
+        Ok(f(samples.iter().map(|s| s.data()).collect(), metas(samples)))
+    }
+}
+
+impl<D, X> InputAdapter<D, X> for FromAttr
+where
+    D: Send + Sync + 'static,
+    X: DeserializeOwned + Send + Sync + 'static,
+{
+    fn with_inputs<R>(
+        &self,
+        step: &str,
+        samples: &[&Sample<D>],
+        f: impl FnOnce(Vec<&X>, Vec<&Arc<Meta>>) -> R,
+    ) -> Result<R> {
+        let owned = samples
+            .iter()
+            .map(|s| {
+                s.attr::<X>(&self.0).map_err(|source| Error::InputAttr {
+                    step: step.to_owned(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<X>>>()?;
+        Ok(f(owned.iter().collect(), metas(samples)))
+    }
+}
+
+impl<D, Y: Send + Sync + 'static> OutputAdapter<D, Y> for ToData {
+    type Out = Y;
+    fn put(&self, _: &str, sample: Sample<D>, y: Y) -> Result<Sample<Y>> {
+        Ok(sample.replace_data(y))
+    }
+}
+
+impl<D, Y> OutputAdapter<D, Y> for ToAttr
+where
+    D: Send + Sync + 'static,
+    Y: Serialize + Send + Sync + 'static,
+{
+    type Out = D;
+    fn put(&self, step: &str, sample: Sample<D>, y: Y) -> Result<Sample<D>> {
+        let key = sample.key().clone();
+        sample
+            .try_with_attr(&self.0, &y)
+            .map_err(|source| Error::OutputAttr {
+                step: step.to_owned(),
+                attribute: self.0.clone(),
+                key,
+                source,
+            })
+    }
+}
+
+/// An estimator with the options that say how it meets samples: name, extra
+/// arguments, input and output attribute, resource tags, checkpointing (bob's
+/// `wrap(["sample"], estimator, **kwargs)`).
+///
+/// Most pipelines add estimators directly (`pipeline.then(MyTransformer)`); a
+/// `Step` is for when options are needed:
+///
+/// ```
+/// # use bob_pipelines_estimator::{Batch, BoxError, SampleResult, Transformer, Step};
+/// # struct Annotate;
+/// # impl Transformer for Annotate {
+/// #     type Input = f64; type Output = f64;
+/// #     fn transform(&self, b: &Batch<'_, f64>) -> Result<Vec<SampleResult<f64>>, BoxError> {
+/// #         Ok(b.iter().map(|x| Ok(*x)).collect())
+/// #     }
+/// # }
+/// let step = Step::new(Annotate)
+///     .name("annotate")
+///     .transform_extra("metadata", "metadata")
+///     .transform_tag("io_big");
+/// ```
+///
+/// Fit-only options (`fit_extra`, `fit_tag`) exist only on steps made with
+/// [`Step::fit`], so they cannot be set where nothing would use them.
+#[derive(Clone)]
+pub struct Step<K, IA = FromData, OA = ToData> {
+    kind: K,
+    input: IA,
+    output: OA,
+    name: Option<String>,
+    opts: StepOptions,
+}
+
+impl<T: Transformer> Step<Stateless<T>> {
+    /// A step that transforms with `transformer` (no fit).
+    pub fn new(transformer: T) -> Self {
+        let kind = Stateless(transformer);
+        let opts = StepOptions::from_tags(kind.tags());
+        Step {
+            kind,
+            input: FromData,
+            output: ToData,
+            name: None,
+            opts,
+        }
+    }
+}
+
+impl<F: Fit> Step<Fitting<F>> {
+    /// A step that fits `estimator`, then transforms with what it fitted.
+    pub fn fit(estimator: F) -> Self {
+        let kind = Fitting(estimator);
+        let opts = StepOptions::from_tags(kind.tags());
+        Step {
+            kind,
+            input: FromData,
+            output: ToData,
+            name: None,
+            opts,
+        }
+    }
+}
+
+impl<K: Kind, IA, OA> Step<K, IA, OA> {
+    /// Names the step (default: its estimator's type name, lower-cased, as
+    /// scikit-learn's `make_pipeline`). Names key checkpoint folders and reports.
+    #[must_use]
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Transform receives sample attribute `attribute` as extra argument
+    /// `argument` (bob's `transform_extra_arguments`).
+    #[must_use]
+    pub fn transform_extra(mut self, argument: &str, attribute: &str) -> Self {
+        map_extra(&mut self.opts.transform_extra, argument, attribute);
+        self
+    }
+
+    /// Transform tasks of this step need this resource (bob's `transform_tag`).
+    #[must_use]
+    pub fn transform_tag(mut self, resource: &str) -> Self {
+        self.opts.transform_tag = Some(resource.to_owned());
+        self
+    }
+
+    /// Whether this step's outputs are checkpointed (default: when the pipeline
+    /// checkpoints).
+    #[must_use]
+    pub fn checkpoint(mut self, on: bool) -> Self {
+        self.opts.checkpoint = Some(on);
+        self
+    }
+
+    /// Reads the step's input from sample attribute `attribute` instead of the
+    /// datum (bob's `input_attribute`); the datum's type no longer matters to
+    /// this step.
+    pub fn input_attribute(self, attribute: &str) -> Step<K, FromAttr, OA> {
+        Step {
+            kind: self.kind,
+            input: FromAttr(attribute.to_owned()),
+            output: self.output,
+            name: self.name,
+            opts: self.opts,
+        }
+    }
+
+    /// Stores the step's output in sample attribute `attribute` and passes the
+    /// datum through unchanged (bob's `output_attribute`).
+    pub fn output_attribute(self, attribute: &str) -> Step<K, IA, ToAttr> {
+        Step {
+            kind: self.kind,
+            input: self.input,
+            output: ToAttr(attribute.to_owned()),
+            name: self.name,
+            opts: self.opts,
+        }
+    }
+
+    /// Applies options given by name, as bob's `wrap(..., **kwargs)` does:
+    /// `name`, `transform_extra_arguments`, `fit_extra_arguments`, `fit_tag`,
+    /// `transform_tag`, `checkpoint`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownOption`] for a name not in that list, [`Error::UnusedOption`]
+    /// for a fit option on a step that does not fit, [`Error::BadOption`] for a
+    /// value of the wrong form.
+    pub fn options(mut self, options: &crate::Options) -> Result<Self> {
+        let step = self.display_name();
+        for (option, value) in options.iter() {
+            let bad = |reason: &str| Error::BadOption {
+                step: step.clone(),
+                option: option.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let text = || value.as_str().map(str::to_owned).ok_or_else(|| bad("expected a string"));
+            let pairs = || {
+                rmpv::ext::from_value::<Vec<(String, String)>>(value.clone())
+                    .map_err(|_| bad("expected a list of (argument, attribute) pairs"))
+            };
+            let fit_only = || {
+                if K::REQUIRES_FIT {
+                    Ok(())
+                } else {
+                    Err(Error::UnusedOption {
+                        step: step.clone(),
+                        option: option.to_owned(),
+                        reason: "the step's estimator is a Transformer and is never fitted".to_owned(),
+                    })
+                }
+            };
+            match option {
+                "name" => self.name = Some(text()?),
+                "transform_extra_arguments" => {
+                    for (a, b) in pairs()? {
+                        map_extra(&mut self.opts.transform_extra, &a, &b);
+                    }
+                }
+                "fit_extra_arguments" => {
+                    fit_only()?;
+                    for (a, b) in pairs()? {
+                        map_extra(&mut self.opts.fit_extra, &a, &b);
+                    }
+                }
+                "fit_tag" => {
+                    fit_only()?;
+                    self.opts.fit_tag = Some(text()?);
+                }
+                "transform_tag" => self.opts.transform_tag = Some(text()?),
+                "checkpoint" => {
+                    self.opts.checkpoint = Some(value.as_bool().ok_or_else(|| bad("expected true or false"))?);
+                }
+                _ => {
+                    return Err(Error::UnknownOption {
+                        step,
+                        option: option.to_owned(),
+                        valid: STEP_OPTIONS.iter().map(|s| (*s).to_owned()).collect(),
+                    });
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| short_type_name(self.kind.type_name()))
+    }
+}
+
+impl<K: Kind, IA, OA> std::fmt::Debug for Step<K, IA, OA> {
+    // Estimators need not implement Debug: show what the step knows of them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step")
+            .field("name", &self.display_name())
+            .field("estimator", &self.kind.type_name())
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+const STEP_OPTIONS: &[&str] = &[
+    "name",
+    "transform_extra_arguments",
+    "fit_extra_arguments",
+    "fit_tag",
+    "transform_tag",
+    "checkpoint",
+];
+
+impl<F: Fit, IA, OA> Step<Fitting<F>, IA, OA> {
+    /// Fit receives sample attribute `attribute` as extra argument `argument`
+    /// (bob's `fit_extra_arguments`, e.g. `("y", "subject_id")`).
+    #[must_use]
+    pub fn fit_extra(mut self, argument: &str, attribute: &str) -> Self {
+        map_extra(&mut self.opts.fit_extra, argument, attribute);
+        self
+    }
+
+    /// The fit task of this step needs this resource (bob's `fit_tag`, e.g.
+    /// `"q_short_gpu"`).
+    #[must_use]
+    pub fn fit_tag(mut self, resource: &str) -> Self {
+        self.opts.fit_tag = Some(resource.to_owned());
+        self
+    }
+}
+
+/// `my_crate::MyTransformer<f64>` → `mytransformer`, as scikit-learn names steps.
+pub(crate) fn short_type_name(full: &str) -> String {
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base).to_lowercase()
+}
+
+/// A step ready to join a pipeline: its estimator, options and erased operations.
+pub struct BuiltStep {
+    pub(crate) name: Option<String>,
+    pub(crate) type_name: &'static str,
+    pub(crate) step: Arc<dyn DynStep>,
+    pub(crate) opts: StepOptions,
+}
+
+impl std::fmt::Debug for BuiltStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltStep")
+            .field("name", &self.name)
+            .field("type", &self.type_name)
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+/// Markers that tell [`IntoStep`] implementations apart.
+pub mod marker {
+    /// A bare [`Transformer`](crate::Transformer).
+    #[derive(Debug)]
+    pub enum Transformer {}
+    /// A bare [`Fit`](crate::Fit).
+    #[derive(Debug)]
+    pub enum Fit {}
+    /// A [`Step`](crate::Step).
+    #[derive(Debug)]
+    pub enum Step {}
+}
+
+/// Anything that can become a pipeline step reading samples of datum `D`:
+/// a [`Transformer`], a [`Fit`] or a [`Step`]. `M` only tells the
+/// implementations apart; it is always inferred.
+pub trait IntoStep<D, M> {
+    /// The datum type of the step's output samples.
+    type Output: Send + Sync + 'static;
+    /// The step, ready to join a pipeline.
+    fn into_step(self) -> BuiltStep;
+}
+
+impl<T: Transformer> IntoStep<T::Input, marker::Transformer> for T {
+    type Output = T::Output;
+    fn into_step(self) -> BuiltStep {
+        IntoStep::<T::Input, marker::Step>::into_step(Step::new(self))
+    }
+}
+
+impl<F: Fit> IntoStep<F::Input, marker::Fit> for F {
+    type Output = <F::Fitted as Transformer>::Output;
+    fn into_step(self) -> BuiltStep {
+        IntoStep::<F::Input, marker::Step>::into_step(Step::fit(self))
+    }
+}
+
+impl<D, K, IA, OA> IntoStep<D, marker::Step> for Step<K, IA, OA>
+where
+    D: Send + Sync + 'static,
+    K: Kind,
+    IA: InputAdapter<D, K::Input>,
+    OA: OutputAdapter<D, K::Output>,
+{
+    type Output = OA::Out;
+    fn into_step(self) -> BuiltStep {
+        BuiltStep {
+            name: self.name,
+            type_name: self.kind.type_name(),
+            opts: self.opts,
+            step: Arc::new(Typed {
+                kind: self.kind,
+                input: self.input,
+                output: self.output,
+                _data: PhantomData::<fn(D)>,
+            }),
+        }
+    }
+}
+
+struct Typed<K, IA, OA, D> {
+    kind: K,
+    input: IA,
+    output: OA,
+    _data: PhantomData<fn(D)>,
+}
+
+fn downcast<T: 'static>(step: &str, p: AnyPartition) -> Result<Vec<Slot<T>>> {
+    p.downcast::<Vec<Slot<T>>>()
+        .map(|b| *b)
+        .map_err(|_| Error::WrongType {
+            step: step.to_owned(),
+            expected: std::any::type_name::<Vec<Slot<T>>>(),
+        })
+}
+
+impl<D, K, IA, OA> DynStep for Typed<K, IA, OA, D>
+where
+    D: Send + Sync + 'static,
+    K: Kind,
+    IA: InputAdapter<D, K::Input>,
+    OA: OutputAdapter<D, K::Output>,
+{
+    fn requires_fit(&self) -> bool {
+        K::REQUIRES_FIT
+    }
+
+    fn fit(&self, name: &str, opts: &StepOptions, inputs: &[&AnyPartition]) -> Result<Model> {
+        let mut valid: Vec<&Sample<D>> = Vec::new();
+        for p in inputs {
+            let part = p.downcast_ref::<Vec<Slot<D>>>().ok_or_else(|| Error::WrongType {
+                step: name.to_owned(),
+                expected: std::any::type_name::<Vec<Slot<D>>>(),
+            })?;
+            valid.extend(part.iter().filter_map(|s| s.as_ref().ok()));
+        }
+        let ctx = BatchCtx {
+            step: name,
+            op: Op::Fit,
+            extra: &opts.fit_extra,
+        };
+        self.input
+            .with_inputs(name, &valid, |data, metas| {
+                self.kind.fit_model(&Batch::new(data, metas, &ctx))
+            })?
+            .map_err(|e| estimator_error(name, Op::Fit, e))
+    }
+
+    fn transform(
+        &self,
+        name: &str,
+        opts: &StepOptions,
+        model: Option<&Model>,
+        input: AnyPartition,
+    ) -> Result<(AnyPartition, Counts)> {
+        let input = downcast::<D>(name, input)?;
+        let ctx = BatchCtx {
+            step: name,
+            op: Op::Transform,
+            extra: &opts.transform_extra,
+        };
+        let valid: Vec<&Sample<D>> = input.iter().filter_map(|s| s.as_ref().ok()).collect();
+        let expected = valid.len();
+        let results = if valid.is_empty() {
+            // Nothing to do; the estimator is not asked to handle an empty batch.
+            Vec::new()
+        } else {
+            self.input.with_inputs(name, &valid, |data, metas| {
+                self.kind
+                    .transform_with(name, model, &Batch::new(data, metas, &ctx))
+            })??
+        };
+        if results.len() != expected {
+            return Err(Error::OutputCount {
+                step: name.to_owned(),
+                expected,
+                got: results.len(),
+            });
+        }
+        drop(valid);
+        let mut failed = 0;
+        let mut results = results.into_iter();
+        let mut out: Vec<Slot<OA::Out>> = Vec::with_capacity(input.len());
+        for slot in input {
+            let sample = match slot {
+                Ok(s) => s,
+                Err(f) => {
+                    out.push(Err(f));
+                    continue;
+                }
+            };
+            match results.next() {
+                Some(Ok(y)) => out.push(Ok(self.output.put(name, sample, y)?)),
+                Some(Err(why)) => {
+                    failed += 1;
+                    out.push(Err(Failed::new(sample.key().clone(), name, why.reason())));
+                }
+                None => unreachable!("result count was checked against the valid samples"),
+            }
+        }
+        Ok((
+            Box::new(out),
+            Counts {
+                samples: expected,
+                failed,
+            },
+        ))
+    }
+
+    fn encode_model(&self, name: &str, model: &Model) -> Result<Vec<u8>> {
+        self.kind.encode(name, model)
+    }
+
+    fn decode_model(&self, name: &str, bytes: &[u8]) -> Result<Model> {
+        self.kind.decode(name, bytes)
+    }
+}
+
+/// Options given by name, for configuration-driven code (bob's `wrap` keyword
+/// arguments); see [`Step::options`].
+///
+/// ```
+/// use bob_pipelines_estimator::Options;
+///
+/// let opts = Options::new()
+///     .set("transform_tag", "io_big")
+///     .set_serde("transform_extra_arguments", &[("metadata", "metadata")])?;
+/// assert_eq!(opts.len(), 2);
+/// # Ok::<(), bob_pipelines_estimator::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Options {
+    entries: Vec<(String, Value)>,
+}
+
+impl Options {
+    /// No options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With an option set.
+    #[must_use]
+    pub fn set(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.entries.retain(|(n, _)| n != name);
+        self.entries.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// With an option set from any serde value.
+    ///
+    /// # Errors
+    /// When the value cannot be represented.
+    pub fn set_serde<V: Serialize + ?Sized>(self, name: &str, value: &V) -> Result<Self> {
+        Ok(self.set(name, bob_pipelines_sample::to_value(name, value)?))
+    }
+
+    /// How many options.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The options, in the order they were set.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.entries.iter().map(|(n, v)| (n.as_str(), v))
+    }
+}
