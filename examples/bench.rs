@@ -27,7 +27,9 @@ fn main() {
 fn pipeline(n: usize) {
     let mut pipeline = seed::pipeline();
     let t0 = Instant::now();
-    let out = pipeline.fit_transform(seed::samples(n)).expect("the seed pipeline runs");
+    let out = pipeline
+        .fit_transform(seed::samples(n))
+        .expect("the seed pipeline runs");
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(out.samples().count(), n);
     println!(

@@ -101,7 +101,7 @@ impl<'a, T> Batch<'a, T> {
                 m.attr::<V>(attribute).map_err(|source| Error::Extra {
                     step: self.ctx.step.to_owned(),
                     argument: argument.to_owned(),
-                    source,
+                    source: Box::new(source),
                 })
             })
             .collect()

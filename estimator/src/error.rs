@@ -58,7 +58,7 @@ pub enum Error {
         /// The argument.
         argument: String,
         /// The attribute error, naming the sample's key.
-        source: bob_pipelines_sample::Error,
+        source: Box<bob_pipelines_sample::Error>,
     },
     /// Reading the step's input from a sample attribute failed.
     #[error("step `{step}`: reading its input attribute: {source}")]
@@ -66,10 +66,12 @@ pub enum Error {
         /// The step.
         step: String,
         /// The attribute error, naming the sample's key.
-        source: bob_pipelines_sample::Error,
+        source: Box<bob_pipelines_sample::Error>,
     },
     /// Storing the step's output into a sample attribute failed.
-    #[error("step `{step}`: storing its output in attribute `{attribute}` of sample {key:?}: {source}")]
+    #[error(
+        "step `{step}`: storing its output in attribute `{attribute}` of sample {key:?}: {source}"
+    )]
     OutputAttr {
         /// The step.
         step: String,
@@ -78,7 +80,7 @@ pub enum Error {
         /// The sample.
         key: Key,
         /// Why.
-        source: bob_pipelines_sample::Error,
+        source: Box<bob_pipelines_sample::Error>,
     },
     /// The estimator's own code failed for the whole batch.
     #[error("step `{step}`: {op} failed: {source}")]
@@ -140,7 +142,9 @@ pub enum Error {
         reason: String,
     },
     /// Two steps with the same explicit name.
-    #[error("two steps are named `{name}`; step names must be unique (rename one with `.name(..)`)")]
+    #[error(
+        "two steps are named `{name}`; step names must be unique (rename one with `.name(..)`)"
+    )]
     DuplicateStep {
         /// The name.
         name: String,
@@ -177,7 +181,7 @@ pub enum Error {
         /// The set.
         key: Key,
         /// Why.
-        source: bob_pipelines_sample::Error,
+        source: Box<bob_pipelines_sample::Error>,
     },
 }
 

@@ -13,7 +13,7 @@ pub use error::{Error, Op, Result};
 pub use outputs::{Failed, LOAD_STEP, Outputs, Report, SampleSource, SetOutputs, Slot, StepReport};
 pub use pipeline::{Pipeline, SetSource, StepInfo};
 pub use step::{
-    BuiltStep, FromAttr, FromData, Fitting, InputAdapter, IntoStep, Kind, Options, OutputAdapter,
+    BuiltStep, Fitting, FromAttr, FromData, InputAdapter, IntoStep, Kind, Options, OutputAdapter,
     Stateless, Step, ToAttr, ToData, marker,
 };
 pub use traits::{Failure, Fit, SampleResult, Tags, Transformer};

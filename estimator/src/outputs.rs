@@ -48,7 +48,13 @@ impl Failed {
 
 impl fmt::Display for Failed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sample {:?} failed at step `{}`: {}", self.key(), self.step(), self.reason())
+        write!(
+            f,
+            "sample {:?} failed at step `{}`: {}",
+            self.key(),
+            self.step(),
+            self.reason()
+        )
     }
 }
 
@@ -215,7 +221,11 @@ impl<T> Outputs<T> {
 
     /// The samples that made it through, in input order (failures dropped).
     pub fn into_samples(self) -> Vec<Sample<T>> {
-        self.parts.into_iter().flatten().filter_map(Result::ok).collect()
+        self.parts
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .collect()
     }
 }
 

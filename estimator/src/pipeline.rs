@@ -89,7 +89,10 @@ impl<I, O> Clone for Pipeline<I, O> {
 impl<I, O> fmt::Debug for Pipeline<I, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
-            .field("steps", &self.entries.iter().map(|e| &e.name).collect::<Vec<_>>())
+            .field(
+                "steps",
+                &self.entries.iter().map(|e| &e.name).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -259,7 +262,10 @@ where
     ///
     /// # Errors
     /// The first error of any step, naming the step (and sample where one is at fault).
-    pub fn fit<S: SampleSource<I>>(&mut self, samples: impl IntoIterator<Item = S>) -> Result<Report> {
+    pub fn fit<S: SampleSource<I>>(
+        &mut self,
+        samples: impl IntoIterator<Item = S>,
+    ) -> Result<Report> {
         let (_, models, report) = self.run(samples, Mode::Fit)?;
         self.set_models(models);
         Ok(report)
@@ -271,7 +277,10 @@ where
     /// # Errors
     /// [`Error::NotFitted`] when a step needs a fit it does not have, or the first
     /// error of any step.
-    pub fn transform<S: SampleSource<I>>(&self, samples: impl IntoIterator<Item = S>) -> Result<Outputs<O>> {
+    pub fn transform<S: SampleSource<I>>(
+        &self,
+        samples: impl IntoIterator<Item = S>,
+    ) -> Result<Outputs<O>> {
         let (parts, _, report) = self.run(samples, Mode::Transform)?;
         Self::outputs(parts, report)
     }
@@ -293,7 +302,10 @@ where
     ///
     /// # Errors
     /// As `fit`, and [`Error::SetLoad`] for a delayed set that fails to load.
-    pub fn fit_sets<S: SetSource<I>>(&mut self, sets: impl IntoIterator<Item = S>) -> Result<Report> {
+    pub fn fit_sets<S: SetSource<I>>(
+        &mut self,
+        sets: impl IntoIterator<Item = S>,
+    ) -> Result<Report> {
         let (_, samples) = flatten(sets)?;
         self.fit(samples)
     }
@@ -303,7 +315,10 @@ where
     ///
     /// # Errors
     /// As `transform`, and [`Error::SetLoad`].
-    pub fn transform_sets<S: SetSource<I>>(&self, sets: impl IntoIterator<Item = S>) -> Result<SetOutputs<O>> {
+    pub fn transform_sets<S: SetSource<I>>(
+        &self,
+        sets: impl IntoIterator<Item = S>,
+    ) -> Result<SetOutputs<O>> {
         let (layout, samples) = flatten(sets)?;
         Ok(regroup(layout, self.transform(samples)?))
     }
@@ -356,7 +371,11 @@ where
         let fits = |i: usize| mode != Mode::Transform && self.entries[i].step.requires_fit();
         let stops: Vec<usize> = (0..n).filter(|&i| fits(i)).collect();
         if mode == Mode::Transform {
-            if let Some(e) = self.entries.iter().find(|e| e.step.requires_fit() && e.model.is_none()) {
+            if let Some(e) = self
+                .entries
+                .iter()
+                .find(|e| e.step.requires_fit() && e.model.is_none())
+            {
                 return Err(Error::NotFitted {
                     step: e.name.clone(),
                 });
@@ -383,7 +402,11 @@ where
             ..Report::default()
         };
 
-        let first_stage = stops.first().copied().unwrap_or(transform_end).min(transform_end);
+        let first_stage = stops
+            .first()
+            .copied()
+            .unwrap_or(transform_end)
+            .min(transform_end);
         let mut parts: Vec<AnyPartition> = Vec::new();
         let mut chunk: Vec<Slot<I>> = Vec::new();
         let mut samples = samples.into_iter().peekable();
@@ -405,7 +428,11 @@ where
             models[stop] = Some(e.step.fit(&e.name, &e.opts, &inputs)?);
             report.steps[stop].fitted = true;
             report.steps[stop].fit_time = t0.elapsed();
-            let end = stops.get(j + 1).copied().unwrap_or(transform_end).min(transform_end);
+            let end = stops
+                .get(j + 1)
+                .copied()
+                .unwrap_or(transform_end)
+                .min(transform_end);
             if stop < end {
                 parts = parts
                     .into_iter()
@@ -427,7 +454,9 @@ where
         for i in steps {
             let e = &self.entries[i];
             let t0 = Instant::now();
-            let (out, counts) = e.step.transform(&e.name, &e.opts, models[i].as_ref(), part)?;
+            let (out, counts) = e
+                .step
+                .transform(&e.name, &e.opts, models[i].as_ref(), part)?;
             let r = &mut report.steps[i];
             r.transform_time += t0.elapsed();
             r.samples += counts.samples;
@@ -463,7 +492,7 @@ impl<T> SetSource<T> for &DelayedSampleSet<T> {
     fn into_set(self) -> Result<SampleSet<T>> {
         self.load().map_err(|source| Error::SetLoad {
             key: self.key().clone(),
-            source,
+            source: Box::new(source),
         })
     }
 }

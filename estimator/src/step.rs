@@ -272,7 +272,10 @@ impl<X: Send + Sync + 'static> InputAdapter<X, X> for FromData {
         samples: &[&Sample<X>],
         f: impl FnOnce(Vec<&X>, Vec<&Arc<Meta>>) -> R,
     ) -> Result<R> {
-        Ok(f(samples.iter().map(|s| s.data()).collect(), metas(samples)))
+        Ok(f(
+            samples.iter().map(|s| s.data()).collect(),
+            metas(samples),
+        ))
     }
 }
 
@@ -292,7 +295,7 @@ where
             .map(|s| {
                 s.attr::<X>(&self.0).map_err(|source| Error::InputAttr {
                     step: step.to_owned(),
-                    source,
+                    source: Box::new(source),
                 })
             })
             .collect::<Result<Vec<X>>>()?;
@@ -321,7 +324,7 @@ where
                 step: step.to_owned(),
                 attribute: self.0.clone(),
                 key,
-                source,
+                source: Box::new(source),
             })
     }
 }
@@ -462,7 +465,12 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
                 option: option.to_owned(),
                 reason: reason.to_owned(),
             };
-            let text = || value.as_str().map(str::to_owned).ok_or_else(|| bad("expected a string"));
+            let text = || {
+                value
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad("expected a string"))
+            };
             let pairs = || {
                 rmpv::ext::from_value::<Vec<(String, String)>>(value.clone())
                     .map_err(|_| bad("expected a list of (argument, attribute) pairs"))
@@ -474,7 +482,8 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
                     Err(Error::UnusedOption {
                         step: step.clone(),
                         option: option.to_owned(),
-                        reason: "the step's estimator is a Transformer and is never fitted".to_owned(),
+                        reason: "the step's estimator is a Transformer and is never fitted"
+                            .to_owned(),
                     })
                 }
             };
@@ -497,7 +506,11 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
                 }
                 "transform_tag" => self.opts.transform_tag = Some(text()?),
                 "checkpoint" => {
-                    self.opts.checkpoint = Some(value.as_bool().ok_or_else(|| bad("expected true or false"))?);
+                    self.opts.checkpoint = Some(
+                        value
+                            .as_bool()
+                            .ok_or_else(|| bad("expected true or false"))?,
+                    );
                 }
                 _ => {
                     return Err(Error::UnknownOption {
@@ -670,10 +683,12 @@ where
     fn fit(&self, name: &str, opts: &StepOptions, inputs: &[&AnyPartition]) -> Result<Model> {
         let mut valid: Vec<&Sample<D>> = Vec::new();
         for p in inputs {
-            let part = p.downcast_ref::<Vec<Slot<D>>>().ok_or_else(|| Error::WrongType {
-                step: name.to_owned(),
-                expected: std::any::type_name::<Vec<Slot<D>>>(),
-            })?;
+            let part = p
+                .downcast_ref::<Vec<Slot<D>>>()
+                .ok_or_else(|| Error::WrongType {
+                    step: name.to_owned(),
+                    expected: std::any::type_name::<Vec<Slot<D>>>(),
+                })?;
             valid.extend(part.iter().filter_map(|s| s.as_ref().ok()));
         }
         let ctx = BatchCtx {

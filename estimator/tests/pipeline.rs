@@ -19,7 +19,13 @@ impl Transformer for FailEven {
     fn transform(&self, b: &Batch<'_, u32>) -> Result<Vec<SampleResult<u32>>, BoxError> {
         Ok(b.iter()
             .enumerate()
-            .map(|(i, x)| if i % 2 == 0 { Err(Failure::new(format!("even position {i}"))) } else { Ok(*x) })
+            .map(|(i, x)| {
+                if i % 2 == 0 {
+                    Err(Failure::new(format!("even position {i}")))
+                } else {
+                    Ok(*x)
+                }
+            })
             .collect())
     }
 }
@@ -47,7 +53,9 @@ impl Fit for LearnSum {
     type Fitted = AddSum;
     fn fit(&self, b: &Batch<'_, u32>) -> Result<AddSum, BoxError> {
         self.seen.fetch_add(b.len(), Ordering::SeqCst);
-        Ok(AddSum { sum: b.iter().sum() })
+        Ok(AddSum {
+            sum: b.iter().sum(),
+        })
     }
 }
 impl Transformer for AddSum {
@@ -59,7 +67,9 @@ impl Transformer for AddSum {
 }
 
 fn samples(n: u32) -> Vec<Sample<u32>> {
-    (0..n).map(|i| Sample::new(i.to_string(), i).with_attr("label", i % 3)).collect()
+    (0..n)
+        .map(|i| Sample::new(i.to_string(), i).with_attr("label", i % 3))
+        .collect()
 }
 
 fn data<T: Copy>(out: &bob_pipelines_estimator::Outputs<T>) -> Vec<T> {
@@ -77,7 +87,10 @@ fn two_failing_steps_leave_exactly_samples_3_and_7() {
     let slots: Vec<_> = out.iter().collect();
     assert!(slots[0].is_err() && slots[3].is_ok() && slots[7].is_ok());
     let f = slots[1].as_ref().unwrap_err();
-    assert_eq!((f.key().as_str(), f.step(), f.reason()), ("1", "faileven-2", "even position 0"));
+    assert_eq!(
+        (f.key().as_str(), f.step(), f.reason()),
+        ("1", "faileven-2", "even position 0")
+    );
     assert_eq!(out.report().steps[0].failed, 5);
     assert_eq!(out.report().steps[1].samples, 5);
     assert_eq!(out.report().steps[1].failed, 3);
@@ -86,10 +99,17 @@ fn two_failing_steps_leave_exactly_samples_3_and_7() {
 #[test]
 fn fit_ignores_failed_samples_and_sees_the_previous_steps_output() {
     let seen = Arc::new(AtomicUsize::new(0));
-    let mut p = Pipeline::new().then(FailEven).then(Add(100)).then(LearnSum { seen: seen.clone() });
+    let mut p = Pipeline::new()
+        .then(FailEven)
+        .then(Add(100))
+        .then(LearnSum { seen: seen.clone() });
     assert!(p.requires_fit() && !p.is_fitted());
     let out = p.fit_transform(samples(10)).unwrap();
-    assert_eq!(seen.load(Ordering::SeqCst), 5, "fit saw only the 5 surviving samples");
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        5,
+        "fit saw only the 5 surviving samples"
+    );
     // Survivors 1,3,5,7,9 → +100 → sum 525.
     assert_eq!(data(&out), [626, 628, 630, 632, 634]);
     assert!(p.is_fitted());
@@ -102,7 +122,12 @@ fn fit_ignores_failed_samples_and_sees_the_previous_steps_output() {
 
 #[test]
 fn fit_alone_then_transform_matches_fit_transform() {
-    let mut a = Pipeline::new().then(Add(1)).then(LearnSum { seen: Default::default() }).then(Add(2));
+    let mut a = Pipeline::new()
+        .then(Add(1))
+        .then(LearnSum {
+            seen: Default::default(),
+        })
+        .then(Add(2));
     let mut b = a.clone();
     a.fit(samples(50)).unwrap();
     let ta = a.transform(samples(50)).unwrap();
@@ -112,7 +137,12 @@ fn fit_alone_then_transform_matches_fit_transform() {
 
 #[test]
 fn transform_before_fit_is_an_error_naming_the_step() {
-    let p = Pipeline::new().then(Add(1)).then(Step::fit(LearnSum { seen: Default::default() }).name("sum"));
+    let p = Pipeline::new().then(Add(1)).then(
+        Step::fit(LearnSum {
+            seen: Default::default(),
+        })
+        .name("sum"),
+    );
     match p.transform(samples(3)) {
         Err(Error::NotFitted { step }) => assert_eq!(step, "sum"),
         other => panic!("expected NotFitted, got {other:?}"),
@@ -124,25 +154,44 @@ fn many_partitions_keep_input_order_and_fit_on_everything() {
     // More than one in-memory partition (16 384 samples each).
     let n = 40_000u32;
     let seen = Arc::new(AtomicUsize::new(0));
-    let mut p = Pipeline::new().then(Add(1)).then(LearnSum { seen: seen.clone() }).then(Add(0));
+    let mut p = Pipeline::new()
+        .then(Add(1))
+        .then(LearnSum { seen: seen.clone() })
+        .then(Add(0));
     let out = p.fit_transform(samples(n)).unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), n as usize);
     let sum: u32 = (1..=n).sum();
     let expected: Vec<u32> = (0..n).map(|i| i + 1 + sum).collect();
     assert_eq!(data(&out), expected);
-    let keys_in_order = out.samples().enumerate().all(|(i, s)| s.key().as_str() == i.to_string());
+    let keys_in_order = out
+        .samples()
+        .enumerate()
+        .all(|(i, s)| s.key().as_str() == i.to_string());
     assert!(keys_in_order);
 }
 
 #[test]
 fn fitted_model_round_trips_through_msgpack() {
-    let mut p = Pipeline::new().then(Step::fit(LearnSum { seen: Default::default() }).name("sum"));
+    let mut p = Pipeline::new().then(
+        Step::fit(LearnSum {
+            seen: Default::default(),
+        })
+        .name("sum"),
+    );
     p.fit(samples(4)).unwrap();
     let bytes = p.model_bytes("sum").unwrap();
-    let mut fresh = Pipeline::new().then(Step::fit(LearnSum { seen: Default::default() }).name("sum"));
+    let mut fresh = Pipeline::new().then(
+        Step::fit(LearnSum {
+            seen: Default::default(),
+        })
+        .name("sum"),
+    );
     fresh.load_model("sum", &bytes).unwrap();
     assert_eq!(data(&fresh.transform(samples(4)).unwrap()), [6, 7, 8, 9]);
-    let e = fresh.load_model("sum", b"\xc1garbage").unwrap_err().to_string();
+    let e = fresh
+        .load_model("sum", b"\xc1garbage")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`sum`") && e.contains("decoded"), "{e}");
     let e = fresh.model_bytes("nope").unwrap_err().to_string();
     assert!(e.contains("`nope`") && e.contains("sum"), "{e}");
@@ -168,7 +217,11 @@ fn extra_arguments_come_from_the_mapped_attribute() {
 
 #[test]
 fn missing_extra_attribute_names_step_key_and_attribute() {
-    let p = Pipeline::new().then(Step::new(Scale).name("scale").transform_extra("factor", "weight"));
+    let p = Pipeline::new().then(
+        Step::new(Scale)
+            .name("scale")
+            .transform_extra("factor", "weight"),
+    );
     let e = p.transform(samples(3)).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Extra { .. }), "{msg}");
@@ -178,7 +231,10 @@ fn missing_extra_attribute_names_step_key_and_attribute() {
     // Asking for an argument the step does not map.
     let p = Pipeline::new().then(Step::new(Scale).name("scale"));
     let msg = p.transform(samples(3)).unwrap_err().to_string();
-    assert!(msg.contains("`factor`") && msg.contains("transform_extra"), "{msg}");
+    assert!(
+        msg.contains("`factor`") && msg.contains("transform_extra"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -223,10 +279,20 @@ impl Transformer for AddMean {
 fn fit_extra_arguments_are_separate_from_transform_ones() {
     let mut p = Pipeline::new().then(Step::fit(MeanOfY).fit_extra("y", "label"));
     // labels of 0..6 are 0,1,2,0,1,2 → mean 1
-    assert_eq!(data(&p.fit_transform(samples(6)).unwrap()), [1, 2, 3, 4, 5, 6]);
-    let mut unmapped = Pipeline::new().then(Step::fit(MeanOfY).name("mean").transform_extra("y", "label"));
+    assert_eq!(
+        data(&p.fit_transform(samples(6)).unwrap()),
+        [1, 2, 3, 4, 5, 6]
+    );
+    let mut unmapped = Pipeline::new().then(
+        Step::fit(MeanOfY)
+            .name("mean")
+            .transform_extra("y", "label"),
+    );
     let msg = unmapped.fit(samples(6)).unwrap_err().to_string();
-    assert!(msg.contains("`mean`") && msg.contains("fit asked") && msg.contains("fit_extra"), "{msg}");
+    assert!(
+        msg.contains("`mean`") && msg.contains("fit asked") && msg.contains("fit_extra"),
+        "{msg}"
+    );
 }
 
 /// Returns one result too few.
@@ -241,9 +307,16 @@ impl Transformer for Short {
 
 #[test]
 fn wrong_number_of_outputs_names_the_step() {
-    let e = Pipeline::new().then(Short).transform(samples(4)).unwrap_err();
+    let e = Pipeline::new()
+        .then(Short)
+        .transform(samples(4))
+        .unwrap_err();
     match e {
-        Error::OutputCount { step, expected, got } => assert_eq!((step.as_str(), expected, got), ("short", 4, 3)),
+        Error::OutputCount {
+            step,
+            expected,
+            got,
+        } => assert_eq!((step.as_str(), expected, got), ("short", 4, 3)),
         other => panic!("expected OutputCount, got {other}"),
     }
 }
@@ -261,11 +334,27 @@ impl Transformer for Stacker {
 
 #[test]
 fn shape_mismatch_in_a_batch_names_step_and_sample() {
-    let s = vec![Sample::new("a", vec![1.0, 2.0]), Sample::new("b", vec![1.0])];
-    let msg = Pipeline::new().then(Stacker).transform(s).unwrap_err().to_string();
-    assert!(msg.contains("`stacker`") && msg.contains("\"b\"") && msg.contains("[1]"), "{msg}");
-    let ok = vec![Sample::new("a", vec![1.0, 2.0]), Sample::new("b", vec![3.0, 4.0])];
-    assert_eq!(data(&Pipeline::new().then(Stacker).transform(ok).unwrap()), [3.0, 7.0]);
+    let s = vec![
+        Sample::new("a", vec![1.0, 2.0]),
+        Sample::new("b", vec![1.0]),
+    ];
+    let msg = Pipeline::new()
+        .then(Stacker)
+        .transform(s)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`stacker`") && msg.contains("\"b\"") && msg.contains("[1]"),
+        "{msg}"
+    );
+    let ok = vec![
+        Sample::new("a", vec![1.0, 2.0]),
+        Sample::new("b", vec![3.0, 4.0]),
+    ];
+    assert_eq!(
+        data(&Pipeline::new().then(Stacker).transform(ok).unwrap()),
+        [3.0, 7.0]
+    );
 }
 
 /// Fails the whole batch.
@@ -280,61 +369,108 @@ impl Transformer for Broken {
 
 #[test]
 fn an_estimator_error_fails_the_run_naming_the_step() {
-    let msg = Pipeline::new().then(Add(1)).then(Broken).transform(samples(2)).unwrap_err().to_string();
-    assert!(msg.contains("`broken`") && msg.contains("transform") && msg.contains("GPU fell off"), "{msg}");
+    let msg = Pipeline::new()
+        .then(Add(1))
+        .then(Broken)
+        .transform(samples(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`broken`") && msg.contains("transform") && msg.contains("GPU fell off"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn steps_are_named_like_make_pipeline() {
-    let p = Pipeline::new().then(Add(1)).then(FailEven).then(Add(2)).then(Step::new(Add(3)).name("three"));
+    let p = Pipeline::new()
+        .then(Add(1))
+        .then(FailEven)
+        .then(Add(2))
+        .then(Step::new(Add(3)).name("three"));
     assert_eq!(p.step_names(), ["add-1", "faileven", "add-2", "three"]);
-    let dup = Pipeline::new().then(Step::new(Add(1)).name("x")).then(Step::new(Add(2)).name("x"));
+    let dup = Pipeline::new()
+        .then(Step::new(Add(1)).name("x"))
+        .then(Step::new(Add(2)).name("x"));
     let msg = dup.transform(samples(1)).unwrap_err().to_string();
     assert!(msg.contains("`x`") && msg.contains("unique"), "{msg}");
 }
 
 #[test]
 fn options_by_name_are_checked_like_bobs_wrap() {
-    let opts = Options::new().set_serde("transform_extra_arguments", &[("factor", "label")]).unwrap();
+    let opts = Options::new()
+        .set_serde("transform_extra_arguments", &[("factor", "label")])
+        .unwrap();
     let p = Pipeline::new().then(Step::new(Scale).options(&opts).unwrap());
     assert_eq!(data(&p.transform(samples(3)).unwrap()), [0, 1, 4]);
 
-    let e = Step::new(Scale).options(&Options::new().set("npartition", 3)).unwrap_err();
+    let e = Step::new(Scale)
+        .options(&Options::new().set("npartition", 3))
+        .unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, Error::UnknownOption { .. }) && msg.contains("`npartition`") && msg.contains("fit_tag"), "{msg}");
+    assert!(
+        matches!(e, Error::UnknownOption { .. })
+            && msg.contains("`npartition`")
+            && msg.contains("fit_tag"),
+        "{msg}"
+    );
 
-    let e = Step::new(Scale).options(&Options::new().set("fit_tag", "q_short_gpu")).unwrap_err();
+    let e = Step::new(Scale)
+        .options(&Options::new().set("fit_tag", "q_short_gpu"))
+        .unwrap_err();
     assert!(matches!(e, Error::UnusedOption { .. }), "{e}");
     assert!(e.to_string().contains("`fit_tag`") && e.to_string().contains("`scale`"));
 
-    let fit = Step::fit(MeanOfY).options(&Options::new().set("fit_tag", "q_short_gpu").set("name", "m"));
+    let fit = Step::fit(MeanOfY).options(
+        &Options::new()
+            .set("fit_tag", "q_short_gpu")
+            .set("name", "m"),
+    );
     let p = Pipeline::new().then(fit.unwrap());
     let info = p.steps().next().unwrap();
-    assert_eq!((info.name.as_str(), info.fit_tag.as_deref()), ("m", Some("q_short_gpu")));
+    assert_eq!(
+        (info.name.as_str(), info.fit_tag.as_deref()),
+        ("m", Some("q_short_gpu"))
+    );
 
-    let e = Step::new(Scale).options(&Options::new().set("checkpoint", "yes")).unwrap_err();
+    let e = Step::new(Scale)
+        .options(&Options::new().set("checkpoint", "yes"))
+        .unwrap_err();
     assert!(matches!(e, Error::BadOption { .. }), "{e}");
 }
 
 #[test]
 fn input_and_output_attributes() {
     // Read `label` instead of the datum; keep the datum and write to `scaled`.
-    let p = Pipeline::new().then(Step::new(Add(10)).input_attribute("label").output_attribute("scaled"));
+    let p = Pipeline::new().then(
+        Step::new(Add(10))
+            .input_attribute("label")
+            .output_attribute("scaled"),
+    );
     let out = p.transform(samples(4)).unwrap();
     let s: Vec<_> = out.samples().collect();
     assert_eq!(*s[2].data(), 2, "datum unchanged");
     assert_eq!(s[2].attr::<u32>("scaled").unwrap(), 12);
-    assert_eq!(s[2].attr::<u32>("label").unwrap(), 2, "other attributes inherited");
+    assert_eq!(
+        s[2].attr::<u32>("label").unwrap(),
+        2,
+        "other attributes inherited"
+    );
 
     // A step reading an attribute accepts any datum type.
-    let texts: Vec<_> = (0..3).map(|i| Sample::new(i.to_string(), format!("img{i}")).with_attr("label", i)).collect();
+    let texts: Vec<_> = (0..3)
+        .map(|i| Sample::new(i.to_string(), format!("img{i}")).with_attr("label", i))
+        .collect();
     let p = Pipeline::new().then(Step::new(Add(1)).input_attribute("label"));
     let out = p.transform(texts).unwrap();
     assert_eq!(data(&out), [1, 2, 3]);
 
     let p = Pipeline::new().then(Step::new(Add(1)).name("a").input_attribute("nope"));
     let msg = p.transform(samples(2)).unwrap_err().to_string();
-    assert!(msg.contains("`a`") && msg.contains("`nope`") && msg.contains("\"0\""), "{msg}");
+    assert!(
+        msg.contains("`a`") && msg.contains("`nope`") && msg.contains("\"0\""),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -349,18 +485,35 @@ fn sets_are_transformed_sample_by_sample_and_kept() {
     assert_eq!(sets[1].key(), "s2");
     assert_eq!(sets[1].attr::<String>("subject").unwrap(), "bob");
     // FailEven sees the flattened batch [0,1,2 | 0,1,2,3]: keeps positions 1,3,5.
-    let inner: Vec<Vec<u32>> = sets.iter().map(|s| s.iter().map(|x| *x.data()).collect()).collect();
+    let inner: Vec<Vec<u32>> = sets
+        .iter()
+        .map(|s| s.iter().map(|x| *x.data()).collect())
+        .collect();
     assert_eq!(inner, vec![vec![1], vec![0, 2]]);
     assert_eq!(out.failed().len(), 4);
 
-    let mut fit = Pipeline::new().then(LearnSum { seen: Default::default() });
+    let mut fit = Pipeline::new().then(LearnSum {
+        seen: Default::default(),
+    });
     let delayed = DelayedSampleSet::new("lazy", || Ok::<_, BoxError>(samples(3)));
     let out = fit.fit_transform_sets([delayed]).unwrap();
-    assert_eq!(out.sets()[0].iter().map(|s| *s.data()).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(
+        out.sets()[0].iter().map(|s| *s.data()).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
 
-    let broken = DelayedSampleSet::<u32>::new("gone", || Err::<Vec<_>, _>(std::io::Error::other("no such dir")));
-    let msg = Pipeline::new().then(Add(1)).transform_sets([broken]).unwrap_err().to_string();
-    assert!(msg.contains("\"gone\"") && msg.contains("no such dir"), "{msg}");
+    let broken = DelayedSampleSet::<u32>::new("gone", || {
+        Err::<Vec<_>, _>(std::io::Error::other("no such dir"))
+    });
+    let msg = Pipeline::new()
+        .then(Add(1))
+        .transform_sets([broken])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("\"gone\"") && msg.contains("no such dir"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -371,7 +524,11 @@ fn delayed_samples_load_when_reached_and_a_bad_one_fails_alone() {
             let loads = loads.clone();
             DelayedSample::new(i.to_string(), move || {
                 loads.fetch_add(1, Ordering::SeqCst);
-                if i == 2 { Err(std::io::Error::other("corrupt image")) } else { Ok(i) }
+                if i == 2 {
+                    Err(std::io::Error::other("corrupt image"))
+                } else {
+                    Ok(i)
+                }
             })
         })
         .collect();
@@ -387,5 +544,9 @@ fn delayed_samples_load_when_reached_and_a_bad_one_fails_alone() {
 #[test]
 fn an_empty_input_gives_empty_outputs() {
     let mut p = Pipeline::new().then(Add(1));
-    assert!(p.fit_transform(Vec::<Sample<u32>>::new()).unwrap().is_empty());
+    assert!(
+        p.fit_transform(Vec::<Sample<u32>>::new())
+            .unwrap()
+            .is_empty()
+    );
 }

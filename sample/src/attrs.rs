@@ -86,6 +86,10 @@ pub struct Attrs {
     /// `(name, value)` MessagePack pairs, in insertion order, no map header.
     plain: SmallBytes,
     /// Delayed attributes are rare: no space for them unless there are some.
+    #[expect(
+        clippy::box_collection,
+        reason = "one pointer instead of a 24-byte Vec in every sample's metadata"
+    )]
     delayed: Option<Box<Vec<(Key, DelayedAttr)>>>,
 }
 
@@ -317,7 +321,8 @@ impl Attrs {
 }
 
 fn write_pair(buf: &mut Vec<u8>, name: &str, encoded: &[u8]) {
-    rmp::encode::write_str(buf, name).unwrap_or_else(|_| unreachable!("writing to a Vec cannot fail"));
+    rmp::encode::write_str(buf, name)
+        .unwrap_or_else(|_| unreachable!("writing to a Vec cannot fail"));
     buf.extend_from_slice(encoded);
 }
 
@@ -349,7 +354,10 @@ impl PartialEq for Attrs {
 /// Serialized as a map; delayed attributes are loaded first, so what crosses a
 /// process boundary or lands on disk is always plain data.
 impl Serialize for Attrs {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::{Error as _, SerializeMap};
         let mut map = serializer.serialize_map(None)?;
         for (k, v) in self.plain() {
@@ -364,7 +372,9 @@ impl Serialize for Attrs {
 }
 
 impl<'de> Deserialize<'de> for Attrs {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
         let entries: Vec<(Key, Value)> = deserializer.deserialize_map(PairsVisitor)?;
         let mut attrs = Attrs::new();
         for (k, v) in entries {
@@ -381,7 +391,10 @@ impl<'de> serde::de::Visitor<'de> for PairsVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a map of attribute names to values")
     }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(pair) = map.next_entry::<Key, Value>()? {
             out.push(pair);
@@ -404,7 +417,11 @@ mod tests {
             c.fetch_add(1, Ordering::SeqCst);
             Ok::<_, BoxError>("eyes")
         });
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing is loaded before a read");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "nothing is loaded before a read"
+        );
         assert_eq!(attrs.get::<String>("annot").unwrap(), "eyes");
         assert_eq!(attrs.get::<String>("annot").unwrap(), "eyes");
         assert_eq!(calls.load(Ordering::SeqCst), 2);

@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(y, array![[[1, 3], [2, 4]]]);
 
         let v = [Sample::new("a", vec![1u8, 2]), Sample::new("b", vec![3, 4])];
-        assert_eq!(SampleBatch::new(&v).to_array().unwrap(), array![[1u8, 2], [3, 4]]);
+        assert_eq!(
+            SampleBatch::new(&v).to_array().unwrap(),
+            array![[1u8, 2], [3, 4]]
+        );
         let sc = [Sample::new("a", 1.5f64), Sample::new("b", 2.5)];
         assert_eq!(SampleBatch::new(&sc).to_array().unwrap(), array![1.5, 2.5]);
     }
@@ -232,6 +235,9 @@ mod tests {
             other => panic!("expected a shape error, got {other:?}"),
         }
         let none: Vec<Sample<Vec<f64>>> = vec![];
-        assert!(matches!(SampleBatch::new(&none).to_array(), Err(Error::EmptyBatch)));
+        assert!(matches!(
+            SampleBatch::new(&none).to_array(),
+            Err(Error::EmptyBatch)
+        ));
     }
 }

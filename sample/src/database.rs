@@ -229,7 +229,10 @@ impl FileListDatabase {
             .collect();
         let key_col = match &self.key_column {
             Some(c) => header.iter().position(|h| h == c).ok_or_else(|| {
-                csv_err(1, format!("no key column `{c}`; columns: {}", list(&header)))
+                csv_err(
+                    1,
+                    format!("no key column `{c}`; columns: {}", list(&header)),
+                )
             })?,
             None => ["key", "path"]
                 .iter()
@@ -334,7 +337,10 @@ mod tests {
 
     fn db() -> TempDir {
         let t = TempDir::new(&format!("{:?}", std::thread::current().id()).replace(['(', ')'], ""));
-        t.write("proto_b/train.csv", "path,subject,age,male\na/1,s1,31,yes\na/2,s2,40,no\n");
+        t.write(
+            "proto_b/train.csv",
+            "path,subject,age,male\na/1,s1,31,yes\na/2,s2,40,no\n",
+        );
         t.write("proto_b/dev.csv", "path,subject,age,male\nb/1,s3,22,true\n");
         t.write("proto_a/dev.csv", "key,x\nk,1\n");
         t.write("proto_a/notes.txt", "ignored");
@@ -344,10 +350,16 @@ mod tests {
     #[test]
     fn lists_protocols_and_groups_sorted() {
         let t = db();
-        assert_eq!(FileListDatabase::protocols(&t.0).unwrap(), ["proto_a", "proto_b"]);
+        assert_eq!(
+            FileListDatabase::protocols(&t.0).unwrap(),
+            ["proto_a", "proto_b"]
+        );
         let d = FileListDatabase::open(&t.0, "proto_b").unwrap();
         assert_eq!(d.groups(), ["dev", "train"]);
-        assert_eq!(FileListDatabase::open(&t.0, "proto_a").unwrap().groups(), ["dev"]);
+        assert_eq!(
+            FileListDatabase::open(&t.0, "proto_a").unwrap().groups(),
+            ["dev"]
+        );
     }
 
     #[test]
@@ -364,7 +376,10 @@ mod tests {
         assert_eq!(s[1].attr::<i64>("age").unwrap(), 40);
         assert!(!s[1].attr::<bool>("male").unwrap());
         assert_eq!(d.all_samples().unwrap().len(), 3);
-        let k = FileListDatabase::open(&t.0, "proto_a").unwrap().samples("dev").unwrap();
+        let k = FileListDatabase::open(&t.0, "proto_a")
+            .unwrap()
+            .samples("dev")
+            .unwrap();
         assert_eq!(k[0].key(), "k");
     }
 
@@ -373,7 +388,9 @@ mod tests {
         let t = db();
         let d = FileListDatabase::open(&t.0, "proto_b").unwrap();
         let s = d
-            .delayed_samples("dev", |m: &Meta| m.attr::<String>("subject").map(|s| s.len()))
+            .delayed_samples("dev", |m: &Meta| {
+                m.attr::<String>("subject").map(|s| s.len())
+            })
             .unwrap();
         assert_eq!(s[0].load_data().unwrap(), 2);
     }
@@ -381,8 +398,13 @@ mod tests {
     #[test]
     fn unknown_protocol_and_group_list_the_valid_ones() {
         let t = db();
-        let e = FileListDatabase::open(&t.0, "nope").unwrap_err().to_string();
-        assert!(e.contains("`nope`") && e.contains("proto_a, proto_b"), "{e}");
+        let e = FileListDatabase::open(&t.0, "nope")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`nope`") && e.contains("proto_a, proto_b"),
+            "{e}"
+        );
         let d = FileListDatabase::open(&t.0, "proto_b").unwrap();
         let e = d.samples("eval").unwrap_err().to_string();
         assert!(e.contains("`eval`") && e.contains("dev, train"), "{e}");
@@ -394,7 +416,10 @@ mod tests {
         t.write("bad/g.csv", "path,a\nx,1\ny,2,3\n");
         t.write("types/g.csv", "path,age\nx,1\ny,old\n");
         t.write("nokey/g.csv", "file,a\nx,1\n");
-        let e = FileListDatabase::open(&t.0, "bad").unwrap().samples("g").unwrap_err();
+        let e = FileListDatabase::open(&t.0, "bad")
+            .unwrap()
+            .samples("g")
+            .unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, Error::Csv { line: 3, .. }), "{msg}");
         assert!(msg.contains("g.csv:3") && msg.contains("3 fields"), "{msg}");
@@ -404,8 +429,15 @@ mod tests {
             .samples("g")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("g.csv:3") && e.contains("`age`") && e.contains("`old`"), "{e}");
-        let e = FileListDatabase::open(&t.0, "nokey").unwrap().samples("g").unwrap_err().to_string();
+        assert!(
+            e.contains("g.csv:3") && e.contains("`age`") && e.contains("`old`"),
+            "{e}"
+        );
+        let e = FileListDatabase::open(&t.0, "nokey")
+            .unwrap()
+            .samples("g")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key_column") && e.contains("file, a"), "{e}");
     }
 }

@@ -200,7 +200,12 @@ mod tests {
 
     #[test]
     fn inline_and_shared_keys_behave_alike() {
-        for s in ["", "0", "exactly-twenty-two-b!!", "a much longer key/with/some/folders/in/it"] {
+        for s in [
+            "",
+            "0",
+            "exactly-twenty-two-b!!",
+            "a much longer key/with/some/folders/in/it",
+        ] {
             let k = Key::from(s);
             assert_eq!(k.as_str(), s);
             assert_eq!(k.clone(), k);

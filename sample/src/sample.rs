@@ -555,7 +555,10 @@ mod tests {
             [("a".to_owned(), DelayedAttr::new(|| Ok::<_, BoxError>(2)))],
         )
         .unwrap_err();
-        assert!(matches!(e, Error::AttrTwice { ref name } if name == "a"), "{e}");
+        assert!(
+            matches!(e, Error::AttrTwice { ref name } if name == "a"),
+            "{e}"
+        );
     }
 
     #[test]

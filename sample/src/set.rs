@@ -238,7 +238,8 @@ mod tests {
 
     #[test]
     fn set_serde_round_trip() {
-        let set = SampleSet::new("s", vec![Sample::new("a", 1u8).with_attr("x", 1)]).with_attr("t", 2);
+        let set =
+            SampleSet::new("s", vec![Sample::new("a", 1u8).with_attr("x", 1)]).with_attr("t", 2);
         let v = rmpv::ext::to_value(&set).unwrap();
         let back: SampleSet<u8> = rmpv::ext::from_value(v).unwrap();
         assert_eq!(back, set);

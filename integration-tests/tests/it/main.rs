@@ -1,1 +1,3 @@
+//! Workspace-wide tests, through the facade only, built as one test binary.
 
+mod seed;
