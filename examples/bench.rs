@@ -9,6 +9,8 @@
 #[path = "common/seed.rs"]
 mod seed;
 
+use bob_pipelines::prelude::InMemory;
+
 use std::time::Instant;
 
 fn main() {
@@ -29,6 +31,7 @@ fn pipeline(n: usize) {
     let t0 = Instant::now();
     let out = pipeline
         .fit_transform(seed::samples(n))
+        .compute(&InMemory)
         .expect("the seed pipeline runs");
     let secs = t0.elapsed().as_secs_f64();
     assert_eq!(out.samples().count(), n);

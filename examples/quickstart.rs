@@ -7,6 +7,8 @@
 #[path = "common/seed.rs"]
 mod seed;
 
+use bob_pipelines::prelude::InMemory;
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -22,7 +24,9 @@ fn main() -> ExitCode {
 fn run() -> Result<(), bob_pipelines::estimator::Error> {
     let mut pipeline = seed::pipeline();
     println!("pipeline: {}", pipeline.step_names().join(" → "));
-    let outputs = pipeline.fit_transform(seed::samples(10))?;
+    let outputs = pipeline
+        .fit_transform(seed::samples(10))
+        .compute(&InMemory)?;
     for slot in outputs.iter() {
         match slot {
             Ok(s) => println!(

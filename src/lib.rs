@@ -13,7 +13,13 @@
 //!   CSV file-list databases.
 //! - [`estimator`]: the [`Transformer`](estimator::Transformer) and
 //!   [`Fit`](estimator::Fit) traits, [`Step`](estimator::Step) options and
-//!   [`Pipeline`](estimator::Pipeline).
+//!   [`Pipeline`](estimator::Pipeline), whose `fit`, `transform` and
+//!   `fit_transform` return a [`Lazy`](estimator::Lazy) run.
+//! - [`graph`]: the [`TaskGraph`](graph::TaskGraph) of a run — partitions, fit
+//!   and transform tasks, resource tags, a fingerprint, DOT and SVG.
+//! - [`executor`]: what computes a run — [`SingleThreaded`](executor::SingleThreaded),
+//!   a work-stealing [`ThreadPool`](executor::ThreadPool), executors
+//!   [by name](executor::by_name) and progress bars.
 //!
 //! # Example
 //!
@@ -60,10 +66,11 @@
 //! let mut pipeline = Pipeline::new()
 //!     .then(Step::new(MyTransformer).transform_extra("metadata", "metadata"))
 //!     .then(MyFitTransformer);
-//! let out = pipeline.fit_transform(samples)?;
+//! let executor = bob_pipelines::executor::by_name("local-parallel")?;
+//! let out = pipeline.fit_transform(samples).compute(&executor)?;
 //! assert_eq!(out.samples().count(), 10);
 //! assert_eq!(pipeline.step_names(), ["mytransformer", "myfittransformer"]);
-//! # Ok::<(), bob_pipelines::estimator::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Feature flags
@@ -74,12 +81,19 @@
 #[doc(inline)]
 pub use bob_pipelines_estimator as estimator;
 #[doc(inline)]
+pub use bob_pipelines_executor as executor;
+#[doc(inline)]
+pub use bob_pipelines_graph as graph;
+#[doc(inline)]
 pub use bob_pipelines_sample as sample;
 
 /// The names most programs need: `use bob_pipelines::prelude::*;`.
 pub mod prelude {
     pub use crate::estimator::{
-        Batch, BoxError, Failure, Fit, Outputs, Pipeline, SampleResult, Step, Tags, Transformer,
+        Batch, BoxError, Executor, Failure, Fit, InMemory, Lazy, Outputs, Pipeline, SampleResult,
+        Step, Tags, Transformer,
     };
+    pub use crate::executor::{SingleThreaded, ThreadPool, by_name, from_env};
+    pub use crate::graph::TaskGraph;
     pub use crate::sample::{DelayedSample, DelayedSampleSet, Key, Sample, SampleBatch, SampleSet};
 }

@@ -175,6 +175,39 @@ pub enum Error {
         /// The type it expected.
         expected: &'static str,
     },
+    /// Zero partitions or a partition size of zero.
+    #[error("bad partitioning: {0}")]
+    Partitioning(String),
+    /// An input partition was asked for twice.
+    #[error("input partition {partition} was already loaded; inputs are handed out once per run")]
+    InputTaken {
+        /// The partition.
+        partition: usize,
+    },
+    /// A task of a task graph failed.
+    #[error("task `{task}`: {source}")]
+    Task {
+        /// The task's id (`<step>.transform-3`).
+        task: String,
+        /// Why.
+        source: Box<Error>,
+    },
+    /// A task panicked.
+    #[error("task `{task}` panicked: {message}")]
+    TaskPanicked {
+        /// The task's id (step, operation, partition).
+        task: String,
+        /// The panic's message.
+        message: String,
+    },
+    /// The executor itself failed (not a task).
+    #[error("executor `{executor}`: {reason}")]
+    Executor {
+        /// The executor's name.
+        executor: String,
+        /// What went wrong and what to do.
+        reason: String,
+    },
     /// Loading a delayed sample set failed.
     #[error("loading sample set {key:?} failed: {source}")]
     SetLoad {

@@ -121,6 +121,15 @@ pub struct StepReport {
     pub failed: usize,
 }
 
+impl StepReport {
+    /// Adds one transform task's counts and time.
+    pub fn add(&mut self, counts: crate::step::Counts, time: Duration) {
+        self.samples += counts.samples;
+        self.failed += counts.failed;
+        self.transform_time += time;
+    }
+}
+
 /// What a run did, step by step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -128,6 +137,8 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     /// Samples whose data could not be loaded.
     pub load_failed: usize,
+    /// Things the user should know that did not stop the run.
+    pub warnings: Vec<String>,
     /// Wall time of the whole run.
     pub total: Duration,
 }
@@ -154,6 +165,9 @@ impl fmt::Display for Report {
                 fit,
                 format!("{:.3?}", s.transform_time)
             )?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "warning: {w}")?;
         }
         if self.load_failed > 0 {
             writeln!(f, "{} samples could not be loaded", self.load_failed)?;

@@ -4,18 +4,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bob_pipelines_sample::{DelayedSampleSet, Meta, SampleSet};
 
-use crate::outputs::{Failed, Outputs, Report, SampleSource, SetOutputs, Slot, StepReport};
-use crate::step::{AnyPartition, DynStep, IntoStep, Model, StepOptions, short_type_name};
+use crate::lazy::Lazy;
+use crate::outputs::{Failed, Outputs, Report, SampleSource, SetOutputs};
+use crate::plan::{Executor, Mode, PlanStep};
+use crate::step::{DynStep, IntoStep, Model, StepOptions, short_type_name};
 use crate::{Error, Result};
-
-/// Samples per partition when a pipeline runs in memory: large enough to
-/// amortise per-batch work, small enough that a step's input and output
-/// partitions are never both whole in memory.
-const PARTITION: usize = 1 << 14;
 
 #[derive(Clone)]
 struct Entry {
@@ -52,8 +48,11 @@ pub struct StepInfo {
 /// step's output type — checked by the compiler. Steps are named from their
 /// estimator's type (as `make_pipeline` does) unless named explicitly.
 ///
+/// `fit`, `transform` and `fit_transform` build nothing yet: they return a
+/// [`Lazy`] run that an [`Executor`] computes, as a dask-wrapped pipeline does.
+///
 /// ```
-/// use bob_pipelines_estimator::{Batch, BoxError, Pipeline, SampleResult, Transformer};
+/// use bob_pipelines_estimator::{Batch, BoxError, InMemory, Pipeline, SampleResult, Transformer};
 /// use bob_pipelines_sample::Sample;
 ///
 /// struct Square;
@@ -67,7 +66,8 @@ pub struct StepInfo {
 ///
 /// let pipeline = Pipeline::new().then(Square).then(Square);
 /// assert_eq!(pipeline.step_names(), ["square-1", "square-2"]);
-/// let out = pipeline.transform((1..=3).map(|i| Sample::new(i.to_string(), i as f64)))?;
+/// let samples = (1..=3).map(|i| Sample::new(i.to_string(), i as f64));
+/// let out = pipeline.transform(samples).compute(&InMemory)?;
 /// let values: Vec<f64> = out.samples().map(|s| *s.data()).collect();
 /// assert_eq!(values, [1.0, 16.0, 81.0]);
 /// # Ok::<(), bob_pipelines_estimator::Error>(())
@@ -111,14 +111,6 @@ impl<T: Send + Sync + 'static> Default for Pipeline<T, T> {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Whether a run fits, transforms, or both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Fit,
-    Transform,
-    FitTransform,
 }
 
 impl<I, O> Pipeline<I, O>
@@ -257,213 +249,99 @@ where
     }
 
     /// Fits every step that needs it, in order, each on the outputs of the
-    /// steps before it (all of them: bob's default). Models are replaced only
-    /// when the whole fit succeeds.
-    ///
-    /// # Errors
-    /// The first error of any step, naming the step (and sample where one is at fault).
-    pub fn fit<S: SampleSource<I>>(
-        &mut self,
-        samples: impl IntoIterator<Item = S>,
-    ) -> Result<Report> {
-        let (_, models, report) = self.run(samples, Mode::Fit)?;
-        self.set_models(models);
-        Ok(report)
+    /// steps before it (all of them: bob's default). The models go into the
+    /// pipeline when the computation succeeds, and only then.
+    pub fn fit<'p, S, It>(&'p mut self, samples: It) -> Lazy<'p, I, O>
+    where
+        S: SampleSource<I> + Send + 'p,
+        It: IntoIterator<Item = S>,
+        It::IntoIter: Send + 'p,
+    {
+        Lazy::fitting(self, Mode::Fit, samples)
     }
 
     /// Transforms samples with the fitted steps. Outputs keep input order; a
-    /// sample that failed anywhere is an `Err` at its position.
-    ///
-    /// # Errors
-    /// [`Error::NotFitted`] when a step needs a fit it does not have, or the first
-    /// error of any step.
-    pub fn transform<S: SampleSource<I>>(
-        &self,
-        samples: impl IntoIterator<Item = S>,
-    ) -> Result<Outputs<O>> {
-        let (parts, _, report) = self.run(samples, Mode::Transform)?;
-        Self::outputs(parts, report)
+    /// sample that failed anywhere is an `Err` at its position. Computing fails
+    /// with [`Error::NotFitted`] when a step needs a fit it does not have.
+    pub fn transform<'p, S, It>(&'p self, samples: It) -> Lazy<'p, I, O>
+    where
+        S: SampleSource<I> + Send + 'p,
+        It: IntoIterator<Item = S>,
+        It::IntoIter: Send + 'p,
+    {
+        Lazy::shared(self, Mode::Transform, samples)
     }
 
     /// Fits, then transforms the same samples (without running the steps twice).
-    ///
-    /// # Errors
-    /// As [`fit`](Self::fit) and [`transform`](Self::transform).
-    pub fn fit_transform<S: SampleSource<I>>(
-        &mut self,
-        samples: impl IntoIterator<Item = S>,
-    ) -> Result<Outputs<O>> {
-        let (parts, models, report) = self.run(samples, Mode::FitTransform)?;
-        self.set_models(models);
-        Self::outputs(parts, report)
+    pub fn fit_transform<'p, S, It>(&'p mut self, samples: It) -> Lazy<'p, I, O>
+    where
+        S: SampleSource<I> + Send + 'p,
+        It: IntoIterator<Item = S>,
+        It::IntoIter: Send + 'p,
+    {
+        Lazy::fitting(self, Mode::FitTransform, samples)
     }
 
-    /// [`fit`](Self::fit) on the samples of every set.
+    /// [`fit`](Self::fit) on the samples of every set, computed on `executor`.
     ///
     /// # Errors
-    /// As `fit`, and [`Error::SetLoad`] for a delayed set that fails to load.
+    /// As `compute`, and [`Error::SetLoad`] for a delayed set that fails to load.
     pub fn fit_sets<S: SetSource<I>>(
         &mut self,
         sets: impl IntoIterator<Item = S>,
+        executor: &(impl Executor + ?Sized),
     ) -> Result<Report> {
         let (_, samples) = flatten(sets)?;
-        self.fit(samples)
+        Ok(self.fit(samples).compute(executor)?.report)
     }
 
-    /// [`transform`](Self::transform) for sets: every inner sample is
-    /// transformed and the sets come back with their keys and attributes.
+    /// [`transform`](Self::transform) for sets, computed on `executor`: every
+    /// inner sample is transformed and the sets come back with their keys and
+    /// attributes.
     ///
     /// # Errors
-    /// As `transform`, and [`Error::SetLoad`].
+    /// As `compute`, and [`Error::SetLoad`].
     pub fn transform_sets<S: SetSource<I>>(
         &self,
         sets: impl IntoIterator<Item = S>,
+        executor: &(impl Executor + ?Sized),
     ) -> Result<SetOutputs<O>> {
         let (layout, samples) = flatten(sets)?;
-        Ok(regroup(layout, self.transform(samples)?))
+        Ok(regroup(layout, self.transform(samples).compute(executor)?))
     }
 
-    /// [`fit_transform`](Self::fit_transform) for sets.
+    /// [`fit_transform`](Self::fit_transform) for sets, computed on `executor`.
     ///
     /// # Errors
-    /// As `fit_transform`, and [`Error::SetLoad`].
+    /// As `compute`, and [`Error::SetLoad`].
     pub fn fit_transform_sets<S: SetSource<I>>(
         &mut self,
         sets: impl IntoIterator<Item = S>,
+        executor: &(impl Executor + ?Sized),
     ) -> Result<SetOutputs<O>> {
         let (layout, samples) = flatten(sets)?;
-        Ok(regroup(layout, self.fit_transform(samples)?))
+        Ok(regroup(
+            layout,
+            self.fit_transform(samples).compute(executor)?,
+        ))
     }
 
-    fn set_models(&mut self, models: Vec<Option<Model>>) {
+    pub(crate) fn set_models(&mut self, models: Vec<Option<Model>>) {
         for (e, m) in self.entries.iter_mut().zip(models) {
             e.model = m;
         }
     }
 
-    fn outputs(parts: Vec<AnyPartition>, report: Report) -> Result<Outputs<O>> {
-        let parts = parts
-            .into_iter()
-            .map(|p| {
-                p.downcast::<Vec<Slot<O>>>()
-                    .map(|b| *b)
-                    .map_err(|_| Error::WrongType {
-                        step: "<output>".to_owned(),
-                        expected: std::any::type_name::<Vec<Slot<O>>>(),
-                    })
+    pub(crate) fn plan_steps(&self) -> Vec<PlanStep> {
+        self.entries
+            .iter()
+            .map(|e| PlanStep {
+                name: e.name.clone(),
+                op: Arc::clone(&e.step),
+                opts: e.opts.clone(),
+                model: e.model.clone(),
             })
-            .collect::<Result<_>>()?;
-        Ok(Outputs::from_parts(parts, report))
-    }
-
-    /// Runs the steps in memory, partition by partition. Samples stream through
-    /// consecutive steps one partition at a time; only a step that is fitted in
-    /// this run waits for all partitions (it learns from all of its input).
-    fn run<S: SampleSource<I>>(
-        &self,
-        samples: impl IntoIterator<Item = S>,
-        mode: Mode,
-    ) -> Result<(Vec<AnyPartition>, Vec<Option<Model>>, Report)> {
-        self.validate()?;
-        let start = Instant::now();
-        let n = self.entries.len();
-        let mut models: Vec<Option<Model>> = self.entries.iter().map(|e| e.model.clone()).collect();
-        let fits = |i: usize| mode != Mode::Transform && self.entries[i].step.requires_fit();
-        let stops: Vec<usize> = (0..n).filter(|&i| fits(i)).collect();
-        if mode == Mode::Transform {
-            if let Some(e) = self
-                .entries
-                .iter()
-                .find(|e| e.step.requires_fit() && e.model.is_none())
-            {
-                return Err(Error::NotFitted {
-                    step: e.name.clone(),
-                });
-            }
-        }
-        // `fit` transforms only what the last fitted step learns from.
-        let transform_end = match mode {
-            Mode::Fit => stops.last().copied().unwrap_or(0),
-            _ => n,
-        };
-        let mut report = Report {
-            steps: self
-                .entries
-                .iter()
-                .map(|e| StepReport {
-                    name: e.name.clone(),
-                    fitted: false,
-                    fit_time: Duration::ZERO,
-                    transform_time: Duration::ZERO,
-                    samples: 0,
-                    failed: 0,
-                })
-                .collect(),
-            ..Report::default()
-        };
-
-        let first_stage = stops
-            .first()
-            .copied()
-            .unwrap_or(transform_end)
-            .min(transform_end);
-        let mut parts: Vec<AnyPartition> = Vec::new();
-        let mut chunk: Vec<Slot<I>> = Vec::new();
-        let mut samples = samples.into_iter().peekable();
-        while samples.peek().is_some() {
-            chunk.reserve_exact(PARTITION);
-            for s in samples.by_ref().take(PARTITION) {
-                let slot = s.into_slot();
-                report.load_failed += usize::from(slot.is_err());
-                chunk.push(slot);
-            }
-            let part: AnyPartition = Box::new(std::mem::take(&mut chunk));
-            parts.push(self.through(0..first_stage, part, &models, &mut report)?);
-        }
-
-        for (j, &stop) in stops.iter().enumerate() {
-            let e = &self.entries[stop];
-            let t0 = Instant::now();
-            let inputs: Vec<&AnyPartition> = parts.iter().collect();
-            models[stop] = Some(e.step.fit(&e.name, &e.opts, &inputs)?);
-            report.steps[stop].fitted = true;
-            report.steps[stop].fit_time = t0.elapsed();
-            let end = stops
-                .get(j + 1)
-                .copied()
-                .unwrap_or(transform_end)
-                .min(transform_end);
-            if stop < end {
-                parts = parts
-                    .into_iter()
-                    .map(|p| self.through(stop..end, p, &models, &mut report))
-                    .collect::<Result<_>>()?;
-            }
-        }
-        report.total = start.elapsed();
-        Ok((parts, models, report))
-    }
-
-    fn through(
-        &self,
-        steps: std::ops::Range<usize>,
-        mut part: AnyPartition,
-        models: &[Option<Model>],
-        report: &mut Report,
-    ) -> Result<AnyPartition> {
-        for i in steps {
-            let e = &self.entries[i];
-            let t0 = Instant::now();
-            let (out, counts) = e
-                .step
-                .transform(&e.name, &e.opts, models[i].as_ref(), part)?;
-            let r = &mut report.steps[i];
-            r.transform_time += t0.elapsed();
-            r.samples += counts.samples;
-            r.failed += counts.failed;
-            part = out;
-        }
-        Ok(part)
+            .collect()
     }
 }
 

@@ -12,14 +12,14 @@ use crate::batch::BatchCtx;
 use crate::outputs::{Failed, Slot};
 use crate::{Batch, Error, Fit, Op, Result, SampleResult, Tags, Transformer};
 
-/// A partition of samples with its data type erased: `Vec<Slot<T>>`.
-pub(crate) type AnyPartition = Box<dyn Any + Send>;
+/// A partition of samples with its data type erased: a `Vec<Slot<T>>`.
+pub type AnyPartition = Box<dyn Any + Send>;
 /// A fitted transformer with its type erased.
-pub(crate) type Model = Arc<dyn Any + Send + Sync>;
+pub type Model = Arc<dyn Any + Send + Sync>;
 
 /// How a step meets samples: extra arguments, resource tags, checkpointing.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct StepOptions {
+pub struct StepOptions {
     pub(crate) transform_extra: Vec<(String, String)>,
     pub(crate) fit_extra: Vec<(String, String)>,
     pub(crate) fit_tag: Option<String>,
@@ -28,6 +28,31 @@ pub(crate) struct StepOptions {
 }
 
 impl StepOptions {
+    /// `(argument, attribute)` pairs passed to transform.
+    pub fn transform_extra(&self) -> &[(String, String)] {
+        &self.transform_extra
+    }
+
+    /// `(argument, attribute)` pairs passed to fit.
+    pub fn fit_extra(&self) -> &[(String, String)] {
+        &self.fit_extra
+    }
+
+    /// The resource the fit task needs.
+    pub fn fit_tag(&self) -> Option<&str> {
+        self.fit_tag.as_deref()
+    }
+
+    /// The resource the transform tasks need.
+    pub fn transform_tag(&self) -> Option<&str> {
+        self.transform_tag.as_deref()
+    }
+
+    /// Whether the step asked for (`Some(true)`) or against checkpoints.
+    pub fn checkpoint(&self) -> Option<bool> {
+        self.checkpoint
+    }
+
     fn from_tags(tags: Tags) -> Self {
         StepOptions {
             transform_extra: tags.transform_extra,
@@ -46,16 +71,31 @@ pub(crate) fn map_extra(list: &mut Vec<(String, String)>, argument: &str, attrib
 }
 
 /// Valid samples and failures of one step on one partition.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Counts {
-    pub(crate) samples: usize,
-    pub(crate) failed: usize,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Valid samples the step transformed.
+    pub samples: usize,
+    /// Samples that failed at this step.
+    pub failed: usize,
 }
 
-/// A step with its types erased: what a pipeline (and a task graph) runs.
-pub(crate) trait DynStep: Send + Sync {
+/// A step with its types erased: what executors run. Partitions and models are
+/// `Any`; the typed pipeline guarantees they fit, and a mismatch is
+/// [`Error::WrongType`], never a panic.
+pub trait DynStep: Send + Sync {
+    /// The estimator's type name.
+    fn type_name(&self) -> &'static str;
+    /// Whether the estimator is a [`Fit`].
     fn requires_fit(&self) -> bool;
+    /// Fits on the valid samples of all `inputs` partitions.
+    ///
+    /// # Errors
+    /// The estimator's error, naming the step.
     fn fit(&self, name: &str, opts: &StepOptions, inputs: &[&AnyPartition]) -> Result<Model>;
+    /// Transforms one partition.
+    ///
+    /// # Errors
+    /// The estimator's error, naming the step (and sample where one is at fault).
     fn transform(
         &self,
         name: &str,
@@ -63,7 +103,15 @@ pub(crate) trait DynStep: Send + Sync {
         model: Option<&Model>,
         input: AnyPartition,
     ) -> Result<(AnyPartition, Counts)>;
+    /// The model as MessagePack.
+    ///
+    /// # Errors
+    /// [`Error::Model`].
     fn encode_model(&self, name: &str, model: &Model) -> Result<Vec<u8>>;
+    /// A model from MessagePack.
+    ///
+    /// # Errors
+    /// [`Error::Model`].
     fn decode_model(&self, name: &str, bytes: &[u8]) -> Result<Model>;
 }
 
@@ -676,6 +724,10 @@ where
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
 {
+    fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+
     fn requires_fit(&self) -> bool {
         K::REQUIRES_FIT
     }

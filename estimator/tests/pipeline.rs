@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bob_pipelines_estimator::{
-    Batch, BoxError, Error, Failure, Fit, LOAD_STEP, Options, Pipeline, SampleResult, Step, Tags,
-    Transformer,
+    Batch, BoxError, Error, Failure, Fit, InMemory, LOAD_STEP, Options, Pipeline, SampleResult,
+    Step, Tags, Transformer,
 };
 use bob_pipelines_sample::{DelayedSample, DelayedSampleSet, Sample, SampleSet};
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,12 @@ fn data<T: Copy>(out: &bob_pipelines_estimator::Outputs<T>) -> Vec<T> {
 #[test]
 fn two_failing_steps_leave_exactly_samples_3_and_7() {
     let p = Pipeline::new().then(FailEven).then(FailEven);
-    let out = p.transform(samples(10)).unwrap();
+    // "Every second sample of the batch": one batch, as in bob's test.
+    let out = p
+        .transform(samples(10))
+        .npartitions(1)
+        .compute(&InMemory)
+        .unwrap();
     let keys: Vec<&str> = out.samples().map(|s| s.key().as_str()).collect();
     assert_eq!(keys, ["3", "7"]);
     // Failures keep their positions and say where and why.
@@ -104,7 +109,7 @@ fn fit_ignores_failed_samples_and_sees_the_previous_steps_output() {
         .then(Add(100))
         .then(LearnSum { seen: seen.clone() });
     assert!(p.requires_fit() && !p.is_fitted());
-    let out = p.fit_transform(samples(10)).unwrap();
+    let out = p.fit_transform(samples(10)).compute(&InMemory).unwrap();
     assert_eq!(
         seen.load(Ordering::SeqCst),
         5,
@@ -115,7 +120,7 @@ fn fit_ignores_failed_samples_and_sees_the_previous_steps_output() {
     assert!(p.is_fitted());
     assert!(out.report().steps[2].fitted);
     // A later transform reuses the model: no new fit.
-    let again = p.transform(samples(10)).unwrap();
+    let again = p.transform(samples(10)).compute(&InMemory).unwrap();
     assert_eq!(data(&again), data(&out));
     assert_eq!(seen.load(Ordering::SeqCst), 5);
 }
@@ -129,9 +134,9 @@ fn fit_alone_then_transform_matches_fit_transform() {
         })
         .then(Add(2));
     let mut b = a.clone();
-    a.fit(samples(50)).unwrap();
-    let ta = a.transform(samples(50)).unwrap();
-    let tb = b.fit_transform(samples(50)).unwrap();
+    a.fit(samples(50)).compute(&InMemory).unwrap();
+    let ta = a.transform(samples(50)).compute(&InMemory).unwrap();
+    let tb = b.fit_transform(samples(50)).compute(&InMemory).unwrap();
     assert_eq!(data(&ta), data(&tb));
 }
 
@@ -143,7 +148,7 @@ fn transform_before_fit_is_an_error_naming_the_step() {
         })
         .name("sum"),
     );
-    match p.transform(samples(3)) {
+    match p.transform(samples(3)).compute(&InMemory) {
         Err(Error::NotFitted { step }) => assert_eq!(step, "sum"),
         other => panic!("expected NotFitted, got {other:?}"),
     }
@@ -158,7 +163,7 @@ fn many_partitions_keep_input_order_and_fit_on_everything() {
         .then(Add(1))
         .then(LearnSum { seen: seen.clone() })
         .then(Add(0));
-    let out = p.fit_transform(samples(n)).unwrap();
+    let out = p.fit_transform(samples(n)).compute(&InMemory).unwrap();
     assert_eq!(seen.load(Ordering::SeqCst), n as usize);
     let sum: u32 = (1..=n).sum();
     let expected: Vec<u32> = (0..n).map(|i| i + 1 + sum).collect();
@@ -178,7 +183,7 @@ fn fitted_model_round_trips_through_msgpack() {
         })
         .name("sum"),
     );
-    p.fit(samples(4)).unwrap();
+    p.fit(samples(4)).compute(&InMemory).unwrap();
     let bytes = p.model_bytes("sum").unwrap();
     let mut fresh = Pipeline::new().then(
         Step::fit(LearnSum {
@@ -187,7 +192,10 @@ fn fitted_model_round_trips_through_msgpack() {
         .name("sum"),
     );
     fresh.load_model("sum", &bytes).unwrap();
-    assert_eq!(data(&fresh.transform(samples(4)).unwrap()), [6, 7, 8, 9]);
+    assert_eq!(
+        data(&fresh.transform(samples(4)).compute(&InMemory).unwrap()),
+        [6, 7, 8, 9]
+    );
     let e = fresh
         .load_model("sum", b"\xc1garbage")
         .unwrap_err()
@@ -211,7 +219,7 @@ impl Transformer for Scale {
 #[test]
 fn extra_arguments_come_from_the_mapped_attribute() {
     let p = Pipeline::new().then(Step::new(Scale).transform_extra("factor", "label"));
-    let out = p.transform(samples(6)).unwrap();
+    let out = p.transform(samples(6)).compute(&InMemory).unwrap();
     assert_eq!(data(&out), [0, 1, 4, 0, 4, 10]);
 }
 
@@ -222,7 +230,7 @@ fn missing_extra_attribute_names_step_key_and_attribute() {
             .name("scale")
             .transform_extra("factor", "weight"),
     );
-    let e = p.transform(samples(3)).unwrap_err();
+    let e = p.transform(samples(3)).compute(&InMemory).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Extra { .. }), "{msg}");
     for part in ["`scale`", "`factor`", "\"0\"", "`weight`", "label"] {
@@ -230,7 +238,11 @@ fn missing_extra_attribute_names_step_key_and_attribute() {
     }
     // Asking for an argument the step does not map.
     let p = Pipeline::new().then(Step::new(Scale).name("scale"));
-    let msg = p.transform(samples(3)).unwrap_err().to_string();
+    let msg = p
+        .transform(samples(3))
+        .compute(&InMemory)
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains("`factor`") && msg.contains("transform_extra"),
         "{msg}"
@@ -250,9 +262,18 @@ fn tags_give_defaults_that_step_options_override() {
             Tags::new().transform_extra("factor", "missing")
         }
     }
-    assert!(Pipeline::new().then(Tagged).transform(samples(2)).is_err());
+    assert!(
+        Pipeline::new()
+            .then(Tagged)
+            .transform(samples(2))
+            .compute(&InMemory)
+            .is_err()
+    );
     let p = Pipeline::new().then(Step::new(Tagged).transform_extra("factor", "label"));
-    assert_eq!(data(&p.transform(samples(3)).unwrap()), [0, 1, 4]);
+    assert_eq!(
+        data(&p.transform(samples(3)).compute(&InMemory).unwrap()),
+        [0, 1, 4]
+    );
 }
 
 /// Learns the mean of extra argument `y`.
@@ -280,7 +301,7 @@ fn fit_extra_arguments_are_separate_from_transform_ones() {
     let mut p = Pipeline::new().then(Step::fit(MeanOfY).fit_extra("y", "label"));
     // labels of 0..6 are 0,1,2,0,1,2 → mean 1
     assert_eq!(
-        data(&p.fit_transform(samples(6)).unwrap()),
+        data(&p.fit_transform(samples(6)).compute(&InMemory).unwrap()),
         [1, 2, 3, 4, 5, 6]
     );
     let mut unmapped = Pipeline::new().then(
@@ -288,7 +309,11 @@ fn fit_extra_arguments_are_separate_from_transform_ones() {
             .name("mean")
             .transform_extra("y", "label"),
     );
-    let msg = unmapped.fit(samples(6)).unwrap_err().to_string();
+    let msg = unmapped
+        .fit(samples(6))
+        .compute(&InMemory)
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains("`mean`") && msg.contains("fit asked") && msg.contains("fit_extra"),
         "{msg}"
@@ -310,6 +335,7 @@ fn wrong_number_of_outputs_names_the_step() {
     let e = Pipeline::new()
         .then(Short)
         .transform(samples(4))
+        .compute(&InMemory)
         .unwrap_err();
     match e {
         Error::OutputCount {
@@ -341,6 +367,7 @@ fn shape_mismatch_in_a_batch_names_step_and_sample() {
     let msg = Pipeline::new()
         .then(Stacker)
         .transform(s)
+        .compute(&InMemory)
         .unwrap_err()
         .to_string();
     assert!(
@@ -352,7 +379,13 @@ fn shape_mismatch_in_a_batch_names_step_and_sample() {
         Sample::new("b", vec![3.0, 4.0]),
     ];
     assert_eq!(
-        data(&Pipeline::new().then(Stacker).transform(ok).unwrap()),
+        data(
+            &Pipeline::new()
+                .then(Stacker)
+                .transform(ok)
+                .compute(&InMemory)
+                .unwrap()
+        ),
         [3.0, 7.0]
     );
 }
@@ -373,6 +406,7 @@ fn an_estimator_error_fails_the_run_naming_the_step() {
         .then(Add(1))
         .then(Broken)
         .transform(samples(2))
+        .compute(&InMemory)
         .unwrap_err()
         .to_string();
     assert!(
@@ -392,7 +426,11 @@ fn steps_are_named_like_make_pipeline() {
     let dup = Pipeline::new()
         .then(Step::new(Add(1)).name("x"))
         .then(Step::new(Add(2)).name("x"));
-    let msg = dup.transform(samples(1)).unwrap_err().to_string();
+    let msg = dup
+        .transform(samples(1))
+        .compute(&InMemory)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("`x`") && msg.contains("unique"), "{msg}");
 }
 
@@ -402,7 +440,10 @@ fn options_by_name_are_checked_like_bobs_wrap() {
         .set_serde("transform_extra_arguments", &[("factor", "label")])
         .unwrap();
     let p = Pipeline::new().then(Step::new(Scale).options(&opts).unwrap());
-    assert_eq!(data(&p.transform(samples(3)).unwrap()), [0, 1, 4]);
+    assert_eq!(
+        data(&p.transform(samples(3)).compute(&InMemory).unwrap()),
+        [0, 1, 4]
+    );
 
     let e = Step::new(Scale)
         .options(&Options::new().set("npartition", 3))
@@ -447,7 +488,7 @@ fn input_and_output_attributes() {
             .input_attribute("label")
             .output_attribute("scaled"),
     );
-    let out = p.transform(samples(4)).unwrap();
+    let out = p.transform(samples(4)).compute(&InMemory).unwrap();
     let s: Vec<_> = out.samples().collect();
     assert_eq!(*s[2].data(), 2, "datum unchanged");
     assert_eq!(s[2].attr::<u32>("scaled").unwrap(), 12);
@@ -462,11 +503,15 @@ fn input_and_output_attributes() {
         .map(|i| Sample::new(i.to_string(), format!("img{i}")).with_attr("label", i))
         .collect();
     let p = Pipeline::new().then(Step::new(Add(1)).input_attribute("label"));
-    let out = p.transform(texts).unwrap();
+    let out = p.transform(texts).compute(&InMemory).unwrap();
     assert_eq!(data(&out), [1, 2, 3]);
 
     let p = Pipeline::new().then(Step::new(Add(1)).name("a").input_attribute("nope"));
-    let msg = p.transform(samples(2)).unwrap_err().to_string();
+    let msg = p
+        .transform(samples(2))
+        .compute(&InMemory)
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains("`a`") && msg.contains("`nope`") && msg.contains("\"0\""),
         "{msg}"
@@ -479,7 +524,10 @@ fn sets_are_transformed_sample_by_sample_and_kept() {
         SampleSet::new("s1", samples(3)).with_attr("subject", "alice"),
         SampleSet::new("s2", samples(4)).with_attr("subject", "bob"),
     ];
-    let out = Pipeline::new().then(FailEven).transform_sets(sets).unwrap();
+    let out = Pipeline::new()
+        .then(FailEven)
+        .transform_sets(sets, &InMemory)
+        .unwrap();
     let sets = out.sets();
     assert_eq!(sets.len(), 2);
     assert_eq!(sets[1].key(), "s2");
@@ -496,7 +544,7 @@ fn sets_are_transformed_sample_by_sample_and_kept() {
         seen: Default::default(),
     });
     let delayed = DelayedSampleSet::new("lazy", || Ok::<_, BoxError>(samples(3)));
-    let out = fit.fit_transform_sets([delayed]).unwrap();
+    let out = fit.fit_transform_sets([delayed], &InMemory).unwrap();
     assert_eq!(
         out.sets()[0].iter().map(|s| *s.data()).collect::<Vec<_>>(),
         [3, 4, 5]
@@ -507,7 +555,7 @@ fn sets_are_transformed_sample_by_sample_and_kept() {
     });
     let msg = Pipeline::new()
         .then(Add(1))
-        .transform_sets([broken])
+        .transform_sets([broken], &InMemory)
         .unwrap_err()
         .to_string();
     assert!(
@@ -532,7 +580,11 @@ fn delayed_samples_load_when_reached_and_a_bad_one_fails_alone() {
             })
         })
         .collect();
-    let out = Pipeline::new().then(Add(1)).transform(input).unwrap();
+    let out = Pipeline::new()
+        .then(Add(1))
+        .transform(input)
+        .compute(&InMemory)
+        .unwrap();
     assert_eq!(loads.load(Ordering::SeqCst), 5);
     assert_eq!(data(&out), [1, 2, 4, 5]);
     let f = out.failed().next().unwrap();
@@ -542,10 +594,30 @@ fn delayed_samples_load_when_reached_and_a_bad_one_fails_alone() {
 }
 
 #[test]
+fn partitioning_is_checked_and_failures_stay_per_batch() {
+    let p = Pipeline::new().then(FailEven);
+    for bad in [
+        p.transform(samples(4)).npartitions(0),
+        p.transform(samples(4)).partition_size(0),
+    ] {
+        let e = bad.compute(&InMemory).unwrap_err();
+        assert!(matches!(e, Error::Partitioning(_)), "{e}");
+    }
+    // Two partitions of 5: each batch fails its own even positions.
+    let out = p
+        .transform(samples(10))
+        .partition_size(5)
+        .compute(&InMemory)
+        .unwrap();
+    assert_eq!(data(&out), [1, 3, 6, 8]);
+}
+
+#[test]
 fn an_empty_input_gives_empty_outputs() {
     let mut p = Pipeline::new().then(Add(1));
     assert!(
         p.fit_transform(Vec::<Sample<u32>>::new())
+            .compute(&InMemory)
             .unwrap()
             .is_empty()
     );

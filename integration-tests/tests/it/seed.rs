@@ -11,7 +11,10 @@ use ndarray::{Array2, array};
 fn seed_pipeline_fits_and_multiplies_keeping_keys_and_metadata() {
     let mut p = pipeline::pipeline();
     assert_eq!(p.step_names(), ["mytransformer", "myfittransformer"]);
-    let out = p.fit_transform(pipeline::samples(10)).unwrap();
+    let out = p
+        .fit_transform(pipeline::samples(10))
+        .compute(&InMemory)
+        .unwrap();
     assert_eq!(out.len(), 10);
     for (i, s) in out.samples().enumerate() {
         assert_eq!(s.key().as_str(), i.to_string());
@@ -28,7 +31,7 @@ fn seed_pipeline_fits_and_multiplies_keeping_keys_and_metadata() {
         Sample::new("eye", Array2::<f64>::eye(2)).with_attr("metadata", 1),
         Sample::new("two", Array2::<f64>::eye(2) * 2.0).with_attr("metadata", 7),
     ];
-    let out = p.transform(eye).unwrap().into_samples();
+    let out = p.transform(eye).compute(&InMemory).unwrap().into_samples();
     assert_eq!(out[0].data(), &array![[1.0, 2.0], [3.0, 4.0]]);
     assert_eq!(out[1].data(), &array![[2.0, 4.0], [6.0, 8.0]]);
     assert_eq!(out[1].attr::<i64>("metadata").unwrap(), 7);
@@ -41,7 +44,7 @@ fn seed_pipeline_without_metadata_names_step_and_key() {
         Sample::new("ok", Array2::<f64>::zeros((2, 2))).with_attr("metadata", 1),
         Sample::new("no-meta", Array2::<f64>::zeros((2, 2))),
     ];
-    let e = p.fit_transform(samples).unwrap_err();
+    let e = p.fit_transform(samples).compute(&InMemory).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Extra { .. }), "{msg}");
     assert!(

@@ -1,0 +1,406 @@
+//! What executors receive: a pipeline run with its types erased.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::outputs::{Report, StepReport};
+use crate::step::{AnyPartition, Counts, DynStep, Model, StepOptions};
+use crate::{Error, Result};
+
+/// Whether a run fits, transforms, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Fit every step that needs it; transform only what later fits learn from.
+    Fit,
+    /// Transform with existing models.
+    Transform,
+    /// Fit, then transform the same samples.
+    FitTransform,
+}
+
+/// How the input samples are cut into partitions (bob's `ToDaskBag` options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Partitioning {
+    /// About 16 partitions of 256 to 16 384 samples each (one partition below
+    /// 256 samples). It depends only on the number of samples — never on this
+    /// machine — so every process that builds the same pipeline builds the same
+    /// graph.
+    #[default]
+    Auto,
+    /// This many partitions (bob's `npartitions`).
+    Count(usize),
+    /// Partitions of this many samples (bob's `partition_size`).
+    Size(usize),
+}
+
+/// The most samples [`Partitioning::Auto`] puts in one partition.
+pub const MAX_AUTO_PARTITION: usize = 1 << 14;
+/// The fewest samples [`Partitioning::Auto`] puts in one partition (when there
+/// are that many): smaller tasks cost more in scheduling than they win.
+pub const MIN_AUTO_PARTITION: usize = 256;
+
+impl Partitioning {
+    /// The lengths of the partitions of `n` samples, in order.
+    ///
+    /// # Errors
+    /// [`Error::Partitioning`] for zero partitions or a partition size of zero.
+    pub fn lengths(self, n: usize) -> Result<Vec<usize>> {
+        let size = match self {
+            Partitioning::Auto => n.div_ceil(16).clamp(MIN_AUTO_PARTITION, MAX_AUTO_PARTITION),
+            Partitioning::Count(0) => {
+                return Err(Error::Partitioning("npartitions must be at least 1".into()));
+            }
+            Partitioning::Size(0) => {
+                return Err(Error::Partitioning(
+                    "partition_size must be at least 1".into(),
+                ));
+            }
+            Partitioning::Count(k) => n.div_ceil(k).max(1),
+            Partitioning::Size(s) => s,
+        };
+        let mut lens = vec![size; n / size];
+        if n % size != 0 {
+            lens.push(n % size);
+        }
+        Ok(lens)
+    }
+}
+
+/// One step of a plan: its name, erased operations, options and current model.
+#[derive(Clone)]
+pub struct PlanStep {
+    pub(crate) name: String,
+    pub(crate) op: Arc<dyn DynStep>,
+    pub(crate) opts: StepOptions,
+    pub(crate) model: Option<Model>,
+}
+
+impl std::fmt::Debug for PlanStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanStep")
+            .field("name", &self.name)
+            .field("type", &self.op.type_name())
+            .field("opts", &self.opts)
+            .field("fitted", &self.model.is_some())
+            .finish()
+    }
+}
+
+impl PlanStep {
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The estimator's type name.
+    pub fn type_name(&self) -> &'static str {
+        self.op.type_name()
+    }
+
+    /// Whether the estimator is a [`Fit`](crate::Fit).
+    pub fn requires_fit(&self) -> bool {
+        self.op.requires_fit()
+    }
+
+    /// The step's options.
+    pub fn options(&self) -> &StepOptions {
+        &self.opts
+    }
+
+    /// The model the step has before the run.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+
+    /// Fits on all `inputs` partitions.
+    ///
+    /// # Errors
+    /// The estimator's error, naming the step.
+    pub fn fit(&self, inputs: &[&AnyPartition]) -> Result<Model> {
+        self.op.fit(&self.name, &self.opts, inputs)
+    }
+
+    /// Transforms one partition with `model` (the one fitted in this run, or the
+    /// step's own).
+    ///
+    /// # Errors
+    /// The estimator's error, naming the step.
+    pub fn transform(
+        &self,
+        model: Option<&Model>,
+        input: AnyPartition,
+    ) -> Result<(AnyPartition, Counts)> {
+        self.op.transform(&self.name, &self.opts, model, input)
+    }
+
+    /// A model as MessagePack.
+    ///
+    /// # Errors
+    /// [`Error::Model`].
+    pub fn encode_model(&self, model: &Model) -> Result<Vec<u8>> {
+        self.op.encode_model(&self.name, model)
+    }
+
+    /// A model from MessagePack.
+    ///
+    /// # Errors
+    /// [`Error::Model`].
+    pub fn decode_model(&self, bytes: &[u8]) -> Result<Model> {
+        self.op.decode_model(&self.name, bytes)
+    }
+}
+
+/// Everything about a run but its input data: enough to build its task graph.
+#[derive(Debug, Clone)]
+pub struct PlanInfo {
+    pub(crate) steps: Vec<PlanStep>,
+    pub(crate) mode: Mode,
+    pub(crate) lens: Vec<usize>,
+}
+
+impl PlanInfo {
+    /// The steps, in order.
+    pub fn steps(&self) -> &[PlanStep] {
+        &self.steps
+    }
+
+    /// Fit, transform or both.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The number of samples in each input partition.
+    pub fn partition_lens(&self) -> &[usize] {
+        &self.lens
+    }
+
+    /// The number of input partitions.
+    pub fn npartitions(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Whether step `i` is fitted in this run.
+    pub fn fits(&self, i: usize) -> bool {
+        self.mode != Mode::Transform && self.steps[i].requires_fit()
+    }
+
+    /// Steps `0..transform_end()` transform their partitions; a `fit` run stops
+    /// at the last step it fits (nothing after it learns from its output).
+    pub fn transform_end(&self) -> usize {
+        match self.mode {
+            Mode::Fit => (0..self.steps.len())
+                .rev()
+                .find(|&i| self.fits(i))
+                .unwrap_or(0),
+            _ => self.steps.len(),
+        }
+    }
+
+    /// Checks that every step that transforms without being fitted here has a model.
+    ///
+    /// # Errors
+    /// [`Error::NotFitted`] naming the first such step.
+    pub fn check_models(&self) -> Result<()> {
+        for (i, s) in self.steps.iter().enumerate().take(self.transform_end()) {
+            if s.requires_fit() && !self.fits(i) && s.model.is_none() {
+                return Err(Error::NotFitted {
+                    step: s.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// An empty report with one entry per step.
+    pub fn empty_report(&self) -> Report {
+        Report {
+            steps: self
+                .steps
+                .iter()
+                .map(|s| StepReport {
+                    name: s.name.clone(),
+                    fitted: false,
+                    fit_time: Duration::ZERO,
+                    transform_time: Duration::ZERO,
+                    samples: 0,
+                    failed: 0,
+                })
+                .collect(),
+            ..Report::default()
+        }
+    }
+}
+
+/// A loaded input partition: the slots and how many samples failed to load.
+pub struct Loaded {
+    /// A `Vec<Slot<I>>`.
+    pub partition: AnyPartition,
+    /// Samples whose loader failed.
+    pub load_failed: usize,
+}
+
+/// One input partition, loaded when an executor asks.
+pub struct InputPartition<'a> {
+    pub(crate) len: usize,
+    pub(crate) load: Box<dyn FnOnce() -> Result<Loaded> + Send + 'a>,
+}
+
+impl InputPartition<'_> {
+    /// How many samples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it has no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Loads the samples (delayed samples are loaded now).
+    ///
+    /// # Errors
+    /// When the inputs were already handed out.
+    pub fn load(self) -> Result<Loaded> {
+        (self.load)()
+    }
+}
+
+impl std::fmt::Debug for InputPartition<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputPartition")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A run with its types erased: steps, current models, input partitions.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// Steps, mode and partition lengths.
+    pub info: PlanInfo,
+    /// The input partitions, in order.
+    pub inputs: Vec<InputPartition<'a>>,
+}
+
+/// What an executor gives back.
+#[derive(Debug)]
+pub struct Executed {
+    /// The output partitions (`Vec<Slot<O>>`), in input order; empty for a fit.
+    pub parts: Vec<AnyPartition>,
+    /// Each step's model after the run (fitted here, or as before).
+    pub models: Vec<Option<Model>>,
+    /// What happened.
+    pub report: Report,
+}
+
+/// Runs plans: single-threaded, on a thread pool, on worker processes, on a cluster.
+pub trait Executor: Send + Sync {
+    /// The executor's name (`single-threaded`, `local-parallel`, …).
+    fn name(&self) -> String;
+
+    /// Runs a plan.
+    ///
+    /// # Errors
+    /// The first error of any task, naming its step (and sample where known).
+    fn execute(&self, plan: Plan<'_>) -> Result<Executed>;
+}
+
+impl std::fmt::Debug for dyn Executor + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Executor({})", self.name())
+    }
+}
+
+impl<E: Executor + ?Sized> Executor for &E {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
+        (**self).execute(plan)
+    }
+}
+
+impl<E: Executor + ?Sized> Executor for Box<E> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+    fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
+        (**self).execute(plan)
+    }
+}
+
+/// Runs a plan in the calling thread without building a task graph: each
+/// partition streams through consecutive steps, and only a step fitted in the
+/// run waits for all partitions. The leanest executor in memory; the reference
+/// the others are compared with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InMemory;
+
+impl Executor for InMemory {
+    fn name(&self) -> String {
+        "in-memory".to_owned()
+    }
+
+    fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
+        let Plan { info, inputs } = plan;
+        info.check_models()?;
+        let start = Instant::now();
+        let mut report = info.empty_report();
+        let mut models: Vec<Option<Model>> = info.steps.iter().map(|s| s.model.clone()).collect();
+        let stops: Vec<usize> = (0..info.steps.len()).filter(|&i| info.fits(i)).collect();
+        let end = info.transform_end();
+        let first_stage = stops.first().copied().unwrap_or(end).min(end);
+
+        let mut parts = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let loaded = input.load()?;
+            report.load_failed += loaded.load_failed;
+            parts.push(through(
+                &info,
+                0..first_stage,
+                loaded.partition,
+                &models,
+                &mut report,
+            )?);
+        }
+        for (j, &stop) in stops.iter().enumerate() {
+            let t0 = Instant::now();
+            let refs: Vec<&AnyPartition> = parts.iter().collect();
+            models[stop] = Some(info.steps[stop].fit(&refs)?);
+            report.steps[stop].fitted = true;
+            report.steps[stop].fit_time = t0.elapsed();
+            let stage_end = stops.get(j + 1).copied().unwrap_or(end).min(end);
+            if stop < stage_end {
+                parts = parts
+                    .into_iter()
+                    .map(|p| through(&info, stop..stage_end, p, &models, &mut report))
+                    .collect::<Result<_>>()?;
+            }
+        }
+        if info.mode == Mode::Fit {
+            parts.clear();
+        }
+        report.total = start.elapsed();
+        Ok(Executed {
+            parts,
+            models,
+            report,
+        })
+    }
+}
+
+fn through(
+    info: &PlanInfo,
+    steps: std::ops::Range<usize>,
+    mut part: AnyPartition,
+    models: &[Option<Model>],
+    report: &mut Report,
+) -> Result<AnyPartition> {
+    for i in steps {
+        let t0 = Instant::now();
+        let (out, counts) = info.steps[i].transform(models[i].as_ref(), part)?;
+        report.steps[i].add(counts, t0.elapsed());
+        part = out;
+    }
+    Ok(part)
+}

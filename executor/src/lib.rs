@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+
+mod dag;
+mod local;
+mod names;
+mod progress;
+
+pub use local::{SingleThreaded, ThreadPool};
+pub use names::{ENV, NAMES, UnknownExecutor, by_name, from_env};
+pub use progress::{Bars, Progress, Silent};

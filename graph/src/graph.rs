@@ -1,0 +1,378 @@
+//! Building the task graph, its ids, resources, fingerprint and picture.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use bob_pipelines_estimator::{Mode, PlanInfo};
+
+/// What a task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskKind {
+    /// Loads input partition `partition` (delayed samples are read here).
+    Load {
+        /// The partition.
+        partition: usize,
+    },
+    /// Fits step `step` on all of its input partitions.
+    Fit {
+        /// The step's index.
+        step: usize,
+    },
+    /// Transforms partition `partition` with step `step`.
+    Transform {
+        /// The step's index.
+        step: usize,
+        /// The partition.
+        partition: usize,
+    },
+}
+
+/// One task: its stable id, what it does, what it waits for, what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    id: String,
+    kind: TaskKind,
+    deps: Vec<usize>,
+    resource: Option<String>,
+    samples: usize,
+}
+
+impl Task {
+    /// The stable id: `load-3`, `<step>.fit`, `<step>.transform-3`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What it does.
+    pub fn kind(&self) -> TaskKind {
+        self.kind
+    }
+
+    /// The tasks it waits for (indices into the graph).
+    pub fn deps(&self) -> &[usize] {
+        &self.deps
+    }
+
+    /// The resource it needs (bob's `fit_tag` / `transform_tag`), if any.
+    pub fn resource(&self) -> Option<&str> {
+        self.resource.as_deref()
+    }
+
+    /// How many input samples it touches.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// The index of the step it runs, if any.
+    pub fn step(&self) -> Option<usize> {
+        match self.kind {
+            TaskKind::Load { .. } => None,
+            TaskKind::Fit { step } | TaskKind::Transform { step, .. } => Some(step),
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// The task graph of a run: tasks in a topological order (every task after
+/// the tasks it depends on).
+#[derive(Debug, Clone)]
+pub struct TaskGraph {
+    info: PlanInfo,
+    tasks: Vec<Task>,
+    dependents: Vec<Vec<usize>>,
+    outputs: Vec<usize>,
+    fingerprint: u64,
+}
+
+impl TaskGraph {
+    /// The graph of a run.
+    pub fn new(info: &PlanInfo) -> Self {
+        let lens = info.partition_lens();
+        let steps = info.steps();
+        let end = info.transform_end();
+        let any_fit = (0..steps.len()).any(|i| info.fits(i));
+        let mut tasks: Vec<Task> = Vec::new();
+        let push = |tasks: &mut Vec<Task>, t: Task| {
+            tasks.push(t);
+            tasks.len() - 1
+        };
+        // A `fit` with nothing to fit has nothing to load either.
+        let needed = info.mode() != Mode::Fit || any_fit;
+        let mut current: Vec<usize> = if needed {
+            lens.iter()
+                .enumerate()
+                .map(|(p, &n)| {
+                    push(
+                        &mut tasks,
+                        Task {
+                            id: format!("load-{p}"),
+                            kind: TaskKind::Load { partition: p },
+                            deps: vec![],
+                            resource: None,
+                            samples: n,
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        for (s, step) in steps.iter().enumerate() {
+            let fit = info.fits(s).then(|| {
+                push(
+                    &mut tasks,
+                    Task {
+                        id: format!("{}.fit", step.name()),
+                        kind: TaskKind::Fit { step: s },
+                        deps: current.clone(),
+                        resource: step.options().fit_tag().map(str::to_owned),
+                        samples: lens.iter().sum(),
+                    },
+                )
+            });
+            if s < end {
+                for (p, cur) in current.iter_mut().enumerate() {
+                    let mut deps = vec![*cur];
+                    deps.extend(fit);
+                    *cur = push(
+                        &mut tasks,
+                        Task {
+                            id: format!("{}.transform-{p}", step.name()),
+                            kind: TaskKind::Transform {
+                                step: s,
+                                partition: p,
+                            },
+                            deps,
+                            resource: step.options().transform_tag().map(str::to_owned),
+                            samples: lens[p],
+                        },
+                    );
+                }
+            }
+        }
+        let outputs = if info.mode() == Mode::Fit {
+            vec![]
+        } else {
+            current
+        };
+        let mut dependents = vec![Vec::new(); tasks.len()];
+        for (i, t) in tasks.iter().enumerate() {
+            for &d in &t.deps {
+                dependents[d].push(i);
+            }
+        }
+        let fingerprint = fingerprint(info, &tasks);
+        TaskGraph {
+            info: info.clone(),
+            tasks,
+            dependents,
+            outputs,
+            fingerprint,
+        }
+    }
+
+    /// Steps, mode and partitions the graph was built from.
+    pub fn info(&self) -> &PlanInfo {
+        &self.info
+    }
+
+    /// How many tasks.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether there are no tasks.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The tasks, in a topological order.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// Task `i`.
+    ///
+    /// # Panics
+    /// If `i` is out of bounds.
+    pub fn task(&self, i: usize) -> &Task {
+        &self.tasks[i]
+    }
+
+    /// The tasks that wait for task `i`.
+    pub fn dependents(&self, i: usize) -> &[usize] {
+        &self.dependents[i]
+    }
+
+    /// The tasks whose results are the run's output partitions, in order.
+    pub fn outputs(&self) -> &[usize] {
+        &self.outputs
+    }
+
+    /// The task with this id.
+    pub fn find(&self, id: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t.id == id)
+    }
+
+    /// A hash of everything that shapes the graph: step names and estimator
+    /// types, options, mode, partitions, tasks and edges. The same program
+    /// computes the same fingerprint; driver and workers compare it.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Which tasks need which resource (bob's `get_resource_requirements`).
+    pub fn resources(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for t in &self.tasks {
+            if let Some(r) = &t.resource {
+                out.entry(r.clone()).or_default().push(t.id.clone());
+            }
+        }
+        out
+    }
+
+    /// The graph in Graphviz's DOT language.
+    pub fn to_dot(&self) -> String {
+        let mut s = String::from(
+            "digraph pipeline {\n  rankdir=LR;\n  node [shape=box, style=\"rounded,filled\", \
+             fontname=\"Helvetica\", fillcolor=\"#e8eef7\"];\n",
+        );
+        for t in &self.tasks {
+            let (label, extra) = match t.kind {
+                TaskKind::Load { partition } => (
+                    format!("load #{partition}\\n{} samples", t.samples),
+                    ", fillcolor=\"#eeeeee\"",
+                ),
+                TaskKind::Fit { step } => (
+                    format!("{}\\nfit", self.info.steps()[step].name()),
+                    ", shape=ellipse, fillcolor=\"#f9d9b8\"",
+                ),
+                TaskKind::Transform { step, partition } => (
+                    format!(
+                        "{}\\ntransform #{partition}",
+                        self.info.steps()[step].name()
+                    ),
+                    "",
+                ),
+            };
+            let resource = t
+                .resource
+                .as_ref()
+                .map(|r| format!("\\n[{}]", escape(r)))
+                .unwrap_or_default();
+            let color = if t.resource.is_some() {
+                ", color=\"#b2182b\", penwidth=2"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "  \"{}\" [label=\"{}{resource}\"{extra}{color}];",
+                escape(&t.id),
+                escape_label(&label)
+            );
+        }
+        for t in &self.tasks {
+            for &d in &t.deps {
+                let _ = writeln!(
+                    s,
+                    "  \"{}\" -> \"{}\";",
+                    escape(&self.tasks[d].id),
+                    escape(&t.id)
+                );
+            }
+        }
+        s.push_str("}\n");
+        s
+    }
+
+    /// The graph as SVG, drawn by Graphviz's `dot`; `None` when `dot` is not
+    /// installed (`apt-get install graphviz`).
+    ///
+    /// # Errors
+    /// When `dot` is installed but fails.
+    pub fn to_svg(&self) -> std::io::Result<Option<String>> {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let mut child = match Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let dot = self.to_dot();
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin"))?;
+        // Write from another thread: dot may fill its stdout before reading all input.
+        let writer = std::thread::spawn(move || stdin.write_all(dot.as_bytes()));
+        let out = child.wait_with_output()?;
+        writer
+            .join()
+            .map_err(|_| std::io::Error::other("writer thread panicked"))??;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "dot failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Escapes quotes but keeps the `\n` line breaks of a label.
+fn escape_label(s: &str) -> String {
+    s.replace('"', "\\\"")
+}
+
+/// FNV-1a, 64 bits: stable across processes, machines and Rust versions
+/// (std's hashers promise none of that).
+struct Fnv(u64);
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so that ("ab", "c") and ("a", "bc") differ.
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+fn fingerprint(info: &PlanInfo, tasks: &[Task]) -> u64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.write(format!("{:?}", info.mode()).as_bytes());
+    for s in info.steps() {
+        h.write(s.name().as_bytes());
+        h.write(s.type_name().as_bytes());
+        h.write(format!("{:?}", s.options()).as_bytes());
+    }
+    for t in tasks {
+        h.write(t.id.as_bytes());
+        h.write(t.resource.as_deref().unwrap_or("").as_bytes());
+        h.write(&(t.samples as u64).to_le_bytes());
+        for &d in &t.deps {
+            h.write(&(d as u64).to_le_bytes());
+        }
+    }
+    h.0
+}

@@ -1,0 +1,203 @@
+//! Running a task graph's tasks, one at a time, in whatever order an executor picks.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use bob_pipelines_estimator::{
+    AnyPartition, Counts, Error, Executed, InputPartition, Model, Plan, Report, Result,
+};
+
+use crate::{TaskGraph, TaskKind};
+
+/// What a finished task reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// The task's index.
+    pub task: usize,
+    /// Samples it transformed and that failed in it (zero for loads and fits).
+    pub counts: Counts,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+/// A run in progress: the graph, its inputs, the results of finished tasks and
+/// the models fitted so far. Tasks run through [`run`](Self::run) from any
+/// thread, each once and after the tasks it depends on; a task's result is
+/// handed to the task that consumes it and dropped from here, so memory holds
+/// only what is still needed.
+pub struct Job<'a> {
+    graph: TaskGraph,
+    inputs: Vec<Mutex<Option<InputPartition<'a>>>>,
+    results: Vec<Mutex<Option<AnyPartition>>>,
+    models: Vec<Mutex<Option<Model>>>,
+    report: Mutex<Report>,
+    start: Instant,
+}
+
+impl std::fmt::Debug for Job<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("tasks", &self.graph.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicking task is reported as an error; its lock's data is still sound.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<'a> Job<'a> {
+    /// A job for a plan.
+    ///
+    /// # Errors
+    /// [`Error::NotFitted`] when a step must transform without a model.
+    pub fn new(plan: Plan<'a>) -> Result<Self> {
+        plan.info.check_models()?;
+        let graph = TaskGraph::new(&plan.info);
+        let models = plan
+            .info
+            .steps()
+            .iter()
+            .map(|s| Mutex::new(s.model().cloned()))
+            .collect();
+        Ok(Job {
+            inputs: plan
+                .inputs
+                .into_iter()
+                .map(|i| Mutex::new(Some(i)))
+                .collect(),
+            results: (0..graph.len()).map(|_| Mutex::new(None)).collect(),
+            models,
+            report: Mutex::new(plan.info.empty_report()),
+            graph,
+            start: Instant::now(),
+        })
+    }
+
+    /// The task graph.
+    pub fn graph(&self) -> &TaskGraph {
+        &self.graph
+    }
+
+    /// Adds a warning to the run's report.
+    pub fn warn(&self, warning: String) {
+        let mut r = lock(&self.report);
+        if !r.warnings.contains(&warning) {
+            r.warnings.push(warning);
+        }
+    }
+
+    /// Runs task `i`. The tasks it depends on must have finished.
+    ///
+    /// # Errors
+    /// The task's error, wrapped with the task's id.
+    pub fn run(&self, i: usize) -> Result<Done> {
+        let t0 = Instant::now();
+        let counts = self.run_inner(i).map_err(|source| Error::Task {
+            task: self.graph.task(i).id().to_owned(),
+            source: Box::new(source),
+        })?;
+        Ok(Done {
+            task: i,
+            counts,
+            elapsed: t0.elapsed(),
+        })
+    }
+
+    fn missing(&self, what: String) -> Error {
+        Error::Executor {
+            executor: "job".to_owned(),
+            reason: format!(
+                "{what}: a task ran before the tasks it depends on (a bug in the executor)"
+            ),
+        }
+    }
+
+    fn run_inner(&self, i: usize) -> Result<Counts> {
+        let task = self.graph.task(i);
+        let info = self.graph.info();
+        match task.kind() {
+            TaskKind::Load { partition } => {
+                let input = lock(&self.inputs[partition])
+                    .take()
+                    .ok_or(Error::InputTaken { partition })?;
+                let loaded = input.load()?;
+                lock(&self.report).load_failed += loaded.load_failed;
+                *lock(&self.results[i]) = Some(loaded.partition);
+                Ok(Counts::default())
+            }
+            TaskKind::Fit { step } => {
+                let t0 = Instant::now();
+                // Locks every input in task order; the transforms that will take
+                // them wait for this fit, so nothing else contends for them.
+                let guards: Vec<_> = task
+                    .deps()
+                    .iter()
+                    .map(|&d| lock(&self.results[d]))
+                    .collect();
+                let refs = guards
+                    .iter()
+                    .zip(task.deps())
+                    .map(|(g, &d)| {
+                        g.as_ref().ok_or_else(|| {
+                            self.missing(format!(
+                                "input of `{}` from `{}`",
+                                task.id(),
+                                self.graph.task(d).id()
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<&AnyPartition>>>()?;
+                let model = info.steps()[step].fit(&refs)?;
+                drop(guards);
+                *lock(&self.models[step]) = Some(model);
+                let mut r = lock(&self.report);
+                r.steps[step].fitted = true;
+                r.steps[step].fit_time = t0.elapsed();
+                Ok(Counts::default())
+            }
+            TaskKind::Transform { step, .. } => {
+                let t0 = Instant::now();
+                let input_task = task.deps()[0];
+                let input = lock(&self.results[input_task])
+                    .take()
+                    .ok_or_else(|| self.missing(format!("input of `{}`", task.id())))?;
+                let model = lock(&self.models[step]).clone();
+                let (out, counts) = info.steps()[step].transform(model.as_ref(), input)?;
+                *lock(&self.results[i]) = Some(out);
+                lock(&self.report).steps[step].add(counts, t0.elapsed());
+                Ok(counts)
+            }
+        }
+    }
+
+    /// The output partitions, the models and the report, once every task ran.
+    ///
+    /// # Errors
+    /// When an output task did not run (a bug in the executor).
+    pub fn finish(self) -> Result<Executed> {
+        let mut parts = Vec::with_capacity(self.graph.outputs().len());
+        for &o in self.graph.outputs() {
+            let p = lock(&self.results[o])
+                .take()
+                .ok_or_else(|| self.missing(format!("output of `{}`", self.graph.task(o).id())))?;
+            parts.push(p);
+        }
+        let models = self
+            .models
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        let mut report = self
+            .report
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        report.total = self.start.elapsed();
+        Ok(Executed {
+            parts,
+            models,
+            report,
+        })
+    }
+}

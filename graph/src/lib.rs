@@ -1,0 +1,7 @@
+#![doc = include_str!("../README.md")]
+
+mod graph;
+mod job;
+
+pub use graph::{Task, TaskGraph, TaskKind};
+pub use job::{Done, Job};
