@@ -1,45 +1,203 @@
 //! Benchmarks. Each prints one JSON object per line with a `"bench"` field.
 //!
-//! `cargo run --release --example bench -- pipeline [N]`: the seed pipeline
-//! (`fit_transform`) in memory, single-threaded, over N samples (default
-//! 1 000 000) of a 2×2 f64 matrix with one metadata attribute: samples/s and the
-//! process's peak RSS. Samples are generated as the pipeline consumes them, as a
-//! lazy database would give them.
+//! - `cargo run --release --example bench -- pipeline [N]`: the seed pipeline
+//!   (`fit_transform`) over N samples (default 1 000 000) of a 2×2 f64 matrix
+//!   with one metadata attribute, on `in-memory`, `single-threaded` and
+//!   `local-parallel`: samples/s and peak RSS. Each executor runs in a process
+//!   of its own (this program, re-executed), so each peak RSS is its own.
+//!   Twice: `"input":"lazy"` generates the samples as the run pulls them (as a
+//!   lazy database gives them; generation is timed, and it is sequential), and
+//!   `"input":"prebuilt"` times only the run over samples built beforehand.
+//! - `cargo run --release --example bench -- cpu`: a CPU-bound two-step
+//!   pipeline (200 floating-point operations per sample and step) over 200 000
+//!   prebuilt samples on `single-threaded` and `local-parallel`: how the thread
+//!   pool scales when the work is computation rather than allocation.
+//! - `cargo run --release --example bench -- overhead`: the thread pool's cost
+//!   per empty task for 10 000, 100 000 and 1 000 000 independent tasks, with
+//!   rayon's `scope.spawn` on as many threads measured in the same run.
 
 #[path = "common/seed.rs"]
 mod seed;
 
-use bob_pipelines::prelude::InMemory;
-
+use std::num::NonZeroUsize;
+use std::process::Command;
 use std::time::Instant;
+
+use bob_pipelines::executor::{Silent, ThreadPool, by_name};
+use bob_pipelines::prelude::*;
+
+const PIPELINE_EXECUTORS: &[&str] = &["in-memory", "single-threaded", "local-parallel"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map(String::as_str).unwrap_or("pipeline");
-    let n = args.get(1).map(|s| s.parse().expect("N must be a number"));
+    let n = |i: usize, default: usize| {
+        args.get(i)
+            .map_or(default, |s| s.parse().expect("N must be a number"))
+    };
     match which {
-        "pipeline" => pipeline(n.unwrap_or(1_000_000)),
+        "pipeline" => {
+            for input in ["lazy", "prebuilt"] {
+                let mut rates = Vec::new();
+                for name in PIPELINE_EXECUTORS {
+                    // The median of three processes: this machine's noise is large.
+                    let mut runs: Vec<(f64, String)> = (0..3)
+                        .map(|_| {
+                            let out = Command::new(std::env::current_exe().expect("own path"))
+                                .args(["pipeline-one", name, &n(1, 1_000_000).to_string(), input])
+                                .output()
+                                .expect("re-run the benchmark");
+                            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                            let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                            (field(&line, "samples_per_s"), line)
+                        })
+                        .collect();
+                    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    println!("{}", runs[1].1);
+                    rates.push(runs[1].0);
+                }
+                println!(
+                    "{{\"bench\":\"speedup\",\"input\":\"{input}\",\"local_parallel_over_single_threaded\":{:.2}}}",
+                    rates[2] / rates[1]
+                );
+            }
+        }
+        "pipeline-one" => pipeline(
+            &args[1],
+            n(2, 1_000_000),
+            args.get(3).is_some_and(|a| a == "prebuilt"),
+        ),
+        "overhead" => overhead(),
+        "cpu" => cpu(),
         other => {
-            eprintln!("unknown benchmark `{other}`; valid: pipeline");
+            eprintln!("unknown benchmark `{other}`; valid: pipeline, cpu, overhead");
             std::process::exit(2);
         }
     }
 }
 
-fn pipeline(n: usize) {
+fn pipeline(executor: &str, n: usize, prebuilt: bool) {
+    let executor = by_name(executor).expect("a valid executor name");
     let mut pipeline = seed::pipeline();
-    let t0 = Instant::now();
-    let out = pipeline
-        .fit_transform(seed::samples(n))
-        .compute(&InMemory)
-        .expect("the seed pipeline runs");
-    let secs = t0.elapsed().as_secs_f64();
+    let (out, secs) = if prebuilt {
+        let samples: Vec<_> = seed::samples(n).collect();
+        let t0 = Instant::now();
+        let out = pipeline.fit_transform(samples).compute(&executor);
+        (out, t0.elapsed().as_secs_f64())
+    } else {
+        let t0 = Instant::now();
+        let out = pipeline.fit_transform(seed::samples(n)).compute(&executor);
+        (out, t0.elapsed().as_secs_f64())
+    };
+    let out = out.expect("the seed pipeline runs");
     assert_eq!(out.samples().count(), n);
     println!(
-        "{{\"bench\":\"pipeline\",\"executor\":\"in-memory\",\"n\":{n},\"samples_per_s\":{:.0},\"peak_rss_mib\":{:.1}}}",
+        "{{\"bench\":\"pipeline\",\"executor\":\"{}\",\"input\":\"{}\",\"n\":{n},\"samples_per_s\":{:.0},\"peak_rss_mib\":{:.1}}}",
+        executor.name(),
+        if prebuilt { "prebuilt" } else { "lazy" },
         n as f64 / secs,
         peak_rss_mib()
     );
+}
+
+/// 200 dependent floating-point operations per sample.
+struct Heavy;
+
+impl Transformer for Heavy {
+    type Input = f64;
+    type Output = f64;
+    fn transform(&self, b: &Batch<'_, f64>) -> Result<Vec<SampleResult<f64>>, BoxError> {
+        Ok(b.iter()
+            .map(|x| {
+                let mut v = *x;
+                for _ in 0..200 {
+                    v = (v * 1.000_001).sin() + 1.0;
+                }
+                Ok(v)
+            })
+            .collect())
+    }
+}
+
+fn cpu() {
+    let n = 200_000;
+    let mut rates = Vec::new();
+    for name in ["single-threaded", "local-parallel"] {
+        let executor = by_name(name).expect("a valid executor name");
+        let pipeline = Pipeline::new().then(Heavy).then(Heavy);
+        let samples: Vec<_> = (0..n)
+            .map(|i| Sample::new(i.to_string(), f64::from(i)))
+            .collect();
+        let t0 = Instant::now();
+        let out = pipeline
+            .transform(samples)
+            .compute(&executor)
+            .expect("runs");
+        let rate = f64::from(n) / t0.elapsed().as_secs_f64();
+        assert_eq!(out.len(), n as usize);
+        println!(
+            "{{\"bench\":\"cpu\",\"executor\":\"{}\",\"n\":{n},\"samples_per_s\":{rate:.0}}}",
+            executor.name()
+        );
+        rates.push(rate);
+    }
+    println!(
+        "{{\"bench\":\"speedup\",\"input\":\"cpu\",\"local_parallel_over_single_threaded\":{:.2}}}",
+        rates[1] / rates[0]
+    );
+}
+
+fn overhead() {
+    let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+    let pool = ThreadPool::new(threads).with_progress(std::sync::Arc::new(Silent));
+    let rayon = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.get())
+        .build()
+        .expect("a rayon pool");
+    for tasks in [10_000usize, 100_000, 1_000_000] {
+        // Best of five: the floor is the overhead; the rest is noise.
+        let ours = best_of(5, || {
+            pool.run_independent(tasks, |i| {
+                std::hint::black_box(i);
+                Ok::<(), ()>(())
+            })
+            .expect("empty tasks cannot fail");
+        });
+        let theirs = best_of(5, || {
+            rayon.scope(|s| {
+                for i in 0..tasks {
+                    s.spawn(move |_| {
+                        std::hint::black_box(i);
+                    });
+                }
+            });
+        });
+        for (name, secs) in [("pool", ours), ("rayon", theirs)] {
+            println!(
+                "{{\"bench\":\"overhead\",\"impl\":\"{name}\",\"threads\":{threads},\"tasks\":{tasks},\"ns_per_task\":{:.1}}}",
+                secs * 1e9 / tasks as f64
+            );
+        }
+    }
+}
+
+/// A number field of a one-line JSON object.
+fn field(line: &str, name: &str) -> f64 {
+    line.split(&format!("\"{name}\":"))
+        .nth(1)
+        .and_then(|rest| rest.split([',', '}']).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn best_of(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// The process's peak resident set size (`VmHWM`), in MiB.

@@ -2,14 +2,21 @@
 //! zero matrix with `metadata = 1`, a stateless step that receives `metadata` as
 //! an extra argument, then a step that learns `[[1, 2], [3, 4]]` and multiplies.
 //!
-//! `cargo run --release --example quickstart`
+//! `cargo run --release --example quickstart [EXECUTOR] [--out DIR]`
+//!
+//! EXECUTOR is an executor name (`single-threaded`, `local-parallel`,
+//! `local-p4`, …; default: `$BOB_PIPELINES_EXECUTOR`, else `local-parallel`).
+//! The task graph is written to DIR (default `./bob_pipelines_out`) as
+//! `pipeline.dot`, and as `pipeline.svg` when Graphviz is installed.
 
 #[path = "common/seed.rs"]
 mod seed;
 
-use bob_pipelines::prelude::InMemory;
-
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use bob_pipelines::executor::{NAMES, from_env};
+use bob_pipelines::graph::TaskGraph;
 
 fn main() -> ExitCode {
     match run() {
@@ -21,12 +28,52 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), bob_pipelines::estimator::Error> {
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut executor_name = None;
+    let mut out_dir = PathBuf::from("bob_pipelines_out");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out" => out_dir = args.next().ok_or("--out needs a folder")?.into(),
+            "-h" | "--help" => {
+                println!(
+                    "usage: quickstart [EXECUTOR] [--out DIR]\nexecutors: {}",
+                    NAMES.join(", ")
+                );
+                return Ok(());
+            }
+            name if executor_name.is_none() && !name.starts_with('-') => executor_name = Some(arg),
+            other => return Err(format!("unexpected argument `{other}` (see --help)").into()),
+        }
+    }
+    let executor = match executor_name {
+        Some(name) => bob_pipelines::executor::by_name(&name)?,
+        None => from_env("local-parallel")?,
+    };
+
     let mut pipeline = seed::pipeline();
     println!("pipeline: {}", pipeline.step_names().join(" → "));
-    let outputs = pipeline
-        .fit_transform(seed::samples(10))
-        .compute(&InMemory)?;
+    println!("executor: {}", executor.name());
+    let lazy = pipeline.fit_transform(seed::samples(10));
+
+    let graph = TaskGraph::new(&lazy.info()?);
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("pipeline.dot"), graph.to_dot())?;
+    let picture = match graph.to_svg()? {
+        Some(svg) => {
+            std::fs::write(out_dir.join("pipeline.svg"), svg)?;
+            "pipeline.dot, pipeline.svg"
+        }
+        None => "pipeline.dot (install graphviz for pipeline.svg)",
+    };
+    println!(
+        "task graph: {} tasks, fingerprint {:016x} → {}/{picture}\n",
+        graph.len(),
+        graph.fingerprint(),
+        out_dir.display()
+    );
+
+    let outputs = lazy.compute(&executor)?;
     for slot in outputs.iter() {
         match slot {
             Ok(s) => println!(

@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, integration and documentation tests.
-# Installs what the tests need; safe to run again.
+# Installs what the tests need (when it can: root and apt); safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Every cargo call shares one target directory, so nothing is built twice.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+# System packages the tests use: Graphviz draws the task graph as SVG.
+missing=()
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "cannot install ${missing[*]} (needs root and apt-get): the tests that need them say they are skipped"
+    fi
+fi
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --all-targets --no-fail-fast

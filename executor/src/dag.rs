@@ -188,9 +188,9 @@ mod tests {
         let n = 2000;
         let mut indegree = vec![0; n];
         let mut dependents = vec![Vec::new(); n];
-        for i in 0..n {
+        for (i, deg) in indegree.iter_mut().enumerate() {
             for d in [i.checked_sub(1), i.checked_sub(7)].into_iter().flatten() {
-                indegree[i] += 1;
+                *deg += 1;
                 dependents[d].push(i);
             }
         }

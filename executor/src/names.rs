@@ -57,8 +57,27 @@ pub fn by_name(name: &str) -> Result<Box<dyn Executor>, UnknownExecutor> {
 /// # Errors
 /// [`UnknownExecutor`] for a name that does not exist.
 pub fn from_env(default: &str) -> Result<Box<dyn Executor>, UnknownExecutor> {
-    match std::env::var(ENV) {
-        Ok(name) if !name.trim().is_empty() => by_name(&name),
-        _ => by_name(default),
+    by_name(&pick(std::env::var(ENV).ok(), default))
+}
+
+/// The name to use: the variable's value when it is set and not blank.
+fn pick(value: Option<String>, default: &str) -> String {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_overrides_the_default_unless_blank() {
+        assert_eq!(pick(Some("local-p4".into()), "single-threaded"), "local-p4");
+        assert_eq!(
+            pick(Some("  ".into()), "single-threaded"),
+            "single-threaded"
+        );
+        assert_eq!(pick(None, "local-parallel"), "local-parallel");
     }
 }

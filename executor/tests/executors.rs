@@ -132,7 +132,7 @@ fn every_executor_and_partitioning_gives_the_same_outputs() {
     ];
     for case in 0..60 {
         let template = random_pipeline(&mut rng);
-        let n = rng.below(3000) as u64;
+        let n = rng.below(3000);
         let samples = || (0..n).map(|i| Sample::new(format!("s{i}"), i * 7919 % 10_007));
         let mut reference = template.clone();
         let expected = flat(
