@@ -1,0 +1,314 @@
+//! NumPy's `.npy` format (version 1.0): what `numpy.save` writes and
+//! `numpy.load` reads.
+
+use std::fs::File;
+use std::path::Path;
+
+use ndarray::{Array, ArrayView, Dimension, IxDyn, ShapeBuilder};
+
+use crate::{Error, Result};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// An element type `.npy` files can hold, with NumPy's name for it.
+pub trait NpyElem: bytemuck::Pod + 'static {
+    /// NumPy's dtype string (`<f4` …): little-endian.
+    const DESCR: &'static str;
+}
+
+macro_rules! elem {
+    ($($t:ty => $d:literal),*) => {$( impl NpyElem for $t { const DESCR: &'static str = $d; } )*};
+}
+elem!(f32 => "<f4", f64 => "<f8", i8 => "|i1", i16 => "<i2", i32 => "<i4", i64 => "<i8",
+      u8 => "|u1", u16 => "<u2", u32 => "<u4", u64 => "<u8");
+
+#[cfg(target_endian = "big")]
+compile_error!("the .npy codec writes little-endian data and supports little-endian hosts only");
+
+/// Appends `array` in `.npy` format to `out`.
+pub fn write_npy<A: NpyElem, D: Dimension>(
+    array: &ndarray::ArrayBase<impl ndarray::Data<Elem = A>, D>,
+    out: &mut Vec<u8>,
+) {
+    let shape = match array.shape() {
+        [] => "()".to_owned(),
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+        A::DESCR
+    );
+    // Magic (6) + version (2) + length (2) + header + '\n', padded to 64 bytes
+    // so the data is aligned for every element type, as NumPy does.
+    let unpadded = MAGIC.len() + 4 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    out.reserve(MAGIC.len() + 4 + header.len() + array.len() * size_of::<A>());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0]);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    match array.as_slice() {
+        Some(s) => out.extend_from_slice(bytemuck::cast_slice(s)),
+        None => array
+            .iter()
+            .for_each(|x| out.extend_from_slice(bytemuck::bytes_of(x))),
+    }
+}
+
+/// What a `.npy` header says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The dtype string.
+    pub descr: String,
+    /// Column-major data.
+    pub fortran_order: bool,
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// Where the data starts.
+    pub data_offset: usize,
+}
+
+/// Parses and checks a `.npy` header.
+///
+/// # Errors
+/// A reason when the bytes are not a `.npy` file this reader understands.
+pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err("not a .npy file (bad magic)".to_owned());
+    }
+    let (len, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let text = bytes.get(start..start + len).ok_or("truncated header")?;
+    let text = std::str::from_utf8(text).map_err(|_| "header is not text")?;
+    let field = |name: &str| {
+        let at = text
+            .find(&format!("'{name}'"))
+            .ok_or(format!("header has no '{name}'"))?;
+        let rest = text[at + name.len() + 2..].trim_start();
+        Ok::<_, String>(
+            rest.strip_prefix(':')
+                .ok_or("malformed header")?
+                .trim_start(),
+        )
+    };
+    let descr = field("descr")?;
+    let descr = descr
+        .strip_prefix('\'')
+        .and_then(|d| d.split('\'').next())
+        .ok_or("malformed descr")?
+        .to_owned();
+    let fortran_order = field("fortran_order")?.starts_with("True");
+    let shape_text = field("shape")?;
+    let inner = shape_text
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .ok_or("malformed shape")?;
+    let shape = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad dimension `{s}`"))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Header {
+        descr,
+        fortran_order,
+        shape,
+        data_offset: start + len,
+    })
+}
+
+/// Checks that `bytes` hold an array of `A` with `D`'s number of dimensions,
+/// and exactly as many data bytes as the shape says.
+fn check<A: NpyElem, D: Dimension>(bytes: &[u8]) -> std::result::Result<Header, String> {
+    let h = parse_header(bytes)?;
+    if h.descr != A::DESCR {
+        return Err(format!(
+            "dtype is {} where {} was expected",
+            h.descr,
+            A::DESCR
+        ));
+    }
+    if let Some(n) = D::NDIM {
+        if n != h.shape.len() {
+            return Err(format!(
+                "{} dimensions where {n} were expected",
+                h.shape.len()
+            ));
+        }
+    }
+    let count = h
+        .shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("shape overflows")?;
+    let expected = count.checked_mul(size_of::<A>()).ok_or("shape overflows")?;
+    let got = bytes.len() - h.data_offset.min(bytes.len());
+    if got != expected {
+        return Err(format!(
+            "{got} data bytes where the shape {:?} needs {expected} (truncated or padded)",
+            h.shape
+        ));
+    }
+    Ok(h)
+}
+
+/// Reads an array from `.npy` bytes (one copy of the data).
+///
+/// # Errors
+/// A reason when the bytes are not an array of this element type and number
+/// of dimensions, or are truncated.
+pub fn read_npy<A: NpyElem, D: Dimension>(
+    bytes: &[u8],
+) -> std::result::Result<Array<A, D>, String> {
+    let h = check::<A, D>(bytes)?;
+    let data = &bytes[h.data_offset..];
+    let values: Vec<A> = match bytemuck::try_cast_slice::<u8, A>(data) {
+        Ok(s) => s.to_vec(),
+        Err(_) => {
+            // Unaligned in memory: copy byte-wise into an aligned buffer.
+            let mut v = vec![<A as bytemuck::Zeroable>::zeroed(); data.len() / size_of::<A>()];
+            bytemuck::cast_slice_mut::<A, u8>(&mut v).copy_from_slice(data);
+            v
+        }
+    };
+    let shape = IxDyn(&h.shape);
+    let array = if h.fortran_order {
+        Array::from_shape_vec(shape.f(), values)
+    } else {
+        Array::from_shape_vec(shape, values)
+    };
+    array
+        .map_err(|e| e.to_string())?
+        .into_dimensionality::<D>()
+        .map_err(|e| e.to_string())
+}
+
+/// A `.npy` array read in place from a memory-mapped file: no copy, whatever
+/// its size; the operating system pages it in as it is read.
+#[derive(Debug)]
+pub struct MappedArray<A, D> {
+    map: memmap2::Mmap,
+    header: Header,
+    _types: std::marker::PhantomData<(A, D)>,
+}
+
+impl<A: NpyElem, D: Dimension> MappedArray<A, D> {
+    /// Maps a `.npy` file and checks its header and size.
+    ///
+    /// # Errors
+    /// [`Error::Io`], or [`Error::Corrupt`] when the file is not an array of
+    /// this type or is truncated.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|source| Error::Io {
+            action: "opening",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let map = crate::files::map(&file, path)?;
+        let corrupt = |reason| Error::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let header = check::<A, D>(&map).map_err(corrupt)?;
+        if header.fortran_order {
+            return Err(corrupt(
+                "Fortran-ordered arrays cannot be mapped in place".to_owned(),
+            ));
+        }
+        // The data offset is a multiple of 16 in every file NumPy or we write,
+        // and mappings are page-aligned; anything else is refused, not misread.
+        bytemuck::try_cast_slice::<u8, A>(&map[header.data_offset..])
+            .map_err(|e| corrupt(format!("data is not aligned for its type: {e}")))?;
+        Ok(MappedArray {
+            map,
+            header,
+            _types: std::marker::PhantomData,
+        })
+    }
+
+    /// The array, viewed in place.
+    pub fn view(&self) -> ArrayView<'_, A, D> {
+        let data: &[A] = bytemuck::cast_slice(&self.map[self.header.data_offset..]);
+        ArrayView::from_shape(IxDyn(&self.header.shape), data)
+            .and_then(|v| v.into_dimensionality::<D>())
+            .unwrap_or_else(|_| unreachable!("size and dimensions checked in open"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, Array3, ArrayD, array};
+
+    #[test]
+    fn round_trips_and_headers_are_aligned() {
+        let a = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]];
+        let mut buf = Vec::new();
+        write_npy(&a, &mut buf);
+        let h = parse_header(&buf).unwrap();
+        assert_eq!(
+            (h.descr.as_str(), h.shape.as_slice(), h.data_offset % 64),
+            ("<f4", &[2, 3][..], 0)
+        );
+        assert_eq!(read_npy::<f32, ndarray::Ix2>(&buf).unwrap(), a);
+        // A transposed view is written in logical order.
+        let mut t = Vec::new();
+        write_npy(&a.t(), &mut t);
+        assert_eq!(read_npy::<f32, ndarray::Ix2>(&t).unwrap(), a.t());
+        let d: ArrayD<i64> = ArrayD::from_shape_vec(vec![2, 1, 2], vec![1, 2, 3, 4]).unwrap();
+        let mut b = Vec::new();
+        write_npy(&d, &mut b);
+        assert_eq!(read_npy::<i64, IxDyn>(&b).unwrap(), d);
+        let s = ndarray::arr0(5u8);
+        let mut c = Vec::new();
+        write_npy(&s, &mut c);
+        assert_eq!(read_npy::<u8, ndarray::Ix0>(&c).unwrap(), s);
+    }
+
+    #[test]
+    fn corrupt_files_are_refused_with_a_reason() {
+        let a = Array2::<f64>::zeros((4, 4));
+        let mut buf = Vec::new();
+        write_npy(&a, &mut buf);
+        let truncated = &buf[..buf.len() - 3];
+        assert!(
+            read_npy::<f64, ndarray::Ix2>(truncated)
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(
+            read_npy::<f32, ndarray::Ix2>(&buf)
+                .unwrap_err()
+                .contains("dtype is <f8")
+        );
+        assert!(
+            read_npy::<f64, ndarray::Ix3>(&buf)
+                .unwrap_err()
+                .contains("2 dimensions")
+        );
+        assert!(
+            read_npy::<f64, ndarray::Ix2>(b"garbage garbage")
+                .unwrap_err()
+                .contains("magic")
+        );
+        assert!(read_npy::<f64, ndarray::Ix2>(&buf[..20]).is_err());
+        let _ = Array3::<f32>::zeros((1, 1, 1));
+    }
+}
