@@ -56,7 +56,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("executor: {}", executor.name());
     let lazy = pipeline.fit_transform(seed::samples(10));
 
-    let graph = TaskGraph::new(&lazy.info()?);
+    let graph = TaskGraph::new(lazy.info()?);
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("pipeline.dot"), graph.to_dot())?;
     let picture = match graph.to_svg()? {

@@ -184,6 +184,14 @@ pub enum Error {
         /// The partition.
         partition: usize,
     },
+    /// Writing or reading a checkpoint failed (after every retry).
+    #[error("step `{step}`: checkpoint: {source}")]
+    Checkpoint {
+        /// The step.
+        step: String,
+        /// What the checkpoint layer said (naming the key or file).
+        source: Box<bob_pipelines_checkpoint::Error>,
+    },
     /// A task of a task graph failed.
     #[error("task `{task}`: {source}")]
     Task {

@@ -1,10 +1,19 @@
 //! Lazy runs: what `pipeline.fit_transform(samples)` returns, computed by an executor.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::cell::{OnceCell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use bob_pipelines_checkpoint as cp;
+use bob_pipelines_sample::Key;
+
+use crate::ckpt::{Checkpoints, ckpt_error};
 use crate::outputs::{Outputs, SampleSource, Slot};
-use crate::plan::{Executor, InputPartition, Loaded, Mode, Partitioning, Plan, PlanInfo};
+use crate::plan::{
+    CheckpointPlan, Executor, InputPartition, Loaded, Metas, Mode, PartitionSource, Partitioning,
+    Plan, PlanInfo, StepStats,
+};
 use crate::step::AnyPartition;
 use crate::{Error, Pipeline, Result};
 
@@ -35,66 +44,118 @@ struct Puller<'a, S> {
 }
 
 impl<S> Puller<'_, S> {
-    fn take(&mut self, p: usize) -> Option<Vec<S>> {
+    fn pull_to(&mut self, p: usize) {
         while self.next <= p && self.next < self.lens.len() {
             let part: Vec<S> = self.iter.by_ref().take(self.lens[self.next]).collect();
             self.ahead.insert(self.next, part);
             self.next += 1;
         }
-        self.ahead.remove(&p)
+    }
+
+    fn take(&mut self, p: usize) -> Result<Vec<S>> {
+        self.pull_to(p);
+        self.ahead
+            .remove(&p)
+            .ok_or(Error::InputTaken { partition: p })
+    }
+}
+
+struct PullerSource<'a, S, I> {
+    puller: Mutex<Puller<'a, S>>,
+    _data: std::marker::PhantomData<fn() -> I>,
+}
+
+impl<'a, S: Send, I> PullerSource<'a, S, I> {
+    fn take(&self, p: usize) -> Result<Vec<S>> {
+        self.puller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(p)
+    }
+}
+
+impl<'a, I, S> PartitionSource for PullerSource<'a, S, I>
+where
+    I: Send + 'static,
+    S: SampleSource<I> + Send + 'a,
+{
+    fn keys(&self, p: usize) -> Result<Vec<Key>> {
+        let mut puller = self.puller.lock().unwrap_or_else(PoisonError::into_inner);
+        puller.pull_to(p);
+        let items = puller
+            .ahead
+            .get(&p)
+            .ok_or(Error::InputTaken { partition: p })?;
+        Ok(items.iter().map(|s| s.key().clone()).collect())
+    }
+
+    fn load(&self, p: usize) -> Result<Loaded> {
+        // Loading (a delayed sample's file read) happens outside the lock.
+        let items = self.take(p)?;
+        let mut load_failed = 0;
+        let slots: Vec<Slot<I>> = items
+            .into_iter()
+            .map(|s| {
+                let slot = s.into_slot();
+                load_failed += usize::from(slot.is_err());
+                slot
+            })
+            .collect();
+        Ok(Loaded {
+            partition: Box::new(slots),
+            load_failed,
+        })
+    }
+
+    fn split(&self, p: usize, redo: &[usize]) -> Result<(Metas, AnyPartition)> {
+        let items = self.take(p)?;
+        let redo: HashSet<usize> = redo.iter().copied().collect();
+        let mut metas = Vec::with_capacity(items.len());
+        let mut again: Vec<Slot<I>> = Vec::with_capacity(redo.len());
+        for (i, s) in items.into_iter().enumerate() {
+            if redo.contains(&i) {
+                again.push(s.into_slot());
+                metas.push(None);
+            } else {
+                metas.push(Some(s.into_meta()));
+            }
+        }
+        Ok((metas, Box::new(again)))
     }
 }
 
 /// The caller's samples with their item type erased.
-trait Source<'a, I>: Send + 'a {
+trait Source<'a>: 'a {
     fn into_partitions(self: Box<Self>, lens: &[usize]) -> Vec<InputPartition<'a>>;
 }
 
-struct IterSource<It> {
+struct IterSource<It, I> {
     iter: It,
+    _data: std::marker::PhantomData<fn() -> I>,
 }
 
-impl<'a, I, S, It> Source<'a, I> for IterSource<It>
+impl<'a, I, S, It> Source<'a> for IterSource<It, I>
 where
     I: Send + 'static,
     S: SampleSource<I> + Send + 'a,
     It: Iterator<Item = S> + Send + 'a,
 {
     fn into_partitions(self: Box<Self>, lens: &[usize]) -> Vec<InputPartition<'a>> {
-        let puller = Arc::new(Mutex::new(Puller {
-            iter: Box::new(self.iter),
-            lens: lens.to_vec(),
-            next: 0,
-            ahead: HashMap::new(),
-        }));
+        let source: Arc<dyn PartitionSource + 'a> = Arc::new(PullerSource::<S, I> {
+            puller: Mutex::new(Puller {
+                iter: Box::new(self.iter),
+                lens: lens.to_vec(),
+                next: 0,
+                ahead: HashMap::new(),
+            }),
+            _data: std::marker::PhantomData,
+        });
         lens.iter()
             .enumerate()
-            .map(|(p, &len)| {
-                let puller = Arc::clone(&puller);
-                InputPartition {
-                    len,
-                    load: Box::new(move || {
-                        let items = puller
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .take(p)
-                            .ok_or(Error::InputTaken { partition: p })?;
-                        // Loading (a delayed sample's file read) happens outside the lock.
-                        let mut load_failed = 0;
-                        let slots: Vec<Slot<I>> = items
-                            .into_iter()
-                            .map(|s| {
-                                let slot = s.into_slot();
-                                load_failed += usize::from(slot.is_err());
-                                slot
-                            })
-                            .collect();
-                        Ok(Loaded {
-                            partition: Box::new(slots) as AnyPartition,
-                            load_failed,
-                        })
-                    }),
-                }
+            .map(|(index, &len)| InputPartition {
+                len,
+                index,
+                source: Arc::clone(&source),
             })
             .collect()
     }
@@ -127,8 +188,10 @@ pub struct Lazy<'p, I, O> {
     target: Target<'p, I, O>,
     mode: Mode,
     n: usize,
-    source: Box<dyn Source<'p, I> + 'p>,
     partitioning: Partitioning,
+    source: RefCell<Option<Box<dyn Source<'p> + 'p>>>,
+    inputs: RefCell<Option<Vec<InputPartition<'p>>>>,
+    info: OnceCell<PlanInfo>,
 }
 
 impl<I, O> std::fmt::Debug for Lazy<'_, I, O> {
@@ -156,14 +219,21 @@ where
         let (lo, hi) = iter.size_hint();
         // The count decides the partitioning: an iterator that knows it is pulled
         // lazily; any other is collected first.
-        let (n, source): (usize, Box<dyn Source<'p, I> + 'p>) = if hi == Some(lo) {
-            (lo, Box::new(IterSource { iter }))
+        let (n, source): (usize, Box<dyn Source<'p> + 'p>) = if hi == Some(lo) {
+            (
+                lo,
+                Box::new(IterSource::<_, I> {
+                    iter,
+                    _data: std::marker::PhantomData,
+                }),
+            )
         } else {
             let items: Vec<S> = iter.collect();
             (
                 items.len(),
-                Box::new(IterSource {
+                Box::new(IterSource::<_, I> {
                     iter: items.into_iter(),
+                    _data: std::marker::PhantomData,
                 }),
             )
         };
@@ -171,8 +241,10 @@ where
             target,
             mode,
             n,
-            source,
             partitioning: Partitioning::Auto,
+            source: RefCell::new(Some(source)),
+            inputs: RefCell::new(None),
+            info: OnceCell::new(),
         }
     }
 
@@ -196,19 +268,17 @@ where
 
     /// Cuts the samples into `n` partitions (bob's `npartitions`).
     #[must_use]
-    pub fn npartitions(mut self, n: usize) -> Self {
-        self.partitioning = Partitioning::Count(n);
-        self
+    pub fn npartitions(self, n: usize) -> Self {
+        self.partitioning(Partitioning::Count(n))
     }
 
     /// Cuts the samples into partitions of `size` (bob's `partition_size`).
     #[must_use]
-    pub fn partition_size(mut self, size: usize) -> Self {
-        self.partitioning = Partitioning::Size(size);
-        self
+    pub fn partition_size(self, size: usize) -> Self {
+        self.partitioning(Partitioning::Size(size))
     }
 
-    /// Sets the partitioning.
+    /// Sets the partitioning (before [`info`](Self::info) is first asked).
     #[must_use]
     pub fn partitioning(mut self, partitioning: Partitioning) -> Self {
         self.partitioning = partitioning;
@@ -225,19 +295,38 @@ where
         self.n == 0
     }
 
-    /// Steps, mode and partitions: everything the task graph is built from.
+    /// Steps, mode, partitions and — for a checkpointed pipeline — what is on
+    /// disk: everything the task graph is built from. Worked out once; a
+    /// checkpointed pipeline scans its step folders here and reads the models
+    /// it finds.
     ///
     /// # Errors
-    /// [`Error::DuplicateStep`], or [`Error::Partitioning`] for zero partitions
-    /// or a zero partition size.
-    pub fn info(&self) -> Result<PlanInfo> {
+    /// [`Error::DuplicateStep`], [`Error::Partitioning`], [`Error::Checkpoint`].
+    pub fn info(&self) -> Result<&PlanInfo> {
+        if let Some(info) = self.info.get() {
+            return Ok(info);
+        }
         let pipeline = self.target.get();
         pipeline.validate()?;
-        Ok(PlanInfo {
+        let lens = self.partitioning.lengths(self.n)?;
+        let source = self
+            .source
+            .borrow_mut()
+            .take()
+            .ok_or(Error::InputTaken { partition: 0 })?;
+        let inputs = source.into_partitions(&lens);
+        let mut info = PlanInfo {
             steps: pipeline.plan_steps(),
             mode: self.mode,
-            lens: self.partitioning.lengths(self.n)?,
-        })
+            lens,
+            checkpoint: None,
+        };
+        if let Some(options) = pipeline.checkpoints() {
+            let plan = checkpoint_plan(options, &mut info, &inputs)?;
+            info.checkpoint = Some(Arc::new(plan));
+        }
+        *self.inputs.borrow_mut() = Some(inputs);
+        Ok(self.info.get_or_init(|| info))
     }
 
     /// Runs on `executor`. A run that fits stores its models in the pipeline,
@@ -247,8 +336,12 @@ where
     /// The executor's: the first failing task names its step, and its sample
     /// where one is at fault.
     pub fn compute(self, executor: &(impl Executor + ?Sized)) -> Result<Outputs<O>> {
-        let info = self.info()?;
-        let inputs = self.source.into_partitions(&info.lens);
+        let info = self.info()?.clone();
+        let inputs = self
+            .inputs
+            .borrow_mut()
+            .take()
+            .ok_or(Error::InputTaken { partition: 0 })?;
         let executed = executor.execute(Plan { info, inputs })?;
         if let Target::Mut(p) = self.target {
             p.set_models(executed.models);
@@ -267,4 +360,121 @@ where
             .collect::<Result<_>>()?;
         Ok(Outputs::from_parts(parts, executed.report))
     }
+}
+
+/// Decides, before any task runs, what a checkpointed run reads and writes:
+/// which steps save, which models come from their files (no fit), and for each
+/// partition the last step whose outputs are all on disk — its work before that
+/// step is pruned.
+fn checkpoint_plan(
+    options: &Checkpoints,
+    info: &mut PlanInfo,
+    inputs: &[InputPartition<'_>],
+) -> Result<CheckpointPlan> {
+    let n = info.steps.len();
+    let force = options.is_forced();
+    let mut warnings = Vec::new();
+    let saves: Vec<bool> = info
+        .steps
+        .iter()
+        .map(|s| s.opts.checkpoint != Some(false) && s.op.checkpoint_extension().is_some())
+        .collect();
+
+    // Models on disk: no fit, unless forced (a corrupt one is moved aside and refitted).
+    let mut from_disk = vec![false; n];
+    if info.mode != Mode::Transform && !force {
+        for (i, step) in info
+            .steps
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, s)| s.requires_fit())
+        {
+            let Some(path) = options.model_path(&step.name) else {
+                continue;
+            };
+            match cp::read(&path) {
+                Ok(bytes) => match step.op.decode_model(&step.name, &bytes) {
+                    Ok(model) => {
+                        step.model = Some(model);
+                        from_disk[i] = true;
+                    }
+                    Err(e) => {
+                        drop(bytes);
+                        let aside = cp::quarantine(&path).map_err(|e| ckpt_error(&step.name, e))?;
+                        warnings.push(format!(
+                            "{e}; model file moved aside to {} and refitted",
+                            aside.display()
+                        ));
+                    }
+                },
+                Err(cp::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ckpt_error(&step.name, e)),
+            }
+        }
+    }
+
+    let mut plan = CheckpointPlan {
+        options: options.clone(),
+        saves,
+        from_disk,
+        starts: vec![None; inputs.len()],
+        stats: vec![StepStats::default(); n],
+        warnings,
+    };
+    // Outputs of a step refitted in this run (and of every later step) are stale.
+    info.checkpoint = Some(Arc::new(plan.clone()));
+    let first_fit = (0..n).find(|&i| info.fits(i)).unwrap_or(n);
+    let usable_end = first_fit.min(info.transform_end());
+
+    // One walk per saving step: what files exist.
+    let layout = options.layout();
+    let mut present: Vec<HashSet<PathBuf>> = vec![HashSet::new(); n];
+    for (i, step) in info
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| plan.saves[*i])
+    {
+        let dir = layout.step_dir(&step.name);
+        cp::clean_temps(&dir).map_err(|e| ckpt_error(&step.name, e))?;
+        cp::walk(&dir, &mut |p| {
+            present[i].insert(p.to_path_buf());
+        })
+        .map_err(|e| ckpt_error(&step.name, e))?;
+    }
+    let ext = |i: usize| info.steps[i].op.checkpoint_extension().unwrap_or("");
+    for (p, input) in inputs.iter().enumerate() {
+        let keys = input.keys()?;
+        // A key that cannot be a file name fails the run now, not after hours.
+        for key in &keys {
+            cp::check_key(key).map_err(|e| ckpt_error(&info.steps[0].name, e))?;
+        }
+        let mut failed_before = vec![false; keys.len()];
+        for (i, step) in info.steps.iter().enumerate() {
+            if !plan.saves[i] {
+                continue;
+            }
+            let mut complete = true;
+            for (k, key) in keys.iter().enumerate() {
+                let has = |e: &str| {
+                    layout
+                        .feature_path(&step.name, key, e)
+                        .is_ok_and(|f| present[i].contains(&f))
+                };
+                if has(ext(i)) {
+                    plan.stats[i].on_disk += 1;
+                } else if has(cp::FAILED_EXT) {
+                    plan.stats[i].known_failed += 1;
+                    failed_before[k] = true;
+                } else if !failed_before[k] {
+                    complete = false;
+                }
+            }
+            if complete && !force && i < usable_end {
+                plan.starts[p] = Some(i);
+            }
+        }
+    }
+    Ok(plan)
 }

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use bob_pipelines_sample::{DelayedSample, Key, Sample, SampleSet};
+use std::sync::Arc;
+
+use bob_pipelines_sample::{DelayedSample, Key, Meta, Sample, SampleSet};
 use serde::{Deserialize, Serialize};
 
 /// A sample that failed: its key, the step where it failed and why.
@@ -69,38 +71,76 @@ pub const LOAD_STEP: &str = "load";
 /// A [`DelayedSample`] is loaded when the pipeline reaches it; a loader error
 /// fails that sample (reported at step [`LOAD_STEP`]), not the run.
 pub trait SampleSource<T> {
+    /// The sample's key.
+    fn key(&self) -> &Key;
     /// The sample, or why it is not available.
     fn into_slot(self) -> Slot<T>;
+    /// Only the key and attributes, without loading the datum: what a sample
+    /// whose outputs come from checkpoints needs.
+    fn into_meta(self) -> Result<Arc<Meta>, Failed>;
 }
 
 impl<T> SampleSource<T> for Sample<T> {
+    fn key(&self) -> &Key {
+        Sample::key(self)
+    }
     fn into_slot(self) -> Slot<T> {
         Ok(self)
+    }
+    fn into_meta(self) -> Result<Arc<Meta>, Failed> {
+        Ok(self.into_parts().1)
     }
 }
 
 impl<T> SampleSource<T> for Slot<T> {
+    fn key(&self) -> &Key {
+        match self {
+            Ok(s) => s.key(),
+            Err(f) => f.key(),
+        }
+    }
     fn into_slot(self) -> Slot<T> {
         self
+    }
+    fn into_meta(self) -> Result<Arc<Meta>, Failed> {
+        self.map(|s| s.into_parts().1)
     }
 }
 
 impl<T> SampleSource<T> for DelayedSample<T> {
+    fn key(&self) -> &Key {
+        DelayedSample::key(self)
+    }
     fn into_slot(self) -> Slot<T> {
         (&self).into_slot()
+    }
+    fn into_meta(self) -> Result<Arc<Meta>, Failed> {
+        Ok(self.meta().clone())
     }
 }
 
 impl<T> SampleSource<T> for &DelayedSample<T> {
+    fn key(&self) -> &Key {
+        DelayedSample::key(self)
+    }
     fn into_slot(self) -> Slot<T> {
         self.load()
             .map_err(|e| Failed::new(self.key().clone(), LOAD_STEP, e.to_string()))
     }
+    fn into_meta(self) -> Result<Arc<Meta>, Failed> {
+        Ok(self.meta().clone())
+    }
 }
 
 impl<T: Clone> SampleSource<T> for &Sample<T> {
+    fn key(&self) -> &Key {
+        Sample::key(self)
+    }
     fn into_slot(self) -> Slot<T> {
         Ok(self.clone())
+    }
+    fn into_meta(self) -> Result<Arc<Meta>, Failed> {
+        Ok(self.meta().clone())
     }
 }
 
@@ -137,6 +177,10 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     /// Samples whose data could not be loaded.
     pub load_failed: usize,
+    /// Samples whose outputs were read from checkpoints instead of computed.
+    pub from_checkpoints: usize,
+    /// Samples recomputed because their checkpoint file was missing or corrupt.
+    pub recomputed: usize,
     /// Things the user should know that did not stop the run.
     pub warnings: Vec<String>,
     /// Wall time of the whole run.
@@ -164,6 +208,13 @@ impl fmt::Display for Report {
                 s.failed,
                 fit,
                 format!("{:.3?}", s.transform_time)
+            )?;
+        }
+        if self.from_checkpoints > 0 {
+            writeln!(
+                f,
+                "{} samples read from checkpoints ({} recomputed: missing or corrupt files)",
+                self.from_checkpoints, self.recomputed
             )?;
         }
         for w in &self.warnings {

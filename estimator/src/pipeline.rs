@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bob_pipelines_sample::{DelayedSampleSet, Meta, SampleSet};
 
+use crate::ckpt::Checkpoints;
 use crate::lazy::Lazy;
 use crate::outputs::{Failed, Outputs, Report, SampleSource, SetOutputs};
 use crate::plan::{Executor, Mode, PlanStep};
@@ -74,6 +75,7 @@ pub struct StepInfo {
 /// ```
 pub struct Pipeline<I, O> {
     entries: Vec<Entry>,
+    checkpoints: Option<Checkpoints>,
     _types: PhantomData<fn(I) -> O>,
 }
 
@@ -81,6 +83,7 @@ impl<I, O> Clone for Pipeline<I, O> {
     fn clone(&self) -> Self {
         Pipeline {
             entries: self.entries.clone(),
+            checkpoints: self.checkpoints.clone(),
             _types: PhantomData,
         }
     }
@@ -102,6 +105,7 @@ impl<T: Send + Sync + 'static> Pipeline<T, T> {
     pub fn new() -> Self {
         Pipeline {
             entries: Vec::new(),
+            checkpoints: None,
             _types: PhantomData,
         }
     }
@@ -134,8 +138,24 @@ where
         self.name_steps();
         Pipeline {
             entries: self.entries,
+            checkpoints: self.checkpoints,
             _types: PhantomData,
         }
+    }
+
+    /// Checkpoints every step's outputs and fitted models (bob's
+    /// `wrap(["checkpoint"], …)`); a step made with `.checkpoint(false)`, or whose
+    /// output goes to an attribute, is not checkpointed. Runs then need a
+    /// task-graph executor (`single-threaded`, `local-parallel`, …).
+    #[must_use]
+    pub fn checkpoint(mut self, checkpoints: Checkpoints) -> Self {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// The checkpoint options, if the pipeline checkpoints.
+    pub fn checkpoints(&self) -> Option<&Checkpoints> {
+        self.checkpoints.as_ref()
     }
 
     /// scikit-learn's `_name_estimators`: a type name used by several unnamed

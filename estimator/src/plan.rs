@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::outputs::{Report, StepReport};
+use bob_pipelines_sample::{Key, Meta};
+
+use crate::ckpt::Checkpoints;
+use crate::outputs::{Failed, Report, StepReport};
 use crate::step::{AnyPartition, Counts, DynStep, Model, StepOptions};
 use crate::{Error, Result};
 
@@ -133,6 +136,46 @@ impl PlanStep {
         self.op.transform(&self.name, &self.opts, model, input)
     }
 
+    /// Writes a transformed partition's outputs (and failure markers).
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`].
+    pub fn save_checkpoint(&self, ck: &Checkpoints, part: &AnyPartition) -> Result<()> {
+        self.op.save_checkpoint(ck, &self.name, part)
+    }
+
+    /// Reads this step's outputs for `keys` from its checkpoint: the data
+    /// (erased) and the positions to recompute (missing or corrupt; corrupt
+    /// files are moved aside, with a warning each).
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] for a file that exists but cannot be read.
+    pub fn load_checkpoint(
+        &self,
+        ck: &Checkpoints,
+        earlier: &[String],
+        keys: &[Key],
+        warnings: &mut Vec<String>,
+    ) -> Result<(Box<dyn std::any::Any + Send>, Vec<usize>)> {
+        self.op
+            .load_checkpoint(ck, &self.name, earlier, keys, warnings)
+    }
+
+    /// A partition from [`load_checkpoint`](Self::load_checkpoint)'s data, the
+    /// input samples' metadata and the recomputed samples.
+    ///
+    /// # Errors
+    /// [`Error::WrongType`] when the pieces are not this step's.
+    pub fn assemble_checkpoint(
+        &self,
+        loaded: Box<dyn std::any::Any + Send>,
+        metas: Metas,
+        recomputed: Option<AnyPartition>,
+    ) -> Result<AnyPartition> {
+        self.op
+            .assemble_checkpoint(&self.name, loaded, metas, recomputed)
+    }
+
     /// A model as MessagePack.
     ///
     /// # Errors
@@ -150,12 +193,70 @@ impl PlanStep {
     }
 }
 
+/// What a run finds on disk and will write: decided once, before the graph.
+#[derive(Debug, Clone)]
+pub struct CheckpointPlan {
+    pub(crate) options: Checkpoints,
+    pub(crate) saves: Vec<bool>,
+    pub(crate) from_disk: Vec<bool>,
+    pub(crate) starts: Vec<Option<usize>>,
+    pub(crate) stats: Vec<StepStats>,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// What is on disk for one step, counted over this run's samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StepStats {
+    /// Samples whose output file is there.
+    pub on_disk: usize,
+    /// Samples with no output but a failure marker of this step.
+    pub known_failed: usize,
+}
+
+impl CheckpointPlan {
+    /// The options.
+    pub fn options(&self) -> &Checkpoints {
+        &self.options
+    }
+
+    /// Whether step `i` writes checkpoints in this run.
+    pub fn saves(&self, i: usize) -> bool {
+        self.saves[i]
+    }
+
+    /// Whether step `i`'s model was read from its model file (no fit).
+    pub fn model_from_disk(&self, i: usize) -> bool {
+        self.from_disk[i]
+    }
+
+    /// The step whose checkpoint partition `p` is loaded from (`None`: from
+    /// the input samples). Work before it is pruned.
+    pub fn start(&self, p: usize) -> Option<usize> {
+        self.starts[p]
+    }
+
+    /// What is on disk for step `i`.
+    pub fn stats(&self, i: usize) -> StepStats {
+        self.stats[i]
+    }
+
+    /// The checkpointed steps up to and including `i` (whose failure markers
+    /// count for a sample loaded at `i`).
+    pub fn saving_steps_through(&self, steps: &[PlanStep], i: usize) -> Vec<String> {
+        (0..=i)
+            .filter(|&s| self.saves[s])
+            .map(|s| steps[s].name.clone())
+            .collect()
+    }
+}
+
 /// Everything about a run but its input data: enough to build its task graph.
 #[derive(Debug, Clone)]
 pub struct PlanInfo {
     pub(crate) steps: Vec<PlanStep>,
     pub(crate) mode: Mode,
     pub(crate) lens: Vec<usize>,
+    pub(crate) checkpoint: Option<Arc<CheckpointPlan>>,
 }
 
 impl PlanInfo {
@@ -179,9 +280,16 @@ impl PlanInfo {
         self.lens.len()
     }
 
-    /// Whether step `i` is fitted in this run.
+    /// Whether step `i` is fitted in this run (not when its model file was read).
     pub fn fits(&self, i: usize) -> bool {
-        self.mode != Mode::Transform && self.steps[i].requires_fit()
+        self.mode != Mode::Transform
+            && self.steps[i].requires_fit()
+            && !self.checkpoint.as_ref().is_some_and(|c| c.from_disk[i])
+    }
+
+    /// The checkpoint plan, when the pipeline checkpoints.
+    pub fn checkpoint(&self) -> Option<&CheckpointPlan> {
+        self.checkpoint.as_deref()
     }
 
     /// Steps `0..transform_end()` transform their partitions; a `fit` run stops
@@ -226,6 +334,11 @@ impl PlanInfo {
                     failed: 0,
                 })
                 .collect(),
+            warnings: self
+                .checkpoint
+                .as_ref()
+                .map(|c| c.warnings.clone())
+                .unwrap_or_default(),
             ..Report::default()
         }
     }
@@ -239,10 +352,22 @@ pub struct Loaded {
     pub load_failed: usize,
 }
 
+/// Where input partitions come from: the caller's samples, erased.
+pub(crate) trait PartitionSource: Send + Sync {
+    fn keys(&self, p: usize) -> Result<Vec<Key>>;
+    fn load(&self, p: usize) -> Result<Loaded>;
+    fn split(&self, p: usize, redo: &[usize]) -> Result<(Metas, AnyPartition)>;
+}
+
+/// The key and attributes of each sample of a partition (or why it failed to
+/// load); `None` where the sample is recomputed instead.
+pub type Metas = Vec<Option<std::result::Result<Arc<Meta>, Failed>>>;
+
 /// One input partition, loaded when an executor asks.
 pub struct InputPartition<'a> {
     pub(crate) len: usize,
-    pub(crate) load: Box<dyn FnOnce() -> Result<Loaded> + Send + 'a>,
+    pub(crate) index: usize,
+    pub(crate) source: Arc<dyn PartitionSource + 'a>,
 }
 
 impl InputPartition<'_> {
@@ -256,18 +381,37 @@ impl InputPartition<'_> {
         self.len == 0
     }
 
+    /// The keys of its samples, without loading them.
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when the partition was already handed out.
+    pub fn keys(&self) -> Result<Vec<Key>> {
+        self.source.keys(self.index)
+    }
+
     /// Loads the samples (delayed samples are loaded now).
     ///
     /// # Errors
-    /// When the inputs were already handed out.
+    /// [`Error::InputTaken`] when the partition was already handed out.
     pub fn load(self) -> Result<Loaded> {
-        (self.load)()
+        self.source.load(self.index)
+    }
+
+    /// For a partition whose outputs come from a checkpoint: the metadata of
+    /// every sample except those at `redo`, which are loaded into a partition
+    /// (`Vec<Slot<I>>`, in order) to be computed again.
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when the partition was already handed out.
+    pub fn split(self, redo: &[usize]) -> Result<(Metas, AnyPartition)> {
+        self.source.split(self.index, redo)
     }
 }
 
 impl std::fmt::Debug for InputPartition<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InputPartition")
+            .field("index", &self.index)
             .field("len", &self.len)
             .finish()
     }
@@ -343,6 +487,14 @@ impl Executor for InMemory {
 
     fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
         let Plan { info, inputs } = plan;
+        if info.checkpoint.is_some() {
+            return Err(Error::Executor {
+                executor: self.name(),
+                reason: "it keeps everything in memory and writes no checkpoints; use \
+                         `single-threaded` (or any task-graph executor) for a checkpointed pipeline"
+                    .to_owned(),
+            });
+        }
         info.check_models()?;
         let start = Instant::now();
         let mut report = info.empty_report();

@@ -4,11 +4,13 @@ use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use bob_pipelines_sample::{BoxError, Meta, Sample, Value};
+use bob_pipelines_checkpoint::{Codec, MsgPack, default_codec};
+use bob_pipelines_sample::{BoxError, Key, Meta, Sample, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::batch::BatchCtx;
+use crate::ckpt::{self, Checkpoints};
 use crate::outputs::{Failed, Slot};
 use crate::{Batch, Error, Fit, Op, Result, SampleResult, Tags, Transformer};
 
@@ -25,6 +27,7 @@ pub struct StepOptions {
     pub(crate) fit_tag: Option<String>,
     pub(crate) transform_tag: Option<String>,
     pub(crate) checkpoint: Option<bool>,
+    pub(crate) codec: Option<CodecName>,
 }
 
 impl StepOptions {
@@ -58,6 +61,7 @@ impl StepOptions {
             transform_extra: tags.transform_extra,
             fit_extra: tags.fit_extra,
             checkpoint: tags.checkpoint,
+            codec: tags.codec,
             ..Default::default()
         }
     }
@@ -113,6 +117,41 @@ pub trait DynStep: Send + Sync {
     /// # Errors
     /// [`Error::Model`].
     fn decode_model(&self, name: &str, bytes: &[u8]) -> Result<Model>;
+    /// The extension of the step's checkpoint files; `None` when the step
+    /// cannot checkpoint (its output goes to an attribute).
+    fn checkpoint_extension(&self) -> Option<&'static str>;
+    /// Writes a transformed partition's outputs (and failure markers).
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`].
+    fn save_checkpoint(&self, ck: &Checkpoints, name: &str, part: &AnyPartition) -> Result<()>;
+    /// Reads the step's outputs for `keys`: the data (erased) and the positions
+    /// to recompute (missing or corrupt; corrupt files are moved aside, with a
+    /// warning each).
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] for a file that exists but cannot be read.
+    fn load_checkpoint(
+        &self,
+        ck: &Checkpoints,
+        name: &str,
+        earlier: &[String],
+        keys: &[Key],
+        warnings: &mut Vec<String>,
+    ) -> Result<(Box<dyn Any + Send>, Vec<usize>)>;
+    /// Assembles a partition from [`load_checkpoint`](Self::load_checkpoint)'s
+    /// data, the input samples' metadata (`None` where recomputed) and the
+    /// recomputed samples.
+    ///
+    /// # Errors
+    /// [`Error::WrongType`] when the pieces are not this step's.
+    fn assemble_checkpoint(
+        &self,
+        name: &str,
+        loaded: Box<dyn Any + Send>,
+        metas: Vec<Option<std::result::Result<Arc<Meta>, Failed>>>,
+        recomputed: Option<AnyPartition>,
+    ) -> Result<AnyPartition>;
 }
 
 mod sealed {
@@ -289,6 +328,10 @@ pub trait InputAdapter<D, X>: Send + Sync + 'static {
 pub trait OutputAdapter<D, Y>: Send + Sync + 'static {
     /// The datum type of the step's output samples.
     type Out: Send + Sync + 'static;
+    /// Whether the step's outputs can be checkpointed (not when they go to an
+    /// attribute: the checkpoint holds data, and the datum did not change).
+    #[doc(hidden)]
+    const CHECKPOINTS: bool;
     #[doc(hidden)]
     fn put(&self, step: &str, sample: Sample<D>, y: Y) -> Result<Sample<Self::Out>>;
 }
@@ -353,6 +396,7 @@ where
 
 impl<D, Y: Send + Sync + 'static> OutputAdapter<D, Y> for ToData {
     type Out = Y;
+    const CHECKPOINTS: bool = true;
     fn put(&self, _: &str, sample: Sample<D>, y: Y) -> Result<Sample<Y>> {
         Ok(sample.replace_data(y))
     }
@@ -364,6 +408,7 @@ where
     Y: Serialize + Send + Sync + 'static,
 {
     type Out = D;
+    const CHECKPOINTS: bool = false;
     fn put(&self, step: &str, sample: Sample<D>, y: Y) -> Result<Sample<D>> {
         let key = sample.key().clone();
         sample
@@ -408,6 +453,8 @@ pub struct Step<K, IA = FromData, OA = ToData> {
     output: OA,
     name: Option<String>,
     opts: StepOptions,
+    /// An `Arc<dyn Codec<K::Output>>` chosen with [`Step::codec`].
+    codec: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl<T: Transformer> Step<Stateless<T>> {
@@ -421,6 +468,7 @@ impl<T: Transformer> Step<Stateless<T>> {
             output: ToData,
             name: None,
             opts,
+            codec: None,
         }
     }
 }
@@ -436,6 +484,7 @@ impl<F: Fit> Step<Fitting<F>> {
             output: ToData,
             name: None,
             opts,
+            codec: None,
         }
     }
 }
@@ -482,6 +531,7 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
             output: self.output,
             name: self.name,
             opts: self.opts,
+            codec: self.codec,
         }
     }
 
@@ -494,6 +544,7 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
             output: ToAttr(attribute.to_owned()),
             name: self.name,
             opts: self.opts,
+            codec: None,
         }
     }
 
@@ -590,6 +641,17 @@ impl<K: Kind, IA, OA> std::fmt::Debug for Step<K, IA, OA> {
     }
 }
 
+impl<K: Kind, IA> Step<K, IA, ToData> {
+    /// Checkpoints this step's outputs with `codec` (default: `.npy` for
+    /// `ndarray` arrays, MessagePack otherwise).
+    #[must_use]
+    pub fn codec(mut self, codec: impl Codec<K::Output>) -> Self {
+        let codec: Arc<dyn Codec<K::Output>> = Arc::new(codec);
+        self.codec = Some(Arc::new(codec));
+        self
+    }
+}
+
 const STEP_OPTIONS: &[&str] = &[
     "name",
     "transform_extra_arguments",
@@ -664,14 +726,22 @@ pub trait IntoStep<D, M> {
     fn into_step(self) -> BuiltStep;
 }
 
-impl<T: Transformer> IntoStep<T::Input, marker::Transformer> for T {
+impl<T> IntoStep<T::Input, marker::Transformer> for T
+where
+    T: Transformer,
+    T::Output: Serialize + DeserializeOwned,
+{
     type Output = T::Output;
     fn into_step(self) -> BuiltStep {
         IntoStep::<T::Input, marker::Step>::into_step(Step::new(self))
     }
 }
 
-impl<F: Fit> IntoStep<F::Input, marker::Fit> for F {
+impl<F> IntoStep<F::Input, marker::Fit> for F
+where
+    F: Fit,
+    <F::Fitted as Transformer>::Output: Serialize + DeserializeOwned,
+{
     type Output = <F::Fitted as Transformer>::Output;
     fn into_step(self) -> BuiltStep {
         IntoStep::<F::Input, marker::Step>::into_step(Step::fit(self))
@@ -684,9 +754,20 @@ where
     K: Kind,
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
+    OA::Out: Serialize + DeserializeOwned,
 {
     type Output = OA::Out;
     fn into_step(self) -> BuiltStep {
+        let chosen = self
+            .codec
+            .as_ref()
+            .and_then(|c| c.downcast_ref::<Arc<dyn Codec<OA::Out>>>().cloned());
+        let codec = OA::CHECKPOINTS.then(|| {
+            chosen.unwrap_or_else(|| match self.opts.codec {
+                Some(CodecName::MsgPack) => Arc::new(MsgPack),
+                _ => default_codec::<OA::Out>(),
+            })
+        });
         BuiltStep {
             name: self.name,
             type_name: self.kind.type_name(),
@@ -695,17 +776,31 @@ where
                 kind: self.kind,
                 input: self.input,
                 output: self.output,
+                codec,
                 _data: PhantomData::<fn(D)>,
             }),
         }
     }
 }
 
-struct Typed<K, IA, OA, D> {
+struct Typed<K, IA, OA: OutputAdapter<D, K::Output>, D>
+where
+    K: Kind,
+{
     kind: K,
     input: IA,
     output: OA,
+    codec: Option<Arc<dyn Codec<OA::Out>>>,
     _data: PhantomData<fn(D)>,
+}
+
+/// A checkpoint codec named in an estimator's [`Tags`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecName {
+    /// NumPy's `.npy` (for `ndarray` array outputs; others use MessagePack).
+    Npy,
+    /// MessagePack, for any serde output.
+    MsgPack,
 }
 
 fn downcast<T: 'static>(step: &str, p: AnyPartition) -> Result<Vec<Slot<T>>> {
@@ -724,6 +819,67 @@ where
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
 {
+    fn checkpoint_extension(&self) -> Option<&'static str> {
+        self.codec.as_ref().map(|c| c.extension())
+    }
+
+    fn save_checkpoint(&self, ck: &Checkpoints, name: &str, part: &AnyPartition) -> Result<()> {
+        let Some(codec) = &self.codec else {
+            return Ok(());
+        };
+        let part = part
+            .downcast_ref::<Vec<Slot<OA::Out>>>()
+            .ok_or_else(|| Error::WrongType {
+                step: name.to_owned(),
+                expected: std::any::type_name::<Vec<Slot<OA::Out>>>(),
+            })?;
+        ckpt::save(&**codec, ck, name, part)
+    }
+
+    fn load_checkpoint(
+        &self,
+        ck: &Checkpoints,
+        name: &str,
+        earlier: &[String],
+        keys: &[Key],
+        warnings: &mut Vec<String>,
+    ) -> Result<(Box<dyn Any + Send>, Vec<usize>)> {
+        let codec = self.codec.as_ref().ok_or_else(|| Error::Executor {
+            executor: "checkpoint".to_owned(),
+            reason: format!(
+                "step `{name}` does not checkpoint, yet a load from its checkpoint was planned"
+            ),
+        })?;
+        let found = ckpt::load(&**codec, ck, name, earlier, keys, warnings)?;
+        let redo = found
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| matches!(f, ckpt::Found::Recompute).then_some(i))
+            .collect();
+        Ok((Box::new(found), redo))
+    }
+
+    fn assemble_checkpoint(
+        &self,
+        name: &str,
+        loaded: Box<dyn Any + Send>,
+        metas: Vec<Option<std::result::Result<Arc<Meta>, Failed>>>,
+        recomputed: Option<AnyPartition>,
+    ) -> Result<AnyPartition> {
+        let wrong = || Error::WrongType {
+            step: name.to_owned(),
+            expected: std::any::type_name::<Vec<Slot<OA::Out>>>(),
+        };
+        let found = *loaded
+            .downcast::<Vec<ckpt::Found<OA::Out>>>()
+            .map_err(|_| wrong())?;
+        let recomputed = match recomputed {
+            Some(p) => *p.downcast::<Vec<Slot<OA::Out>>>().map_err(|_| wrong())?,
+            None => Vec::new(),
+        };
+        Ok(Box::new(ckpt::assemble(found, metas, recomputed)))
+    }
+
     fn type_name(&self) -> &'static str {
         self.kind.type_name()
     }

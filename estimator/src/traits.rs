@@ -53,6 +53,7 @@ pub struct Tags {
     pub(crate) transform_extra: Vec<(String, String)>,
     pub(crate) fit_extra: Vec<(String, String)>,
     pub(crate) checkpoint: Option<bool>,
+    pub(crate) codec: Option<crate::step::CodecName>,
 }
 
 impl Tags {
@@ -74,6 +75,13 @@ impl Tags {
     #[must_use]
     pub fn fit_extra(mut self, argument: &str, attribute: &str) -> Self {
         crate::step::map_extra(&mut self.fit_extra, argument, attribute);
+        self
+    }
+
+    /// The codec of the step's checkpoints (bob's `bob_features_save_fn`).
+    #[must_use]
+    pub fn codec(mut self, codec: crate::step::CodecName) -> Self {
+        self.codec = Some(codec);
         self
     }
 

@@ -8,10 +8,15 @@ use bob_pipelines_estimator::{Mode, PlanInfo};
 /// What a task does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskKind {
-    /// Loads input partition `partition` (delayed samples are read here).
+    /// Loads input partition `partition`: the samples themselves (delayed
+    /// samples are read here), or, with `from`, that step's outputs from its
+    /// checkpoint (samples whose file is missing or corrupt are recomputed
+    /// there and then).
     Load {
         /// The partition.
         partition: usize,
+        /// The step whose checkpoint it comes from.
+        from: Option<usize>,
     },
     /// Fits step `step` on all of its input partitions.
     Fit {
@@ -103,15 +108,20 @@ impl TaskGraph {
         };
         // A `fit` with nothing to fit has nothing to load either.
         let needed = info.mode() != Mode::Fit || any_fit;
+        let start = |p: usize| info.checkpoint().and_then(|c| c.start(p));
         let mut current: Vec<usize> = if needed {
             lens.iter()
                 .enumerate()
                 .map(|(p, &n)| {
+                    let from = start(p);
                     push(
                         &mut tasks,
                         Task {
-                            id: format!("load-{p}"),
-                            kind: TaskKind::Load { partition: p },
+                            id: match from {
+                                Some(s) => format!("{}.load-{p}", steps[s].name()),
+                                None => format!("load-{p}"),
+                            },
+                            kind: TaskKind::Load { partition: p, from },
                             deps: vec![],
                             resource: None,
                             samples: n,
@@ -137,6 +147,9 @@ impl TaskGraph {
             });
             if s < end {
                 for (p, cur) in current.iter_mut().enumerate() {
+                    if start(p).is_some_and(|from| s <= from) {
+                        continue; // read from the checkpoint: nothing to compute
+                    }
                     let mut deps = vec![*cur];
                     deps.extend(fit);
                     *cur = push(
@@ -245,9 +258,22 @@ impl TaskGraph {
         );
         for t in &self.tasks {
             let (label, extra) = match t.kind {
-                TaskKind::Load { partition } => (
+                TaskKind::Load {
+                    partition,
+                    from: None,
+                } => (
                     format!("load #{partition}\\n{} samples", t.samples),
                     ", fillcolor=\"#eeeeee\"",
+                ),
+                TaskKind::Load {
+                    partition,
+                    from: Some(s),
+                } => (
+                    format!(
+                        "{} checkpoint\\nload #{partition}",
+                        self.info.steps()[s].name()
+                    ),
+                    ", fillcolor=\"#d9f0d3\", shape=folder",
                 ),
                 TaskKind::Fit { step } => (
                     format!("{}\\nfit", self.info.steps()[step].name()),

@@ -118,13 +118,19 @@ impl<'a> Job<'a> {
         let task = self.graph.task(i);
         let info = self.graph.info();
         match task.kind() {
-            TaskKind::Load { partition } => {
+            TaskKind::Load { partition, from } => {
                 let input = lock(&self.inputs[partition])
                     .take()
                     .ok_or(Error::InputTaken { partition })?;
-                let loaded = input.load()?;
-                lock(&self.report).load_failed += loaded.load_failed;
-                *lock(&self.results[i]) = Some(loaded.partition);
+                let part = match from {
+                    None => {
+                        let loaded = input.load()?;
+                        lock(&self.report).load_failed += loaded.load_failed;
+                        loaded.partition
+                    }
+                    Some(step) => self.load_checkpoint(step, input)?,
+                };
+                *lock(&self.results[i]) = Some(part);
                 Ok(Counts::default())
             }
             TaskKind::Fit { step } => {
@@ -151,6 +157,7 @@ impl<'a> Job<'a> {
                     .collect::<Result<Vec<&AnyPartition>>>()?;
                 let model = info.steps()[step].fit(&refs)?;
                 drop(guards);
+                self.save_model(step, &model)?;
                 *lock(&self.models[step]) = Some(model);
                 let mut r = lock(&self.report);
                 r.steps[step].fitted = true;
@@ -165,11 +172,82 @@ impl<'a> Job<'a> {
                     .ok_or_else(|| self.missing(format!("input of `{}`", task.id())))?;
                 let model = lock(&self.models[step]).clone();
                 let (out, counts) = info.steps()[step].transform(model.as_ref(), input)?;
+                self.save(step, &out)?;
                 *lock(&self.results[i]) = Some(out);
                 lock(&self.report).steps[step].add(counts, t0.elapsed());
                 Ok(counts)
             }
         }
+    }
+
+    /// Writes a transformed partition when the step checkpoints.
+    fn save(&self, step: usize, part: &AnyPartition) -> Result<()> {
+        let info = self.graph.info();
+        match info.checkpoint() {
+            Some(ck) if ck.saves(step) => info.steps()[step].save_checkpoint(ck.options(), part),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes a model fitted in this run to its model file, if models are saved.
+    fn save_model(&self, step: usize, model: &Model) -> Result<()> {
+        let info = self.graph.info();
+        let s = &info.steps()[step];
+        let Some(path) = info
+            .checkpoint()
+            .and_then(|c| c.options().model_path(s.name()))
+        else {
+            return Ok(());
+        };
+        let bytes = s.encode_model(model)?;
+        let ck = info
+            .checkpoint()
+            .map(|c| c.options().writer().clone())
+            .unwrap_or_default();
+        ck.write(&path, &bytes).map_err(|source| Error::Checkpoint {
+            step: s.name().to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// A partition whose outputs of `step` are on disk: read them, and compute
+    /// again, through the steps up to `step`, the samples whose file turned out
+    /// missing or corrupt (their input samples are loaded only then).
+    fn load_checkpoint(&self, step: usize, input: InputPartition<'_>) -> Result<AnyPartition> {
+        let info = self.graph.info();
+        let ck = info
+            .checkpoint()
+            .ok_or_else(|| self.missing("a checkpoint plan".to_owned()))?;
+        let keys = input.keys()?;
+        let earlier = ck.saving_steps_through(info.steps(), step);
+        let mut warnings = Vec::new();
+        let (loaded, redo) =
+            info.steps()[step].load_checkpoint(ck.options(), &earlier, &keys, &mut warnings)?;
+        let (metas, again) = input.split(&redo)?;
+        let recomputed = if redo.is_empty() {
+            None
+        } else {
+            let mut part = again;
+            for s in 0..=step {
+                let t0 = Instant::now();
+                let model = lock(&self.models[s]).clone();
+                let (out, counts) = info.steps()[s].transform(model.as_ref(), part)?;
+                self.save(s, &out)?;
+                lock(&self.report).steps[s].add(counts, t0.elapsed());
+                part = out;
+            }
+            Some(part)
+        };
+        let part = info.steps()[step].assemble_checkpoint(loaded, metas, recomputed)?;
+        let mut r = lock(&self.report);
+        r.from_checkpoints += keys.len() - redo.len();
+        r.recomputed += redo.len();
+        for w in warnings {
+            if !r.warnings.contains(&w) {
+                r.warnings.push(w);
+            }
+        }
+        Ok(part)
     }
 
     /// The output partitions, the models and the report, once every task ran.

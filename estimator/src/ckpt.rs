@@ -1,0 +1,241 @@
+//! Checkpointing a pipeline's steps: options, and the typed work behind each
+//! step's erased checkpoint operations.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bob_pipelines_checkpoint::{self as cp, Codec, Durability, HashFn, Layout, Writer};
+use bob_pipelines_sample::{Key, Meta, Sample};
+
+use crate::outputs::{Failed, Slot};
+use crate::{Error, Result};
+
+/// Where and how a pipeline checkpoints (bob's `wrap(["checkpoint"], …,
+/// features_dir=…, model_path=…, hash_fn=…, force=…, attempts=…)`).
+///
+/// Every step's output for every sample becomes one file,
+/// `features_dir/<step>/<hash(key)>/<key><ext>` (`.npy` for `ndarray` arrays,
+/// `.msgpack` otherwise), and every fitted model one file,
+/// `model_dir/<step>.msgpack`. A later run loads what is on disk instead of
+/// computing it, and does not fit a step whose model is on disk, unless
+/// [`force`](Self::force).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoints {
+    layout: Layout,
+    model_dir: Option<PathBuf>,
+    force: bool,
+    writer: Writer,
+}
+
+impl Checkpoints {
+    /// Features under `features_dir`, models there too, no hash folders.
+    pub fn new(features_dir: impl Into<PathBuf>) -> Self {
+        let dir = features_dir.into();
+        Checkpoints {
+            model_dir: Some(dir.clone()),
+            layout: Layout::new(dir, HashFn::None),
+            force: false,
+            writer: Writer::new(),
+        }
+    }
+
+    /// Spreads files over sub-folders (bob's `hash_fn`).
+    #[must_use]
+    pub fn hash(mut self, hash: HashFn) -> Self {
+        self.layout = Layout::new(self.layout.features_dir().to_path_buf(), hash);
+        self
+    }
+
+    /// Saves fitted models in `dir` (bob's `model_path`).
+    #[must_use]
+    pub fn model_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.model_dir = Some(dir.into());
+        self
+    }
+
+    /// Saves no models: every run fits again.
+    #[must_use]
+    pub fn no_models(mut self) -> Self {
+        self.model_dir = None;
+        self
+    }
+
+    /// Recomputes and overwrites everything, models included (bob's `force`).
+    #[must_use]
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// How many times a write is tried before the run fails (bob's `attempts`, 10).
+    #[must_use]
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.writer = self.writer.attempts(attempts);
+        self
+    }
+
+    /// What a write waits for (default: rename only; see [`Durability`]).
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.writer = self.writer.durability(durability);
+        self
+    }
+
+    /// The file layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Whether everything is recomputed.
+    pub fn is_forced(&self) -> bool {
+        self.force
+    }
+
+    /// The writer.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    /// The model file of a step, if models are saved.
+    pub fn model_path(&self, step: &str) -> Option<PathBuf> {
+        self.model_dir
+            .as_ref()
+            .map(|d| d.join(format!("{step}.msgpack")))
+    }
+}
+
+pub(crate) fn ckpt_error(step: &str, source: cp::Error) -> Error {
+    Error::Checkpoint {
+        step: step.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+/// What a step's checkpoint says about one sample.
+#[derive(Debug)]
+pub(crate) enum Found<T> {
+    /// Its output, read back.
+    Data(T),
+    /// It failed at this or an earlier step in an earlier run.
+    Failed { step: String, reason: String },
+    /// Missing or corrupt: compute it again.
+    Recompute,
+}
+
+/// Writes a transformed partition: every output, and a failure marker for
+/// every sample that failed at this step. Failed samples are never checkpointed.
+pub(crate) fn save<T: 'static>(
+    codec: &dyn Codec<T>,
+    ck: &Checkpoints,
+    step: &str,
+    part: &[Slot<T>],
+) -> Result<()> {
+    let mut buf = Vec::new();
+    for slot in part {
+        match slot {
+            Ok(s) => {
+                let path = ck
+                    .layout
+                    .feature_path(step, s.key(), codec.extension())
+                    .map_err(|e| ckpt_error(step, e))?;
+                buf.clear();
+                codec.encode(s.data(), &mut buf).map_err(|reason| {
+                    ckpt_error(
+                        step,
+                        cp::Error::Encode {
+                            path: path.clone(),
+                            reason,
+                        },
+                    )
+                })?;
+                ck.writer
+                    .write(&path, &buf)
+                    .map_err(|e| ckpt_error(step, e))?;
+            }
+            Err(f) if f.step() == step => {
+                let path = ck
+                    .layout
+                    .failure_path(step, f.key())
+                    .map_err(|e| ckpt_error(step, e))?;
+                ck.writer
+                    .write(&path, f.reason().as_bytes())
+                    .map_err(|e| ckpt_error(step, e))?;
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads a partition's outputs of `step`; `earlier` are the checkpointed steps
+/// up to and including it, whose failure markers count. Corrupt files are moved
+/// aside (a warning each) and their samples marked for recomputation.
+pub(crate) fn load<T: 'static>(
+    codec: &dyn Codec<T>,
+    ck: &Checkpoints,
+    step: &str,
+    earlier: &[String],
+    keys: &[Key],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Found<T>>> {
+    keys.iter()
+        .map(|key| {
+            let path = ck
+                .layout
+                .feature_path(step, key, codec.extension())
+                .map_err(|e| ckpt_error(step, e))?;
+            match cp::load(codec, &path) {
+                Ok(v) => Ok(Found::Data(v)),
+                Err(cp::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(failure_marker(ck, earlier, key).unwrap_or(Found::Recompute))
+                }
+                Err(e @ cp::Error::Corrupt { .. }) => {
+                    let aside = cp::quarantine(&path).map_err(|e| ckpt_error(step, e))?;
+                    warnings.push(format!(
+                        "step `{step}`, sample {key:?}: {e}; moved aside to {} and recomputed",
+                        aside.display()
+                    ));
+                    Ok(Found::Recompute)
+                }
+                Err(e) => Err(ckpt_error(step, e)),
+            }
+        })
+        .collect()
+}
+
+fn failure_marker<T>(ck: &Checkpoints, steps: &[String], key: &Key) -> Option<Found<T>> {
+    steps.iter().find_map(|s| {
+        let path = ck.layout.failure_path(s, key).ok()?;
+        std::fs::read_to_string(&path)
+            .ok()
+            .map(|reason| Found::Failed {
+                step: s.clone(),
+                reason,
+            })
+    })
+}
+
+/// Puts a partition together from what was read, the input samples' metadata
+/// and the recomputed samples (in order, one per `Recompute`).
+pub(crate) fn assemble<T>(
+    found: Vec<Found<T>>,
+    metas: Vec<Option<Result<Arc<Meta>, Failed>>>,
+    recomputed: Vec<Slot<T>>,
+) -> Vec<Slot<T>> {
+    let mut recomputed = recomputed.into_iter();
+    found
+        .into_iter()
+        .zip(metas)
+        .filter_map(|(found, meta)| match (found, meta) {
+            (Found::Recompute, _) => recomputed.next(),
+            (_, Some(Err(f))) => Some(Err(f)),
+            (Found::Data(v), Some(Ok(meta))) => Some(Ok(Sample::from_meta(meta, v))),
+            (Found::Failed { step, reason }, Some(Ok(meta))) => {
+                Some(Err(Failed::new(meta.key().clone(), step, reason)))
+            }
+            (_, None) => None,
+        })
+        .collect()
+}
