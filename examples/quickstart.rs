@@ -2,12 +2,16 @@
 //! zero matrix with `metadata = 1`, a stateless step that receives `metadata` as
 //! an extra argument, then a step that learns `[[1, 2], [3, 4]]` and multiplies.
 //!
-//! `cargo run --release --example quickstart [EXECUTOR] [--out DIR]`
+//! `cargo run --release --example quickstart [EXECUTOR] [--out DIR] [--dry-run] [--force]`
 //!
 //! EXECUTOR is an executor name (`single-threaded`, `local-parallel`,
 //! `local-p4`, …; default: `$BOB_PIPELINES_EXECUTOR`, else `local-parallel`).
-//! The task graph is written to DIR (default `./bob_pipelines_out`) as
-//! `pipeline.dot`, and as `pipeline.svg` when Graphviz is installed.
+//! Every step's outputs are checkpointed under DIR (default
+//! `./bob_pipelines_out`): `features/<step>/<key>.npy` and
+//! `models/<step>.msgpack`; a second run reads them and computes nothing.
+//! `--dry-run` prints what a run would do; `--force` recomputes everything.
+//! The task graph is written to DIR as `pipeline.dot`, and as `pipeline.svg`
+//! when Graphviz is installed.
 
 #[path = "common/seed.rs"]
 mod seed;
@@ -15,6 +19,7 @@ mod seed;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bob_pipelines::estimator::Checkpoints;
 use bob_pipelines::executor::{NAMES, from_env};
 use bob_pipelines::graph::TaskGraph;
 
@@ -31,13 +36,16 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut executor_name = None;
     let mut out_dir = PathBuf::from("bob_pipelines_out");
+    let (mut dry_run, mut force) = (false, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--out" => out_dir = args.next().ok_or("--out needs a folder")?.into(),
+            "--dry-run" => dry_run = true,
+            "--force" => force = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: quickstart [EXECUTOR] [--out DIR]\nexecutors: {}",
+                    "usage: quickstart [EXECUTOR] [--out DIR] [--dry-run] [--force]\nexecutors: {}",
                     NAMES.join(", ")
                 );
                 return Ok(());
@@ -51,12 +59,21 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => from_env("local-parallel")?,
     };
 
-    let mut pipeline = seed::pipeline();
+    let checkpoints = Checkpoints::new(out_dir.join("features"))
+        .model_dir(out_dir.join("models"))
+        .force(force);
+    let mut pipeline = seed::pipeline().checkpoint(checkpoints);
     println!("pipeline: {}", pipeline.step_names().join(" → "));
     println!("executor: {}", executor.name());
+    println!("checkpoints: {}", out_dir.display());
     let lazy = pipeline.fit_transform(seed::samples(10));
 
     let graph = TaskGraph::new(lazy.info()?);
+    let plan = graph.plan();
+    if dry_run {
+        println!("\ndry run:\n{plan}");
+        return Ok(());
+    }
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("pipeline.dot"), graph.to_dot())?;
     let picture = match graph.to_svg()? {
@@ -94,5 +111,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         fitted.len()
     );
     println!("{}", outputs.report());
+    if plan.is_noop() {
+        println!(
+            "\nnothing computed: every output was read from the checkpoints in {} (--force recomputes)",
+            out_dir.display()
+        );
+    }
     Ok(())
 }

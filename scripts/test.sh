@@ -20,6 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
+# Python with NumPy reads our .npy checkpoints in a test.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy" >/dev/null 2>&1; then
+    echo "installing numpy for python3"
+    python3 -m pip install --quiet --disable-pip-version-check numpy \
+        || echo "cannot install numpy: the NumPy check says it is skipped"
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --all-targets --no-fail-fast
 else

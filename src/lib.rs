@@ -15,6 +15,9 @@
 //!   [`Fit`](estimator::Fit) traits, [`Step`](estimator::Step) options and
 //!   [`Pipeline`](estimator::Pipeline), whose `fit`, `transform` and
 //!   `fit_transform` return a [`Lazy`](estimator::Lazy) run.
+//! - [`checkpoint`]: crash-safe per-sample files — layout, `.npy` and
+//!   MessagePack codecs, atomic writes; a pipeline uses them through
+//!   [`Checkpoints`](estimator::Checkpoints).
 //! - [`graph`]: the [`TaskGraph`](graph::TaskGraph) of a run — partitions, fit
 //!   and transform tasks, resource tags, a fingerprint, DOT and SVG.
 //! - [`executor`]: what computes a run — [`SingleThreaded`](executor::SingleThreaded),
@@ -79,6 +82,8 @@
 //! [bob.pipelines]: https://gitlab.idiap.ch/bob/bob.pipelines
 
 #[doc(inline)]
+pub use bob_pipelines_checkpoint as checkpoint;
+#[doc(inline)]
 pub use bob_pipelines_estimator as estimator;
 #[doc(inline)]
 pub use bob_pipelines_executor as executor;
@@ -90,8 +95,8 @@ pub use bob_pipelines_sample as sample;
 /// The names most programs need: `use bob_pipelines::prelude::*;`.
 pub mod prelude {
     pub use crate::estimator::{
-        Batch, BoxError, Executor, Failure, Fit, InMemory, Lazy, Outputs, Pipeline, SampleResult,
-        Step, Tags, Transformer,
+        Batch, BoxError, Checkpoints, Executor, Failure, Fit, InMemory, Lazy, Outputs, Pipeline,
+        SampleResult, Step, Tags, Transformer,
     };
     pub use crate::executor::{SingleThreaded, ThreadPool, by_name, from_env};
     pub use crate::graph::TaskGraph;

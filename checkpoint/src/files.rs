@@ -293,15 +293,15 @@ fn may_be_live(path: &Path, name: &str) -> bool {
     age.is_none_or(|a| a < Duration::from_secs(24 * 3600))
 }
 
-/// Removes the temp files that crashed writers left under `dir`: those of dead
-/// processes on this host, and those older than a day from other hosts.
-/// Returns how many it removed.
+/// Removes the temp files that crashed writers left in `dir` (and its
+/// sub-folders when `recursive`): those of dead processes on this host, and
+/// those older than a day from other hosts. Returns how many it removed.
 ///
 /// # Errors
 /// [`Error::Io`] for a folder that cannot be read.
-pub fn clean_temps(dir: &Path) -> Result<usize> {
+pub fn clean_temps(dir: &Path, recursive: bool) -> Result<usize> {
     let mut removed = 0;
-    walk(dir, &mut |p| {
+    let mut clean = |p: &Path| {
         let name = p
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -309,7 +309,16 @@ pub fn clean_temps(dir: &Path) -> Result<usize> {
         if is_temp(&name) && !may_be_live(p, &name) && fs::remove_file(p).is_ok() {
             removed += 1;
         }
-    })?;
+    };
+    if recursive {
+        walk(dir, &mut clean)?;
+    } else if let Ok(entries) = fs::read_dir(dir) {
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .for_each(|p| clean(&p));
+    }
     Ok(removed)
 }
 
@@ -378,7 +387,7 @@ mod tests {
             fs::write(p, b"partial").unwrap();
         }
         fs::write(d.join("keep.npy"), b"data").unwrap();
-        assert_eq!(clean_temps(&d).unwrap(), 1);
+        assert_eq!(clean_temps(&d, true).unwrap(), 1);
         assert!(!dead.exists() && mine.exists() && foreign_fresh.exists());
         assert!(d.join("keep.npy").exists());
         fs::remove_dir_all(&d).unwrap();

@@ -427,6 +427,14 @@ fn checkpoint_plan(
     let first_fit = (0..n).find(|&i| info.fits(i)).unwrap_or(n);
     let usable_end = first_fit.min(info.transform_end());
 
+    // Temp files of killed writers: never read, removed here.
+    if let Some(dir) = options
+        .model_path("x")
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    {
+        cp::clean_temps(dir, false).map_err(|e| ckpt_error("<models>", e))?;
+    }
     // One walk per saving step: what files exist.
     let layout = options.layout();
     let mut present: Vec<HashSet<PathBuf>> = vec![HashSet::new(); n];
@@ -437,7 +445,7 @@ fn checkpoint_plan(
         .filter(|(i, _)| plan.saves[*i])
     {
         let dir = layout.step_dir(&step.name);
-        cp::clean_temps(&dir).map_err(|e| ckpt_error(&step.name, e))?;
+        cp::clean_temps(&dir, true).map_err(|e| ckpt_error(&step.name, e))?;
         cp::walk(&dir, &mut |p| {
             present[i].insert(p.to_path_buf());
         })

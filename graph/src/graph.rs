@@ -402,3 +402,136 @@ fn fingerprint(info: &PlanInfo, tasks: &[Task]) -> u64 {
     }
     h.0
 }
+
+/// How a step gets its model in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The step has no model (a stateless transformer).
+    None,
+    /// Fitted in this run.
+    Fit,
+    /// Read from its model file.
+    Disk,
+    /// The model the pipeline already holds.
+    Memory,
+}
+
+/// One step of a dry run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepPlan {
+    /// The step.
+    pub name: String,
+    /// Where its model comes from.
+    pub model: ModelSource,
+    /// Whether it writes checkpoints.
+    pub checkpointed: bool,
+    /// Samples whose output is on disk.
+    pub on_disk: usize,
+    /// Samples this run will transform (or read again: missing, corrupt).
+    pub to_compute: usize,
+    /// Samples that failed at this step in an earlier run (no output on disk).
+    pub known_failed: usize,
+}
+
+/// What a run would do, step by step, without doing it (`--dry-run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRun {
+    /// One entry per step.
+    pub steps: Vec<StepPlan>,
+    /// Tasks in the graph.
+    pub tasks: usize,
+}
+
+impl DryRun {
+    /// Whether the run computes nothing (everything comes from checkpoints).
+    pub fn is_noop(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|s| s.to_compute == 0 && s.model != ModelSource::Fit)
+    }
+}
+
+impl fmt::Display for DryRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for s in &self.steps {
+            let model = match s.model {
+                ModelSource::None => "",
+                ModelSource::Fit => "fit; ",
+                ModelSource::Disk => "model on disk; ",
+                ModelSource::Memory => "model in memory; ",
+            };
+            if s.checkpointed {
+                writeln!(
+                    f,
+                    "step `{}`: {model}{} samples on disk, {} to compute, {} known failed",
+                    s.name, s.on_disk, s.to_compute, s.known_failed
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "step `{}`: {model}{} to compute (not checkpointed)",
+                    s.name, s.to_compute
+                )?;
+            }
+        }
+        write!(f, "{} tasks", self.tasks)
+    }
+}
+
+impl TaskGraph {
+    /// What the run would do: per step, how many samples are on disk, to
+    /// compute and known failed, and where its model comes from.
+    pub fn plan(&self) -> DryRun {
+        let info = &self.info;
+        let ck = info.checkpoint();
+        let steps = info
+            .steps()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let to_compute = self
+                    .tasks
+                    .iter()
+                    .filter(|t| {
+                        t.kind
+                            == TaskKind::Transform {
+                                step: i,
+                                partition: t.partition(),
+                            }
+                    })
+                    .map(|t| t.samples)
+                    .sum();
+                let stats = ck.map(|c| c.stats(i)).unwrap_or_default();
+                StepPlan {
+                    name: s.name().to_owned(),
+                    model: if !s.requires_fit() {
+                        ModelSource::None
+                    } else if info.fits(i) {
+                        ModelSource::Fit
+                    } else if ck.is_some_and(|c| c.model_from_disk(i)) {
+                        ModelSource::Disk
+                    } else {
+                        ModelSource::Memory
+                    },
+                    checkpointed: ck.is_some_and(|c| c.saves(i)),
+                    on_disk: stats.on_disk,
+                    to_compute,
+                    known_failed: stats.known_failed,
+                }
+            })
+            .collect();
+        DryRun {
+            steps,
+            tasks: self.tasks.len(),
+        }
+    }
+}
+
+impl Task {
+    fn partition(&self) -> usize {
+        match self.kind {
+            TaskKind::Load { partition, .. } | TaskKind::Transform { partition, .. } => partition,
+            TaskKind::Fit { .. } => usize::MAX,
+        }
+    }
+}

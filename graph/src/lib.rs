@@ -3,5 +3,5 @@
 mod graph;
 mod job;
 
-pub use graph::{Task, TaskGraph, TaskKind};
+pub use graph::{DryRun, ModelSource, StepPlan, Task, TaskGraph, TaskKind};
 pub use job::{Done, Job};

@@ -1,3 +1,4 @@
 //! Workspace-wide tests, through the facade only, built as one test binary.
 
+mod checkpoint;
 mod seed;

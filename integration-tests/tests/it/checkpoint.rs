@@ -1,0 +1,496 @@
+//! Checkpointed pipelines through the facade: resuming, corruption, failed
+//! samples, models, bad keys, and NumPy reading our `.npy` files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bob_pipelines::checkpoint::{HashFn, is_temp, walk, write_npy};
+use bob_pipelines::estimator::{Error, Slot};
+use bob_pipelines::graph::{ModelSource, TaskGraph};
+use bob_pipelines::prelude::*;
+use ndarray::Array1;
+use serde::{Deserialize, Serialize};
+
+/// A folder that is removed when the test ends.
+pub(crate) struct TempDir(pub(crate) PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("bp-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Scales by the sample's `gain`, counts the samples it computed, fails keys
+/// containing "bad".
+struct Scale {
+    calls: Arc<AtomicUsize>,
+}
+impl Transformer for Scale {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        self.calls.fetch_add(b.len(), Ordering::SeqCst);
+        let gain: Vec<f64> = b.extra("gain")?;
+        Ok(b.iter()
+            .zip(gain)
+            .zip(b.keys())
+            .map(|((x, g), k)| {
+                if k.contains("bad") {
+                    Err(Failure::new("no face detected"))
+                } else {
+                    Ok(x * g)
+                }
+            })
+            .collect())
+    }
+}
+
+/// Learns the mean of every value it sees, counts its fits and its samples.
+struct Mean {
+    fits: Arc<AtomicUsize>,
+    counter: u64,
+}
+/// The fitted mean. It counts its samples in the test's counter, found by an
+/// id that is saved with the model, so a model read from disk counts too.
+#[derive(Serialize, Deserialize)]
+struct Centered {
+    mean: f64,
+    counter: u64,
+}
+impl Fit for Mean {
+    type Input = Array1<f64>;
+    type Fitted = Centered;
+    fn fit(&self, b: &Batch<'_, Array1<f64>>) -> Result<Centered, BoxError> {
+        self.fits.fetch_add(1, Ordering::SeqCst);
+        let (sum, n) = b
+            .iter()
+            .fold((0.0, 0usize), |(s, n), x| (s + x.sum(), n + x.len()));
+        Ok(Centered {
+            mean: sum / n as f64,
+            counter: self.counter,
+        })
+    }
+}
+impl Transformer for Centered {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        if let Some(c) = registry().lock().unwrap().get(&self.counter) {
+            c.fetch_add(b.len(), Ordering::SeqCst);
+        }
+        Ok(b.iter().map(|x| Ok(x - self.mean)).collect())
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<u64, Arc<AtomicUsize>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<u64, Arc<AtomicUsize>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+#[derive(Clone)]
+struct Counters {
+    id: u64,
+    scale: Arc<AtomicUsize>,
+    fits: Arc<AtomicUsize>,
+    center: Arc<AtomicUsize>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let c = Counters {
+            id: NEXT.fetch_add(1, Ordering::SeqCst),
+            scale: Default::default(),
+            fits: Default::default(),
+            center: Default::default(),
+        };
+        registry().lock().unwrap().insert(c.id, c.center.clone());
+        c
+    }
+}
+
+impl Counters {
+    fn get(&self) -> (usize, usize, usize) {
+        (
+            self.scale.load(Ordering::SeqCst),
+            self.fits.load(Ordering::SeqCst),
+            self.center.load(Ordering::SeqCst),
+        )
+    }
+}
+
+fn pipeline(dir: &Path, c: &Counters) -> Pipeline<Array1<f64>, Array1<f64>> {
+    Pipeline::new()
+        .then(
+            Step::new(Scale {
+                calls: c.scale.clone(),
+            })
+            .name("scale")
+            .transform_extra("gain", "gain"),
+        )
+        .then(
+            Step::fit(Mean {
+                fits: c.fits.clone(),
+                counter: c.id,
+            })
+            .name("center"),
+        )
+        .checkpoint(
+            Checkpoints::new(dir.join("features"))
+                .model_dir(dir.join("models"))
+                .hash(HashFn::BobHashString),
+        )
+}
+
+fn samples(n: usize) -> Vec<Sample<Array1<f64>>> {
+    (0..n)
+        .map(|i| {
+            let key = if i % 7 == 3 {
+                format!("s{i}/bad")
+            } else {
+                format!("s{i}/img")
+            };
+            Sample::new(key, Array1::from_vec(vec![i as f64, 1.0, -(i as f64)]))
+                .with_attr("gain", 1.5)
+        })
+        .collect()
+}
+
+type Flat = Vec<Result<(String, Vec<u64>), (String, String, String)>>;
+
+/// Outputs as bits: "equal" means bit for bit.
+fn flat(out: impl IntoIterator<Item = Slot<Array1<f64>>>) -> Flat {
+    out.into_iter()
+        .map(|s| match s {
+            Ok(s) => Ok((
+                s.key().to_string(),
+                s.data().iter().map(|x| x.to_bits()).collect(),
+            )),
+            Err(f) => Err((
+                f.key().to_string(),
+                f.step().to_owned(),
+                f.reason().to_owned(),
+            )),
+        })
+        .collect()
+}
+
+fn run(
+    dir: &Path,
+    c: &Counters,
+    n: usize,
+    ex: &dyn Executor,
+) -> Result<(Flat, bob_pipelines::estimator::Report), Error> {
+    let mut p = pipeline(dir, c);
+    let out = p.fit_transform(samples(n)).partition_size(10).compute(ex)?;
+    let report = out.report().clone();
+    Ok((flat(out), report))
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    walk(dir, &mut |p| v.push(p.to_path_buf())).unwrap();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_second_run_reads_everything_and_computes_nothing() {
+    let t = TempDir::new("resume");
+    let c = Counters::default();
+    let ex = by_name("local-p2").unwrap();
+    let (first, _) = run(&t.0, &c, 50, &ex).unwrap();
+    assert_eq!(
+        c.get(),
+        (50, 1, 43),
+        "50 scaled, one fit, 43 survivors centered"
+    );
+    // bob's layout and hash: key "s0/img" → sum of code points % 1000.
+    let folder = "s0/img".chars().map(|ch| ch as u64).sum::<u64>() % 1000;
+    assert!(
+        t.0.join(format!("features/center/{folder}/s0/img.npy"))
+            .is_file()
+    );
+    assert!(t.0.join("models/center.msgpack").is_file());
+    assert!(
+        t.0.join(format!(
+            "features/scale/{}/s3/bad.failed",
+            "s3/bad".chars().map(|ch| ch as u64).sum::<u64>() % 1000
+        ))
+        .is_file()
+    );
+
+    let mut p = pipeline(&t.0, &c);
+    let lazy = p.fit_transform(samples(50)).partition_size(10);
+    let plan = TaskGraph::new(lazy.info().unwrap()).plan();
+    assert!(plan.is_noop(), "{plan}");
+    assert_eq!(plan.steps[1].model, ModelSource::Disk);
+    assert_eq!((plan.steps[0].on_disk, plan.steps[0].known_failed), (43, 7));
+    let out = lazy.compute(&ex).unwrap();
+    assert_eq!(out.report().from_checkpoints, 50);
+    assert_eq!(flat(out), first, "bit for bit");
+    assert_eq!(c.get(), (50, 1, 43), "nothing computed, nothing fitted");
+    assert!(
+        files(&t.0)
+            .iter()
+            .all(|f| !is_temp(&f.file_name().unwrap().to_string_lossy()))
+    );
+}
+
+#[test]
+fn corrupt_files_are_moved_aside_and_only_their_samples_recomputed() {
+    let t = TempDir::new("corrupt");
+    let c = Counters::default();
+    let ex = by_name("single-threaded").unwrap();
+    let (first, _) = run(&t.0, &c, 30, &ex).unwrap();
+    let center: Vec<PathBuf> = files(&t.0.join("features/center"));
+    // Truncated, garbage, and a valid .npy of the wrong dtype.
+    let bytes = std::fs::read(&center[0]).unwrap();
+    std::fs::write(&center[0], &bytes[..bytes.len() - 5]).unwrap();
+    std::fs::write(&center[1], b"garbage bytes, not an array at all").unwrap();
+    let mut wrong = Vec::new();
+    write_npy(&Array1::<f32>::zeros(3), &mut wrong);
+    std::fs::write(&center[2], wrong).unwrap();
+
+    let before = c.get();
+    let (again, report) = run(&t.0, &c, 30, &ex).unwrap();
+    assert_eq!(
+        again, first,
+        "corrupt files are never used: the outputs are recomputed"
+    );
+    let after = c.get();
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1, after.2 - before.2),
+        (3, 0, 3)
+    );
+    assert_eq!(report.recomputed, 3);
+    assert_eq!(report.warnings.len(), 3, "{:?}", report.warnings);
+    for w in &report.warnings {
+        assert!(
+            w.contains("corrupt checkpoint") && w.contains("moved aside"),
+            "{w}"
+        );
+    }
+    let all = report.warnings.join("\n");
+    for why in ["truncated", "magic", "dtype is <f4"] {
+        assert!(all.contains(why), "{why} missing in: {all}");
+    }
+    let aside: Vec<_> = files(&t.0)
+        .into_iter()
+        .filter(|f| f.to_string_lossy().ends_with(".corrupt"))
+        .collect();
+    assert_eq!(aside.len(), 3);
+    // The rewritten files are valid: a third run reads all of them.
+    let before = c.get();
+    let (third, report) = run(&t.0, &c, 30, &ex).unwrap();
+    assert_eq!((third, c.get(), report.recomputed), (first, before, 0));
+}
+
+#[test]
+fn a_missing_file_is_recomputed_through_the_earlier_steps() {
+    let t = TempDir::new("missing");
+    let c = Counters::default();
+    let ex = by_name("local-p2").unwrap();
+    let (first, _) = run(&t.0, &c, 30, &ex).unwrap();
+    let victim = files(&t.0.join("features/center"))[4].clone();
+    std::fs::remove_file(&victim).unwrap();
+    let before = c.get();
+    let (again, _) = run(&t.0, &c, 30, &ex).unwrap();
+    assert_eq!(again, first);
+    let after = c.get();
+    // Its partition restarts from the `scale` checkpoint: only `center` runs, on that partition.
+    assert_eq!(after.0 - before.0, 0);
+    assert!(
+        after.2 - before.2 <= 10 && after.2 > before.2,
+        "{before:?} → {after:?}"
+    );
+    assert!(victim.is_file());
+}
+
+#[test]
+fn failed_samples_are_never_checkpointed_and_not_retried() {
+    let t = TempDir::new("failed");
+    let c = Counters::default();
+    let ex = by_name("local-p2").unwrap();
+    let (first, _) = run(&t.0, &c, 21, &ex).unwrap();
+    let failures: Vec<_> = first.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(failures.len(), 3);
+    assert!(
+        failures.iter().all(|(k, step, why)| k.ends_with("/bad")
+            && step == "scale"
+            && why == "no face detected")
+    );
+    let feature_files = files(&t.0.join("features"));
+    assert!(
+        feature_files
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("bad.npy")),
+        "never checkpointed"
+    );
+    let before = c.get();
+    let (again, _) = run(&t.0, &c, 21, &ex).unwrap();
+    assert_eq!(again, first, "same failures, same places, same reasons");
+    assert_eq!(c.get(), before, "known failures are not recomputed");
+}
+
+#[test]
+fn a_model_on_disk_is_not_refitted_and_force_recomputes_everything() {
+    let t = TempDir::new("force");
+    let c = Counters::default();
+    let ex = by_name("single-threaded").unwrap();
+    let (first, _) = run(&t.0, &c, 20, &ex).unwrap();
+    // Features of `center` gone, model kept: transform only, no fit.
+    std::fs::remove_dir_all(t.0.join("features/center")).unwrap();
+    let before = c.get();
+    let (again, _) = run(&t.0, &c, 20, &ex).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(c.get().1, before.1, "the model file means no fit");
+
+    let mut p = pipeline(&t.0, &c);
+    p = p.checkpoint(
+        Checkpoints::new(t.0.join("features"))
+            .model_dir(t.0.join("models"))
+            .hash(HashFn::BobHashString)
+            .force(true),
+    );
+    let before = c.get();
+    let out = p
+        .fit_transform(samples(20))
+        .partition_size(10)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(flat(out), first);
+    let after = c.get();
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (20, 1),
+        "force: everything again"
+    );
+}
+
+#[test]
+fn a_refit_makes_later_checkpoints_stale() {
+    let t = TempDir::new("stale");
+    let c = Counters::default();
+    let ex = by_name("single-threaded").unwrap();
+    let (first, _) = run(&t.0, &c, 20, &ex).unwrap();
+    // Change one `scale` output and drop the model: the refit learns another mean,
+    // so every `center` output on disk is stale and must not be read.
+    let scaled = files(&t.0.join("features/scale"));
+    let npy = scaled
+        .iter()
+        .find(|f| f.extension().is_some_and(|e| e == "npy"))
+        .unwrap();
+    let mut bytes = Vec::new();
+    write_npy(&Array1::from_elem(3, 100.0f64), &mut bytes);
+    std::fs::write(npy, bytes).unwrap();
+    std::fs::remove_file(t.0.join("models/center.msgpack")).unwrap();
+
+    let mut p = pipeline(&t.0, &c);
+    let before = c.get();
+    let lazy = p.fit_transform(samples(20)).partition_size(10);
+    let plan = TaskGraph::new(lazy.info().unwrap()).plan();
+    assert_eq!(plan.steps[1].model, ModelSource::Fit, "{plan}");
+    assert_eq!(plan.steps[1].to_compute, 20, "{plan}");
+    let again = flat(lazy.compute(&ex).unwrap());
+    let after = c.get();
+    assert_eq!(
+        after.0, before.0,
+        "`scale` outputs are still valid and read"
+    );
+    assert_eq!(
+        (after.1 - before.1, after.2 - before.2),
+        (1, 17),
+        "refit, and all 17 survivors recomputed"
+    );
+    let changed = again
+        .iter()
+        .zip(&first)
+        .filter(|(a, b)| a.is_ok() && a != b)
+        .count();
+    assert_eq!(changed, 17, "no stale `center` output was used");
+}
+
+#[test]
+fn keys_that_escape_the_features_folder_are_refused_before_any_work() {
+    let t = TempDir::new("badkeys");
+    for key in ["../escape", "/etc/passwd", "a/../../b"] {
+        let c = Counters::default();
+        let mut p = pipeline(&t.0, &c);
+        let s = vec![Sample::new(key, Array1::zeros(3)).with_attr("gain", 1.0)];
+        let e = p
+            .fit_transform(s)
+            .compute(&by_name("single-threaded").unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains(&format!("{key:?}")), "{e}");
+        assert_eq!(c.get(), (0, 0, 0), "nothing computed for {key}");
+    }
+    assert!(!t.0.join("escape").exists());
+}
+
+#[test]
+fn in_memory_refuses_a_checkpointed_pipeline() {
+    let t = TempDir::new("inmem");
+    let mut p = pipeline(&t.0, &Counters::default());
+    let e = p
+        .fit_transform(samples(3))
+        .compute(&InMemory)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("single-threaded"), "{e}");
+}
+
+#[test]
+fn numpy_reads_our_npy_checkpoints() {
+    let t = TempDir::new("numpy");
+    let c = Counters::default();
+    let (out, _) = run(&t.0, &c, 10, &by_name("single-threaded").unwrap()).unwrap();
+    let (key, bits) = out.iter().find_map(|r| r.as_ref().ok()).unwrap().clone();
+    let folder = key.chars().map(|ch| ch as u64).sum::<u64>() % 1000;
+    let path = t.0.join(format!("features/center/{folder}/{key}.npy"));
+    let script = "import sys, numpy; a = numpy.load(sys.argv[1]); print(a.dtype, a.shape, ' '.join(repr(float(x)) for x in a))";
+    let res = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output();
+    let ok = res.as_ref().is_ok_and(|o| o.status.success());
+    if !ok {
+        let why = match &res {
+            Err(e) => format!("python3 could not run: {e}"),
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+        };
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(
+            !in_ci,
+            "CI must have python3 with numpy (scripts/test.sh installs it): {why}"
+        );
+        eprintln!("skipped the NumPy check: {why}");
+        return;
+    }
+    let text = String::from_utf8(res.unwrap().stdout).unwrap();
+    let mut words = text.split_whitespace();
+    assert_eq!(words.next(), Some("float64"));
+    assert_eq!(words.next(), Some("(3,)"));
+    let values: Vec<u64> = words.map(|w| w.parse::<f64>().unwrap().to_bits()).collect();
+    assert_eq!(
+        values, bits,
+        "numpy reads exactly the values the pipeline produced"
+    );
+}
