@@ -73,10 +73,12 @@ impl<A: NpyElem, D: Dimension + 'static> Codec<Array<A, D>> for Npy {
     }
 }
 
+type DecodeAny = fn(&[u8]) -> std::result::Result<Box<dyn Any>, String>;
+
 /// `.npy` chosen at run time for a type that turned out to be an array.
 struct NpyAny<T> {
     encode: fn(&dyn Any, &mut Vec<u8>),
-    decode: fn(&[u8]) -> std::result::Result<Box<dyn Any>, String>,
+    decode: DecodeAny,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 

@@ -49,7 +49,7 @@ fn ids(g: &TaskGraph, of: &[usize]) -> Vec<String> {
 #[test]
 fn fit_transform_graph_has_loads_transforms_and_one_gathering_fit() {
     let mut p = seed_like();
-    let g = TaskGraph::new(&p.fit_transform(samples(9)).npartitions(3).info().unwrap());
+    let g = TaskGraph::new(p.fit_transform(samples(9)).npartitions(3).info().unwrap());
     let all: Vec<&str> = g.tasks().iter().map(|t| t.id()).collect();
     assert_eq!(
         all,
@@ -93,7 +93,7 @@ fn fit_transform_graph_has_loads_transforms_and_one_gathering_fit() {
 #[test]
 fn fit_alone_stops_at_the_last_fit_and_transform_has_no_fit() {
     let mut p = seed_like().then(Step::new(Id).name("c"));
-    let g = TaskGraph::new(&p.fit(samples(4)).npartitions(2).info().unwrap());
+    let g = TaskGraph::new(p.fit(samples(4)).npartitions(2).info().unwrap());
     let all: Vec<&str> = g.tasks().iter().map(|t| t.id()).collect();
     assert_eq!(
         all,
@@ -110,10 +110,10 @@ fn fit_alone_stops_at_the_last_fit_and_transform_has_no_fit() {
     let stateless = Pipeline::new().then(Step::new(Id).name("a"));
     let mut s = stateless.clone();
     assert!(
-        TaskGraph::new(&s.fit(samples(4)).info().unwrap()).is_empty(),
+        TaskGraph::new(s.fit(samples(4)).info().unwrap()).is_empty(),
         "nothing to fit, nothing to run"
     );
-    let g = TaskGraph::new(&stateless.transform(samples(4)).info().unwrap());
+    let g = TaskGraph::new(stateless.transform(samples(4)).info().unwrap());
     assert!(
         g.tasks()
             .iter()
@@ -124,7 +124,7 @@ fn fit_alone_stops_at_the_last_fit_and_transform_has_no_fit() {
 #[test]
 fn fingerprint_is_stable_and_sees_every_change() {
     let fp = |p: &mut Pipeline<u8, u8>, n: usize| {
-        TaskGraph::new(&p.fit_transform(samples(20)).npartitions(n).info().unwrap()).fingerprint()
+        TaskGraph::new(p.fit_transform(samples(20)).npartitions(n).info().unwrap()).fingerprint()
     };
     let base = fp(&mut seed_like(), 4);
     assert_eq!(
@@ -150,7 +150,7 @@ fn fingerprint_is_stable_and_sees_every_change() {
 #[test]
 fn dot_names_every_task_and_edge() {
     let mut p = seed_like();
-    let g = TaskGraph::new(&p.fit_transform(samples(4)).npartitions(2).info().unwrap());
+    let g = TaskGraph::new(p.fit_transform(samples(4)).npartitions(2).info().unwrap());
     let dot = g.to_dot();
     assert!(dot.starts_with("digraph pipeline {") && dot.trim_end().ends_with('}'));
     for t in g.tasks() {

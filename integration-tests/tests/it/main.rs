@@ -1,4 +1,5 @@
 //! Workspace-wide tests, through the facade only, built as one test binary.
 
 mod checkpoint;
+mod crash;
 mod seed;
