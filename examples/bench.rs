@@ -12,6 +12,12 @@
 //!   pipeline (200 floating-point operations per sample and step) over 200 000
 //!   prebuilt samples on `single-threaded` and `local-parallel`: how the thread
 //!   pool scales when the work is computation rather than allocation.
+//! - `cargo run --release --example bench -- checkpoint [N]`: N (default
+//!   100 000) samples of 128-d f32 through a one-step checkpointed pipeline on
+//!   `local-parallel`, under `./target/bench-checkpoint` (the project's disk):
+//!   `cold` (compute and write every file), `warm` (every file on disk: read
+//!   back, nothing computed), and `raw_floor` (the same number of files of the
+//!   same size written by temp file + rename on as many threads, no pipeline).
 //! - `cargo run --release --example bench -- overhead`: the thread pool's cost
 //!   per empty task for 10 000, 100 000 and 1 000 000 independent tasks, with
 //!   rayon's `scope.spawn` on as many threads measured in the same run.
@@ -23,8 +29,10 @@ use std::num::NonZeroUsize;
 use std::process::Command;
 use std::time::Instant;
 
+use bob_pipelines::checkpoint::{HashFn, Layout, Writer, write_npy};
 use bob_pipelines::executor::{Silent, ThreadPool, by_name};
 use bob_pipelines::prelude::*;
+use ndarray::Array1;
 
 const PIPELINE_EXECUTORS: &[&str] = &["in-memory", "single-threaded", "local-parallel"];
 
@@ -69,8 +77,9 @@ fn main() {
         ),
         "overhead" => overhead(),
         "cpu" => cpu(),
+        "checkpoint" => checkpoint(n(1, 100_000)),
         other => {
-            eprintln!("unknown benchmark `{other}`; valid: pipeline, cpu, overhead");
+            eprintln!("unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead");
             std::process::exit(2);
         }
     }
@@ -145,6 +154,91 @@ fn cpu() {
         "{{\"bench\":\"speedup\",\"input\":\"cpu\",\"local_parallel_over_single_threaded\":{:.2}}}",
         rates[1] / rates[0]
     );
+}
+
+/// Doubles a feature vector (the work is the I/O around it).
+struct Double;
+
+impl Transformer for Double {
+    type Input = Array1<f32>;
+    type Output = Array1<f32>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f32>>,
+    ) -> Result<Vec<SampleResult<Array1<f32>>>, BoxError> {
+        Ok(b.iter().map(|x| Ok(x * 2.0)).collect())
+    }
+}
+
+fn checkpoint(n: usize) {
+    let root = std::path::PathBuf::from("target/bench-checkpoint");
+    let _ = std::fs::remove_dir_all(&root);
+    let features = root.join("features");
+    let executor = by_name("local-parallel").expect("a valid executor name");
+    let samples = || {
+        (0..n).map(|i| {
+            Sample::new(
+                format!("subject{:03}/sample{i}", i % 500),
+                Array1::from_elem(128, i as f32),
+            )
+        })
+    };
+    let pipeline = Pipeline::new()
+        .then(Step::new(Double).name("double"))
+        .checkpoint(Checkpoints::new(&features).hash(HashFn::Uniform));
+    for phase in ["cold", "warm"] {
+        settle_disk();
+        let t0 = Instant::now();
+        let out = pipeline
+            .transform(samples())
+            .compute(&executor)
+            .expect("runs");
+        let rate = n as f64 / t0.elapsed().as_secs_f64();
+        assert_eq!(out.samples().count(), n);
+        if phase == "warm" {
+            assert_eq!(
+                out.report().from_checkpoints,
+                n,
+                "the warm run reads everything"
+            );
+        }
+        println!(
+            "{{\"bench\":\"checkpoint\",\"phase\":\"{phase}\",\"n\":{n},\"samples_per_s\":{rate:.0}}}"
+        );
+    }
+
+    // The floor: the same files (same layout, same size) by temp file + rename.
+    let layout = Layout::new(root.join("floor"), HashFn::Uniform);
+    let mut payload = Vec::new();
+    write_npy(&Array1::from_elem(128, 1.0f32), &mut payload);
+    let writer = Writer::new();
+    let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    settle_disk();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (layout, payload, writer) = (&layout, &payload, &writer);
+            s.spawn(move || {
+                for i in (t..n).step_by(threads) {
+                    let key = format!("subject{:03}/sample{i}", i % 500);
+                    let path = layout
+                        .feature_path("double", &key, ".npy")
+                        .expect("a valid key");
+                    writer.write(&path, payload).expect("the floor writes");
+                }
+            });
+        }
+    });
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "{{\"bench\":\"checkpoint\",\"phase\":\"raw_floor\",\"n\":{n},\"samples_per_s\":{rate:.0}}}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Flushes dirty pages first, so that one phase's writes are not paid by the next.
+fn settle_disk() {
+    let _ = Command::new("sync").status();
 }
 
 fn overhead() {

@@ -106,13 +106,19 @@ impl Layout {
     /// # Errors
     /// [`Error::InvalidKey`] (see [`check_key`]).
     pub fn feature_path(&self, step: &str, key: &str, ext: &str) -> Result<PathBuf> {
+        Ok(self.step_dir(step).join(self.relative(key, ext)?))
+    }
+
+    /// The same file relative to its step's folder (`<hash(key)>/<key><ext>`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] (see [`check_key`]).
+    pub fn relative(&self, key: &str, ext: &str) -> Result<String> {
         check_key(key)?;
-        let mut p = self.step_dir(step);
-        if let Some(folder) = self.hash.folder(key) {
-            p.push(folder);
-        }
-        p.push(format!("{key}{ext}"));
-        Ok(p)
+        Ok(match self.hash.folder(key) {
+            Some(folder) => format!("{folder}/{key}{ext}"),
+            None => format!("{key}{ext}"),
+        })
     }
 
     /// The file that records that `key` failed at `step` (failed samples are

@@ -342,7 +342,14 @@ where
             .borrow_mut()
             .take()
             .ok_or(Error::InputTaken { partition: 0 })?;
+        let marker = info
+            .checkpoint()
+            .map(|c| c.options().layout().features_dir().join(RUN_MARKER));
         let executed = executor.execute(Plan { info, inputs })?;
+        if let Some(marker) = marker {
+            // Finished: nothing of this run is left half-written.
+            let _ = std::fs::remove_file(marker);
+        }
         if let Target::Mut(p) = self.target {
             p.set_models(executed.models);
         }
@@ -361,6 +368,13 @@ where
         Ok(Outputs::from_parts(parts, executed.report))
     }
 }
+
+/// One partition's survey: its index, the step it starts from, what is on disk.
+type Survey = (usize, Option<usize>, Vec<StepStats>);
+
+/// The file a checkpointed run keeps in its features folder while it runs: if
+/// a run finds one, an earlier run did not finish and may have left temp files.
+pub const RUN_MARKER: &str = ".bob-pipelines-running";
 
 /// Decides, before any task runs, what a checkpointed run reads and writes:
 /// which steps save, which models come from their files (no fit), and for each
@@ -435,52 +449,110 @@ fn checkpoint_plan(
     {
         cp::clean_temps(dir, false).map_err(|e| ckpt_error("<models>", e))?;
     }
-    // One walk per saving step: what files exist.
+    // A run that did not finish may have left temp files: only then walk the
+    // step folders to remove them (a walk costs more than the run's own checks).
     let layout = options.layout();
-    let mut present: Vec<HashSet<PathBuf>> = vec![HashSet::new(); n];
-    for (i, step) in info
+    let marker = layout.features_dir().join(RUN_MARKER);
+    if marker.exists() {
+        for step in info
+            .steps
+            .iter()
+            .zip(&plan.saves)
+            .filter(|(_, s)| **s)
+            .map(|(s, _)| s)
+        {
+            cp::clean_temps(&layout.step_dir(&step.name), true)
+                .map_err(|e| ckpt_error(&step.name, e))?;
+        }
+    }
+    options
+        .writer()
+        .write(&marker, std::process::id().to_string().as_bytes())
+        .map_err(|e| ckpt_error(&info.steps[0].name, e))?;
+
+    let exts: Vec<&str> = info
         .steps
         .iter()
-        .enumerate()
-        .filter(|(i, _)| plan.saves[*i])
-    {
-        let dir = layout.step_dir(&step.name);
-        cp::clean_temps(&dir, true).map_err(|e| ckpt_error(&step.name, e))?;
-        cp::walk(&dir, &mut |p| {
-            present[i].insert(p.to_path_buf());
-        })
-        .map_err(|e| ckpt_error(&step.name, e))?;
-    }
-    let ext = |i: usize| info.steps[i].op.checkpoint_extension().unwrap_or("");
-    for (p, input) in inputs.iter().enumerate() {
-        let keys = input.keys()?;
+        .map(|s| s.op.checkpoint_extension().unwrap_or(""))
+        .collect();
+    let dirs: Vec<PathBuf> = info
+        .steps
+        .iter()
+        .map(|s| layout.step_dir(&s.name))
+        .collect();
+    let first_step = info.steps.first().map_or("", |s| s.name.as_str());
+    // What is on disk for one partition: a `stat` per key and step (a walk of
+    // the step folders costs more on most file systems, and far more on NFS).
+    let survey = |p: usize| -> Result<(Option<usize>, Vec<StepStats>)> {
+        let keys = inputs[p].keys()?;
         // A key that cannot be a file name fails the run now, not after hours.
-        for key in &keys {
-            cp::check_key(key).map_err(|e| ckpt_error(&info.steps[0].name, e))?;
-        }
+        let bases = keys
+            .iter()
+            .map(|key| {
+                layout
+                    .relative(key, "")
+                    .map_err(|e| ckpt_error(first_step, e))
+            })
+            .collect::<Result<Vec<String>>>()?;
+        let mut stats = vec![StepStats::default(); n];
+        let mut start = None;
         let mut failed_before = vec![false; keys.len()];
-        for (i, step) in info.steps.iter().enumerate() {
-            if !plan.saves[i] {
-                continue;
-            }
+        let mut path = PathBuf::new();
+        for i in (0..n).filter(|&i| plan.saves[i]) {
             let mut complete = true;
-            for (k, key) in keys.iter().enumerate() {
-                let has = |e: &str| {
-                    layout
-                        .feature_path(&step.name, key, e)
-                        .is_ok_and(|f| present[i].contains(&f))
+            for (k, base) in bases.iter().enumerate() {
+                let mut has = |ext: &str| {
+                    path.clone_from(&dirs[i]);
+                    path.push(format!("{base}{ext}"));
+                    path.is_file()
                 };
-                if has(ext(i)) {
-                    plan.stats[i].on_disk += 1;
+                if has(exts[i]) {
+                    stats[i].on_disk += 1;
                 } else if has(cp::FAILED_EXT) {
-                    plan.stats[i].known_failed += 1;
+                    stats[i].known_failed += 1;
                     failed_before[k] = true;
                 } else if !failed_before[k] {
                     complete = false;
                 }
             }
             if complete && !force && i < usable_end {
-                plan.starts[p] = Some(i);
+                start = Some(i);
+            }
+        }
+        Ok((start, stats))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let surveys: Vec<Result<Vec<Survey>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads.min(inputs.len()).max(1))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if p >= inputs.len() {
+                            return Ok(mine);
+                        }
+                        let (start, stats) = survey(p)?;
+                        mine.push((p, start, stats));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    for part in surveys {
+        for (p, start, stats) in part? {
+            plan.starts[p] = start;
+            for (total, s) in plan.stats.iter_mut().zip(stats) {
+                total.on_disk += s.on_disk;
+                total.known_failed += s.known_failed;
             }
         }
     }

@@ -15,7 +15,7 @@ pub use bob_pipelines_checkpoint as checkpoint;
 pub use bob_pipelines_sample::BoxError;
 pub use ckpt::Checkpoints;
 pub use error::{Error, Op, Result};
-pub use lazy::Lazy;
+pub use lazy::{Lazy, RUN_MARKER};
 pub use outputs::{Failed, LOAD_STEP, Outputs, Report, SampleSource, SetOutputs, Slot, StepReport};
 pub use pipeline::{Pipeline, SetSource, StepInfo};
 pub use plan::{
