@@ -457,35 +457,31 @@ pub struct Step<K, IA = FromData, OA = ToData> {
     codec: Option<Arc<dyn Any + Send + Sync>>,
 }
 
-impl<T: Transformer> Step<Stateless<T>> {
-    /// A step that transforms with `transformer` (no fit).
-    pub fn new(transformer: T) -> Self {
-        let kind = Stateless(transformer);
-        let opts = StepOptions::from_tags(kind.tags());
+impl<K: Kind> Step<K> {
+    /// A step with the estimator's own tags as its options.
+    fn of(kind: K) -> Self {
         Step {
+            opts: StepOptions::from_tags(kind.tags()),
             kind,
             input: FromData,
             output: ToData,
             name: None,
-            opts,
             codec: None,
         }
+    }
+}
+
+impl<T: Transformer> Step<Stateless<T>> {
+    /// A step that transforms with `transformer` (no fit).
+    pub fn new(transformer: T) -> Self {
+        Self::of(Stateless(transformer))
     }
 }
 
 impl<F: Fit> Step<Fitting<F>> {
     /// A step that fits `estimator`, then transforms with what it fitted.
     pub fn fit(estimator: F) -> Self {
-        let kind = Fitting(estimator);
-        let opts = StepOptions::from_tags(kind.tags());
-        Step {
-            kind,
-            input: FromData,
-            output: ToData,
-            name: None,
-            opts,
-            codec: None,
-        }
+        Self::of(Fitting(estimator))
     }
 }
 
