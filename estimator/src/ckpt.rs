@@ -96,6 +96,11 @@ impl Checkpoints {
         &self.writer
     }
 
+    /// The models folder, if models are saved.
+    pub fn models_folder(&self) -> Option<&std::path::Path> {
+        self.model_dir.as_deref()
+    }
+
     /// The model file of a step, if models are saved.
     pub fn model_path(&self, step: &str) -> Option<PathBuf> {
         self.model_dir
@@ -122,14 +127,30 @@ pub(crate) enum Found<T> {
     Recompute,
 }
 
+/// What saving one step's outputs must keep consistent on disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SaveRules {
+    /// The saving steps after this one, with their extensions: a sample that
+    /// fails here has no valid output there any more.
+    pub(crate) later: Vec<(String, &'static str)>,
+    /// The names of all saving steps: a failure at any other step (`load`, a
+    /// step that does not save) is recorded at the next saving step.
+    pub(crate) saving: Vec<String>,
+}
+
 /// Writes a transformed partition: every output, and a failure marker for
-/// every sample that failed at this step. Failed samples are never checkpointed.
+/// every sample that failed here (or at a step that keeps no files). Failed
+/// samples are never checkpointed, and what they leave must not be read: a
+/// new output removes an old marker, and a new failure removes the sample's
+/// old outputs of this and every later step.
 pub(crate) fn save<T: 'static>(
     codec: &dyn Codec<T>,
     ck: &Checkpoints,
     step: &str,
+    rules: &SaveRules,
     part: &[Slot<T>],
 ) -> Result<()> {
+    let err = |e| ckpt_error(step, e);
     let mut buf = Vec::new();
     for slot in part {
         match slot {
@@ -137,34 +158,43 @@ pub(crate) fn save<T: 'static>(
                 let path = ck
                     .layout
                     .feature_path(step, s.key(), codec.extension())
-                    .map_err(|e| ckpt_error(step, e))?;
+                    .map_err(err)?;
                 buf.clear();
                 codec.encode(s.data(), &mut buf).map_err(|reason| {
-                    ckpt_error(
-                        step,
-                        cp::Error::Encode {
-                            path: path.clone(),
-                            reason,
-                        },
-                    )
+                    err(cp::Error::Encode {
+                        path: path.clone(),
+                        reason,
+                    })
                 })?;
-                ck.writer
-                    .write(&path, &buf)
-                    .map_err(|e| ckpt_error(step, e))?;
+                ck.writer.write(&path, &buf).map_err(err)?;
+                remove(&ck.layout.failure_path(step, s.key()).map_err(err)?).map_err(err)?;
             }
-            Err(f) if f.step() == step => {
-                let path = ck
-                    .layout
-                    .failure_path(step, f.key())
-                    .map_err(|e| ckpt_error(step, e))?;
-                ck.writer
-                    .write(&path, f.reason().as_bytes())
-                    .map_err(|e| ckpt_error(step, e))?;
+            Err(f) if f.step() == step || !rules.saving.iter().any(|s| s == f.step()) => {
+                let marker = ck.layout.failure_path(step, f.key()).map_err(err)?;
+                let text = format!("{}\n{}", f.step(), f.reason());
+                ck.writer.write(&marker, text.as_bytes()).map_err(err)?;
+                let stale = std::iter::once((step, codec.extension()))
+                    .chain(rules.later.iter().map(|(s, e)| (s.as_str(), *e)));
+                for (s, ext) in stale {
+                    remove(&ck.layout.feature_path(s, f.key(), ext).map_err(err)?).map_err(err)?;
+                }
             }
             Err(_) => {}
         }
     }
     Ok(())
+}
+
+/// Removes a file that may not exist.
+fn remove(path: &std::path::Path) -> std::result::Result<(), cp::Error> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(cp::Error::Io {
+            action: "removing",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a partition's outputs of `step`; `earlier` are the checkpointed steps
@@ -205,15 +235,17 @@ pub(crate) fn load<T: 'static>(
         .collect()
 }
 
+/// The failure recorded for `key` at one of `steps`: a marker holds the step
+/// where the sample failed, a newline, and why.
 fn failure_marker<T>(ck: &Checkpoints, steps: &[String], key: &Key) -> Option<Found<T>> {
     steps.iter().find_map(|s| {
         let path = ck.layout.failure_path(s, key).ok()?;
-        std::fs::read_to_string(&path)
-            .ok()
-            .map(|reason| Found::Failed {
-                step: s.clone(),
-                reason,
-            })
+        let text = std::fs::read_to_string(&path).ok()?;
+        let (step, reason) = text.split_once('\n').unwrap_or((s.as_str(), text.as_str()));
+        Some(Found::Failed {
+            step: step.to_owned(),
+            reason: reason.to_owned(),
+        })
     })
 }
 

@@ -192,6 +192,12 @@ pub enum Error {
         /// What the checkpoint layer said (naming the key or file).
         source: Box<bob_pipelines_checkpoint::Error>,
     },
+    /// The features or models folder itself (not one step's files) failed.
+    #[error("checkpoints: {source}")]
+    CheckpointFolder {
+        /// What the checkpoint layer said (naming the file or key).
+        source: Box<bob_pipelines_checkpoint::Error>,
+    },
     /// A task of a task graph failed.
     #[error("task `{task}`: {source}")]
     Task {

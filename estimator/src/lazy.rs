@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bob_pipelines_checkpoint as cp;
 use bob_pipelines_sample::Key;
 
-use crate::ckpt::{Checkpoints, ckpt_error};
+use crate::ckpt::{Checkpoints, SaveRules, ckpt_error};
 use crate::outputs::{Outputs, SampleSource, Slot};
 use crate::plan::{
     CheckpointPlan, Executor, InputPartition, Loaded, Metas, Mode, PartitionSource, Partitioning,
@@ -296,9 +296,11 @@ where
     }
 
     /// Steps, mode, partitions and — for a checkpointed pipeline — what is on
-    /// disk: everything the task graph is built from. Worked out once; a
-    /// checkpointed pipeline scans its step folders here and reads the models
-    /// it finds.
+    /// disk: everything the task graph is built from. Worked out once (a
+    /// failure is reported again by the next call). A checkpointed pipeline
+    /// checks its files here and reads the models it finds; this pulls the
+    /// caller's samples to learn their keys, so delayed samples (which cost
+    /// only their metadata until loaded) suit checkpointed runs best.
     ///
     /// # Errors
     /// [`Error::DuplicateStep`], [`Error::Partitioning`], [`Error::Checkpoint`].
@@ -309,12 +311,14 @@ where
         let pipeline = self.target.get();
         pipeline.validate()?;
         let lens = self.partitioning.lengths(self.n)?;
-        let source = self
-            .source
-            .borrow_mut()
-            .take()
-            .ok_or(Error::InputTaken { partition: 0 })?;
-        let inputs = source.into_partitions(&lens);
+        if self.inputs.borrow().is_none() {
+            let source = self
+                .source
+                .borrow_mut()
+                .take()
+                .ok_or(Error::InputTaken { partition: 0 })?;
+            *self.inputs.borrow_mut() = Some(source.into_partitions(&lens));
+        }
         let mut info = PlanInfo {
             steps: pipeline.plan_steps(),
             mode: self.mode,
@@ -322,10 +326,10 @@ where
             checkpoint: None,
         };
         if let Some(options) = pipeline.checkpoints() {
-            let plan = checkpoint_plan(options, &mut info, &inputs)?;
+            let inputs = self.inputs.borrow();
+            let plan = checkpoint_plan(options, &mut info, inputs.as_deref().unwrap_or_default())?;
             info.checkpoint = Some(Arc::new(plan));
         }
-        *self.inputs.borrow_mut() = Some(inputs);
         Ok(self.info.get_or_init(|| info))
     }
 
@@ -342,9 +346,21 @@ where
             .borrow_mut()
             .take()
             .ok_or(Error::InputTaken { partition: 0 })?;
-        let marker = info
-            .checkpoint()
-            .map(|c| c.options().layout().features_dir().join(RUN_MARKER));
+        // While a checkpointed run runs, a marker says so: if it dies, the next
+        // run knows to look for the temp files it left.
+        let marker = match info.checkpoint() {
+            Some(c) => {
+                let path = c.options().layout().features_dir().join(RUN_MARKER);
+                c.options()
+                    .writer()
+                    .write(&path, std::process::id().to_string().as_bytes())
+                    .map_err(|source| Error::CheckpointFolder {
+                        source: Box::new(source),
+                    })?;
+                Some(path)
+            }
+            None => None,
+        };
         let executed = executor.execute(Plan { info, inputs })?;
         if let Some(marker) = marker {
             // Finished: nothing of this run is left half-written.
@@ -379,7 +395,8 @@ pub const RUN_MARKER: &str = ".bob-pipelines-running";
 /// Decides, before any task runs, what a checkpointed run reads and writes:
 /// which steps save, which models come from their files (no fit), and for each
 /// partition the last step whose outputs are all on disk — its work before that
-/// step is pruned.
+/// step is pruned. Changes nothing on disk but removing dead writers' temp
+/// files and moving a corrupt model file aside.
 fn checkpoint_plan(
     options: &Checkpoints,
     info: &mut PlanInfo,
@@ -394,37 +411,38 @@ fn checkpoint_plan(
         .map(|s| s.opts.checkpoint != Some(false) && s.op.checkpoint_extension().is_some())
         .collect();
 
-    // Models on disk: no fit, unless forced (a corrupt one is moved aside and refitted).
+    // Models on disk: a fit run does not fit a step whose model file exists
+    // (unless forced; a corrupt one is moved aside and refitted), and a
+    // transform reads the model of a step that has none in memory.
     let mut from_disk = vec![false; n];
-    if info.mode != Mode::Transform && !force {
-        for (i, step) in info
-            .steps
-            .iter_mut()
-            .enumerate()
-            .filter(|(_, s)| s.requires_fit())
-        {
-            let Some(path) = options.model_path(&step.name) else {
-                continue;
-            };
-            match cp::read(&path) {
-                Ok(bytes) => match step.op.decode_model(&step.name, &bytes) {
-                    Ok(model) => {
-                        step.model = Some(model);
-                        from_disk[i] = true;
-                    }
-                    Err(e) => {
-                        drop(bytes);
-                        let aside = cp::quarantine(&path).map_err(|e| ckpt_error(&step.name, e))?;
-                        warnings.push(format!(
-                            "{e}; model file moved aside to {} and refitted",
-                            aside.display()
-                        ));
-                    }
-                },
-                Err(cp::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ckpt_error(&step.name, e)),
-            }
+    for (i, step) in info.steps.iter_mut().enumerate() {
+        let wanted = match info.mode {
+            Mode::Transform => step.model.is_none(),
+            Mode::Fit | Mode::FitTransform => !force,
+        };
+        let Some(path) = options
+            .model_path(&step.name)
+            .filter(|_| wanted && step.requires_fit())
+        else {
+            continue;
+        };
+        match cp::read(&path) {
+            Ok(bytes) => match step.op.decode_model(&step.name, &bytes) {
+                Ok(model) => {
+                    step.model = Some(model);
+                    from_disk[i] = true;
+                }
+                Err(e) => {
+                    drop(bytes);
+                    let aside = cp::quarantine(&path).map_err(|e| ckpt_error(&step.name, e))?;
+                    warnings.push(format!(
+                        "{e}; model file moved aside to {} and refitted",
+                        aside.display()
+                    ));
+                }
+            },
+            Err(cp::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ckpt_error(&step.name, e)),
         }
     }
 
@@ -435,40 +453,51 @@ fn checkpoint_plan(
         starts: vec![None; inputs.len()],
         stats: vec![StepStats::default(); n],
         warnings,
+        rules: Vec::new(),
     };
-    // Outputs of a step refitted in this run (and of every later step) are stale.
+    let saving: Vec<String> = (0..n)
+        .filter(|&i| plan.saves[i])
+        .map(|i| info.steps[i].name.clone())
+        .collect();
+    plan.rules = (0..n)
+        .map(|i| SaveRules {
+            later: (i + 1..n)
+                .filter(|&j| plan.saves[j])
+                .map(|j| {
+                    (
+                        info.steps[j].name.clone(),
+                        info.steps[j].op.checkpoint_extension().unwrap_or(""),
+                    )
+                })
+                .collect(),
+            saving: saving.clone(),
+        })
+        .collect();
     info.checkpoint = Some(Arc::new(plan.clone()));
+    // A partition may start from step s only if nothing before s is lost by
+    // skipping it: no step up to s is refitted in this run (its outputs, and
+    // all later ones, are stale) and none writes an attribute (attributes are
+    // not in checkpoints).
     let first_fit = (0..n).find(|&i| info.fits(i)).unwrap_or(n);
-    let usable_end = first_fit.min(info.transform_end());
+    let first_attr = (0..n)
+        .find(|&i| info.steps[i].op.checkpoint_extension().is_none())
+        .unwrap_or(n);
+    let usable_end = first_fit.min(first_attr).min(info.transform_end());
 
-    // Temp files of killed writers: never read, removed here.
-    if let Some(dir) = options
-        .model_path("x")
-        .as_deref()
-        .and_then(std::path::Path::parent)
-    {
-        cp::clean_temps(dir, false).map_err(|e| ckpt_error("<models>", e))?;
-    }
     // A run that did not finish may have left temp files: only then walk the
     // step folders to remove them (a walk costs more than the run's own checks).
     let layout = options.layout();
-    let marker = layout.features_dir().join(RUN_MARKER);
-    if marker.exists() {
-        for step in info
-            .steps
-            .iter()
-            .zip(&plan.saves)
-            .filter(|(_, s)| **s)
-            .map(|(s, _)| s)
-        {
+    if layout.features_dir().join(RUN_MARKER).exists() {
+        for (step, _) in info.steps.iter().zip(&plan.saves).filter(|(_, s)| **s) {
             cp::clean_temps(&layout.step_dir(&step.name), true)
                 .map_err(|e| ckpt_error(&step.name, e))?;
         }
+        if let Some(dir) = options.models_folder() {
+            cp::clean_temps(dir, false).map_err(|source| Error::CheckpointFolder {
+                source: Box::new(source),
+            })?;
+        }
     }
-    options
-        .writer()
-        .write(&marker, std::process::id().to_string().as_bytes())
-        .map_err(|e| ckpt_error(&info.steps[0].name, e))?;
 
     let exts: Vec<&str> = info
         .steps
@@ -480,7 +509,6 @@ fn checkpoint_plan(
         .iter()
         .map(|s| layout.step_dir(&s.name))
         .collect();
-    let first_step = info.steps.first().map_or("", |s| s.name.as_str());
     // What is on disk for one partition: a `stat` per key and step (a walk of
     // the step folders costs more on most file systems, and far more on NFS).
     let survey = |p: usize| -> Result<(Option<usize>, Vec<StepStats>)> {
@@ -491,7 +519,9 @@ fn checkpoint_plan(
             .map(|key| {
                 layout
                     .relative(key, "")
-                    .map_err(|e| ckpt_error(first_step, e))
+                    .map_err(|source| Error::CheckpointFolder {
+                        source: Box::new(source),
+                    })
             })
             .collect::<Result<Vec<String>>>()?;
         let mut stats = vec![StepStats::default(); n];

@@ -13,7 +13,7 @@ mod traits;
 pub use batch::Batch;
 pub use bob_pipelines_checkpoint as checkpoint;
 pub use bob_pipelines_sample::BoxError;
-pub use ckpt::Checkpoints;
+pub use ckpt::{Checkpoints, SaveRules};
 pub use error::{Error, Op, Result};
 pub use lazy::{Lazy, RUN_MARKER};
 pub use outputs::{Failed, LOAD_STEP, Outputs, Report, SampleSource, SetOutputs, Slot, StepReport};

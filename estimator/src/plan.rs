@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bob_pipelines_sample::{Key, Meta};
 
-use crate::ckpt::Checkpoints;
+use crate::ckpt::{Checkpoints, SaveRules};
 use crate::outputs::{Failed, Report, StepReport};
 use crate::step::{AnyPartition, Counts, DynStep, Model, StepOptions};
 use crate::{Error, Result};
@@ -30,7 +30,9 @@ pub enum Partitioning {
     /// graph.
     #[default]
     Auto,
-    /// This many partitions (bob's `npartitions`).
+    /// About this many partitions (bob's `npartitions`): partitions of
+    /// `ceil(n / k)` samples, as dask cuts them, so there may be fewer than `k`
+    /// (5 samples in 4 partitions give 2 + 2 + 1).
     Count(usize),
     /// Partitions of this many samples (bob's `partition_size`).
     Size(usize),
@@ -140,8 +142,14 @@ impl PlanStep {
     ///
     /// # Errors
     /// [`Error::Checkpoint`].
-    pub fn save_checkpoint(&self, ck: &Checkpoints, part: &AnyPartition) -> Result<()> {
-        self.op.save_checkpoint(ck, &self.name, part)
+    pub fn save_checkpoint(
+        &self,
+        plan: &CheckpointPlan,
+        index: usize,
+        part: &AnyPartition,
+    ) -> Result<()> {
+        self.op
+            .save_checkpoint(&plan.options, &self.name, &plan.rules[index], part)
     }
 
     /// Reads this step's outputs for `keys` from its checkpoint: the data
@@ -202,6 +210,7 @@ pub struct CheckpointPlan {
     pub(crate) starts: Vec<Option<usize>>,
     pub(crate) stats: Vec<StepStats>,
     pub(crate) warnings: Vec<String>,
+    pub(crate) rules: Vec<SaveRules>,
 }
 
 /// What is on disk for one step, counted over this run's samples.

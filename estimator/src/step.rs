@@ -124,7 +124,13 @@ pub trait DynStep: Send + Sync {
     ///
     /// # Errors
     /// [`Error::Checkpoint`].
-    fn save_checkpoint(&self, ck: &Checkpoints, name: &str, part: &AnyPartition) -> Result<()>;
+    fn save_checkpoint(
+        &self,
+        ck: &Checkpoints,
+        name: &str,
+        rules: &ckpt::SaveRules,
+        part: &AnyPartition,
+    ) -> Result<()>;
     /// Reads the step's outputs for `keys`: the data (erased) and the positions
     /// to recompute (missing or corrupt; corrupt files are moved aside, with a
     /// warning each).
@@ -819,7 +825,13 @@ where
         self.codec.as_ref().map(|c| c.extension())
     }
 
-    fn save_checkpoint(&self, ck: &Checkpoints, name: &str, part: &AnyPartition) -> Result<()> {
+    fn save_checkpoint(
+        &self,
+        ck: &Checkpoints,
+        name: &str,
+        rules: &ckpt::SaveRules,
+        part: &AnyPartition,
+    ) -> Result<()> {
         let Some(codec) = &self.codec else {
             return Ok(());
         };
@@ -829,7 +841,7 @@ where
                 step: name.to_owned(),
                 expected: std::any::type_name::<Vec<Slot<OA::Out>>>(),
             })?;
-        ckpt::save(&**codec, ck, name, part)
+        ckpt::save(&**codec, ck, name, rules, part)
     }
 
     fn load_checkpoint(

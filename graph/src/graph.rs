@@ -233,8 +233,10 @@ impl TaskGraph {
     }
 
     /// A hash of everything that shapes the graph: step names and estimator
-    /// types, options, mode, partitions, tasks and edges. The same program
-    /// computes the same fingerprint; driver and workers compare it.
+    /// type names, options, mode, partitions, tasks and edges. The same program
+    /// over the same samples computes the same fingerprint; driver and workers
+    /// compare it. For a checkpointed pipeline the graph, and so the
+    /// fingerprint, also depends on what was on disk when it was planned.
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint
     }
@@ -389,7 +391,10 @@ fn fingerprint(info: &PlanInfo, tasks: &[Task]) -> u64 {
     h.write(format!("{:?}", info.mode()).as_bytes());
     for s in info.steps() {
         h.write(s.name().as_bytes());
-        h.write(s.type_name().as_bytes());
+        // The last path segment: `std::any::type_name`'s full text is not
+        // promised to stay the same across Rust versions.
+        let base = s.type_name().split('<').next().unwrap_or("");
+        h.write(base.rsplit("::").next().unwrap_or(base).as_bytes());
         h.write(format!("{:?}", s.options()).as_bytes());
     }
     for t in tasks {
@@ -492,13 +497,7 @@ impl TaskGraph {
                 let to_compute = self
                     .tasks
                     .iter()
-                    .filter(|t| {
-                        t.kind
-                            == TaskKind::Transform {
-                                step: i,
-                                partition: t.partition(),
-                            }
-                    })
+                    .filter(|t| matches!(t.kind, TaskKind::Transform { step, .. } if step == i))
                     .map(|t| t.samples)
                     .sum();
                 let stats = ck.map(|c| c.stats(i)).unwrap_or_default();
@@ -523,15 +522,6 @@ impl TaskGraph {
         DryRun {
             steps,
             tasks: self.tasks.len(),
-        }
-    }
-}
-
-impl Task {
-    fn partition(&self) -> usize {
-        match self.kind {
-            TaskKind::Load { partition, .. } | TaskKind::Transform { partition, .. } => partition,
-            TaskKind::Fit { .. } => usize::MAX,
         }
     }
 }

@@ -184,7 +184,7 @@ impl<'a> Job<'a> {
     fn save(&self, step: usize, part: &AnyPartition) -> Result<()> {
         let info = self.graph.info();
         match info.checkpoint() {
-            Some(ck) if ck.saves(step) => info.steps()[step].save_checkpoint(ck.options(), part),
+            Some(ck) if ck.saves(step) => info.steps()[step].save_checkpoint(ck, step, part),
             _ => Ok(()),
         }
     }

@@ -494,3 +494,190 @@ fn numpy_reads_our_npy_checkpoints() {
         "numpy reads exactly the values the pipeline produced"
     );
 }
+
+/// Fails the one key it is told to, doubles the rest.
+struct Gate {
+    bad: &'static str,
+}
+impl Transformer for Gate {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        Ok(b.iter()
+            .zip(b.keys())
+            .map(|(x, k)| {
+                if k == self.bad {
+                    Err(Failure::new("rejected"))
+                } else {
+                    Ok(x * 2.0)
+                }
+            })
+            .collect())
+    }
+}
+
+fn gated(dir: &Path, bad: &'static str, force: bool) -> Pipeline<Array1<f64>, Array1<f64>> {
+    Pipeline::new()
+        .then(Step::new(Gate { bad }).name("gate"))
+        .then(Step::new(Gate { bad: "" }).name("again"))
+        .checkpoint(Checkpoints::new(dir).force(force))
+}
+
+fn plain(n: usize) -> Vec<Sample<Array1<f64>>> {
+    (0..n)
+        .map(|i| Sample::new(format!("k{i}"), Array1::from_elem(2, i as f64)))
+        .collect()
+}
+
+#[test]
+fn a_sample_that_now_fails_loses_its_old_outputs() {
+    let t = TempDir::new("nowfails");
+    let ex = by_name("single-threaded").unwrap();
+    gated(&t.0, "none", false)
+        .transform(plain(6))
+        .compute(&ex)
+        .unwrap();
+    assert!(t.0.join("again/k3.npy").is_file());
+    // Rerun with force; k3 is rejected now.
+    let out = gated(&t.0, "k3", true)
+        .transform(plain(6))
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(out.failed().count(), 1);
+    assert!(
+        !t.0.join("gate/k3.npy").exists() && !t.0.join("again/k3.npy").exists(),
+        "stale outputs removed"
+    );
+    assert!(t.0.join("gate/k3.failed").is_file());
+    // A normal run reads what is on disk: k3 stays failed, never a stale success.
+    let out = gated(&t.0, "none", false)
+        .transform(plain(6))
+        .compute(&ex)
+        .unwrap();
+    let f: Vec<_> = out.failed().collect();
+    assert_eq!(
+        (f.len(), f[0].key().as_str(), f[0].step(), f[0].reason()),
+        (1, "k3", "gate", "rejected")
+    );
+    assert_eq!(out.report().from_checkpoints, 6);
+}
+
+/// Writes the vector's sum into an attribute.
+struct Sum;
+impl Transformer for Sum {
+    type Input = Array1<f64>;
+    type Output = f64;
+    fn transform(&self, b: &Batch<'_, Array1<f64>>) -> Result<Vec<SampleResult<f64>>, BoxError> {
+        Ok(b.iter().map(|x| Ok(x.sum())).collect())
+    }
+}
+
+/// Adds extra argument `offset` to every element.
+struct Offset;
+impl Transformer for Offset {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        let o: Vec<f64> = b.extra("offset")?;
+        Ok(b.iter().zip(o).map(|(x, o)| Ok(x + o)).collect())
+    }
+}
+
+#[test]
+fn attributes_written_by_steps_survive_a_resume() {
+    let t = TempDir::new("attrs");
+    let ex = by_name("single-threaded").unwrap();
+    let p = || {
+        Pipeline::new()
+            .then(Step::new(Sum).name("sum").output_attribute("total"))
+            .then(Step::new(Gate { bad: "" }).name("double"))
+            .then(
+                Step::new(Offset)
+                    .name("offset")
+                    .transform_extra("offset", "total"),
+            )
+            .checkpoint(Checkpoints::new(&t.0))
+    };
+    let first = flat(p().transform(plain(5)).compute(&ex).unwrap());
+    let second = flat(p().transform(plain(5)).compute(&ex).unwrap());
+    assert_eq!(
+        second, first,
+        "the attribute is there on the second run too"
+    );
+}
+
+#[test]
+fn a_transform_reads_the_model_file_a_fit_wrote() {
+    let t = TempDir::new("modelfile");
+    let ex = by_name("single-threaded").unwrap();
+    let (first, _) = run(&t.0, &Counters::default(), 20, &ex).unwrap();
+    // Another program: a fresh pipeline that only transforms.
+    let c = Counters::default();
+    let fresh = pipeline(&t.0, &c);
+    let out = fresh
+        .transform(samples(20))
+        .partition_size(10)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(flat(out), first);
+    assert_eq!(c.get().1, 0, "no fit");
+}
+
+#[test]
+fn a_sample_that_failed_to_load_is_remembered() {
+    let t = TempDir::new("loadfail");
+    let ex = by_name("single-threaded").unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let inputs = || {
+        (0..8)
+            .map(|i| {
+                DelayedSample::new(format!("k{i}"), move || {
+                    if i == 5 {
+                        Err(std::io::Error::other("unreadable image"))
+                    } else {
+                        Ok(Array1::from_elem(2, i as f64))
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let p = || {
+        Pipeline::new()
+            .then(
+                Step::new(Scale {
+                    calls: calls.clone(),
+                })
+                .name("scale")
+                .transform_extra("gain", "gain"),
+            )
+            .checkpoint(Checkpoints::new(&t.0))
+    };
+    // `Scale` wants a gain: give every sample one through a delayed attribute.
+    let with_gain = || {
+        inputs()
+            .into_iter()
+            .map(|s| s.with_attr("gain", 2.0))
+            .collect::<Vec<_>>()
+    };
+    let first = flat(p().transform(with_gain()).compute(&ex).unwrap());
+    assert_eq!(first.iter().filter(|r| r.is_err()).count(), 1);
+    let before = calls.load(Ordering::SeqCst);
+    let out = p().transform(with_gain()).compute(&ex).unwrap();
+    assert_eq!(
+        out.report().from_checkpoints,
+        8,
+        "the partition resumes despite its unloadable sample"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), before);
+    let again = flat(out);
+    assert_eq!(again, first);
+    assert!(
+        matches!(&again[5], Err((k, step, why)) if k == "k5" && step == "load" && why.contains("unreadable image"))
+    );
+}
