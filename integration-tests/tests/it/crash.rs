@@ -127,26 +127,45 @@ fn child(dir: &Path) -> std::process::Child {
         .expect("the test binary runs again")
 }
 
+/// How many files (and temp files) are under `dir`: the run's progress.
+fn files_under(dir: &Path) -> usize {
+    let mut n = 0;
+    let _ = walk(dir, &mut |_| n += 1);
+    n
+}
+
 #[test]
 fn killed_runs_resume_to_the_uninterrupted_outputs() {
     let reference_dir = TempDir::new("crash-ref");
-    let t0 = Instant::now();
     let reference = run(&reference_dir.0);
-    let full = t0.elapsed();
 
     let dir = TempDir::new("crash");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut kills = 0;
-    for _ in 0..20 {
+    let mut next = move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        // Start-up plus up to 8 % of a whole run: twenty children together
-        // cover the run, each killed somewhere inside it (while computing,
-        // writing a feature, fitting, or writing the model).
-        let at = Duration::from_millis(30) + full.mul_f64((seed % 1000) as f64 / 1000.0 * 0.08);
+        seed
+    };
+    let mut kills = 0;
+    for round in 0..20 {
+        // Kills keyed to progress, not to a clock, so that they land inside
+        // the run on a fast or a loaded machine alike: most children die after
+        // writing a random number of new files (while writing more), every
+        // fifth at a random moment of its start-up.
         let mut c = child(&dir.0);
-        std::thread::sleep(at);
+        let t0 = Instant::now();
+        if round % 5 == 4 {
+            std::thread::sleep(Duration::from_millis(next() % 60));
+        } else {
+            let target = files_under(&dir.0) + 1 + (next() % 300) as usize;
+            while c.try_wait().unwrap().is_none()
+                && files_under(&dir.0) < target
+                && t0.elapsed() < Duration::from_secs(60)
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         if c.try_wait().unwrap().is_none() {
             c.kill().unwrap(); // SIGKILL
             kills += 1;
