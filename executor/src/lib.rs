@@ -4,6 +4,7 @@ mod dag;
 mod local;
 mod names;
 mod progress;
+pub mod wire;
 
 pub use local::{SingleThreaded, ThreadPool};
 pub use names::{ENV, NAMES, UnknownExecutor, by_name, from_env};

@@ -1,0 +1,564 @@
+//! The wire between a scheduler and its workers: length-prefixed MessagePack
+//! frames, and the handshake that authenticates both ends before anything else
+//! is exchanged.
+//!
+//! A frame is a 4-byte little-endian length and that many bytes of MessagePack
+//! (rmp-serde, named fields). A length above the receiver's maximum is refused
+//! before anything is allocated, so a hostile or confused peer cannot make a
+//! process reserve gigabytes.
+//!
+//! The handshake (protocol version 1), scheduler `S`, worker `W`, shared secret `k`:
+//! 1. `S → W` `Challenge { protocol, nonce_s }` (32 random bytes).
+//! 2. `W → S` `Hello { protocol, proof = HMAC-SHA256(k, "worker" ‖ nonce_s), nonce_w, fingerprint, … }`.
+//! 3. `S` checks the proof (in constant time). A wrong proof closes the
+//!    connection with no reply: a peer without the secret learns nothing.
+//!    Otherwise `S → W` `Welcome { proof = HMAC-SHA256(k, "scheduler" ‖ nonce_w), worker }`,
+//!    or, for a protocol or graph fingerprint that differs, `Rejected { reason }`.
+//! 4. `W` checks the scheduler's proof: a worker never takes tasks from an
+//!    impostor either.
+//!
+//! The secret travels in a file only its owner can read ([`SecretFile`]); the
+//! environment and command line carry the file's path, never the secret.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use hmac::{Hmac, Mac};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL: u32 = 1;
+
+/// The largest frame accepted unless a peer is told otherwise: 256 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
+
+/// What can go wrong on the wire.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The connection failed or closed.
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    /// A frame longer than the receiver accepts.
+    #[error("frame of {len} bytes refused: the limit is {max} bytes")]
+    TooLarge {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A frame that is not the message expected.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The peer does not know the secret (or sent garbage where its proof goes).
+    #[error("authentication failed: the peer does not know this run's secret")]
+    Unauthenticated,
+    /// The peer speaks another protocol version.
+    #[error(
+        "protocol version {theirs} where {ours} is spoken: run the same build of the program on both ends"
+    )]
+    Protocol {
+        /// The peer's version.
+        theirs: u32,
+        /// This build's version.
+        ours: u32,
+    },
+    /// The peer was built from another program, or the same program given other inputs.
+    #[error(
+        "graph fingerprint {theirs:016x} differs from the scheduler's {ours:016x}: driver and \
+         workers must run the same program, with the same pipeline, samples and partitioning"
+    )]
+    Fingerprint {
+        /// The worker's fingerprint.
+        theirs: u64,
+        /// The scheduler's fingerprint.
+        ours: u64,
+    },
+    /// The scheduler refused this worker.
+    #[error("the scheduler refused this worker: {0}")]
+    Rejected(String),
+}
+
+/// Writes one frame.
+///
+/// # Errors
+/// [`WireError::Io`], or [`WireError::TooLarge`] for a payload over 4 GiB.
+pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), WireError> {
+    let len = u32::try_from(payload.len()).map_err(|_| WireError::TooLarge {
+        len: payload.len(),
+        max: u32::MAX as usize,
+    })?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(payload)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one frame into `buf`, refusing one longer than `max` before
+/// allocating anything for it.
+///
+/// # Errors
+/// [`WireError::TooLarge`], or [`WireError::Io`] when the connection closes.
+pub fn read_frame(r: &mut impl Read, max: usize, buf: &mut Vec<u8>) -> Result<(), WireError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(WireError::TooLarge { len, max });
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf)?;
+    Ok(())
+}
+
+/// Sends one message.
+///
+/// # Errors
+/// As [`write_frame`], or [`WireError::Malformed`] when it does not serialize.
+pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), WireError> {
+    let bytes = rmp_serde::to_vec_named(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
+    write_frame(w, &bytes)
+}
+
+/// Receives one message.
+///
+/// # Errors
+/// As [`read_frame`], or [`WireError::Malformed`] for bytes that are not a `T`.
+pub fn recv<T: DeserializeOwned>(r: &mut impl Read, max: usize) -> Result<T, WireError> {
+    let mut buf = Vec::new();
+    read_frame(r, max, &mut buf)?;
+    rmp_serde::from_slice(&buf).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// A run's shared secret: 32 random bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret([u8; 32]);
+
+impl std::fmt::Debug for Secret {
+    // Never print a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// 32 bytes from the operating system's random source.
+fn random32() -> io::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b)
+}
+
+impl Secret {
+    /// A new random secret.
+    ///
+    /// # Errors
+    /// When the system's random source cannot be read.
+    pub fn random() -> io::Result<Self> {
+        random32().map(Secret)
+    }
+
+    fn proof(&self, role: &[u8], nonce: &[u8]) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(role);
+        mac.update(nonce);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    fn verify(&self, role: &[u8], nonce: &[u8], proof: &[u8]) -> bool {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(role);
+        mac.update(nonce);
+        mac.verify_slice(proof).is_ok()
+    }
+}
+
+/// A secret written to a file that only its owner can read (mode 0600),
+/// removed when dropped. Workers get the file's path, never the secret itself.
+#[derive(Debug)]
+pub struct SecretFile {
+    path: PathBuf,
+    secret: Secret,
+}
+
+impl SecretFile {
+    /// Creates a new random secret in a new file in `dir` (which should be
+    /// private to the user and, for a cluster, shared with the workers' hosts).
+    ///
+    /// # Errors
+    /// When the random source or the file cannot be used.
+    pub fn create(dir: &Path) -> io::Result<Self> {
+        let secret = Secret::random()?;
+        let name: String = random32()?[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path = dir.join(format!(".bob-pipelines-secret-{name}"));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        let hex: String = secret.0.iter().map(|b| format!("{b:02x}")).collect();
+        f.write_all(hex.as_bytes())?;
+        f.sync_all()?;
+        Ok(SecretFile { path, secret })
+    }
+
+    /// The file's path: what a worker is given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+}
+
+impl Drop for SecretFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Reads a secret from a file [`SecretFile`] wrote.
+///
+/// # Errors
+/// When the file cannot be read, or holds something other than 64 hex digits.
+pub fn read_secret(path: &Path) -> io::Result<Secret> {
+    let text = fs::read_to_string(path)?;
+    let text = text.trim();
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} does not hold a secret", path.display()),
+        )
+    };
+    if text.len() != 64 {
+        return Err(bad());
+    }
+    let mut b = [0u8; 32];
+    for (i, byte) in b.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(Secret(b))
+}
+
+/// What a scheduler sends first.
+#[derive(Debug, Serialize, Deserialize)]
+struct Challenge {
+    protocol: u32,
+    #[serde(with = "serde_bytes_array")]
+    nonce: Vec<u8>,
+}
+
+/// What a worker says about itself, with its proof.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The graph fingerprint the worker built.
+    pub fingerprint: u64,
+    /// The resources the worker provides (`q_short_gpu`, `io_big`, …).
+    pub resources: Vec<String>,
+    /// How many threads it runs tasks on.
+    pub threads: u32,
+    /// A name for reports: host and pid, or the cluster's job id.
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Hello {
+    protocol: u32,
+    #[serde(with = "serde_bytes_array")]
+    proof: Vec<u8>,
+    #[serde(with = "serde_bytes_array")]
+    nonce: Vec<u8>,
+    info: WorkerInfo,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Answer {
+    Welcome {
+        #[serde(with = "serde_bytes_array")]
+        proof: Vec<u8>,
+        worker: u32,
+    },
+    Rejected {
+        reason: String,
+    },
+}
+
+/// Byte vectors as MessagePack `bin`, not as arrays of numbers.
+mod serde_bytes_array {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// Handshake messages are small: a peer announcing more is not one of ours.
+const HANDSHAKE_MAX: usize = 64 << 10;
+
+/// The scheduler's side of the handshake on a fresh connection: returns what
+/// the authenticated worker said, once it has been welcomed as `worker`.
+/// Callers set a read timeout on the connection first, so a silent peer cannot
+/// hold it open.
+///
+/// # Errors
+/// [`WireError::Unauthenticated`] (the connection is closed unanswered),
+/// [`WireError::Protocol`] or [`WireError::Fingerprint`] (the worker is told why),
+/// or an I/O or malformed-message error.
+pub fn accept<S: Read + Write>(
+    conn: &mut S,
+    secret: &Secret,
+    fingerprint: u64,
+    worker: u32,
+) -> Result<WorkerInfo, WireError> {
+    let nonce = random32()?.to_vec();
+    send(
+        conn,
+        &Challenge {
+            protocol: PROTOCOL,
+            nonce: nonce.clone(),
+        },
+    )?;
+    let hello: Hello = recv(conn, HANDSHAKE_MAX).map_err(|e| match e {
+        // Garbage where a proof goes is no proof.
+        WireError::Malformed(_) | WireError::TooLarge { .. } => WireError::Unauthenticated,
+        e => e,
+    })?;
+    if !secret.verify(b"worker", &nonce, &hello.proof) {
+        return Err(WireError::Unauthenticated);
+    }
+    let refuse = |conn: &mut S, e: WireError| {
+        let _ = send(
+            conn,
+            &Answer::Rejected {
+                reason: e.to_string(),
+            },
+        );
+        Err(e)
+    };
+    if hello.protocol != PROTOCOL {
+        return refuse(
+            conn,
+            WireError::Protocol {
+                theirs: hello.protocol,
+                ours: PROTOCOL,
+            },
+        );
+    }
+    if hello.info.fingerprint != fingerprint {
+        return refuse(
+            conn,
+            WireError::Fingerprint {
+                theirs: hello.info.fingerprint,
+                ours: fingerprint,
+            },
+        );
+    }
+    send(
+        conn,
+        &Answer::Welcome {
+            proof: secret.proof(b"scheduler", &hello.nonce),
+            worker,
+        },
+    )?;
+    Ok(hello.info)
+}
+
+/// The worker's side of the handshake: returns the worker number the
+/// scheduler gave it.
+///
+/// # Errors
+/// [`WireError::Rejected`] with the scheduler's reason (fingerprint or
+/// protocol), [`WireError::Unauthenticated`] when the scheduler cannot prove it
+/// knows the secret, or an I/O or malformed-message error (a scheduler that
+/// closes the connection without answering did not accept this worker's proof).
+pub fn connect<S: Read + Write>(
+    conn: &mut S,
+    secret: &Secret,
+    info: WorkerInfo,
+) -> Result<u32, WireError> {
+    let challenge: Challenge = recv(conn, HANDSHAKE_MAX)?;
+    let nonce = random32()?.to_vec();
+    send(
+        conn,
+        &Hello {
+            protocol: PROTOCOL,
+            proof: secret.proof(b"worker", &challenge.nonce),
+            nonce: nonce.clone(),
+            info,
+        },
+    )?;
+    match recv::<Answer>(conn, HANDSHAKE_MAX)? {
+        Answer::Welcome { proof, worker } if secret.verify(b"scheduler", &nonce, &proof) => {
+            Ok(worker)
+        }
+        Answer::Welcome { .. } => Err(WireError::Unauthenticated),
+        Answer::Rejected { reason } => Err(WireError::Rejected(reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+
+    fn info(fingerprint: u64) -> WorkerInfo {
+        WorkerInfo {
+            fingerprint,
+            resources: vec!["q_short_gpu".into()],
+            threads: 2,
+            name: "test".into(),
+        }
+    }
+
+    /// A scheduler on 127.0.0.1 that accepts one connection; returns its
+    /// address and a handle that yields the handshake's outcome.
+    fn scheduler(
+        secret: Secret,
+        fingerprint: u64,
+    ) -> (
+        std::net::SocketAddr,
+        std::thread::JoinHandle<Result<WorkerInfo, WireError>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            accept(&mut c, &secret, fingerprint, 7)
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn frames_round_trip_and_oversized_ones_are_refused_unallocated() {
+        let mut wire = Vec::new();
+        send(&mut wire, &("hello", 42u32)).unwrap();
+        let back: (String, u32) = recv(&mut wire.as_slice(), 1024).unwrap();
+        assert_eq!(back, ("hello".to_owned(), 42));
+        // A 1 GiB length prefix followed by nothing: refused at once.
+        let mut huge = (1u32 << 30).to_le_bytes().to_vec();
+        huge.extend_from_slice(b"x");
+        let t0 = Instant::now();
+        let e = recv::<u32>(&mut huge.as_slice(), DEFAULT_MAX_FRAME).unwrap_err();
+        assert!(
+            matches!(e, WireError::TooLarge { len, .. } if len == 1 << 30),
+            "{e}"
+        );
+        assert!(t0.elapsed() < Duration::from_millis(50));
+        // Truncated and garbage frames are errors, not panics.
+        assert!(matches!(
+            recv::<u32>(&mut &wire[..3], 1024),
+            Err(WireError::Io(_))
+        ));
+        let mut garbage = Vec::new();
+        write_frame(&mut garbage, b"\xc1\xc1\xc1").unwrap();
+        assert!(matches!(
+            recv::<(String, u32)>(&mut garbage.as_slice(), 1024),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn the_right_secret_is_welcomed_both_ways() {
+        let secret = Secret::random().unwrap();
+        let (addr, s) = scheduler(secret.clone(), 99);
+        let mut c = TcpStream::connect(addr).unwrap();
+        assert_eq!(connect(&mut c, &secret, info(99)).unwrap(), 7);
+        assert_eq!(s.join().unwrap().unwrap(), info(99));
+    }
+
+    #[test]
+    fn a_wrong_secret_is_closed_on_unanswered() {
+        let (addr, s) = scheduler(Secret::random().unwrap(), 99);
+        let mut c = TcpStream::connect(addr).unwrap();
+        let e = connect(&mut c, &Secret::random().unwrap(), info(99)).unwrap_err();
+        assert!(
+            matches!(e, WireError::Io(_)),
+            "the scheduler says nothing: {e}"
+        );
+        assert!(matches!(s.join().unwrap(), Err(WireError::Unauthenticated)));
+    }
+
+    #[test]
+    fn random_bytes_and_a_huge_length_prefix_are_refused() {
+        for junk in [
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            (1u32 << 30).to_le_bytes().to_vec(),
+        ] {
+            let (addr, s) = scheduler(Secret::random().unwrap(), 1);
+            let mut c = TcpStream::connect(addr).unwrap();
+            c.write_all(&junk).unwrap();
+            let outcome = s.join().unwrap();
+            assert!(
+                matches!(outcome, Err(WireError::Unauthenticated)),
+                "{outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_mismatch_is_explained_to_both_ends() {
+        let secret = Secret::random().unwrap();
+        let (addr, s) = scheduler(secret.clone(), 0xabc);
+        let mut c = TcpStream::connect(addr).unwrap();
+        let worker_side = connect(&mut c, &secret, info(0xdef))
+            .unwrap_err()
+            .to_string();
+        let scheduler_side = s.join().unwrap().unwrap_err().to_string();
+        for msg in [&worker_side, &scheduler_side] {
+            assert!(
+                msg.contains("0000000000000def")
+                    && msg.contains("0000000000000abc")
+                    && msg.contains("same program"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn secret_files_are_private_and_read_back() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir();
+        let f = SecretFile::create(&dir).unwrap();
+        let mode = fs::metadata(f.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(&read_secret(f.path()).unwrap(), f.secret());
+        assert_eq!(format!("{:?}", f.secret()), "Secret(..)");
+        let path = f.path().to_path_buf();
+        drop(f);
+        assert!(!path.exists(), "removed when dropped");
+        let junk = dir.join(format!("bp-not-a-secret-{}", std::process::id()));
+        fs::write(&junk, "xyz").unwrap();
+        assert!(read_secret(&junk).is_err());
+        fs::remove_file(junk).unwrap();
+    }
+}
