@@ -283,6 +283,28 @@ mod tests {
     }
 
     #[test]
+    fn large_arrays_are_viewed_in_place_and_bad_files_refused() {
+        let dir = std::env::temp_dir().join(format!("bp-npy-map-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = Array2::from_shape_fn((300, 128), |(i, j)| (i * 128 + j) as f32);
+        let mut buf = Vec::new();
+        write_npy(&a, &mut buf);
+        let path = dir.join("big.npy");
+        std::fs::write(&path, &buf).unwrap();
+        let m = MappedArray::<f32, ndarray::Ix2>::open(&path).unwrap();
+        assert_eq!(m.view(), a.view());
+        // The view points into the mapping, not into a copy.
+        let data = m.view().as_ptr() as usize;
+        let map = m.map.as_ptr() as usize;
+        assert!((map..map + m.map.len()).contains(&data));
+        std::fs::write(&path, &buf[..buf.len() - 4]).unwrap();
+        let e = MappedArray::<f32, ndarray::Ix2>::open(&path).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        assert!(MappedArray::<f64, ndarray::Ix2>::open(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn corrupt_files_are_refused_with_a_reason() {
         let a = Array2::<f64>::zeros((4, 4));
         let mut buf = Vec::new();
