@@ -198,6 +198,12 @@ pub enum Error {
         /// What the checkpoint layer said (naming the file or key).
         source: Box<bob_pipelines_checkpoint::Error>,
     },
+    /// A partition could not cross a process boundary.
+    #[error("partition on the wire: {reason}")]
+    Wire {
+        /// Why (naming the sample where one is at fault).
+        reason: String,
+    },
     /// A task of a task graph failed.
     #[error("task `{task}`: {source}")]
     Task {

@@ -324,6 +324,7 @@ where
             mode: self.mode,
             lens,
             checkpoint: None,
+            input_wire: pipeline.input_wire().clone(),
         };
         if let Some(options) = pipeline.checkpoints() {
             let inputs = self.inputs.borrow();

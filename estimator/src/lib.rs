@@ -9,6 +9,7 @@ mod pipeline;
 mod plan;
 mod step;
 mod traits;
+mod wire;
 
 pub use batch::Batch;
 pub use bob_pipelines_checkpoint as checkpoint;
@@ -28,3 +29,4 @@ pub use step::{
     marker,
 };
 pub use traits::{Failure, Fit, SampleResult, Tags, Transformer};
+pub use wire::{PartitionCodec, Wire};

@@ -7,11 +7,16 @@ use std::sync::Arc;
 
 use bob_pipelines_sample::{DelayedSampleSet, Meta, SampleSet};
 
+use bob_pipelines_checkpoint::default_codec;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::ckpt::Checkpoints;
 use crate::lazy::Lazy;
 use crate::outputs::{Failed, Outputs, Report, SampleSource, SetOutputs};
 use crate::plan::{Executor, Mode, PlanStep};
 use crate::step::{DynStep, IntoStep, Model, StepOptions, short_type_name};
+use crate::wire::Wire;
 use crate::{Error, Result};
 
 #[derive(Clone)]
@@ -76,6 +81,7 @@ pub struct StepInfo {
 pub struct Pipeline<I, O> {
     entries: Vec<Entry>,
     checkpoints: Option<Checkpoints>,
+    input_wire: Wire,
     _types: PhantomData<fn(I) -> O>,
 }
 
@@ -84,6 +90,7 @@ impl<I, O> Clone for Pipeline<I, O> {
         Pipeline {
             entries: self.entries.clone(),
             checkpoints: self.checkpoints.clone(),
+            input_wire: self.input_wire.clone(),
             _types: PhantomData,
         }
     }
@@ -100,18 +107,26 @@ impl<I, O> fmt::Debug for Pipeline<I, O> {
     }
 }
 
-impl<T: Send + Sync + 'static> Pipeline<T, T> {
-    /// An empty pipeline (it passes samples through).
+impl<T> Pipeline<T, T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// An empty pipeline (it passes samples through). Its input datum, like
+    /// every step's output, is serde: partitions cross process boundaries.
     pub fn new() -> Self {
         Pipeline {
             entries: Vec::new(),
             checkpoints: None,
+            input_wire: Wire::new(default_codec::<T>()),
             _types: PhantomData,
         }
     }
 }
 
-impl<T: Send + Sync + 'static> Default for Pipeline<T, T> {
+impl<T> Default for Pipeline<T, T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
     fn default() -> Self {
         Self::new()
     }
@@ -139,6 +154,7 @@ where
         Pipeline {
             entries: self.entries,
             checkpoints: self.checkpoints,
+            input_wire: self.input_wire,
             _types: PhantomData,
         }
     }
@@ -350,6 +366,10 @@ where
         for (e, m) in self.entries.iter_mut().zip(models) {
             e.model = m;
         }
+    }
+
+    pub(crate) fn input_wire(&self) -> &Wire {
+        &self.input_wire
     }
 
     pub(crate) fn plan_steps(&self) -> Vec<PlanStep> {

@@ -8,6 +8,7 @@ use bob_pipelines_sample::{Key, Meta};
 use crate::ckpt::{Checkpoints, SaveRules};
 use crate::outputs::{Failed, Report, StepReport};
 use crate::step::{AnyPartition, Counts, DynStep, Model, StepOptions};
+use crate::wire::Wire;
 use crate::{Error, Result};
 
 /// Whether a run fits, transforms, or both.
@@ -110,6 +111,11 @@ impl PlanStep {
     /// The step's options.
     pub fn options(&self) -> &StepOptions {
         &self.opts
+    }
+
+    /// How partitions of the step's outputs cross a process boundary.
+    pub fn wire(&self) -> &Wire {
+        self.op.wire()
     }
 
     /// The model the step has before the run.
@@ -266,6 +272,7 @@ pub struct PlanInfo {
     pub(crate) mode: Mode,
     pub(crate) lens: Vec<usize>,
     pub(crate) checkpoint: Option<Arc<CheckpointPlan>>,
+    pub(crate) input_wire: Wire,
 }
 
 impl PlanInfo {
@@ -294,6 +301,11 @@ impl PlanInfo {
         self.mode != Mode::Transform
             && self.steps[i].requires_fit()
             && !self.checkpoint.as_ref().is_some_and(|c| c.from_disk[i])
+    }
+
+    /// How loaded input partitions cross a process boundary.
+    pub fn input_wire(&self) -> &Wire {
+        &self.input_wire
     }
 
     /// The checkpoint plan, when the pipeline checkpoints.

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::batch::BatchCtx;
 use crate::ckpt::{self, Checkpoints};
 use crate::outputs::{Failed, Slot};
+use crate::wire::Wire;
 use crate::{Batch, Error, Fit, Op, Result, SampleResult, Tags, Transformer};
 
 /// A partition of samples with its data type erased: a `Vec<Slot<T>>`.
@@ -117,6 +118,8 @@ pub trait DynStep: Send + Sync {
     /// # Errors
     /// [`Error::Model`].
     fn decode_model(&self, name: &str, bytes: &[u8]) -> Result<Model>;
+    /// How partitions of this step's outputs cross a process boundary.
+    fn wire(&self) -> &Wire;
     /// The extension of the step's checkpoint files; `None` when the step
     /// cannot checkpoint (its output goes to an attribute).
     fn checkpoint_extension(&self) -> Option<&'static str>;
@@ -764,12 +767,12 @@ where
             .codec
             .as_ref()
             .and_then(|c| c.downcast_ref::<Arc<dyn Codec<OA::Out>>>().cloned());
-        let codec = OA::CHECKPOINTS.then(|| {
-            chosen.unwrap_or_else(|| match self.opts.codec {
-                Some(CodecName::MsgPack) => Arc::new(MsgPack),
-                _ => default_codec::<OA::Out>(),
-            })
+        let data_codec: Arc<dyn Codec<OA::Out>> = chosen.unwrap_or_else(|| match self.opts.codec {
+            Some(CodecName::MsgPack) => Arc::new(MsgPack),
+            _ => default_codec::<OA::Out>(),
         });
+        let wire = Wire::new(Arc::clone(&data_codec));
+        let codec = OA::CHECKPOINTS.then_some(data_codec);
         BuiltStep {
             name: self.name,
             type_name: self.kind.type_name(),
@@ -779,6 +782,7 @@ where
                 input: self.input,
                 output: self.output,
                 codec,
+                wire,
                 _data: PhantomData::<fn(D)>,
             }),
         }
@@ -793,6 +797,7 @@ where
     input: IA,
     output: OA,
     codec: Option<Arc<dyn Codec<OA::Out>>>,
+    wire: Wire,
     _data: PhantomData<fn(D)>,
 }
 
@@ -821,6 +826,10 @@ where
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
 {
+    fn wire(&self) -> &Wire {
+        &self.wire
+    }
+
     fn checkpoint_extension(&self) -> Option<&'static str> {
         self.codec.as_ref().map(|c| c.extension())
     }

@@ -622,3 +622,35 @@ fn an_empty_input_gives_empty_outputs() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_plans_wires_carry_its_partitions_across_a_process_boundary() {
+    use bob_pipelines_estimator::AnyPartition;
+    let p = Pipeline::new().then(FailEven).then(Add(1));
+    let lazy = p.transform(samples(10)).npartitions(1);
+    let info = lazy.info().unwrap().clone();
+    let out = lazy.compute(&InMemory).unwrap();
+    let parts = out.into_parts();
+    let part: AnyPartition = Box::new(parts[0].clone());
+    let wire = info.steps()[1].wire().codec();
+    let back = wire.decode(&wire.encode(&part).unwrap()).unwrap();
+    assert_eq!(
+        *back
+            .downcast::<Vec<bob_pipelines_estimator::Slot<u32>>>()
+            .unwrap(),
+        parts[0]
+    );
+    // The input partition's wire too: samples as the load task gives them.
+    let input: AnyPartition = Box::new(
+        samples(3)
+            .into_iter()
+            .map(Ok)
+            .collect::<Vec<bob_pipelines_estimator::Slot<u32>>>(),
+    );
+    let codec = info.input_wire().codec();
+    let again = codec.decode(&codec.encode(&input).unwrap()).unwrap();
+    let again = again
+        .downcast::<Vec<bob_pipelines_estimator::Slot<u32>>>()
+        .unwrap();
+    assert_eq!(again[2].as_ref().unwrap().attr::<u32>("label").unwrap(), 2);
+}

@@ -255,7 +255,7 @@ pub fn read_secret(path: &Path) -> io::Result<Secret> {
 #[derive(Debug, Serialize, Deserialize)]
 struct Challenge {
     protocol: u32,
-    #[serde(with = "serde_bytes_array")]
+    #[serde(with = "bob_pipelines_sample::bin")]
     nonce: Vec<u8>,
 }
 
@@ -275,9 +275,9 @@ pub struct WorkerInfo {
 #[derive(Debug, Serialize, Deserialize)]
 struct Hello {
     protocol: u32,
-    #[serde(with = "serde_bytes_array")]
+    #[serde(with = "bob_pipelines_sample::bin")]
     proof: Vec<u8>,
-    #[serde(with = "serde_bytes_array")]
+    #[serde(with = "bob_pipelines_sample::bin")]
     nonce: Vec<u8>,
     info: WorkerInfo,
 }
@@ -285,39 +285,13 @@ struct Hello {
 #[derive(Debug, Serialize, Deserialize)]
 enum Answer {
     Welcome {
-        #[serde(with = "serde_bytes_array")]
+        #[serde(with = "bob_pipelines_sample::bin")]
         proof: Vec<u8>,
         worker: u32,
     },
     Rejected {
         reason: String,
     },
-}
-
-/// Byte vectors as MessagePack `bin`, not as arrays of numbers.
-mod serde_bytes_array {
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_bytes(V)
-    }
 }
 
 /// Handshake messages are small: a peer announcing more is not one of ours.

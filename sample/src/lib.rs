@@ -2,6 +2,7 @@
 
 mod attrs;
 mod batch;
+pub mod bin;
 mod database;
 mod error;
 mod key;

@@ -21,6 +21,14 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// Metadata with a key and these attributes.
+    pub fn with_attrs(key: impl Into<Key>, attrs: Attrs) -> Self {
+        Meta {
+            key: key.into(),
+            attrs,
+        }
+    }
+
     /// Metadata with a key and no attributes.
     pub fn new(key: impl Into<Key>) -> Self {
         Meta {
