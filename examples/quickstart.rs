@@ -74,6 +74,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         println!("\ndry run:\n{plan}");
         return Ok(());
     }
+    // With `local-parallel`, workers are this program started again: they
+    // run up to `compute` and end there, so what only the driver should do
+    // (writing the picture) comes after it.
+    let outputs = lazy.compute(&executor)?;
     std::fs::create_dir_all(&out_dir)?;
     std::fs::write(out_dir.join("pipeline.dot"), graph.to_dot())?;
     let picture = match graph.to_svg()? {
@@ -89,8 +93,6 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         graph.fingerprint(),
         out_dir.display()
     );
-
-    let outputs = lazy.compute(&executor)?;
     for slot in outputs.iter() {
         match slot {
             Ok(s) => println!(

@@ -220,6 +220,14 @@ pub enum Error {
         /// The panic's message.
         message: String,
     },
+    /// A task failed on a distributed worker.
+    #[error("on worker `{worker}`: {message}")]
+    Remote {
+        /// The worker's name (its job id).
+        worker: String,
+        /// The error, as the worker reported it.
+        message: String,
+    },
     /// The executor itself failed (not a task).
     #[error("executor `{executor}`: {reason}")]
     Executor {

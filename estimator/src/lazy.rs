@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bob_pipelines_checkpoint as cp;
 use bob_pipelines_sample::Key;
 
-use crate::ckpt::{Checkpoints, SaveRules, ckpt_error};
+use crate::ckpt::{Checkpoints, ckpt_error};
 use crate::outputs::{Outputs, SampleSource, Slot};
 use crate::plan::{
     CheckpointPlan, Executor, InputPartition, Loaded, Metas, Mode, PartitionSource, Partitioning,
-    Plan, PlanInfo, StepStats,
+    Plan, PlanInfo, StepStats, is_worker,
 };
 use crate::step::AnyPartition;
 use crate::{Error, Pipeline, Result};
@@ -311,6 +311,25 @@ where
         let pipeline = self.target.get();
         pipeline.validate()?;
         let lens = self.partitioning.lengths(self.n)?;
+        if is_worker() {
+            // A worker neither pulls the samples nor looks at the disk: the
+            // driver does both and sends what its tasks need.
+            let checkpoint = pipeline.checkpoints().map(|options| {
+                Arc::new(CheckpointPlan::without_disk(
+                    options,
+                    &pipeline.plan_steps(),
+                    lens.len(),
+                ))
+            });
+            let info = PlanInfo {
+                steps: pipeline.plan_steps(),
+                mode: self.mode,
+                lens,
+                checkpoint,
+                input_wire: pipeline.input_wire().clone(),
+            };
+            return Ok(self.info.get_or_init(|| info));
+        }
         if self.inputs.borrow().is_none() {
             let source = self
                 .source
@@ -337,10 +356,18 @@ where
     /// Runs on `executor`. A run that fits stores its models in the pipeline,
     /// and only when it succeeds; a `fit` run returns no samples.
     ///
+    /// In a distributed worker process ([`is_worker`]) this is where the
+    /// worker serves its scheduler: with a distributed executor the process
+    /// ends here; any other executor returns an error.
+    ///
     /// # Errors
     /// The executor's: the first failing task names its step, and its sample
     /// where one is at fault.
     pub fn compute(self, executor: &(impl Executor + ?Sized)) -> Result<Outputs<O>> {
+        if is_worker() {
+            // A distributed worker serves its scheduler and ends there.
+            return Err(executor.serve(self.info()?.clone()));
+        }
         let info = self.info()?.clone();
         let inputs = self
             .inputs
@@ -406,11 +433,6 @@ fn checkpoint_plan(
     let n = info.steps.len();
     let force = options.is_forced();
     let mut warnings = Vec::new();
-    let saves: Vec<bool> = info
-        .steps
-        .iter()
-        .map(|s| s.opts.checkpoint != Some(false) && s.op.checkpoint_extension().is_some())
-        .collect();
 
     // Models on disk: a fit run does not fit a step whose model file exists
     // (unless forced; a corrupt one is moved aside and refitted), and a
@@ -447,33 +469,9 @@ fn checkpoint_plan(
         }
     }
 
-    let mut plan = CheckpointPlan {
-        options: options.clone(),
-        saves,
-        from_disk,
-        starts: vec![None; inputs.len()],
-        stats: vec![StepStats::default(); n],
-        warnings,
-        rules: Vec::new(),
-    };
-    let saving: Vec<String> = (0..n)
-        .filter(|&i| plan.saves[i])
-        .map(|i| info.steps[i].name.clone())
-        .collect();
-    plan.rules = (0..n)
-        .map(|i| SaveRules {
-            later: (i + 1..n)
-                .filter(|&j| plan.saves[j])
-                .map(|j| {
-                    (
-                        info.steps[j].name.clone(),
-                        info.steps[j].op.checkpoint_extension().unwrap_or(""),
-                    )
-                })
-                .collect(),
-            saving: saving.clone(),
-        })
-        .collect();
+    let mut plan = CheckpointPlan::without_disk(options, &info.steps, inputs.len());
+    plan.from_disk = from_disk;
+    plan.warnings = warnings;
     info.checkpoint = Some(Arc::new(plan.clone()));
     // A partition may start from step s only if nothing before s is lost by
     // skipping it: no step up to s is refitted in this run (its outputs, and

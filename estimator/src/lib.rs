@@ -21,7 +21,8 @@ pub use outputs::{Failed, LOAD_STEP, Outputs, Report, SampleSource, SetOutputs, 
 pub use pipeline::{Pipeline, SetSource, StepInfo};
 pub use plan::{
     CheckpointPlan, Executed, Executor, InMemory, InputPartition, Loaded, MAX_AUTO_PARTITION,
-    MIN_AUTO_PARTITION, Metas, Mode, Partitioning, Plan, PlanInfo, PlanStep, StepStats,
+    MIN_AUTO_PARTITION, Metas, Mode, Partitioning, Plan, PlanInfo, PlanStep, StepStats, WORKER_ENV,
+    is_worker,
 };
 pub use step::{
     AnyPartition, BuiltStep, CodecName, Counts, DynStep, Fitting, FromAttr, FromData, InputAdapter,

@@ -229,6 +229,50 @@ pub struct StepStats {
 }
 
 impl CheckpointPlan {
+    /// Which steps write checkpoints: those not switched off whose output is
+    /// the datum (an attribute is not a checkpoint).
+    pub(crate) fn saving_steps(steps: &[PlanStep]) -> Vec<bool> {
+        steps
+            .iter()
+            .map(|s| s.opts.checkpoint != Some(false) && s.op.checkpoint_extension().is_some())
+            .collect()
+    }
+
+    /// The plan of a run that has not looked at the disk: which steps save
+    /// and how, nothing read, every partition from its input. What a worker
+    /// process uses: the driver alone surveys the disk and decides.
+    pub fn without_disk(options: &Checkpoints, steps: &[PlanStep], npartitions: usize) -> Self {
+        let n = steps.len();
+        let saves = Self::saving_steps(steps);
+        let saving: Vec<String> = (0..n)
+            .filter(|&i| saves[i])
+            .map(|i| steps[i].name.clone())
+            .collect();
+        let rules = (0..n)
+            .map(|i| SaveRules {
+                later: (i + 1..n)
+                    .filter(|&j| saves[j])
+                    .map(|j| {
+                        (
+                            steps[j].name.clone(),
+                            steps[j].op.checkpoint_extension().unwrap_or(""),
+                        )
+                    })
+                    .collect(),
+                saving: saving.clone(),
+            })
+            .collect();
+        CheckpointPlan {
+            options: options.clone(),
+            saves,
+            from_disk: vec![false; n],
+            starts: vec![None; npartitions],
+            stats: vec![StepStats::default(); n],
+            warnings: Vec::new(),
+            rules,
+        }
+    }
+
     /// The options.
     pub fn options(&self) -> &Checkpoints {
         &self.options
@@ -468,6 +512,33 @@ pub trait Executor: Send + Sync {
     /// # Errors
     /// The first error of any task, naming its step (and sample where known).
     fn execute(&self, plan: Plan<'_>) -> Result<Executed>;
+
+    /// In a worker process (one started with [`WORKER_ENV`] set), `compute`
+    /// hands the run's program — steps, mode, partitions, checkpoint options,
+    /// no data and nothing read from disk — to the executor instead of running
+    /// it. A distributed executor serves its scheduler and ends the process
+    /// there; it never returns. Any other executor cannot serve and says so.
+    fn serve(&self, program: PlanInfo) -> Error {
+        let _ = program;
+        Error::Executor {
+            executor: self.name(),
+            reason: format!(
+                "this process was started as a distributed worker ({WORKER_ENV} is set), but \
+                 the program computed on `{}`, which cannot serve a scheduler: a worker must \
+                 reach the same distributed executor as its driver",
+                self.name()
+            ),
+        }
+    }
+}
+
+/// The environment variable that makes a process a distributed worker: the
+/// scheduler's address, set by the launcher that started it.
+pub const WORKER_ENV: &str = "BOB_PIPELINES_SCHEDULER";
+
+/// Whether this process is a distributed worker ([`WORKER_ENV`] is set).
+pub fn is_worker() -> bool {
+    std::env::var_os(WORKER_ENV).is_some_and(|v| !v.is_empty())
 }
 
 impl std::fmt::Debug for dyn Executor + '_ {
@@ -483,6 +554,9 @@ impl<E: Executor + ?Sized> Executor for &E {
     fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
         (**self).execute(plan)
     }
+    fn serve(&self, program: PlanInfo) -> Error {
+        (**self).serve(program)
+    }
 }
 
 impl<E: Executor + ?Sized> Executor for Box<E> {
@@ -491,6 +565,9 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
     }
     fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
         (**self).execute(plan)
+    }
+    fn serve(&self, program: PlanInfo) -> Error {
+        (**self).serve(program)
     }
 }
 

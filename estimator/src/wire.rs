@@ -28,6 +28,12 @@ pub trait PartitionCodec: Send + Sync {
     /// # Errors
     /// [`Error::Wire`] for bytes that are not a partition of this type.
     fn decode(&self, bytes: &[u8]) -> Result<AnyPartition>;
+
+    /// The keys of a partition's samples (failed ones included), in order.
+    ///
+    /// # Errors
+    /// [`Error::WrongType`] for a partition of another type.
+    fn keys(&self, part: &AnyPartition) -> Result<Vec<Key>>;
 }
 
 /// A shared partition codec.
@@ -84,14 +90,27 @@ fn wire_error(reason: impl fmt::Display) -> Error {
     }
 }
 
+fn slots<T: 'static>(part: &AnyPartition) -> Result<&Vec<Slot<T>>> {
+    part.downcast_ref::<Vec<Slot<T>>>()
+        .ok_or_else(|| Error::WrongType {
+            step: "<wire>".to_owned(),
+            expected: std::any::type_name::<Vec<Slot<T>>>(),
+        })
+}
+
 impl<T: Send + Sync + 'static> PartitionCodec for Typed<T> {
+    fn keys(&self, part: &AnyPartition) -> Result<Vec<Key>> {
+        Ok(slots::<T>(part)?
+            .iter()
+            .map(|s| match s {
+                Ok(s) => s.key().clone(),
+                Err(f) => f.key().clone(),
+            })
+            .collect())
+    }
+
     fn encode(&self, part: &AnyPartition) -> Result<Vec<u8>> {
-        let part = part
-            .downcast_ref::<Vec<Slot<T>>>()
-            .ok_or_else(|| Error::WrongType {
-                step: "<wire>".to_owned(),
-                expected: std::any::type_name::<Vec<Slot<T>>>(),
-            })?;
+        let part = slots::<T>(part)?;
         let slots = part
             .iter()
             .map(|s| match s {

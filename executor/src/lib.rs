@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod dag;
+pub mod distributed;
 mod local;
 mod names;
 mod progress;

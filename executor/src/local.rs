@@ -11,7 +11,7 @@ use crate::dag::run_dag;
 use crate::progress::{Bars, Progress};
 
 /// Runs one task with progress events; a panic becomes [`Error::TaskPanicked`].
-fn run_task(job: &Job<'_>, progress: &dyn Progress, i: usize) -> Result<()> {
+pub(crate) fn run_task(job: &Job<'_>, progress: &dyn Progress, i: usize) -> Result<()> {
     let graph = job.graph();
     progress.task_started(graph, i);
     let outcome = catch_unwind(AssertUnwindSafe(|| job.run(i))).unwrap_or_else(|panic| {
@@ -169,7 +169,7 @@ impl ThreadPool {
     pub fn new(threads: NonZeroUsize) -> Self {
         ThreadPool {
             threads,
-            name: format!("local-p{threads}"),
+            name: format!("threads-p{threads}"),
             progress: Arc::new(Bars::new()),
         }
     }
@@ -178,7 +178,7 @@ impl ThreadPool {
     pub fn all_cores() -> Self {
         let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
         let mut pool = Self::new(cores);
-        pool.name = "local-parallel".to_owned();
+        pool.name = "threads".to_owned();
         pool
     }
 

@@ -4,6 +4,7 @@ use std::num::NonZeroUsize;
 
 use bob_pipelines_estimator::{Executor, InMemory};
 
+use crate::distributed::{Distributed, LocalProcesses};
 use crate::{SingleThreaded, ThreadPool};
 
 /// The environment variable that names the executor.
@@ -13,9 +14,9 @@ pub const ENV: &str = "BOB_PIPELINES_EXECUTOR";
 pub const NAMES: &[&str] = &[
     "single-threaded",
     "in-memory",
-    "local-parallel",
-    "local-pN (N threads, e.g. local-p4)",
-    "threads",
+    "local-parallel (a worker process per core)",
+    "local-pN (N worker processes, e.g. local-p4)",
+    "threads (a thread per core, in this process)",
     "threads-pN",
 ];
 
@@ -27,9 +28,11 @@ pub struct UnknownExecutor {
     pub name: String,
 }
 
-/// The executor called `name`: `single-threaded`, `in-memory`, `local-parallel`
-/// (a thread per core), `local-pN` (N threads); `threads` and `threads-pN` name
-/// the same thread pools.
+/// The executor called `name`, as bob's `dask.client` names:
+/// `single-threaded`, `in-memory`; `local-parallel` (a single-threaded
+/// worker process per core) and `local-pN` (N of them), which start this
+/// program again as workers ([`distributed`](crate::distributed)); `threads`
+/// (a thread per core) and `threads-pN` (N threads), pools in this process.
 ///
 /// # Errors
 /// [`UnknownExecutor`] listing the valid names (also for `local-p0`).
@@ -37,17 +40,23 @@ pub fn by_name(name: &str) -> Result<Box<dyn Executor>, UnknownExecutor> {
     let unknown = || UnknownExecutor {
         name: name.to_owned(),
     };
-    Ok(match name.trim() {
+    let name = name.trim();
+    Ok(match name {
         "single-threaded" | "sync" => Box::new(SingleThreaded::new()),
         "in-memory" => Box::new(InMemory),
-        "local-parallel" | "threads" => Box::new(ThreadPool::all_cores().named(name.trim())),
+        "threads" => Box::new(ThreadPool::all_cores()),
+        "local-parallel" => Box::new(Distributed::new(LocalProcesses::all_cores()).named(name)),
         other => {
-            let n = other
-                .strip_prefix("local-p")
-                .or_else(|| other.strip_prefix("threads-p"))
-                .ok_or_else(unknown)?;
-            let threads = n.parse::<NonZeroUsize>().map_err(|_| unknown())?;
-            Box::new(ThreadPool::new(threads).named(other))
+            let (n, threads) = match other.strip_prefix("local-p") {
+                Some(n) => (n, false),
+                None => (other.strip_prefix("threads-p").ok_or_else(unknown)?, true),
+            };
+            let n = n.parse::<NonZeroUsize>().map_err(|_| unknown())?;
+            if threads {
+                Box::new(ThreadPool::new(n).named(other))
+            } else {
+                Box::new(Distributed::new(LocalProcesses::new(n, NonZeroUsize::MIN)).named(other))
+            }
         }
     })
 }

@@ -83,7 +83,8 @@ pub enum WireError {
     Rejected(String),
 }
 
-/// Writes one frame.
+/// Writes one frame, without flushing (a buffered writer gathers several
+/// frames into one write; flush it when a batch is complete).
 ///
 /// # Errors
 /// [`WireError::Io`], or [`WireError::TooLarge`] for a payload over 4 GiB.
@@ -94,7 +95,6 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), WireError> 
     })?;
     w.write_all(&len.to_le_bytes())?;
     w.write_all(payload)?;
-    w.flush()?;
     Ok(())
 }
 
@@ -116,13 +116,22 @@ pub fn read_frame(r: &mut impl Read, max: usize, buf: &mut Vec<u8>) -> Result<()
     Ok(())
 }
 
-/// Sends one message.
+/// Sends one message and flushes.
 ///
 /// # Errors
 /// As [`write_frame`], or [`WireError::Malformed`] when it does not serialize.
 pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), WireError> {
-    let bytes = rmp_serde::to_vec_named(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
-    write_frame(w, &bytes)
+    write_frame(w, &encode(msg)?)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// A message's frame payload.
+///
+/// # Errors
+/// [`WireError::Malformed`] when it does not serialize.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    rmp_serde::to_vec_named(msg).map_err(|e| WireError::Malformed(e.to_string()))
 }
 
 /// Receives one message.

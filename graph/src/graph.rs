@@ -386,7 +386,8 @@ impl Fnv {
     }
 }
 
-fn fingerprint(info: &PlanInfo, tasks: &[Task]) -> u64 {
+/// Mode and steps: names, estimator type names and options.
+fn hash_steps(info: &PlanInfo) -> Fnv {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     h.write(format!("{:?}", info.mode()).as_bytes());
     for s in info.steps() {
@@ -397,6 +398,28 @@ fn fingerprint(info: &PlanInfo, tasks: &[Task]) -> u64 {
         h.write(base.rsplit("::").next().unwrap_or(base).as_bytes());
         h.write(format!("{:?}", s.options()).as_bytes());
     }
+    h
+}
+
+/// A hash of the program a run computes, as a distributed driver and its
+/// workers both see it: mode, steps (names, estimator types, options),
+/// partition sizes and checkpoint options — nothing that depends on what is
+/// on disk, so a worker started late (to replace a lost one) agrees with a
+/// driver that planned before files changed. Driver and workers compare it
+/// at the handshake.
+pub fn program_fingerprint(info: &PlanInfo) -> u64 {
+    let mut h = hash_steps(info);
+    for &n in info.partition_lens() {
+        h.write(&(n as u64).to_le_bytes());
+    }
+    if let Some(c) = info.checkpoint() {
+        h.write(format!("{:?}", c.options()).as_bytes());
+    }
+    h.0
+}
+
+fn fingerprint(info: &PlanInfo, tasks: &[Task]) -> u64 {
+    let mut h = hash_steps(info);
     for t in tasks {
         h.write(t.id.as_bytes());
         h.write(t.resource.as_deref().unwrap_or("").as_bytes());

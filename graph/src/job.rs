@@ -4,7 +4,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_estimator::{
-    AnyPartition, Counts, Error, Executed, InputPartition, Model, Plan, Report, Result,
+    AnyPartition, Counts, Error, Executed, InputPartition, Model, Plan, PlanInfo, Report, Result,
 };
 
 use crate::{TaskGraph, TaskKind};
@@ -157,11 +157,8 @@ impl<'a> Job<'a> {
                     .collect::<Result<Vec<&AnyPartition>>>()?;
                 let model = info.steps()[step].fit(&refs)?;
                 drop(guards);
-                self.save_model(step, &model)?;
-                *lock(&self.models[step]) = Some(model);
-                let mut r = lock(&self.report);
-                r.steps[step].fitted = true;
-                r.steps[step].fit_time = t0.elapsed();
+                save_model(info, step, &model)?;
+                self.record_fit(step, model, t0.elapsed());
                 Ok(Counts::default())
             }
             TaskKind::Transform { step, .. } => {
@@ -180,34 +177,37 @@ impl<'a> Job<'a> {
         }
     }
 
-    /// Writes a transformed partition when the step checkpoints.
     fn save(&self, step: usize, part: &AnyPartition) -> Result<()> {
-        let info = self.graph.info();
-        match info.checkpoint() {
-            Some(ck) if ck.saves(step) => info.steps()[step].save_checkpoint(ck, step, part),
-            _ => Ok(()),
-        }
+        save_outputs(self.graph.info(), step, part)
     }
 
-    /// Writes a model fitted in this run to its model file, if models are saved.
-    fn save_model(&self, step: usize, model: &Model) -> Result<()> {
-        let info = self.graph.info();
-        let s = &info.steps()[step];
-        let Some(path) = info
-            .checkpoint()
-            .and_then(|c| c.options().model_path(s.name()))
-        else {
-            return Ok(());
-        };
-        let bytes = s.encode_model(model)?;
-        let ck = info
-            .checkpoint()
-            .map(|c| c.options().writer().clone())
-            .unwrap_or_default();
-        ck.write(&path, &bytes).map_err(|source| Error::Checkpoint {
-            step: s.name().to_owned(),
-            source: Box::new(source),
-        })
+    /// Takes the result of task `i` out of the job (a distributed driver
+    /// ships it to a worker).
+    pub fn take_result(&self, i: usize) -> Option<AnyPartition> {
+        lock(&self.results[i]).take()
+    }
+
+    /// Sets the result of task `i`, computed elsewhere.
+    pub fn put_result(&self, i: usize, part: AnyPartition) {
+        *lock(&self.results[i]) = Some(part);
+    }
+
+    /// Records a transform of `step` that ran elsewhere.
+    pub fn record_transform(&self, step: usize, counts: Counts, elapsed: Duration) {
+        lock(&self.report).steps[step].add(counts, elapsed);
+    }
+
+    /// Records a fit of `step` that ran elsewhere, with its model.
+    pub fn record_fit(&self, step: usize, model: Model, elapsed: Duration) {
+        *lock(&self.models[step]) = Some(model);
+        let mut r = lock(&self.report);
+        r.steps[step].fitted = true;
+        r.steps[step].fit_time = elapsed;
+    }
+
+    /// The model `step` has now: fitted in this run, or from before it.
+    pub fn model(&self, step: usize) -> Option<Model> {
+        lock(&self.models[step]).clone()
     }
 
     /// A partition whose outputs of `step` are on disk: read them, and compute
@@ -278,4 +278,37 @@ impl<'a> Job<'a> {
             report,
         })
     }
+}
+
+/// Writes a transformed partition of `step` when the step checkpoints in this run.
+///
+/// # Errors
+/// [`Error::Checkpoint`] when a file cannot be written.
+pub fn save_outputs(info: &PlanInfo, step: usize, part: &AnyPartition) -> Result<()> {
+    match info.checkpoint() {
+        Some(ck) if ck.saves(step) => info.steps()[step].save_checkpoint(ck, step, part),
+        _ => Ok(()),
+    }
+}
+
+/// Writes a model fitted in this run to its model file, if models are saved.
+///
+/// # Errors
+/// [`Error::Checkpoint`] when the file cannot be written.
+pub fn save_model(info: &PlanInfo, step: usize, model: &Model) -> Result<()> {
+    let s = &info.steps()[step];
+    let Some(ck) = info.checkpoint() else {
+        return Ok(());
+    };
+    let Some(path) = ck.options().model_path(s.name()) else {
+        return Ok(());
+    };
+    let bytes = s.encode_model(model)?;
+    ck.options()
+        .writer()
+        .write(&path, &bytes)
+        .map_err(|source| Error::Checkpoint {
+            step: s.name().to_owned(),
+            source: Box::new(source),
+        })
 }

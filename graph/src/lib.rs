@@ -3,5 +3,5 @@
 mod graph;
 mod job;
 
-pub use graph::{DryRun, ModelSource, StepPlan, Task, TaskGraph, TaskKind};
-pub use job::{Done, Job};
+pub use graph::{DryRun, ModelSource, StepPlan, Task, TaskGraph, TaskKind, program_fingerprint};
+pub use job::{Done, Job, save_model, save_outputs};

@@ -215,7 +215,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn a_second_run_reads_everything_and_computes_nothing() {
     let t = TempDir::new("resume");
     let c = Counters::default();
-    let ex = by_name("local-p2").unwrap();
+    let ex = by_name("threads-p2").unwrap();
     let (first, _) = run(&t.0, &c, 50, &ex).unwrap();
     assert_eq!(
         c.get(),
@@ -307,7 +307,7 @@ fn corrupt_files_are_moved_aside_and_only_their_samples_recomputed() {
 fn a_missing_file_is_recomputed_through_the_earlier_steps() {
     let t = TempDir::new("missing");
     let c = Counters::default();
-    let ex = by_name("local-p2").unwrap();
+    let ex = by_name("threads-p2").unwrap();
     let (first, _) = run(&t.0, &c, 30, &ex).unwrap();
     let victim = files(&t.0.join("features/center"))[4].clone();
     std::fs::remove_file(&victim).unwrap();
@@ -328,7 +328,7 @@ fn a_missing_file_is_recomputed_through_the_earlier_steps() {
 fn failed_samples_are_never_checkpointed_and_not_retried() {
     let t = TempDir::new("failed");
     let c = Counters::default();
-    let ex = by_name("local-p2").unwrap();
+    let ex = by_name("threads-p2").unwrap();
     let (first, _) = run(&t.0, &c, 21, &ex).unwrap();
     let failures: Vec<_> = first.iter().filter_map(|r| r.as_ref().err()).collect();
     assert_eq!(failures.len(), 3);

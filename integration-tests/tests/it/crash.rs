@@ -82,7 +82,7 @@ fn run(dir: &Path) -> Vec<u8> {
     let out = p
         .fit_transform(samples)
         .partition_size(40)
-        .compute(&by_name("local-p2").unwrap())
+        .compute(&by_name("threads-p2").unwrap())
         .expect("the run completes");
     let mut bytes = Vec::new();
     for slot in out {

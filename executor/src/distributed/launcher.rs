@@ -1,0 +1,262 @@
+//! Launchers start workers: child processes here, cluster jobs elsewhere.
+
+use std::ffi::OsString;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use bob_pipelines_estimator::BoxError;
+
+use super::protocol::env;
+
+/// One kind of worker a launcher can start: what it provides and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerKind {
+    /// The kind's name (`default`, `q_short_gpu`, …).
+    pub name: String,
+    /// The resources its workers provide: tasks tagged with one of them
+    /// (bob's `fit_tag` / `transform_tag`) run only on such workers.
+    pub resources: Vec<String>,
+    /// Threads each worker runs tasks on.
+    pub threads: NonZeroUsize,
+    /// Workers kept even when idle.
+    pub min: usize,
+    /// Workers at most (bob's `max_jobs`).
+    pub max: usize,
+}
+
+impl WorkerKind {
+    /// A kind with no resources: up to `max` workers of `threads` threads.
+    pub fn new(name: &str, max: usize, threads: NonZeroUsize) -> Self {
+        WorkerKind {
+            name: name.to_owned(),
+            resources: Vec::new(),
+            threads,
+            min: 0,
+            max,
+        }
+    }
+
+    /// Adds a resource its workers provide.
+    #[must_use]
+    pub fn provides(mut self, resource: &str) -> Self {
+        self.resources.push(resource.to_owned());
+        self
+    }
+
+    /// Keeps at least `min` workers, idle or not.
+    #[must_use]
+    pub fn min(mut self, min: usize) -> Self {
+        self.min = min;
+        self
+    }
+}
+
+/// Where a launched worker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting to start (queued on a cluster).
+    Pending,
+    /// Running.
+    Running,
+    /// Gone, with the reason in plain words (exit status, kill, error state).
+    Ended(String),
+}
+
+/// Starts and stops workers of the kinds it knows. The scheduler decides how
+/// many of each kind it wants (adaptive scaling); the launcher makes it so.
+pub trait Launcher: Send {
+    /// A name for messages (`local processes`, `SGE`).
+    fn name(&self) -> String;
+
+    /// The kinds of worker it can start.
+    fn kinds(&self) -> &[WorkerKind];
+
+    /// Starts `n` workers of kind `kind` (an index into [`kinds`](Self::kinds)),
+    /// each with `env` in its environment (scheduler address, secret file,
+    /// timeouts) plus its own job id, threads and resources. Returns their job
+    /// ids, which the workers report as their names.
+    ///
+    /// # Errors
+    /// When the workers cannot be started; the message says why.
+    fn launch(
+        &mut self,
+        kind: usize,
+        n: usize,
+        env: &[(String, String)],
+    ) -> Result<Vec<String>, BoxError>;
+
+    /// Stops a worker (it may be gone already).
+    fn cancel(&mut self, job: &str);
+
+    /// The states of the jobs it started that have not been cancelled.
+    fn poll(&mut self) -> Vec<(String, JobState)>;
+
+    /// Stops every worker it started: the run is over.
+    fn shutdown(&mut self);
+}
+
+/// The variables every worker of a kind gets, beside the run's.
+pub(crate) fn kind_env(kind: &WorkerKind, job: &str) -> Vec<(String, String)> {
+    vec![
+        (env::JOB_ID.to_owned(), job.to_owned()),
+        (env::THREADS.to_owned(), kind.threads.to_string()),
+        (env::RESOURCES.to_owned(), kind.resources.join(",")),
+    ]
+}
+
+/// Workers as child processes of the driver: the program that runs, started
+/// again with the same arguments (bob's `local-parallel`). Their standard
+/// output is discarded (it would repeat the driver's); their standard error
+/// is the driver's.
+#[derive(Debug)]
+pub struct LocalProcesses {
+    kinds: Vec<WorkerKind>,
+    program: Option<PathBuf>,
+    args: Option<Vec<OsString>>,
+    children: Vec<(String, Child)>,
+    launched: usize,
+}
+
+impl LocalProcesses {
+    /// Up to `workers` processes of `threads` threads each, providing no
+    /// resources.
+    pub fn new(workers: NonZeroUsize, threads: NonZeroUsize) -> Self {
+        LocalProcesses {
+            kinds: vec![WorkerKind::new("default", workers.get(), threads)],
+            program: None,
+            args: None,
+            children: Vec::new(),
+            launched: 0,
+        }
+    }
+
+    /// A single-threaded process per core.
+    pub fn all_cores() -> Self {
+        let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        Self::new(cores, NonZeroUsize::MIN)
+    }
+
+    /// Adds a kind of worker (e.g. one that provides `q_short_gpu`, to run
+    /// a tagged pipeline on one machine).
+    #[must_use]
+    pub fn kind(mut self, kind: WorkerKind) -> Self {
+        self.kinds.push(kind);
+        self
+    }
+
+    /// Starts workers with these arguments instead of the driver's own (a
+    /// test binary passes the test's name, so a worker runs that test only).
+    #[must_use]
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Starts another program as the workers (it must build the same pipeline).
+    #[must_use]
+    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+}
+
+impl Launcher for LocalProcesses {
+    fn name(&self) -> String {
+        "local processes".to_owned()
+    }
+
+    fn kinds(&self) -> &[WorkerKind] {
+        &self.kinds
+    }
+
+    fn launch(
+        &mut self,
+        kind: usize,
+        n: usize,
+        env: &[(String, String)],
+    ) -> Result<Vec<String>, BoxError> {
+        let program = match &self.program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| format!("cannot find this program to start workers: {e}"))?,
+        };
+        let args = self
+            .args
+            .clone()
+            .unwrap_or_else(|| std::env::args_os().skip(1).collect());
+        let mut jobs = Vec::with_capacity(n);
+        for _ in 0..n {
+            self.launched += 1;
+            let job = format!("local-{}", self.launched);
+            let child = Command::new(&program)
+                .args(&args)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .envs(kind_env(&self.kinds[kind], &job))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| format!("cannot start worker {}: {e}", program.display()))?;
+            self.children.push((job.clone(), child));
+            jobs.push(job);
+        }
+        Ok(jobs)
+    }
+
+    fn cancel(&mut self, job: &str) {
+        if let Some(i) = self.children.iter().position(|(j, _)| j == job) {
+            let (_, mut child) = self.children.swap_remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn poll(&mut self) -> Vec<(String, JobState)> {
+        self.children
+            .iter_mut()
+            .map(|(job, child)| {
+                let state = match child.try_wait() {
+                    Ok(None) => JobState::Running,
+                    Ok(Some(status)) => JobState::Ended(describe(status)),
+                    Err(e) => JobState::Ended(format!("cannot be waited for: {e}")),
+                };
+                (job.clone(), state)
+            })
+            .collect()
+    }
+
+    fn shutdown(&mut self) {
+        // Workers exit on the scheduler's word; give them a moment, then kill
+        // what remains, so no child outlives the run.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        for (_, child) in &mut self.children {
+            while std::time::Instant::now() < deadline {
+                match child.try_wait() {
+                    Ok(None) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    _ => break,
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for LocalProcesses {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// An exit status in plain words.
+pub(crate) fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(9)) => "killed (SIGKILL)".to_owned(),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}

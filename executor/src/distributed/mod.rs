@@ -1,0 +1,211 @@
+//! Distributed execution: a scheduler in the driver process, workers in
+//! other processes (children here, cluster jobs elsewhere) over TCP.
+//!
+//! A worker is the user's own program, started again by a [`Launcher`] with
+//! the scheduler's address in its environment ([`WORKER_ENV`]). It runs
+//! `main` as the driver did, up to `compute`, which hands it the run's
+//! program (steps, mode, partitions, checkpoint options) and serves the
+//! scheduler instead: fits and transforms come by step and kind, with their
+//! input partitions and the models the worker lacks. So a program needs no
+//! line of its own to be distributable, on two conditions:
+//! - it reaches the same `compute` the same way in every process (the
+//!   program fingerprint — steps, types, options, partition sizes,
+//!   checkpoint options — is compared at the handshake, and a mismatch is an
+//!   error on both sides);
+//! - what it does before `compute` is harmless to repeat (workers neither
+//!   pull the input samples nor look at the checkpoints: the driver does),
+//!   and the driver alone goes past `compute` (a worker's process ends there).
+//!
+//! Protocol, security and failures: see [`crate::wire`] (frames, handshake)
+//! and `ARCHITECTURE.md`.
+//!
+//! ```no_run
+//! use bob_pipelines_executor::distributed::{Distributed, LocalProcesses};
+//! use std::num::NonZeroUsize;
+//!
+//! let two = NonZeroUsize::new(2).unwrap();
+//! let executor = Distributed::new(LocalProcesses::new(two, NonZeroUsize::MIN));
+//! // pipeline.transform(samples).compute(&executor)?
+//! # let _ = executor;
+//! ```
+
+mod launcher;
+mod protocol;
+mod scheduler;
+mod worker;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bob_pipelines_estimator::{Error, Executed, Executor, Plan, PlanInfo, Result};
+pub use bob_pipelines_estimator::{WORKER_ENV, is_worker};
+use bob_pipelines_graph::Job;
+
+pub use launcher::{JobState, Launcher, LocalProcesses, WorkerKind};
+
+use crate::progress::{Bars, Progress};
+
+/// How the scheduler and its workers behave.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    bind: IpAddr,
+    advertise: Option<String>,
+    heartbeat: Duration,
+    worker_timeout: Duration,
+    death_timeout: Duration,
+    allowed_failures: usize,
+    wait_count: usize,
+    interval: Duration,
+    secret_dir: PathBuf,
+}
+
+/// The distributed executor: a scheduler here, workers from a [`Launcher`].
+pub struct Distributed<L> {
+    launcher: Mutex<L>,
+    settings: Settings,
+    name: String,
+    progress: Arc<dyn Progress>,
+}
+
+impl<L> std::fmt::Debug for Distributed<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distributed")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Launcher> Distributed<L> {
+    /// A scheduler that listens on 127.0.0.1 and gets workers from `launcher`.
+    /// Defaults: heartbeat 1 s; a worker silent for 30 s is lost; a worker
+    /// whose scheduler is silent for 30 s exits; a task is sent again after up
+    /// to 100 lost workers (bob's `allowed_failures`); an idle worker beyond
+    /// what the ready tasks need is released after 5 intervals of 200 ms
+    /// (bob's `wait_count`); the secret file goes to the temp folder.
+    pub fn new(launcher: L) -> Self {
+        Distributed {
+            name: launcher.name(),
+            launcher: Mutex::new(launcher),
+            settings: Settings {
+                bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                advertise: None,
+                heartbeat: Duration::from_secs(1),
+                worker_timeout: Duration::from_secs(30),
+                death_timeout: Duration::from_secs(30),
+                allowed_failures: 100,
+                wait_count: 5,
+                interval: Duration::from_millis(200),
+                secret_dir: std::env::temp_dir(),
+            },
+            progress: Arc::new(Bars::new()),
+        }
+    }
+
+    /// The executor's name in reports (`local-parallel`, `sge`, …).
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// Listens on `addr` (`0.0.0.0` for a cluster), telling workers to
+    /// connect to `advertise` (this host's name as the workers resolve it;
+    /// by default the address itself).
+    #[must_use]
+    pub fn bind(mut self, addr: IpAddr, advertise: Option<String>) -> Self {
+        self.settings.bind = addr;
+        self.settings.advertise = advertise;
+        self
+    }
+
+    /// How often scheduler and workers say they are alive.
+    #[must_use]
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.settings.heartbeat = every;
+        self
+    }
+
+    /// A worker silent this long is lost and its tasks are sent again.
+    #[must_use]
+    pub fn worker_timeout(mut self, after: Duration) -> Self {
+        self.settings.worker_timeout = after;
+        self
+    }
+
+    /// A worker whose scheduler is silent (or gone) this long exits.
+    #[must_use]
+    pub fn death_timeout(mut self, after: Duration) -> Self {
+        self.settings.death_timeout = after;
+        self
+    }
+
+    /// How many lost workers a task may take down before the run fails.
+    #[must_use]
+    pub fn allowed_failures(mut self, n: usize) -> Self {
+        self.settings.allowed_failures = n;
+        self
+    }
+
+    /// Intervals an unneeded worker stays idle before it is released.
+    #[must_use]
+    pub fn wait_count(mut self, n: usize) -> Self {
+        self.settings.wait_count = n;
+        self
+    }
+
+    /// The scheduler's interval for heartbeats, launch checks and scaling.
+    #[must_use]
+    pub fn interval(mut self, every: Duration) -> Self {
+        self.settings.interval = every;
+        self
+    }
+
+    /// Where the secret file is written: a folder only the user can read,
+    /// which, for a cluster, the workers' hosts see too.
+    #[must_use]
+    pub fn secret_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.settings.secret_dir = dir.into();
+        self
+    }
+
+    /// With another progress sink.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+}
+
+impl<L: Launcher> Executor for Distributed<L> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
+        let job = Job::new(plan)?;
+        self.progress.started(job.graph());
+        let mut launcher = self.launcher.try_lock().map_err(|_| Error::Executor {
+            executor: self.name.clone(),
+            reason: "it is already running another compute; use one executor per run at a time"
+                .to_owned(),
+        })?;
+        scheduler::run(
+            &job,
+            &mut *launcher,
+            &self.settings,
+            &*self.progress,
+            &self.name,
+        )?;
+        drop(launcher);
+        let executed = job.finish()?;
+        self.progress.finished(&executed.report);
+        Ok(executed)
+    }
+
+    fn serve(&self, program: PlanInfo) -> Error {
+        worker::serve(program)
+    }
+}

@@ -1,0 +1,1045 @@
+//! The scheduler, in the driver process: it loads the input partitions,
+//! hands fits and transforms to workers that have the resources they need,
+//! keeps every partition it shipped until the task that consumes it
+//! succeeded (so a lost worker's tasks are simply sent again), and asks its
+//! launcher for as many workers of each kind as the ready tasks need.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufReader, BufWriter, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bob_pipelines_estimator::{Counts, Error, Result};
+use bob_pipelines_graph::{Done, Job, TaskGraph, TaskKind, program_fingerprint};
+use bob_pipelines_sample::Key;
+
+use super::Settings;
+use super::launcher::{JobState, Launcher};
+use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, millis};
+use crate::local::run_task;
+use crate::progress::Progress;
+use crate::wire::{self, Secret, SecretFile, WireError, WorkerInfo, encode};
+
+/// Bytes shared between the scheduler and the threads that write them.
+type Bytes = Arc<Vec<u8>>;
+
+/// What a writer thread sends: a message and the data frames after it.
+type Out = (Vec<u8>, Vec<Bytes>);
+
+enum Event {
+    Joined {
+        id: u32,
+        info: WorkerInfo,
+        stream: TcpStream,
+    },
+    Refused {
+        peer: SocketAddr,
+        error: WireError,
+    },
+    Msg {
+        id: u32,
+        msg: FromWorker,
+        data: Option<Vec<u8>>,
+    },
+    Lost {
+        id: u32,
+        reason: String,
+    },
+    /// A load finished in the driver: its encoded partition and a few keys
+    /// (none when the load is itself an output and stays in the job).
+    Loaded {
+        task: usize,
+        result: Result<Option<(Vec<u8>, Keys)>>,
+    },
+    Decoded {
+        result: Result<()>,
+    },
+}
+
+/// Work for the driver's own threads.
+enum DriverWork {
+    Load(usize),
+    Decode(usize, Vec<u8>),
+}
+
+/// A partition's first keys and size, to name it in errors.
+#[derive(Debug, Clone, Default)]
+struct Keys {
+    first: Vec<Key>,
+    len: usize,
+}
+
+impl std::fmt::Display for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self.first.iter().map(|k| format!("{k:?}")).collect();
+        write!(f, "keys {}", shown.join(", "))?;
+        if self.len > self.first.len() {
+            write!(f, " … ({} samples)", self.len)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Waiting,
+    Ready,
+    Loading,
+    Running(u32),
+    Done,
+}
+
+struct Worker {
+    name: String,
+    kind: Option<usize>,
+    resources: Vec<String>,
+    capacity: usize,
+    running: Vec<usize>,
+    models: Vec<bool>,
+    tx: Sender<Out>,
+    stream: TcpStream,
+    idle_ticks: usize,
+}
+
+impl Worker {
+    fn send(&self, msg: &ToWorker, frames: Vec<Bytes>) {
+        // A closed writer means a lost worker; its reader reports that.
+        if let Ok(header) = encode(msg) {
+            let _ = self.tx.send((header, frames));
+        }
+    }
+}
+
+/// A launched job: its kind, and whether its worker has connected.
+struct Launched {
+    kind: usize,
+    connected: bool,
+}
+
+/// Runs the remote part of `job` on workers from `launcher`; the job holds
+/// the loads' and the outputs' partitions, and the report.
+pub(crate) fn run(
+    job: &Job<'_>,
+    launcher: &mut dyn Launcher,
+    settings: &Settings,
+    progress: &dyn Progress,
+    executor: &str,
+) -> Result<()> {
+    let graph = job.graph();
+    let fail = |reason: String| Error::Executor {
+        executor: executor.to_owned(),
+        reason,
+    };
+    check_resources(graph, launcher, executor)?;
+    let io = |what: &str, e: std::io::Error| fail(format!("{what}: {e}"));
+    let listener =
+        TcpListener::bind((settings.bind, 0)).map_err(|e| io("binding the scheduler's port", e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| io("the scheduler's port", e))?
+        .port();
+    let host = settings
+        .advertise
+        .clone()
+        .unwrap_or_else(|| settings.bind.to_string());
+    let secret =
+        SecretFile::create(&settings.secret_dir).map_err(|e| io("writing the secret file", e))?;
+    let env = vec![
+        (
+            bob_pipelines_estimator::WORKER_ENV.to_owned(),
+            format!("{host}:{port}"),
+        ),
+        (
+            env::SECRET_FILE.to_owned(),
+            secret.path().display().to_string(),
+        ),
+        (env::HEARTBEAT_MS.to_owned(), millis(settings.heartbeat)),
+        (
+            env::DEATH_TIMEOUT_MS.to_owned(),
+            millis(settings.death_timeout),
+        ),
+    ];
+
+    let (events_tx, events) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    accept_workers(
+        listener,
+        secret.secret().clone(),
+        program_fingerprint(graph.info()),
+        events_tx.clone(),
+        stop.clone(),
+    )
+    .map_err(|e| io("listening for workers", e))?;
+
+    let mut s = Scheduler::new(job, settings, progress, executor, env, events_tx.clone());
+    let (work_tx, work_rx) = mpsc::channel::<DriverWork>();
+    let work_rx = Mutex::new(work_rx);
+    let outcome = std::thread::scope(|scope| {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        for _ in 0..threads {
+            let (rx, tx) = (&work_rx, events_tx.clone());
+            scope.spawn(move || driver_thread(job, progress, rx, &tx));
+        }
+        let outcome = s.run(launcher, &work_tx, &events);
+        drop(work_tx);
+        outcome
+    });
+    stop.store(true, Ordering::Release);
+    s.close(launcher);
+    outcome
+}
+
+/// Fails at the start for a tag that no kind of worker provides: waiting
+/// for it would wait forever.
+fn check_resources(graph: &TaskGraph, launcher: &dyn Launcher, executor: &str) -> Result<()> {
+    let kinds = launcher.kinds();
+    for t in graph.tasks() {
+        let Some(r) = t.resource() else { continue };
+        if kinds.iter().any(|k| k.resources.iter().any(|x| x == r)) {
+            continue;
+        }
+        let step = t
+            .step()
+            .map(|s| graph.info().steps()[s].name().to_owned())
+            .unwrap_or_default();
+        let have: Vec<String> = kinds
+            .iter()
+            .map(|k| format!("{} [{}]", k.name, k.resources.join(", ")))
+            .collect();
+        return Err(Error::Executor {
+            executor: executor.to_owned(),
+            reason: format!(
+                "task `{}` of step `{step}` needs resource `{r}`, which no worker of {} can \
+                 provide (kinds of worker: {}); add a kind of worker that provides `{r}`, or \
+                 remove the tag",
+                t.id(),
+                launcher.name(),
+                have.join("; ")
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Accepts connections until `stop`; each is authenticated on its own
+/// thread, so a silent or hostile peer holds up no one.
+fn accept_workers(
+    listener: TcpListener,
+    secret: Secret,
+    fingerprint: u64,
+    events: Sender<Event>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    std::thread::spawn(move || {
+        let mut next = 0u32;
+        while !stop.load(Ordering::Acquire) {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    next += 1;
+                    let id = next;
+                    let (secret, events) = (secret.clone(), events.clone());
+                    std::thread::spawn(move || {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+                        let event = match wire::accept(&mut stream, &secret, fingerprint, id) {
+                            Ok(info) => Event::Joined { id, info, stream },
+                            Err(error) => {
+                                let _ = stream.shutdown(Shutdown::Both);
+                                Event::Refused { peer, error }
+                            }
+                        };
+                        let _ = events.send(event);
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Loads input partitions and decodes output partitions for the scheduler.
+fn driver_thread(
+    job: &Job<'_>,
+    progress: &dyn Progress,
+    work: &Mutex<Receiver<DriverWork>>,
+    events: &Sender<Event>,
+) {
+    let graph = job.graph();
+    let info = graph.info();
+    loop {
+        let next = work.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(next) = next else { return };
+        let event = match next {
+            DriverWork::Load(task) => Event::Loaded {
+                task,
+                result: run_task(job, progress, task).and_then(|()| {
+                    if graph.dependents(task).is_empty() {
+                        return Ok(None); // an output: it stays in the job
+                    }
+                    let part = job
+                        .take_result(task)
+                        .ok_or_else(|| internal(format!("load `{}` left nothing", task)))?;
+                    let wire = match graph.task(task).kind() {
+                        TaskKind::Load { from: Some(s), .. } => info.steps()[s].wire(),
+                        _ => info.input_wire(),
+                    };
+                    let all = wire.codec().keys(&part)?;
+                    let keys = Keys {
+                        len: all.len(),
+                        first: all.into_iter().take(3).collect(),
+                    };
+                    Ok(Some((wire.codec().encode(&part)?, keys)))
+                }),
+            },
+            DriverWork::Decode(task, bytes) => Event::Decoded {
+                result: graph
+                    .task(task)
+                    .step()
+                    .ok_or_else(|| internal(format!("task {task} has no step")))
+                    .and_then(|s| info.steps()[s].wire().codec().decode(&bytes))
+                    .map(|part| job.put_result(task, part)),
+            },
+        };
+        if events.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+fn internal(what: String) -> Error {
+    Error::Executor {
+        executor: "scheduler".to_owned(),
+        reason: format!("{what} (a bug in the scheduler)"),
+    }
+}
+
+/// Reads a worker's messages until it goes away or falls silent.
+fn read_worker(id: u32, stream: TcpStream, silence: Duration, events: Sender<Event>) {
+    let _ = stream.set_read_timeout(Some(silence));
+    let mut r = BufReader::new(stream);
+    loop {
+        let msg = match get::<FromWorker>(&mut r) {
+            Ok(msg) => msg,
+            Err(e) => {
+                let reason = match &e {
+                    WireError::Io(io)
+                        if matches!(
+                            io.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        format!("silent for {silence:?} (no heartbeat)")
+                    }
+                    WireError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        "connection closed".to_owned()
+                    }
+                    e => e.to_string(),
+                };
+                let _ = events.send(Event::Lost { id, reason });
+                return;
+            }
+        };
+        let data = if matches!(msg, FromWorker::Done { .. }) {
+            match get_frames(&mut r, 1) {
+                Ok(mut f) => f.pop(),
+                Err(e) => {
+                    let _ = events.send(Event::Lost {
+                        id,
+                        reason: e.to_string(),
+                    });
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        if events.send(Event::Msg { id, msg, data }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Writes to a worker: batches what is queued into one flush.
+fn write_worker(stream: TcpStream, rx: Receiver<Out>) {
+    let shut = stream.try_clone();
+    let mut w = BufWriter::with_capacity(1 << 16, stream);
+    let write = |(header, frames): Out, w: &mut BufWriter<TcpStream>| {
+        wire::write_frame(w, &header)?;
+        for f in frames {
+            wire::write_frame(w, &f)?;
+        }
+        Ok::<(), WireError>(())
+    };
+    while let Ok(out) = rx.recv() {
+        let mut ok = write(out, &mut w).is_ok();
+        while ok {
+            match rx.try_recv() {
+                Ok(out) => ok = write(out, &mut w).is_ok(),
+                Err(_) => break,
+            }
+        }
+        if !ok || w.flush().is_err() {
+            break;
+        }
+    }
+    let _ = w.flush();
+    if let Ok(s) = shut {
+        let _ = s.shutdown(Shutdown::Both);
+    }
+}
+
+struct Scheduler<'j, 'a> {
+    job: &'j Job<'a>,
+    graph: &'j TaskGraph,
+    settings: &'j Settings,
+    progress: &'j dyn Progress,
+    executor: &'j str,
+    env: Vec<(String, String)>,
+    events_tx: Sender<Event>,
+    state: Vec<St>,
+    pending: Vec<usize>,
+    consumers: Vec<usize>,
+    failures: Vec<Vec<String>>,
+    data: Vec<Option<Bytes>>,
+    keys: Vec<Keys>,
+    is_output: Vec<bool>,
+    ready: BTreeSet<(Reverse<usize>, usize)>,
+    loads: std::collections::VecDeque<usize>,
+    loads_held: usize,
+    window: usize,
+    models: Vec<Option<Bytes>>,
+    workers: BTreeMap<u32, Worker>,
+    jobs: HashMap<String, Launched>,
+    launch_failures: Vec<(usize, String)>,
+    ever_connected: Vec<bool>,
+    remaining: usize,
+    decoding: usize,
+    refused: usize,
+    lost: usize,
+}
+
+impl<'j, 'a> Scheduler<'j, 'a> {
+    fn new(
+        job: &'j Job<'a>,
+        settings: &'j Settings,
+        progress: &'j dyn Progress,
+        executor: &'j str,
+        env: Vec<(String, String)>,
+        events_tx: Sender<Event>,
+    ) -> Self {
+        let graph = job.graph();
+        let n = graph.len();
+        let info = graph.info();
+        let mut is_output = vec![false; n];
+        for &o in graph.outputs() {
+            is_output[o] = true;
+        }
+        // Models the run starts with, encoded once, sent once per worker.
+        let models = (0..info.steps().len())
+            .map(|s| {
+                job.model(s)
+                    .and_then(|m| info.steps()[s].encode_model(&m).ok())
+                    .map(Arc::new)
+            })
+            .collect();
+        let mut s = Scheduler {
+            job,
+            graph,
+            settings,
+            progress,
+            executor,
+            env,
+            events_tx,
+            state: vec![St::Waiting; n],
+            pending: graph.tasks().iter().map(|t| t.deps().len()).collect(),
+            consumers: (0..n).map(|i| graph.dependents(i).len()).collect(),
+            failures: vec![Vec::new(); n],
+            data: vec![None; n],
+            keys: vec![Keys::default(); info.npartitions()],
+            is_output,
+            ready: BTreeSet::new(),
+            loads: std::collections::VecDeque::new(),
+            loads_held: 0,
+            window: 2,
+            models,
+            workers: BTreeMap::new(),
+            jobs: HashMap::new(),
+            launch_failures: Vec::new(),
+            ever_connected: Vec::new(),
+            remaining: n,
+            decoding: 0,
+            refused: 0,
+            lost: 0,
+        };
+        for i in 0..n {
+            if s.pending[i] == 0 {
+                s.make_ready(i);
+            }
+        }
+        s
+    }
+
+    fn fail(&self, reason: String) -> Error {
+        Error::Executor {
+            executor: self.executor.to_owned(),
+            reason,
+        }
+    }
+
+    fn make_ready(&mut self, i: usize) {
+        self.state[i] = St::Ready;
+        match self.graph.task(i).kind() {
+            TaskKind::Load { .. } => self.loads.push_back(i),
+            // Deeper steps first: partitions finish, and their memory goes.
+            TaskKind::Fit { step } | TaskKind::Transform { step, .. } => {
+                self.ready.insert((Reverse(step), i));
+            }
+        }
+    }
+
+    fn run(
+        &mut self,
+        launcher: &mut dyn Launcher,
+        work: &Sender<DriverWork>,
+        events: &Receiver<Event>,
+    ) -> Result<()> {
+        self.ever_connected = vec![false; launcher.kinds().len()];
+        self.window = 2 + 2 * launcher
+            .kinds()
+            .iter()
+            .map(|k| k.max * k.threads.get())
+            .sum::<usize>();
+        self.start_loads(work);
+        self.scale(launcher)?;
+        let mut next_tick = Instant::now() + self.settings.interval;
+        loop {
+            if self.remaining == 0 && self.decoding == 0 {
+                return Ok(());
+            }
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match events.recv_timeout(wait) {
+                Ok(ev) => {
+                    self.handle(ev, launcher, work)?;
+                    while let Ok(ev) = events.try_recv() {
+                        self.handle(ev, launcher, work)?;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(internal("the event channel closed".to_owned()));
+                }
+            }
+            self.assign()?;
+            self.start_loads(work);
+            if Instant::now() >= next_tick {
+                self.tick(launcher)?;
+                next_tick = Instant::now() + self.settings.interval;
+            }
+        }
+    }
+
+    fn start_loads(&mut self, work: &Sender<DriverWork>) {
+        while self.loads_held < self.window {
+            let Some(t) = self.loads.pop_front() else {
+                return;
+            };
+            self.state[t] = St::Loading;
+            self.loads_held += 1;
+            if work.send(DriverWork::Load(t)).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn handle(
+        &mut self,
+        ev: Event,
+        launcher: &mut dyn Launcher,
+        work: &Sender<DriverWork>,
+    ) -> Result<()> {
+        match ev {
+            Event::Joined { id, info, stream } => self.joined(id, info, stream),
+            Event::Refused { peer, error } => match error {
+                WireError::Fingerprint { .. } | WireError::Protocol { .. } => {
+                    return Err(self.fail(format!(
+                        "a worker from {peer} was rejected: {error}. Every worker must run the same \
+                         program with the same arguments as the driver and reach the same compute() \
+                         call (a program with several distributed computes gets new workers for each)"
+                    )));
+                }
+                // Not one of ours: dropped, and counted in the report.
+                _ => self.refused += 1,
+            },
+            Event::Msg { id, msg, data } => match msg {
+                FromWorker::Heartbeat => {}
+                FromWorker::Done {
+                    task,
+                    samples,
+                    failed,
+                    micros,
+                } => {
+                    let counts = Counts {
+                        samples: usize::try_from(samples).unwrap_or(usize::MAX),
+                        failed: usize::try_from(failed).unwrap_or(usize::MAX),
+                    };
+                    let elapsed = Duration::from_micros(micros);
+                    self.done(
+                        id,
+                        task as usize,
+                        counts,
+                        elapsed,
+                        data.unwrap_or_default(),
+                        work,
+                    )?;
+                }
+                FromWorker::Failed { task, error } => {
+                    let task = task as usize;
+                    let worker = self
+                        .workers
+                        .get(&id)
+                        .map_or_else(|| format!("#{id}"), |w| w.name.clone());
+                    let e = Error::Task {
+                        task: self.graph.task(task).id().to_owned(),
+                        source: Box::new(Error::Remote {
+                            worker,
+                            message: error,
+                        }),
+                    };
+                    self.progress.task_failed(self.graph, task, &e);
+                    return Err(e);
+                }
+            },
+            Event::Lost { id, reason } => self.lost(id, &reason, launcher)?,
+            Event::Loaded { task, result } => {
+                let loaded = result?;
+                if let TaskKind::Load { partition, .. } = self.graph.task(task).kind() {
+                    if let Some((bytes, keys)) = loaded {
+                        self.keys[partition] = keys;
+                        self.data[task] = Some(Arc::new(bytes));
+                    } else {
+                        self.loads_held -= 1;
+                    }
+                }
+                self.finish(task);
+            }
+            Event::Decoded { result } => {
+                self.decoding -= 1;
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    fn joined(&mut self, id: u32, info: WorkerInfo, stream: TcpStream) {
+        let kind = self.jobs.get_mut(&info.name).map(|j| {
+            j.connected = true;
+            j.kind
+        });
+        if let Some(k) = kind {
+            self.ever_connected[k] = true;
+        }
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(None);
+        let (tx, rx) = mpsc::channel();
+        let (Ok(r), Ok(w)) = (stream.try_clone(), stream.try_clone()) else {
+            return;
+        };
+        std::thread::spawn(move || write_worker(w, rx));
+        let (silence, events) = (self.settings.worker_timeout, self.events_tx.clone());
+        std::thread::spawn(move || read_worker(id, r, silence, events));
+        let threads = usize::try_from(info.threads).unwrap_or(1).max(1);
+        self.workers.insert(
+            id,
+            Worker {
+                name: info.name,
+                kind,
+                resources: info.resources,
+                capacity: 2 * threads,
+                running: Vec::new(),
+                models: vec![false; self.graph.info().steps().len()],
+                tx,
+                stream,
+                idle_ticks: 0,
+            },
+        );
+    }
+
+    /// Marks task `i` done: frees the inputs no one else needs, readies what waited.
+    fn finish(&mut self, i: usize) {
+        self.state[i] = St::Done;
+        self.remaining -= 1;
+        for &d in self.graph.task(i).deps() {
+            self.consumers[d] -= 1;
+            if self.consumers[d] == 0
+                && self.data[d].take().is_some()
+                && matches!(self.graph.task(d).kind(), TaskKind::Load { .. })
+            {
+                self.loads_held -= 1;
+            }
+        }
+        for &d in self.graph.dependents(i) {
+            self.pending[d] -= 1;
+            if self.pending[d] == 0 {
+                self.make_ready(d);
+            }
+        }
+    }
+
+    fn done(
+        &mut self,
+        id: u32,
+        task: usize,
+        counts: Counts,
+        elapsed: Duration,
+        bytes: Vec<u8>,
+        work: &Sender<DriverWork>,
+    ) -> Result<()> {
+        if task >= self.state.len() || self.state[task] != St::Running(id) {
+            return Ok(()); // an answer from a worker already given up on
+        }
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.running.retain(|&t| t != task);
+        }
+        let info = self.graph.info();
+        match self.graph.task(task).kind() {
+            TaskKind::Transform { step, .. } => {
+                self.job.record_transform(step, counts, elapsed);
+                if self.is_output[task] {
+                    self.decoding += 1;
+                    work.send(DriverWork::Decode(task, bytes))
+                        .map_err(|_| internal("driver threads stopped".to_owned()))?;
+                } else {
+                    self.data[task] = Some(Arc::new(bytes));
+                }
+            }
+            TaskKind::Fit { step } => {
+                let model = info.steps()[step].decode_model(&bytes)?;
+                self.job.record_fit(step, model, elapsed);
+                self.models[step] = Some(Arc::new(bytes));
+                if let Some(w) = self.workers.get_mut(&id) {
+                    w.models[step] = true;
+                }
+            }
+            TaskKind::Load { .. } => return Err(internal("a worker ran a load".to_owned())),
+        }
+        self.progress.task_finished(
+            self.graph,
+            &Done {
+                task,
+                counts,
+                elapsed,
+            },
+        );
+        self.finish(task);
+        Ok(())
+    }
+
+    fn fits(&self, w: &Worker, task: usize) -> bool {
+        w.running.len() < w.capacity
+            && self
+                .graph
+                .task(task)
+                .resource()
+                .is_none_or(|r| w.resources.iter().any(|x| x == r))
+    }
+
+    /// Hands ready tasks to workers with room and the resources they need.
+    fn assign(&mut self) -> Result<()> {
+        loop {
+            if !self.workers.values().any(|w| w.running.len() < w.capacity) {
+                return Ok(());
+            }
+            let pick = self.ready.iter().find_map(|&(_, t)| {
+                self.workers
+                    .iter()
+                    .filter(|(_, w)| self.fits(w, t))
+                    .min_by_key(|(_, w)| w.running.len())
+                    .map(|(&id, _)| (t, id))
+            });
+            let Some((task, id)) = pick else {
+                return Ok(());
+            };
+            self.dispatch(task, id)?;
+        }
+    }
+
+    fn dispatch(&mut self, task: usize, id: u32) -> Result<()> {
+        let t = self.graph.task(task);
+        let (op, step) = match t.kind() {
+            TaskKind::Fit { step } => (Op::Fit { step: step as u32 }, step),
+            TaskKind::Transform { step, .. } => (Op::Transform { step: step as u32 }, step),
+            TaskKind::Load { .. } => return Err(internal("a load in the remote queue".to_owned())),
+        };
+        let inputs = match t.kind() {
+            TaskKind::Fit { .. } => t.deps().to_vec(),
+            _ => vec![t.deps()[0]],
+        };
+        let frames = inputs
+            .iter()
+            .map(|&d| {
+                self.data[d].clone().ok_or_else(|| {
+                    internal(format!(
+                        "the input of `{}` from `{}` is gone",
+                        t.id(),
+                        self.graph.task(d).id()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<Bytes>>>()?;
+        let needs_model =
+            matches!(op, Op::Transform { .. }) && self.graph.info().steps()[step].requires_fit();
+        let model = self.models[step].clone();
+        let Some(w) = self.workers.get_mut(&id) else {
+            return Ok(());
+        };
+        if needs_model && !w.models[step] {
+            if let Some(m) = model {
+                w.send(&ToWorker::Model { step: step as u32 }, vec![m]);
+                w.models[step] = true;
+            }
+        }
+        w.send(
+            &ToWorker::Run {
+                task: task as u32,
+                op,
+                inputs: frames.len() as u32,
+            },
+            frames,
+        );
+        w.running.push(task);
+        w.idle_ticks = 0;
+        self.ready.remove(&(Reverse(step), task));
+        self.state[task] = St::Running(id);
+        self.progress.task_started(self.graph, task);
+        Ok(())
+    }
+
+    /// What a task's failure message names: its task, step and samples.
+    fn describe(&self, task: usize) -> String {
+        let t = self.graph.task(task);
+        let step = t
+            .step()
+            .map(|s| self.graph.info().steps()[s].name().to_owned())
+            .unwrap_or_default();
+        let samples = match t.kind() {
+            TaskKind::Transform { partition, .. } | TaskKind::Load { partition, .. } => {
+                self.keys[partition].to_string()
+            }
+            TaskKind::Fit { .. } => format!("all {} samples", t.samples()),
+        };
+        format!("task `{}` (step `{step}`, {samples})", t.id())
+    }
+
+    fn lost(&mut self, id: u32, reason: &str, launcher: &mut dyn Launcher) -> Result<()> {
+        let Some(w) = self.workers.remove(&id) else {
+            return Ok(());
+        };
+        let _ = w.stream.shutdown(Shutdown::Both);
+        // The launcher knows how it ended (killed, out of memory, …).
+        let ended = launcher
+            .poll()
+            .into_iter()
+            .find(|(j, _)| *j == w.name)
+            .and_then(|(_, s)| match s {
+                JobState::Ended(how) => Some(how),
+                _ => None,
+            });
+        let reason = ended.map_or_else(|| reason.to_owned(), |how| format!("{how}; {reason}"));
+        if self.jobs.remove(&w.name).is_some() {
+            launcher.cancel(&w.name);
+        }
+        self.lost += 1;
+        self.job.warn(format!(
+            "worker `{}` was lost ({reason}); its {} running task(s) were sent again",
+            w.name,
+            w.running.len()
+        ));
+        for task in w.running {
+            self.failures[task].push(format!("`{}`: {reason}", w.name));
+            if self.failures[task].len() > self.settings.allowed_failures {
+                let last = self.failures[task].iter().rev().take(3).cloned();
+                return Err(self.fail(format!(
+                    "{} was running on {} workers that were lost; it may be what kills them \
+                     (memory or time limits). Last: {}",
+                    self.describe(task),
+                    self.failures[task].len(),
+                    last.collect::<Vec<_>>().join("; ")
+                )));
+            }
+            self.make_ready(task);
+        }
+        Ok(())
+    }
+
+    /// Once per interval: heartbeats, launch failures, idle workers, scaling.
+    fn tick(&mut self, launcher: &mut dyn Launcher) -> Result<()> {
+        for w in self.workers.values_mut() {
+            w.send(&ToWorker::Heartbeat, Vec::new());
+            w.idle_ticks = if w.running.is_empty() {
+                w.idle_ticks + 1
+            } else {
+                0
+            };
+        }
+        for (job, state) in launcher.poll() {
+            let JobState::Ended(how) = state else {
+                continue;
+            };
+            let Some(l) = self.jobs.get(&job) else {
+                continue;
+            };
+            if l.connected {
+                continue; // its connection's end reports it
+            }
+            let kind = l.kind;
+            self.jobs.remove(&job);
+            launcher.cancel(&job);
+            self.launch_failures.push((kind, format!("`{job}` {how}")));
+            let failed = self
+                .launch_failures
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .count();
+            if failed >= 3 && !self.ever_connected[kind] {
+                let last: Vec<&str> = self
+                    .launch_failures
+                    .iter()
+                    .filter(|(k, _)| *k == kind)
+                    .map(|(_, m)| m.as_str())
+                    .collect();
+                return Err(self.fail(format!(
+                    "workers of kind `{}` ({}) end before they connect to the scheduler: {}. \
+                     Their standard error (or job log) says why",
+                    launcher.kinds()[kind].name,
+                    launcher.name(),
+                    last.join("; ")
+                )));
+            }
+        }
+        self.scale(launcher)
+    }
+
+    /// The kind of worker that serves a task: the first that provides its
+    /// resource, or for an untagged task the first that provides none.
+    fn kind_of(&self, kinds: &[super::WorkerKind], task: usize) -> usize {
+        match self.graph.task(task).resource() {
+            Some(r) => kinds
+                .iter()
+                .position(|k| k.resources.iter().any(|x| x == r))
+                .unwrap_or(0),
+            None => kinds
+                .iter()
+                .position(|k| k.resources.is_empty())
+                .unwrap_or(0),
+        }
+    }
+
+    /// Adaptive scaling: as many workers of each kind as its ready and
+    /// running tasks (and those about to be, after a load) can use, between
+    /// the kind's minimum and maximum; idle workers beyond that are released
+    /// after `wait_count` intervals.
+    fn scale(&mut self, launcher: &mut dyn Launcher) -> Result<()> {
+        let kinds = launcher.kinds().to_vec();
+        let mut demand = vec![0usize; kinds.len()];
+        for (i, t) in self.graph.tasks().iter().enumerate() {
+            if matches!(t.kind(), TaskKind::Load { .. }) {
+                continue;
+            }
+            let soon = match self.state[i] {
+                St::Ready | St::Running(_) => true,
+                St::Waiting => t
+                    .deps()
+                    .iter()
+                    .all(|&d| matches!(self.graph.task(d).kind(), TaskKind::Load { .. })),
+                St::Loading | St::Done => false,
+            };
+            if soon {
+                demand[self.kind_of(&kinds, i)] += 1;
+            }
+        }
+        for (k, kind) in kinds.iter().enumerate() {
+            let wanted = demand[k]
+                .div_ceil(kind.threads.get())
+                .clamp(kind.min.min(kind.max), kind.max);
+            let have = self.jobs.values().filter(|j| j.kind == k).count();
+            if wanted > have {
+                let jobs = launcher.launch(k, wanted - have, &self.env).map_err(|e| {
+                    self.fail(format!(
+                        "cannot start workers of kind `{}` ({}): {e}",
+                        kind.name,
+                        launcher.name()
+                    ))
+                })?;
+                for j in jobs {
+                    self.jobs.insert(
+                        j,
+                        Launched {
+                            kind: k,
+                            connected: false,
+                        },
+                    );
+                }
+            } else if have > wanted {
+                let mut extra = have - wanted;
+                let idle: Vec<u32> = self
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| {
+                        w.kind == Some(k)
+                            && w.running.is_empty()
+                            && w.idle_ticks >= self.settings.wait_count
+                    })
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in idle {
+                    if extra == 0 {
+                        break;
+                    }
+                    if let Some(w) = self.workers.remove(&id) {
+                        w.send(&ToWorker::Shutdown, Vec::new());
+                        self.jobs.remove(&w.name);
+                        extra -= 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The run is over: workers are told to go, the launcher stops what is
+    /// left, and temp files of lost workers are removed.
+    fn close(&mut self, launcher: &mut dyn Launcher) {
+        for (_, w) in std::mem::take(&mut self.workers) {
+            w.send(&ToWorker::Shutdown, Vec::new());
+        }
+        launcher.shutdown();
+        if self.refused > 0 {
+            self.job.warn(format!(
+                "{} connection(s) to the scheduler's port were refused: no proof of this run's \
+                 secret (or not a worker at all)",
+                self.refused
+            ));
+        }
+        if self.lost > 0 {
+            let info = self.graph.info();
+            if let Some(ck) = info.checkpoint() {
+                for (i, s) in info.steps().iter().enumerate() {
+                    if ck.saves(i) {
+                        let dir = ck.options().layout().step_dir(s.name());
+                        let _ = bob_pipelines_estimator::checkpoint::clean_temps(&dir, true);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The worker: the user's own program, started again by a launcher with the
+//! scheduler's address in its environment. Its `compute` call lands here.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::net::TcpStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use bob_pipelines_estimator::{AnyPartition, Counts, Model, PlanInfo, Result, WORKER_ENV};
+use bob_pipelines_graph::{program_fingerprint, save_model, save_outputs};
+
+use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, put};
+use crate::wire::{self, WireError, WorkerInfo, read_secret};
+
+/// Serves the scheduler named in the environment, then ends the process:
+/// status 0 when the scheduler said the work is done, 1 (with the reason on
+/// stderr) when it could not be reached, rejected this worker, or went away.
+pub(crate) fn serve(program: PlanInfo) -> ! {
+    let code = match run(program) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bob-pipelines worker {}: {e}", name());
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn name() -> String {
+    std::env::var(env::JOB_ID).unwrap_or_else(|_| format!("pid-{}", std::process::id()))
+}
+
+fn var(key: &str) -> std::result::Result<String, String> {
+    std::env::var(key).map_err(|_| format!("{key} is not set; a launcher sets it"))
+}
+
+fn millis_var(key: &str, default: u64) -> Duration {
+    Duration::from_millis(
+        std::env::var(key)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+type Models = Arc<RwLock<Vec<Option<Model>>>>;
+type Writer = Arc<Mutex<BufWriter<TcpStream>>>;
+
+struct Work {
+    task: u32,
+    op: Op,
+    inputs: Vec<Vec<u8>>,
+}
+
+fn run(info: PlanInfo) -> std::result::Result<(), String> {
+    let addr = var(WORKER_ENV)?;
+    let secret_path = PathBuf::from(var(env::SECRET_FILE)?);
+    let secret = read_secret(&secret_path)
+        .map_err(|e| format!("reading the secret file {}: {e}", secret_path.display()))?;
+    let threads = std::env::var(env::THREADS)
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let resources: Vec<String> = std::env::var(env::RESOURCES)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let heartbeat = millis_var(env::HEARTBEAT_MS, 1000);
+    let death = millis_var(env::DEATH_TIMEOUT_MS, 60_000);
+
+    let mut stream = connect(&addr, death)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let me = WorkerInfo {
+        fingerprint: program_fingerprint(&info),
+        resources,
+        threads: u32::try_from(threads).unwrap_or(u32::MAX),
+        name: name(),
+    };
+    wire::connect(&mut stream, &secret, me).map_err(|e| match e {
+        WireError::Rejected(reason) => {
+            format!("the scheduler at {addr} rejected this worker: {reason}")
+        }
+        e => format!("handshake with the scheduler at {addr}: {e}"),
+    })?;
+    // From now on a scheduler that says nothing for `death` is gone.
+    stream
+        .set_read_timeout(Some(death))
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let writer: Writer = Arc::new(Mutex::new(BufWriter::new(
+        stream.try_clone().map_err(|e| e.to_string())?,
+    )));
+    let models: Models = Arc::new(RwLock::new(vec![None; info.steps().len()]));
+    let info = Arc::new(info);
+
+    let (tx, rx) = mpsc::channel::<Work>();
+    let rx = Arc::new(Mutex::new(rx));
+    for _ in 0..threads {
+        let (rx, info, models, writer) = (rx.clone(), info.clone(), models.clone(), writer.clone());
+        std::thread::spawn(move || {
+            loop {
+                let work = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                let Ok(work) = work else { return };
+                if execute(&info, &models, &writer, work).is_err() {
+                    return; // the connection is gone; the reader ends the process
+                }
+            }
+        });
+    }
+    {
+        let writer = writer.clone();
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(heartbeat);
+                let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
+                if put(&mut *w, &FromWorker::Heartbeat, &[]).is_err() || w.flush().is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    let mut reader = BufReader::new(stream);
+    loop {
+        let msg: ToWorker = get(&mut reader).map_err(|e| gone(&addr, death, &e))?;
+        match msg {
+            ToWorker::Model { step } => {
+                let bytes = get_frames(&mut reader, 1).map_err(|e| gone(&addr, death, &e))?;
+                let step = step as usize;
+                let s = info
+                    .steps()
+                    .get(step)
+                    .ok_or_else(|| format!("the scheduler sent a model for step {step}, which this program does not have"))?;
+                let model = s.decode_model(&bytes[0]).map_err(|e| e.to_string())?;
+                models.write().unwrap_or_else(PoisonError::into_inner)[step] = Some(model);
+            }
+            ToWorker::Run { task, op, inputs } => {
+                let inputs = get_frames(&mut reader, inputs).map_err(|e| gone(&addr, death, &e))?;
+                if tx.send(Work { task, op, inputs }).is_err() {
+                    return Err("its task threads stopped".to_owned());
+                }
+            }
+            ToWorker::Heartbeat => {}
+            ToWorker::Shutdown => return Ok(()),
+        }
+    }
+}
+
+/// Connects, retrying while the scheduler does not answer yet (a job may
+/// start before its scheduler listens, e.g. after a driver restart).
+fn connect(addr: &str, patience: Duration) -> std::result::Result<TcpStream, String> {
+    let t0 = Instant::now();
+    let mut wait = Duration::from_millis(10);
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(s) => return Ok(s),
+            Err(e) if t0.elapsed() >= patience => {
+                return Err(format!(
+                    "cannot reach the scheduler at {addr} after {patience:?}: {e}"
+                ));
+            }
+            Err(_) => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn gone(addr: &str, death: Duration, e: &WireError) -> String {
+    match e {
+        WireError::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            format!("the scheduler at {addr} was silent for {death:?}; exiting")
+        }
+        e => format!("the scheduler at {addr} is gone ({e}); exiting"),
+    }
+}
+
+/// Runs one task and sends its answer.
+fn execute(
+    info: &PlanInfo,
+    models: &Models,
+    writer: &Writer,
+    work: Work,
+) -> std::result::Result<(), WireError> {
+    let t0 = Instant::now();
+    let Work { task, op, inputs } = work;
+    let outcome = catch_unwind(AssertUnwindSafe(|| run_op(info, models, op, inputs)))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with no message".to_owned());
+            let (step, what) = match op {
+                Op::Fit { step } => (step, bob_pipelines_estimator::Op::Fit),
+                Op::Transform { step } => (step, bob_pipelines_estimator::Op::Transform),
+            };
+            Err(bob_pipelines_estimator::Error::Estimator {
+                step: info.steps()[step as usize].name().to_owned(),
+                op: what,
+                source: format!("panicked: {message}").into(),
+            })
+        });
+    let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
+    match outcome {
+        Ok((counts, bytes)) => put(
+            &mut *w,
+            &FromWorker::Done {
+                task,
+                samples: counts.samples as u64,
+                failed: counts.failed as u64,
+                micros: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
+            },
+            &[&bytes],
+        )?,
+        Err(e) => put(
+            &mut *w,
+            &FromWorker::Failed {
+                task,
+                error: e.to_string(),
+            },
+            &[],
+        )?,
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// A fit or a transform on decoded inputs; returns the encoded result.
+fn run_op(
+    info: &PlanInfo,
+    models: &Models,
+    op: Op,
+    inputs: Vec<Vec<u8>>,
+) -> Result<(Counts, Vec<u8>)> {
+    let steps = info.steps();
+    let input_wire = |step: usize| {
+        if step == 0 {
+            info.input_wire()
+        } else {
+            steps[step - 1].wire()
+        }
+    };
+    match op {
+        Op::Transform { step } => {
+            let step = step as usize;
+            let bytes = inputs.into_iter().next().unwrap_or_default();
+            let input = input_wire(step).codec().decode(&bytes)?;
+            drop(bytes);
+            let model = models.read().unwrap_or_else(PoisonError::into_inner)[step].clone();
+            let (out, counts) = steps[step].transform(model.as_ref(), input)?;
+            save_outputs(info, step, &out)?;
+            let bytes = steps[step].wire().codec().encode(&out)?;
+            Ok((counts, bytes))
+        }
+        Op::Fit { step } => {
+            let step = step as usize;
+            let codec = input_wire(step).codec();
+            let parts = inputs
+                .iter()
+                .map(|b| codec.decode(b))
+                .collect::<Result<Vec<AnyPartition>>>()?;
+            drop(inputs);
+            let refs: Vec<&AnyPartition> = parts.iter().collect();
+            let model = steps[step].fit(&refs)?;
+            drop(parts);
+            save_model(info, step, &model)?;
+            let bytes = steps[step].encode_model(&model)?;
+            models.write().unwrap_or_else(PoisonError::into_inner)[step] = Some(model);
+            Ok((Counts::default(), bytes))
+        }
+    }
+}
