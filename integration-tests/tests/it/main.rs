@@ -2,4 +2,5 @@
 
 mod checkpoint;
 mod crash;
+mod distributed;
 mod seed;

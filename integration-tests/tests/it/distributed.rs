@@ -1,0 +1,457 @@
+//! The distributed executor with real worker processes: this test binary,
+//! started again by `LocalProcesses` with the test's name, so each worker
+//! runs the very test that started it up to its `compute` and serves there.
+//! A test therefore does its distributed `compute` before anything a worker
+//! must not do, and names folders after the driver's pid (a worker's parent).
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bob_pipelines::executor::distributed::{Distributed, LocalProcesses, WorkerKind, is_worker};
+use bob_pipelines::executor::wire::{self, Secret, WorkerInfo};
+use bob_pipelines::prelude::*;
+use ndarray::Array1;
+use serde::{Deserialize, Serialize};
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+/// The driver's pid: this process's, or in a worker its parent's.
+fn driver_pid() -> u32 {
+    if is_worker() {
+        std::os::unix::process::parent_id()
+    } else {
+        std::process::id()
+    }
+}
+
+/// A folder named after the test and the driver, the same in every process.
+fn run_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("bp-dist-{name}-{}", driver_pid()))
+}
+
+/// Where workers note their pid (file name) and scheduler address (content).
+fn notes(driver: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("bp-dist-workers-{driver}"))
+}
+
+/// Workers that run this test (or helper) and nothing else.
+fn workers(n: usize, test: &str, ignored: bool) -> LocalProcesses {
+    let mut args = vec![
+        "--exact".to_owned(),
+        format!("distributed::{test}"),
+        "--nocapture".to_owned(),
+    ];
+    if ignored {
+        args.push("--ignored".to_owned());
+    }
+    LocalProcesses::new(nz(n), NonZeroUsize::MIN).args(args)
+}
+
+fn silent<L: bob_pipelines::executor::distributed::Launcher>(l: L) -> Distributed<L> {
+    Distributed::new(l).with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent))
+}
+
+/// Sleeps `ms` per partition, notes the worker it runs on, fails keys
+/// ending in 7.
+struct Slow(u64);
+impl Transformer for Slow {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        if is_worker() {
+            let dir = notes(std::os::unix::process::parent_id());
+            std::fs::create_dir_all(&dir)?;
+            let addr = std::env::var("BOB_PIPELINES_SCHEDULER").unwrap_or_default();
+            std::fs::write(dir.join(std::process::id().to_string()), addr)?;
+        }
+        std::thread::sleep(Duration::from_millis(self.0));
+        Ok(b.iter()
+            .zip(b.keys())
+            .map(|(x, k)| {
+                if k.ends_with('7') {
+                    Err(Failure::new("ends with 7"))
+                } else {
+                    Ok(x.mapv(|v| (v * 1.3).sin()))
+                }
+            })
+            .collect())
+    }
+}
+
+/// Centers on the mean; the fitted model remembers the resources of the
+/// worker that fitted it.
+struct Mean;
+#[derive(Serialize, Deserialize)]
+struct Centered {
+    mean: f64,
+    fitted_with: String,
+}
+impl Fit for Mean {
+    type Input = Array1<f64>;
+    type Fitted = Centered;
+    fn fit(&self, b: &Batch<'_, Array1<f64>>) -> Result<Centered, BoxError> {
+        let (s, n) = b
+            .iter()
+            .fold((0.0, 0usize), |(s, n), x| (s + x.sum(), n + x.len()));
+        Ok(Centered {
+            mean: s / n as f64,
+            fitted_with: std::env::var("BOB_PIPELINES_WORKER_RESOURCES")
+                .unwrap_or_else(|_| "<driver>".to_owned()),
+        })
+    }
+}
+impl Transformer for Centered {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        Ok(b.iter().map(|x| Ok(x - self.mean)).collect())
+    }
+}
+
+fn pipeline(ms: u64) -> Pipeline<Array1<f64>, Array1<f64>> {
+    Pipeline::new()
+        .then(Step::new(Slow(ms)).name("slow"))
+        .then(Step::fit(Mean).name("center"))
+}
+
+fn samples(n: usize) -> impl ExactSizeIterator<Item = Sample<Array1<f64>>> + Send {
+    (0..n).map(|i| {
+        Sample::new(
+            format!("s{i}"),
+            Array1::from_vec(vec![i as f64, 0.25, -(i as f64) / 3.0]),
+        )
+    })
+}
+
+/// Outputs as comparable bits: key and f64 bits, or the failure's text.
+fn bits(out: &Outputs<Array1<f64>>) -> Vec<(String, Result<Vec<u64>, String>)> {
+    out.iter()
+        .map(|s| match s {
+            Ok(s) => (
+                s.key().to_string(),
+                Ok(s.data().iter().map(|v| v.to_bits()).collect()),
+            ),
+            Err(f) => (f.key().to_string(), Err(f.to_string())),
+        })
+        .collect()
+}
+
+fn reference(n: usize, parts: usize) -> Vec<(String, Result<Vec<u64>, String>)> {
+    let mut p = pipeline(0);
+    let out = p
+        .fit_transform(samples(n))
+        .npartitions(parts)
+        .compute(&SingleThreaded::new())
+        .unwrap();
+    bits(&out)
+}
+
+fn fitted_with(p: &Pipeline<Array1<f64>, Array1<f64>>) -> String {
+    let bytes = p.model_bytes("center").unwrap();
+    rmp_serde::from_slice::<Centered>(&bytes)
+        .unwrap()
+        .fitted_with
+}
+
+#[test]
+fn processes_compute_the_same_bits_and_write_the_checkpoints() {
+    let dir = run_dir("same");
+    let ex = silent(workers(
+        2,
+        "processes_compute_the_same_bits_and_write_the_checkpoints",
+        false,
+    ));
+    let mut p = pipeline(0)
+        .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+    let out = p
+        .fit_transform(samples(600))
+        .npartitions(12)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(bits(&out), reference(600, 12));
+    // Fitted on a worker (no resources), written there, read back here.
+    assert_eq!(fitted_with(&p), "");
+    assert!(dir.join("models/center.msgpack").exists());
+    let on_disk = std::fs::read_dir(dir.join("features/center"))
+        .unwrap()
+        .count();
+    assert!(on_disk > 500, "{on_disk} checkpoint files");
+    assert_eq!(out.report().steps[0].samples, 600);
+
+    // Again: everything comes from the checkpoints, nothing is sent.
+    let again = p
+        .fit_transform(samples(600))
+        .npartitions(12)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(bits(&again), bits(&out));
+    assert_eq!(again.report().from_checkpoints, 600);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_killed_worker_costs_the_run_nothing() {
+    let ex = silent(workers(2, "a_killed_worker_costs_the_run_nothing", false));
+    let mut p = pipeline(40);
+    let lazy = p.fit_transform(samples(800)).npartitions(40);
+    let dir = notes(driver_pid());
+    let killer = (!is_worker()).then(|| {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(60) {
+                if let Some(pid) = std::fs::read_dir(&dir)
+                    .ok()
+                    .and_then(|mut d| d.next())
+                    .and_then(|e| e.ok())
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let pid = pid.file_name().to_string_lossy().into_owned();
+                    let status = Command::new("kill").args(["-9", &pid]).status().unwrap();
+                    return status.success().then_some(pid);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })
+    });
+    let out = lazy.compute(&ex).unwrap();
+    let killed = killer
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("a worker was killed");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(bits(&out), reference(800, 40));
+    let warnings = &out.report().warnings;
+    assert!(
+        warnings.iter().any(|w| w.contains("was lost")),
+        "worker {killed} killed, yet: {warnings:?}"
+    );
+}
+
+#[test]
+fn a_tagged_fit_runs_on_the_kind_of_worker_that_provides_it() {
+    let ex = silent(
+        workers(
+            1,
+            "a_tagged_fit_runs_on_the_kind_of_worker_that_provides_it",
+            false,
+        )
+        .kind(WorkerKind::new("gpu", 1, NonZeroUsize::MIN).provides("q_short_gpu")),
+    );
+    let mut p = Pipeline::new()
+        .then(Step::new(Slow(0)).name("slow"))
+        .then(Step::fit(Mean).name("center").fit_tag("q_short_gpu"));
+    let out = p
+        .fit_transform(samples(100))
+        .npartitions(4)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(fitted_with(&p), "q_short_gpu");
+    assert_eq!(bits(&out), reference(100, 4));
+}
+
+#[test]
+fn a_resource_no_worker_provides_fails_at_the_start() {
+    let ex = silent(workers(2, "never-started", false));
+    let mut p = Pipeline::new()
+        .then(Step::new(Slow(0)).name("slow").transform_tag("io_big"))
+        .then(Step::fit(Mean).name("center"));
+    let t0 = Instant::now();
+    let e = p
+        .fit_transform(samples(10))
+        .compute(&ex)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs resource `io_big`"), "{e}");
+    assert!(e.contains("step `slow`"), "{e}");
+    assert!(e.contains("default []"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "no waiting for it");
+}
+
+#[test]
+fn strangers_on_the_port_are_dropped_and_the_run_goes_on() {
+    let ex = silent(workers(
+        2,
+        "strangers_on_the_port_are_dropped_and_the_run_goes_on",
+        false,
+    ));
+    let mut p = pipeline(30);
+    let lazy = p.fit_transform(samples(400)).npartitions(20);
+    let dir = notes(driver_pid());
+    let stranger = (!is_worker()).then(|| {
+        let dir = dir.clone();
+        std::thread::spawn(move || {
+            let addr = loop {
+                let found = std::fs::read_dir(&dir)
+                    .ok()
+                    .and_then(|mut d| d.next())
+                    .and_then(|e| e.ok())
+                    .and_then(|e| std::fs::read_to_string(e.path()).ok())
+                    .filter(|a| !a.is_empty());
+                if let Some(a) = found {
+                    break a;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            let open = || {
+                let s = std::net::TcpStream::connect(&addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                s
+            };
+            let closed = |mut s: std::net::TcpStream| {
+                use std::io::Read as _;
+                let mut sink = Vec::new();
+                // The challenge may come first; then the scheduler hangs up.
+                s.read_to_end(&mut sink).is_ok()
+            };
+            // A worker that does not know the secret.
+            let mut s = open();
+            let info = WorkerInfo {
+                fingerprint: 0,
+                resources: vec![],
+                threads: 1,
+                name: "impostor".into(),
+            };
+            let impostor = wire::connect(&mut s, &Secret::random().unwrap(), info);
+            assert!(impostor.is_err(), "an impostor was welcomed");
+            // A random byte stream.
+            let mut s = open();
+            let noise: Vec<u8> = (0..100_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect();
+            use std::io::Write as _;
+            let _ = s.write_all(&noise);
+            assert!(closed(s));
+            // A 1 GiB length prefix.
+            let mut s = open();
+            let _ = s.write_all(&(1u32 << 30).to_le_bytes());
+            assert!(closed(s));
+        })
+    });
+    let out = lazy.compute(&ex).unwrap();
+    stranger.unwrap().join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(bits(&out), reference(400, 20));
+    let warnings = &out.report().warnings;
+    assert!(
+        warnings.iter().any(|w| w.contains("3 connection(s)")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+#[ignore = "a helper: the worker program of `another_program_is_refused_by_its_fingerprint`"]
+fn another_program() {
+    let p = Pipeline::new().then(Step::new(Slow(0)).name("not-the-same"));
+    let _ = p
+        .transform(samples(10))
+        .compute(&silent(workers(1, "unused", false)));
+}
+
+#[test]
+fn another_program_is_refused_by_its_fingerprint() {
+    let ex = silent(workers(1, "another_program", true));
+    let mut p = pipeline(0);
+    let t0 = Instant::now();
+    let e = p
+        .fit_transform(samples(10))
+        .compute(&ex)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("fingerprint"), "{e}");
+    assert!(e.contains("same program"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+}
+
+const DRIVER_DIR_ENV: &str = "BOB_PIPELINES_TEST_DRIVER_DIR";
+
+#[test]
+#[ignore = "a helper: the driver that `workers_exit_when_their_driver_is_killed` kills"]
+fn driver_child() {
+    let ex = Distributed::new(LocalProcesses::new(nz(2), NonZeroUsize::MIN))
+        .death_timeout(Duration::from_secs(5))
+        .heartbeat(Duration::from_millis(200))
+        .with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent));
+    let dir = PathBuf::from(std::env::var(DRIVER_DIR_ENV).unwrap());
+    let mut p = pipeline(300)
+        .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+    let _ = p.fit_transform(samples(500)).npartitions(50).compute(&ex);
+}
+
+fn alive(pid: &str) -> bool {
+    // A zombie (exited, not yet reaped by its new parent) is not alive.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .is_some_and(|state| state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+fn pids(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn workers_exit_when_their_driver_is_killed() {
+    let work = std::env::temp_dir().join(format!("bp-dist-driver-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let mut driver = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "distributed::driver_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(DRIVER_DIR_ENV, &work)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = notes(driver.id());
+    let t0 = Instant::now();
+    while pids(&dir).len() < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the driver's workers never ran a task"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let workers = pids(&dir);
+    assert!(workers.iter().all(|p| alive(p)));
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let killed = Instant::now();
+    // The death timeout is 5 s; a closed connection is noticed at once.
+    while workers.iter().any(|p| alive(p)) && killed.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<&String> = workers.iter().filter(|p| alive(p)).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&work);
+    assert!(
+        left.is_empty(),
+        "workers {left:?} outlived their driver by {:?}",
+        killed.elapsed()
+    );
+}
