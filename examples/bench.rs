@@ -30,11 +30,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use bob_pipelines::checkpoint::{HashFn, Layout, Writer, write_npy};
+use bob_pipelines::executor::distributed::{Distributed, LocalProcesses, is_worker};
 use bob_pipelines::executor::{Silent, ThreadPool, by_name};
 use bob_pipelines::prelude::*;
 use ndarray::Array1;
 
-const PIPELINE_EXECUTORS: &[&str] = &["in-memory", "single-threaded", "local-parallel"];
+const PIPELINE_EXECUTORS: &[&str] = &["in-memory", "single-threaded", "threads"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,7 +66,7 @@ fn main() {
                     rates.push(runs[1].0);
                 }
                 println!(
-                    "{{\"bench\":\"speedup\",\"input\":\"{input}\",\"local_parallel_over_single_threaded\":{:.2}}}",
+                    "{{\"bench\":\"speedup\",\"input\":\"{input}\",\"threads_over_single_threaded\":{:.2}}}",
                     rates[2] / rates[1]
                 );
             }
@@ -76,10 +77,14 @@ fn main() {
             args.get(3).is_some_and(|a| a == "prebuilt"),
         ),
         "overhead" => overhead(),
+        "distributed" => distributed(n(1, 20_000), n(2, 1_000_000)),
         "cpu" => cpu(),
+        "cpu-one" => cpu_one(&args[1]),
         "checkpoint" => checkpoint(n(1, 100_000)),
         other => {
-            eprintln!("unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead");
+            eprintln!(
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed"
+            );
             std::process::exit(2);
         }
     }
@@ -89,7 +94,13 @@ fn pipeline(executor: &str, n: usize, prebuilt: bool) {
     let executor = by_name(executor).expect("a valid executor name");
     let mut pipeline = seed::pipeline();
     let (out, secs) = if prebuilt {
-        let samples: Vec<_> = seed::samples(n).collect();
+        // A distributed worker (this program, started again) never pulls the
+        // input, so it does not build it either.
+        let samples: Box<dyn ExactSizeIterator<Item = _> + Send> = if is_worker() {
+            Box::new(seed::samples(n))
+        } else {
+            Box::new(seed::samples(n).collect::<Vec<_>>().into_iter())
+        };
         let t0 = Instant::now();
         let out = pipeline.fit_transform(samples).compute(&executor);
         (out, t0.elapsed().as_secs_f64())
@@ -129,30 +140,49 @@ impl Transformer for Heavy {
 }
 
 fn cpu() {
-    let n = 200_000;
-    let mut rates = Vec::new();
-    for name in ["single-threaded", "local-parallel"] {
-        let executor = by_name(name).expect("a valid executor name");
-        let pipeline = Pipeline::new().then(Heavy).then(Heavy);
-        let samples: Vec<_> = (0..n)
-            .map(|i| Sample::new(i.to_string(), f64::from(i)))
-            .collect();
-        let t0 = Instant::now();
-        let out = pipeline
-            .transform(samples)
-            .compute(&executor)
-            .expect("runs");
-        let rate = f64::from(n) / t0.elapsed().as_secs_f64();
-        assert_eq!(out.len(), n as usize);
-        println!(
-            "{{\"bench\":\"cpu\",\"executor\":\"{}\",\"n\":{n},\"samples_per_s\":{rate:.0}}}",
-            executor.name()
-        );
-        rates.push(rate);
-    }
+    // Each executor in a process of its own: `local-p2`'s workers are this
+    // program started again, and must reach the same `compute`.
+    let rates: Vec<f64> = ["single-threaded", "threads", "local-p2"]
+        .iter()
+        .map(|name| {
+            let out = Command::new(std::env::current_exe().expect("own path"))
+                .args(["cpu-one", name])
+                .output()
+                .expect("re-run the benchmark");
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            println!("{line}");
+            field(&line, "samples_per_s")
+        })
+        .collect();
     println!(
-        "{{\"bench\":\"speedup\",\"input\":\"cpu\",\"local_parallel_over_single_threaded\":{:.2}}}",
-        rates[1] / rates[0]
+        "{{\"bench\":\"speedup\",\"input\":\"cpu\",\"threads_over_single_threaded\":{:.2},\"processes_over_threads\":{:.2}}}",
+        rates[1] / rates[0],
+        rates[2] / rates[1]
+    );
+}
+
+fn cpu_one(name: &str) {
+    let n = 200_000;
+    let executor = by_name(name).expect("a valid executor name");
+    let pipeline = Pipeline::new().then(Heavy).then(Heavy);
+    let samples = (0..n).map(|i| Sample::new(i.to_string(), f64::from(i)));
+    // A worker never pulls the input, so it does not build it.
+    let samples: Box<dyn ExactSizeIterator<Item = _> + Send> = if is_worker() {
+        Box::new(samples)
+    } else {
+        Box::new(samples.collect::<Vec<_>>().into_iter())
+    };
+    let t0 = Instant::now();
+    let out = pipeline
+        .transform(samples)
+        .compute(&executor)
+        .expect("runs");
+    let rate = f64::from(n) / t0.elapsed().as_secs_f64();
+    assert_eq!(out.len(), n as usize);
+    println!(
+        "{{\"bench\":\"cpu\",\"executor\":\"{}\",\"n\":{n},\"samples_per_s\":{rate:.0}}}",
+        executor.name()
     );
 }
 
@@ -174,7 +204,7 @@ fn checkpoint(n: usize) {
     let root = std::path::PathBuf::from("target/bench-checkpoint");
     let _ = std::fs::remove_dir_all(&root);
     let features = root.join("features");
-    let executor = by_name("local-parallel").expect("a valid executor name");
+    let executor = by_name("threads").expect("a valid executor name");
     let samples = || {
         (0..n).map(|i| {
             Sample::new(
@@ -302,4 +332,63 @@ fn peak_rss_mib() -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Passes its sample through: a task that costs nothing but its scheduling.
+struct Pass;
+
+impl Transformer for Pass {
+    type Input = u32;
+    type Output = u32;
+    fn transform(&self, b: &Batch<'_, u32>) -> Result<Vec<SampleResult<u32>>, BoxError> {
+        Ok(b.iter().map(|x| Ok(*x)).collect())
+    }
+}
+
+/// The distributed executor: the cost per task with 2 worker processes on
+/// trivial one-sample tasks (everything included: the driver loads and
+/// encodes each partition, ships it, a worker decodes, transforms, encodes
+/// and answers, the driver decodes), then the seed pipeline on 2 worker
+/// processes (`local-p2`) against the thread pool (`threads`), median of 3
+/// processes each.
+fn distributed(tasks: usize, n: usize) {
+    let two = NonZeroUsize::new(2).expect("2 > 0");
+    let executor = Distributed::new(LocalProcesses::new(two, NonZeroUsize::MIN))
+        .named("local-p2")
+        .with_progress(std::sync::Arc::new(Silent));
+    let pipeline = Pipeline::new().then(Step::new(Pass).name("pass"));
+    let samples = (0..tasks as u32).map(|i| Sample::new(i.to_string(), i));
+    let t0 = Instant::now();
+    let out = pipeline
+        .transform(samples)
+        .partition_size(1)
+        .compute(&executor)
+        .expect("trivial tasks run");
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!(out.samples().count(), tasks);
+    println!(
+        "{{\"bench\":\"distributed\",\"workers\":2,\"tasks\":{tasks},\"us_per_task\":{:.1}}}",
+        secs * 1e6 / tasks as f64
+    );
+    let mut rates = Vec::new();
+    for name in ["threads", "local-p2"] {
+        let mut runs: Vec<(f64, String)> = (0..3)
+            .map(|_| {
+                let out = Command::new(std::env::current_exe().expect("own path"))
+                    .args(["pipeline-one", name, &n.to_string(), "prebuilt"])
+                    .output()
+                    .expect("re-run the benchmark");
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                (field(&line, "samples_per_s"), line)
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        println!("{}", runs[1].1);
+        rates.push(runs[1].0);
+    }
+    println!(
+        "{{\"bench\":\"distributed_vs_threads\",\"n\":{n},\"processes_over_threads\":{:.2}}}",
+        rates[1] / rates[0]
+    );
 }

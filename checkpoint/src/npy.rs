@@ -30,31 +30,38 @@ pub fn write_npy<A: NpyElem, D: Dimension>(
     array: &ndarray::ArrayBase<impl ndarray::Data<Elem = A>, D>,
     out: &mut Vec<u8>,
 ) {
-    let shape = match array.shape() {
-        [] => "()".to_owned(),
-        [n] => format!("({n},)"),
-        dims => format!(
-            "({})",
-            dims.iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut header = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
+    use std::io::Write as _;
+    // Written in place, without building strings: this is per sample on the
+    // wire between processes, not only per file.
+    let at = out.len();
+    out.reserve(128 + array.len() * size_of::<A>());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[1, 0, 0, 0]);
+    let _ = write!(
+        out,
+        "{{'descr': '{}', 'fortran_order': False, 'shape': (",
         A::DESCR
     );
+    match array.shape() {
+        [] => {}
+        [n] => {
+            let _ = write!(out, "{n},");
+        }
+        dims => {
+            for (i, d) in dims.iter().enumerate() {
+                let _ = write!(out, "{}{d}", if i == 0 { "" } else { ", " });
+            }
+        }
+    }
+    out.extend_from_slice(b"), }");
     // Magic (6) + version (2) + length (2) + header + '\n', padded to 64 bytes
     // so the data is aligned for every element type, as NumPy does.
-    let unpadded = MAGIC.len() + 4 + header.len() + 1;
-    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
-    header.push('\n');
-    out.reserve(MAGIC.len() + 4 + header.len() + array.len() * size_of::<A>());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
+    let unpadded = out.len() - at + 1;
+    let padded = unpadded.next_multiple_of(64);
+    out.resize(out.len() + padded - unpadded, b' ');
+    out.push(b'\n');
+    let header_len = (padded - MAGIC.len() - 4) as u16;
+    out[at + 8..at + 10].copy_from_slice(&header_len.to_le_bytes());
     match array.as_slice() {
         Some(s) => out.extend_from_slice(bytemuck::cast_slice(s)),
         None => array
@@ -81,6 +88,34 @@ pub struct Header {
 /// # Errors
 /// A reason when the bytes are not a `.npy` file this reader understands.
 pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
+    let v = view(bytes)?;
+    Ok(Header {
+        descr: v.descr.to_owned(),
+        fortran_order: v.fortran_order,
+        shape: v.shape().to_vec(),
+        data_offset: v.data_offset,
+    })
+}
+
+/// NumPy's limit on dimensions (`NPY_MAXDIMS` is 32; 64 since NumPy 2).
+const MAX_DIMS: usize = 64;
+
+/// A parsed header that borrows from the bytes and allocates nothing.
+struct View<'a> {
+    descr: &'a str,
+    fortran_order: bool,
+    dims: [usize; MAX_DIMS],
+    ndim: usize,
+    data_offset: usize,
+}
+
+impl View<'_> {
+    fn shape(&self) -> &[usize] {
+        &self.dims[..self.ndim]
+    }
+}
+
+fn view(bytes: &[u8]) -> std::result::Result<View<'_>, String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy file (bad magic)".to_owned());
     }
@@ -94,50 +129,48 @@ pub fn parse_header(bytes: &[u8]) -> std::result::Result<Header, String> {
     };
     let text = bytes.get(start..start + len).ok_or("truncated header")?;
     let text = std::str::from_utf8(text).map_err(|_| "header is not text")?;
-    let field = |name: &str| {
+    let field = |quoted: &str| {
         let at = text
-            .find(&format!("'{name}'"))
-            .ok_or(format!("header has no '{name}'"))?;
-        let rest = text[at + name.len() + 2..].trim_start();
+            .find(quoted)
+            .ok_or_else(|| format!("header has no {quoted}"))?;
+        let rest = text[at + quoted.len()..].trim_start();
         Ok::<_, String>(
             rest.strip_prefix(':')
                 .ok_or("malformed header")?
                 .trim_start(),
         )
     };
-    let descr = field("descr")?;
-    let descr = descr
+    let descr = field("'descr'")?
         .strip_prefix('\'')
         .and_then(|d| d.split('\'').next())
-        .ok_or("malformed descr")?
-        .to_owned();
-    let fortran_order = field("fortran_order")?.starts_with("True");
-    let shape_text = field("shape")?;
-    let inner = shape_text
+        .ok_or("malformed descr")?;
+    let fortran_order = field("'fortran_order'")?.starts_with("True");
+    let inner = field("'shape'")?
         .strip_prefix('(')
         .and_then(|s| s.split(')').next())
         .ok_or("malformed shape")?;
-    let shape = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .map_err(|_| format!("bad dimension `{s}`"))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(Header {
+    let mut dims = [0usize; MAX_DIMS];
+    let mut ndim = 0;
+    for d in inner.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let slot = dims
+            .get_mut(ndim)
+            .ok_or(format!("more than {MAX_DIMS} dimensions"))?;
+        *slot = d.parse().map_err(|_| format!("bad dimension `{d}`"))?;
+        ndim += 1;
+    }
+    Ok(View {
         descr,
         fortran_order,
-        shape,
+        dims,
+        ndim,
         data_offset: start + len,
     })
 }
 
 /// Checks that `bytes` hold an array of `A` with `D`'s number of dimensions,
 /// and exactly as many data bytes as the shape says.
-fn check<A: NpyElem, D: Dimension>(bytes: &[u8]) -> std::result::Result<Header, String> {
-    let h = parse_header(bytes)?;
+fn check<A: NpyElem, D: Dimension>(bytes: &[u8]) -> std::result::Result<View<'_>, String> {
+    let h = view(bytes)?;
     if h.descr != A::DESCR {
         return Err(format!(
             "dtype is {} where {} was expected",
@@ -146,15 +179,12 @@ fn check<A: NpyElem, D: Dimension>(bytes: &[u8]) -> std::result::Result<Header, 
         ));
     }
     if let Some(n) = D::NDIM {
-        if n != h.shape.len() {
-            return Err(format!(
-                "{} dimensions where {n} were expected",
-                h.shape.len()
-            ));
+        if n != h.ndim {
+            return Err(format!("{} dimensions where {n} were expected", h.ndim));
         }
     }
     let count = h
-        .shape
+        .shape()
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("shape overflows")?;
@@ -163,7 +193,7 @@ fn check<A: NpyElem, D: Dimension>(bytes: &[u8]) -> std::result::Result<Header, 
     if got != expected {
         return Err(format!(
             "{got} data bytes where the shape {:?} needs {expected} (truncated or padded)",
-            h.shape
+            h.shape()
         ));
     }
     Ok(h)
@@ -188,16 +218,14 @@ pub fn read_npy<A: NpyElem, D: Dimension>(
             v
         }
     };
-    let shape = IxDyn(&h.shape);
+    let mut dim = D::zeros(h.ndim);
+    dim.slice_mut().copy_from_slice(h.shape());
     let array = if h.fortran_order {
-        Array::from_shape_vec(shape.f(), values)
+        Array::from_shape_vec(dim.f(), values)
     } else {
-        Array::from_shape_vec(shape, values)
+        Array::from_shape_vec(dim, values)
     };
-    array
-        .map_err(|e| e.to_string())?
-        .into_dimensionality::<D>()
-        .map_err(|e| e.to_string())
+    array.map_err(|e| e.to_string())
 }
 
 /// A `.npy` array read in place from a memory-mapped file: no copy, whatever
@@ -227,6 +255,12 @@ impl<A: NpyElem, D: Dimension> MappedArray<A, D> {
             reason,
         };
         let header = check::<A, D>(&map).map_err(corrupt)?;
+        let header = Header {
+            descr: header.descr.to_owned(),
+            fortran_order: header.fortran_order,
+            shape: header.shape().to_vec(),
+            data_offset: header.data_offset,
+        };
         if header.fortran_order {
             return Err(corrupt(
                 "Fortran-ordered arrays cannot be mapped in place".to_owned(),

@@ -119,11 +119,12 @@ pub struct LocalProcesses {
 }
 
 impl LocalProcesses {
-    /// Up to `workers` processes of `threads` threads each, providing no
-    /// resources.
+    /// `workers` processes of `threads` threads each, providing no
+    /// resources, kept for the whole run (as a local cluster keeps its
+    /// workers: starting one again costs more than an idle one).
     pub fn new(workers: NonZeroUsize, threads: NonZeroUsize) -> Self {
         LocalProcesses {
-            kinds: vec![WorkerKind::new("default", workers.get(), threads)],
+            kinds: vec![WorkerKind::new("default", workers.get(), threads).min(workers.get())],
             program: None,
             args: None,
             children: Vec::new(),

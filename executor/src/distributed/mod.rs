@@ -82,9 +82,10 @@ impl<L: Launcher> Distributed<L> {
     /// A scheduler that listens on 127.0.0.1 and gets workers from `launcher`.
     /// Defaults: heartbeat 1 s; a worker silent for 30 s is lost; a worker
     /// whose scheduler is silent for 30 s exits; a task is sent again after up
-    /// to 100 lost workers (bob's `allowed_failures`); an idle worker beyond
-    /// what the ready tasks need is released after 5 intervals of 200 ms
-    /// (bob's `wait_count`); the secret file goes to the temp folder.
+    /// to 100 lost workers (bob's `allowed_failures`); scaling is decided
+    /// every second, and an idle worker beyond what the ready tasks need (and
+    /// above its kind's minimum) is released after 5 such intervals (bob's
+    /// `wait_count`); the secret file goes to the temp folder.
     pub fn new(launcher: L) -> Self {
         Distributed {
             name: launcher.name(),
@@ -97,7 +98,7 @@ impl<L: Launcher> Distributed<L> {
                 death_timeout: Duration::from_secs(30),
                 allowed_failures: 100,
                 wait_count: 5,
-                interval: Duration::from_millis(200),
+                interval: Duration::from_secs(1),
                 secret_dir: std::env::temp_dir(),
             },
             progress: Arc::new(Bars::new()),
