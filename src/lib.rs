@@ -69,7 +69,7 @@
 //! let mut pipeline = Pipeline::new()
 //!     .then(Step::new(MyTransformer).transform_extra("metadata", "metadata"))
 //!     .then(MyFitTransformer);
-//! let executor = bob_pipelines::executor::by_name("local-parallel")?;
+//! let executor = bob_pipelines::executor::by_name("threads")?;
 //! let out = pipeline.fit_transform(samples).compute(&executor)?;
 //! assert_eq!(out.samples().count(), 10);
 //! assert_eq!(pipeline.step_names(), ["mytransformer", "myfittransformer"]);

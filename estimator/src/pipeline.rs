@@ -162,7 +162,7 @@ where
     /// Checkpoints every step's outputs and fitted models (bob's
     /// `wrap(["checkpoint"], …)`); a step made with `.checkpoint(false)`, or whose
     /// output goes to an attribute, is not checkpointed. Runs then need a
-    /// task-graph executor (`single-threaded`, `local-parallel`, …).
+    /// task-graph executor (`single-threaded`, `threads`, `local-parallel`, …).
     #[must_use]
     pub fn checkpoint(mut self, checkpoints: Checkpoints) -> Self {
         self.checkpoints = Some(checkpoints);

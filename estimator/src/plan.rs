@@ -504,7 +504,7 @@ pub struct Executed {
 
 /// Runs plans: single-threaded, on a thread pool, on worker processes, on a cluster.
 pub trait Executor: Send + Sync {
-    /// The executor's name (`single-threaded`, `local-parallel`, …).
+    /// The executor's name (`single-threaded`, `threads`, `local-parallel`, …).
     fn name(&self) -> String;
 
     /// Runs a plan.
