@@ -949,6 +949,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// the kind's minimum and maximum; idle workers beyond that are released
     /// after `wait_count` intervals.
     fn scale(&mut self, launcher: &mut dyn Launcher) -> Result<()> {
+        let remote_left =
+            self.graph.tasks().iter().enumerate().any(|(i, t)| {
+                !matches!(t.kind(), TaskKind::Load { .. }) && self.state[i] != St::Done
+            });
+        if !remote_left {
+            return Ok(()); // nothing for a worker to do (all read from checkpoints)
+        }
         let kinds = launcher.kinds().to_vec();
         let mut demand = vec![0usize; kinds.len()];
         for (i, t) in self.graph.tasks().iter().enumerate() {
