@@ -49,21 +49,7 @@ fn main() {
             for input in ["lazy", "prebuilt"] {
                 let mut rates = Vec::new();
                 for name in PIPELINE_EXECUTORS {
-                    // The median of three processes: this machine's noise is large.
-                    let mut runs: Vec<(f64, String)> = (0..3)
-                        .map(|_| {
-                            let out = Command::new(std::env::current_exe().expect("own path"))
-                                .args(["pipeline-one", name, &n(1, 1_000_000).to_string(), input])
-                                .output()
-                                .expect("re-run the benchmark");
-                            eprint!("{}", String::from_utf8_lossy(&out.stderr));
-                            let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-                            (field(&line, "samples_per_s"), line)
-                        })
-                        .collect();
-                    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-                    println!("{}", runs[1].1);
-                    rates.push(runs[1].0);
+                    rates.push(median_pipeline(name, n(1, 1_000_000), input));
                 }
                 println!(
                     "{{\"bench\":\"speedup\",\"input\":\"{input}\",\"threads_over_single_threaded\":{:.2}}}",
@@ -90,17 +76,47 @@ fn main() {
     }
 }
 
+/// This benchmark run once more, in a process of its own, with `args`: the
+/// `samples_per_s` of the line it prints, and the line.
+fn child(args: &[&str]) -> (f64, String) {
+    let out = Command::new(std::env::current_exe().expect("own path"))
+        .args(args)
+        .output()
+        .expect("re-run the benchmark");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (field(&line, "samples_per_s"), line)
+}
+
+/// The seed pipeline on `executor` in three processes (this machine's noise
+/// is large): prints the median run's line and returns its rate.
+fn median_pipeline(executor: &str, n: usize, input: &str) -> f64 {
+    let n = n.to_string();
+    let mut runs: Vec<(f64, String)> = (0..3)
+        .map(|_| child(&["pipeline-one", executor, &n, input]))
+        .collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    println!("{}", runs[1].1);
+    runs[1].0
+}
+
+/// Samples built before the clock starts. A distributed worker (this
+/// program, started again) never pulls the input, so it does not build it.
+fn built_first<T: Send + 'static>(
+    samples: impl ExactSizeIterator<Item = T> + Send + 'static,
+) -> Box<dyn ExactSizeIterator<Item = T> + Send> {
+    if is_worker() {
+        Box::new(samples)
+    } else {
+        Box::new(samples.collect::<Vec<_>>().into_iter())
+    }
+}
+
 fn pipeline(executor: &str, n: usize, prebuilt: bool) {
     let executor = by_name(executor).expect("a valid executor name");
     let mut pipeline = seed::pipeline();
     let (out, secs) = if prebuilt {
-        // A distributed worker (this program, started again) never pulls the
-        // input, so it does not build it either.
-        let samples: Box<dyn ExactSizeIterator<Item = _> + Send> = if is_worker() {
-            Box::new(seed::samples(n))
-        } else {
-            Box::new(seed::samples(n).collect::<Vec<_>>().into_iter())
-        };
+        let samples = built_first(seed::samples(n));
         let t0 = Instant::now();
         let out = pipeline.fit_transform(samples).compute(&executor);
         (out, t0.elapsed().as_secs_f64())
@@ -145,14 +161,9 @@ fn cpu() {
     let rates: Vec<f64> = ["single-threaded", "threads", "local-p2"]
         .iter()
         .map(|name| {
-            let out = Command::new(std::env::current_exe().expect("own path"))
-                .args(["cpu-one", name])
-                .output()
-                .expect("re-run the benchmark");
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let (rate, line) = child(&["cpu-one", name]);
             println!("{line}");
-            field(&line, "samples_per_s")
+            rate
         })
         .collect();
     println!(
@@ -166,13 +177,7 @@ fn cpu_one(name: &str) {
     let n = 200_000;
     let executor = by_name(name).expect("a valid executor name");
     let pipeline = Pipeline::new().then(Heavy).then(Heavy);
-    let samples = (0..n).map(|i| Sample::new(i.to_string(), f64::from(i)));
-    // A worker never pulls the input, so it does not build it.
-    let samples: Box<dyn ExactSizeIterator<Item = _> + Send> = if is_worker() {
-        Box::new(samples)
-    } else {
-        Box::new(samples.collect::<Vec<_>>().into_iter())
-    };
+    let samples = built_first((0..n).map(|i| Sample::new(i.to_string(), f64::from(i))));
     let t0 = Instant::now();
     let out = pipeline
         .transform(samples)
@@ -370,23 +375,10 @@ fn distributed(tasks: usize, n: usize) {
         "{{\"bench\":\"distributed\",\"workers\":2,\"tasks\":{tasks},\"us_per_task\":{:.1}}}",
         secs * 1e6 / tasks as f64
     );
-    let mut rates = Vec::new();
-    for name in ["threads", "local-p2"] {
-        let mut runs: Vec<(f64, String)> = (0..3)
-            .map(|_| {
-                let out = Command::new(std::env::current_exe().expect("own path"))
-                    .args(["pipeline-one", name, &n.to_string(), "prebuilt"])
-                    .output()
-                    .expect("re-run the benchmark");
-                eprint!("{}", String::from_utf8_lossy(&out.stderr));
-                let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-                (field(&line, "samples_per_s"), line)
-            })
-            .collect();
-        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        println!("{}", runs[1].1);
-        rates.push(runs[1].0);
-    }
+    let rates: Vec<f64> = ["threads", "local-p2"]
+        .iter()
+        .map(|name| median_pipeline(name, n, "prebuilt"))
+        .collect();
     println!(
         "{{\"bench\":\"distributed_vs_threads\",\"n\":{n},\"processes_over_threads\":{:.2}}}",
         rates[1] / rates[0]

@@ -29,11 +29,12 @@ pub trait PartitionCodec: Send + Sync {
     /// [`Error::Wire`] for bytes that are not a partition of this type.
     fn decode(&self, bytes: &[u8]) -> Result<AnyPartition>;
 
-    /// The keys of a partition's samples (failed ones included), in order.
+    /// The keys of a partition's first `limit` samples (failed ones
+    /// included), in order: what names a partition in a message.
     ///
     /// # Errors
     /// [`Error::WrongType`] for a partition of another type.
-    fn keys(&self, part: &AnyPartition) -> Result<Vec<Key>>;
+    fn keys(&self, part: &AnyPartition, limit: usize) -> Result<Vec<Key>>;
 }
 
 /// A shared partition codec.
@@ -99,9 +100,10 @@ fn slots<T: 'static>(part: &AnyPartition) -> Result<&Vec<Slot<T>>> {
 }
 
 impl<T: Send + Sync + 'static> PartitionCodec for Typed<T> {
-    fn keys(&self, part: &AnyPartition) -> Result<Vec<Key>> {
+    fn keys(&self, part: &AnyPartition, limit: usize) -> Result<Vec<Key>> {
         Ok(slots::<T>(part)?
             .iter()
+            .take(limit)
             .map(|s| match s {
                 Ok(s) => s.key().clone(),
                 Err(f) => f.key().clone(),

@@ -117,6 +117,14 @@ pub(crate) fn get_frames(r: &mut impl Read, n: u32) -> Result<Vec<Vec<u8>>, Wire
         .collect()
 }
 
+/// Whether a read failed because the peer said nothing for the read timeout.
+pub(crate) fn is_timeout(e: &WireError) -> bool {
+    matches!(e, WireError::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ))
+}
+
 /// The environment a launcher gives a worker: everything but the secret.
 pub(crate) mod env {
     /// The secret file's path.

@@ -19,7 +19,7 @@ use bob_pipelines_sample::Key;
 
 use super::Settings;
 use super::launcher::{JobState, Launcher};
-use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, millis};
+use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, is_timeout, millis};
 use crate::local::run_task;
 use crate::progress::Progress;
 use crate::wire::{self, Secret, SecretFile, WireError, WorkerInfo, encode};
@@ -53,7 +53,7 @@ enum Event {
     /// (none when the load is itself an output and stays in the job).
     Loaded {
         task: usize,
-        result: Result<Option<(Vec<u8>, Keys)>>,
+        result: Result<Option<(Vec<u8>, Vec<Key>)>>,
     },
     Decoded {
         result: Result<()>,
@@ -66,23 +66,8 @@ enum DriverWork {
     Decode(usize, Vec<u8>),
 }
 
-/// A partition's first keys and size, to name it in errors.
-#[derive(Debug, Clone, Default)]
-struct Keys {
-    first: Vec<Key>,
-    len: usize,
-}
-
-impl std::fmt::Display for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let shown: Vec<String> = self.first.iter().map(|k| format!("{k:?}")).collect();
-        write!(f, "keys {}", shown.join(", "))?;
-        if self.len > self.first.len() {
-            write!(f, " … ({} samples)", self.len)?;
-        }
-        Ok(())
-    }
-}
+/// How many keys name a partition in errors.
+const KEYS_SHOWN: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
@@ -293,11 +278,7 @@ fn driver_thread(
                         TaskKind::Load { from: Some(s), .. } => info.steps()[s].wire(),
                         _ => info.input_wire(),
                     };
-                    let all = wire.codec().keys(&part)?;
-                    let keys = Keys {
-                        len: all.len(),
-                        first: all.into_iter().take(3).collect(),
-                    };
+                    let keys = wire.codec().keys(&part, KEYS_SHOWN)?;
                     Ok(Some((wire.codec().encode(&part)?, keys)))
                 }),
             },
@@ -332,14 +313,7 @@ fn read_worker(id: u32, stream: TcpStream, silence: Duration, events: Sender<Eve
             Ok(msg) => msg,
             Err(e) => {
                 let reason = match &e {
-                    WireError::Io(io)
-                        if matches!(
-                            io.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) =>
-                    {
-                        format!("silent for {silence:?} (no heartbeat)")
-                    }
+                    e if is_timeout(e) => format!("silent for {silence:?} (no heartbeat)"),
                     WireError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
                         "connection closed".to_owned()
                     }
@@ -411,7 +385,8 @@ struct Scheduler<'j, 'a> {
     consumers: Vec<usize>,
     failures: Vec<Vec<String>>,
     data: Vec<Option<Bytes>>,
-    keys: Vec<Keys>,
+    /// Each input partition's first keys, once loaded.
+    keys: Vec<Vec<Key>>,
     is_output: Vec<bool>,
     ready: BTreeSet<(Reverse<usize>, usize)>,
     loads: std::collections::VecDeque<usize>,
@@ -465,7 +440,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             consumers: (0..n).map(|i| graph.dependents(i).len()).collect(),
             failures: vec![Vec::new(); n],
             data: vec![None; n],
-            keys: vec![Keys::default(); info.npartitions()],
+            keys: vec![Vec::new(); info.npartitions()],
             is_output,
             ready: BTreeSet::new(),
             loads: std::collections::VecDeque::new(),
@@ -833,7 +808,16 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             .unwrap_or_default();
         let samples = match t.kind() {
             TaskKind::Transform { partition, .. } | TaskKind::Load { partition, .. } => {
-                self.keys[partition].to_string()
+                let shown: Vec<String> = self.keys[partition]
+                    .iter()
+                    .map(|k| format!("{k:?}"))
+                    .collect();
+                let more = if t.samples() > shown.len() {
+                    " …"
+                } else {
+                    ""
+                };
+                format!("keys {}{more} ({} samples)", shown.join(", "), t.samples())
             }
             TaskKind::Fit { .. } => format!("all {} samples", t.samples()),
         };

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use bob_pipelines_estimator::{AnyPartition, Counts, Model, PlanInfo, Result, WORKER_ENV};
 use bob_pipelines_graph::{program_fingerprint, save_model, save_outputs};
 
-use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, put};
+use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, is_timeout, put};
+use crate::local::panic_message;
 use crate::wire::{self, WireError, WorkerInfo, read_secret};
 
 /// Serves the scheduler named in the environment, then ends the process:
@@ -176,16 +177,10 @@ fn connect(addr: &str, patience: Duration) -> std::result::Result<TcpStream, Str
 }
 
 fn gone(addr: &str, death: Duration, e: &WireError) -> String {
-    match e {
-        WireError::Io(io)
-            if matches!(
-                io.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            format!("the scheduler at {addr} was silent for {death:?}; exiting")
-        }
-        e => format!("the scheduler at {addr} is gone ({e}); exiting"),
+    if is_timeout(e) {
+        format!("the scheduler at {addr} was silent for {death:?}; exiting")
+    } else {
+        format!("the scheduler at {addr} is gone ({e}); exiting")
     }
 }
 
@@ -200,11 +195,7 @@ fn execute(
     let Work { task, op, inputs } = work;
     let outcome = catch_unwind(AssertUnwindSafe(|| run_op(info, models, op, inputs)))
         .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with no message".to_owned());
+            let message = panic_message(&*panic);
             let (step, what) = match op {
                 Op::Fit { step } => (step, bob_pipelines_estimator::Op::Fit),
                 Op::Transform { step } => (step, bob_pipelines_estimator::Op::Transform),

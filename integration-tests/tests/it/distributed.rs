@@ -210,13 +210,8 @@ fn a_killed_worker_costs_the_run_nothing() {
         std::thread::spawn(move || {
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(60) {
-                if let Some(pid) = std::fs::read_dir(&dir)
-                    .ok()
-                    .and_then(|mut d| d.next())
-                    .and_then(|e| e.ok())
-                {
+                if let Some(pid) = pids(&dir).into_iter().next() {
                     std::thread::sleep(Duration::from_millis(100));
-                    let pid = pid.file_name().to_string_lossy().into_owned();
                     let status = Command::new("kill").args(["-9", &pid]).status().unwrap();
                     return status.success().then_some(pid);
                 }
@@ -294,11 +289,9 @@ fn strangers_on_the_port_are_dropped_and_the_run_goes_on() {
         let dir = dir.clone();
         std::thread::spawn(move || {
             let addr = loop {
-                let found = std::fs::read_dir(&dir)
-                    .ok()
-                    .and_then(|mut d| d.next())
-                    .and_then(|e| e.ok())
-                    .and_then(|e| std::fs::read_to_string(e.path()).ok())
+                let found = pids(&dir)
+                    .first()
+                    .and_then(|pid| std::fs::read_to_string(dir.join(pid)).ok())
                     .filter(|a| !a.is_empty());
                 if let Some(a) = found {
                     break a;
@@ -402,6 +395,7 @@ fn alive(pid: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The pids of the workers that noted themselves in `dir`.
 fn pids(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
