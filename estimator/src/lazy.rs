@@ -378,7 +378,13 @@ where
         // run knows to look for the temp files it left.
         let marker = match info.checkpoint() {
             Some(c) => {
-                let path = c.options().layout().features_dir().join(RUN_MARKER);
+                let root = c.options().layout().features_dir();
+                // A run killed while writing its marker left the marker's temp
+                // file (and no marker to say so): the root holds no other temp.
+                cp::clean_temps(root, false).map_err(|source| Error::CheckpointFolder {
+                    source: Box::new(source),
+                })?;
+                let path = root.join(RUN_MARKER);
                 c.options()
                     .writer()
                     .write(&path, std::process::id().to_string().as_bytes())
