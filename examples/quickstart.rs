@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bob_pipelines::estimator::Checkpoints;
-use bob_pipelines::executor::{NAMES, from_env};
 use bob_pipelines::graph::TaskGraph;
+use bob_pipelines::{all_names, from_env};
 
 fn main() -> ExitCode {
     match run() {
@@ -46,7 +46,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "-h" | "--help" => {
                 println!(
                     "usage: quickstart [EXECUTOR] [--out DIR] [--dry-run] [--force]\nexecutors: {}",
-                    NAMES.join(", ")
+                    all_names().join(", ")
                 );
                 return Ok(());
             }
@@ -55,7 +55,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let executor = match executor_name {
-        Some(name) => bob_pipelines::executor::by_name(&name)?,
+        Some(name) => bob_pipelines::by_name(&name)?,
         None => from_env("local-parallel")?,
     };
 

@@ -22,7 +22,11 @@
 //!   and transform tasks, resource tags, a fingerprint, DOT and SVG.
 //! - [`executor`]: what computes a run — [`SingleThreaded`](executor::SingleThreaded),
 //!   a work-stealing [`ThreadPool`](executor::ThreadPool), executors
-//!   [by name](executor::by_name) and progress bars.
+//!   the distributed scheduler with worker processes, progress bars.
+//! - [`sge`]: workers as SGE (Grid Engine) jobs, bob's queue specs, and
+//!   `~/.config/bobrc.toml`.
+//! - [`by_name`]: every executor by bob's `dask.client` names (`single-threaded`,
+//!   `local-parallel`, `sge`, `sge-gpu`, …).
 //!
 //! # Example
 //!
@@ -69,7 +73,7 @@
 //! let mut pipeline = Pipeline::new()
 //!     .then(Step::new(MyTransformer).transform_extra("metadata", "metadata"))
 //!     .then(MyFitTransformer);
-//! let executor = bob_pipelines::executor::by_name("threads")?;
+//! let executor = bob_pipelines::by_name("threads")?;
 //! let out = pipeline.fit_transform(samples).compute(&executor)?;
 //! assert_eq!(out.samples().count(), 10);
 //! assert_eq!(pipeline.step_names(), ["mytransformer", "myfittransformer"]);
@@ -91,6 +95,54 @@ pub use bob_pipelines_executor as executor;
 pub use bob_pipelines_graph as graph;
 #[doc(inline)]
 pub use bob_pipelines_sample as sample;
+#[doc(inline)]
+pub use bob_pipelines_sge as sge;
+
+use estimator::Executor;
+
+/// An executor name that does not exist, or an SGE executor that cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutorError {
+    /// No executor has this name.
+    #[error("unknown executor `{name}`; valid executors: {}", all_names().join(", "))]
+    Unknown {
+        /// The name given.
+        name: String,
+    },
+    /// An SGE executor whose settings (bobrc) cannot be read.
+    #[error(transparent)]
+    Sge(#[from] sge::Error),
+}
+
+/// Every executor name, for messages and `--help`.
+pub fn all_names() -> Vec<&'static str> {
+    executor::NAMES.iter().chain(sge::NAMES).copied().collect()
+}
+
+/// The executor called `name`, as bob's `dask.client` names: those of
+/// [`executor::by_name`] (`single-threaded`, `local-parallel`, `local-pN`,
+/// `threads`, `threads-pN`, `in-memory`) and bob's SGE ones (`sge`,
+/// `sge-gpu`, `sge-io-big`, `sge-demanding`; see [`sge::by_name`]).
+///
+/// # Errors
+/// [`ExecutorError::Unknown`] listing the valid names; [`ExecutorError::Sge`]
+/// when bobrc cannot be read.
+pub fn by_name(name: &str) -> Result<Box<dyn Executor>, ExecutorError> {
+    if let Some(sge) = sge::by_name(name) {
+        return Ok(Box::new(sge?));
+    }
+    executor::by_name(name).map_err(|e| ExecutorError::Unknown { name: e.name })
+}
+
+/// The executor named by `BOB_PIPELINES_EXECUTOR`, or `default` when it is
+/// unset or blank.
+///
+/// # Errors
+/// As [`by_name`].
+pub fn from_env(default: &str) -> Result<Box<dyn Executor>, ExecutorError> {
+    by_name(&executor::name_from_env(default))
+}
 
 /// The names most programs need: `use bob_pipelines::prelude::*;`.
 pub mod prelude {
@@ -98,7 +150,8 @@ pub mod prelude {
         Batch, BoxError, Checkpoints, Executor, Failure, Fit, InMemory, Lazy, Outputs, Pipeline,
         SampleResult, Step, Tags, Transformer,
     };
-    pub use crate::executor::{SingleThreaded, ThreadPool, by_name, from_env};
+    pub use crate::executor::{SingleThreaded, ThreadPool};
     pub use crate::graph::TaskGraph;
     pub use crate::sample::{DelayedSample, DelayedSampleSet, Key, Sample, SampleBatch, SampleSet};
+    pub use crate::{by_name, from_env};
 }

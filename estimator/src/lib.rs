@@ -17,7 +17,9 @@ pub use bob_pipelines_sample::BoxError;
 pub use ckpt::{Checkpoints, SaveRules};
 pub use error::{Error, Op, Result};
 pub use lazy::{Lazy, RUN_MARKER};
-pub use outputs::{Failed, LOAD_STEP, Outputs, Report, SampleSource, SetOutputs, Slot, StepReport};
+pub use outputs::{
+    Failed, LOAD_STEP, Outputs, RanOn, Report, SampleSource, SetOutputs, Slot, StepReport,
+};
 pub use pipeline::{Pipeline, SetSource, StepInfo};
 pub use plan::{
     CheckpointPlan, Executed, Executor, InMemory, InputPartition, Loaded, MAX_AUTO_PARTITION,

@@ -159,9 +159,43 @@ pub struct StepReport {
     pub samples: usize,
     /// Samples that failed at this step.
     pub failed: usize,
+    /// Where its tasks ran, on executors with workers elsewhere (empty
+    /// otherwise): one entry per worker and operation.
+    #[serde(default)]
+    pub ran_on: Vec<RanOn>,
+}
+
+/// Tasks of a step that one worker ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RanOn {
+    /// The worker's name: its job id (`1234`, or `1234.2` for a job array's task).
+    pub worker: String,
+    /// The kind of worker (for SGE, the queue spec and its queue).
+    pub kind: String,
+    /// Whether these were the step's fit (else transforms).
+    pub fit: bool,
+    /// How many tasks.
+    pub tasks: usize,
 }
 
 impl StepReport {
+    /// Counts a task that `worker`, of kind `kind`, ran.
+    pub fn ran(&mut self, worker: &str, kind: &str, fit: bool) {
+        match self
+            .ran_on
+            .iter_mut()
+            .find(|r| r.worker == worker && r.fit == fit)
+        {
+            Some(r) => r.tasks += 1,
+            None => self.ran_on.push(RanOn {
+                worker: worker.to_owned(),
+                kind: kind.to_owned(),
+                fit,
+                tasks: 1,
+            }),
+        }
+    }
+
     /// Adds one transform task's counts and time.
     pub fn add(&mut self, counts: crate::step::Counts, time: Duration) {
         self.samples += counts.samples;
@@ -209,6 +243,19 @@ impl fmt::Display for Report {
                 fit,
                 format!("{:.3?}", s.transform_time)
             )?;
+        }
+        for s in self.steps.iter().filter(|s| !s.ran_on.is_empty()) {
+            write!(f, "{} ran on:", s.name)?;
+            for (i, r) in s.ran_on.iter().enumerate() {
+                let sep = if i == 0 { " " } else { "; " };
+                let what = if r.fit {
+                    "fit".to_owned()
+                } else {
+                    format!("{} transform(s)", r.tasks)
+                };
+                write!(f, "{sep}{what} on `{}` [{}]", r.worker, r.kind)?;
+            }
+            writeln!(f)?;
         }
         if self.from_checkpoints > 0 {
             writeln!(

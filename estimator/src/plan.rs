@@ -397,6 +397,7 @@ impl PlanInfo {
                     transform_time: Duration::ZERO,
                     samples: 0,
                     failed: 0,
+                    ran_on: Vec::new(),
                 })
                 .collect(),
             warnings: self

@@ -8,5 +8,5 @@ mod progress;
 pub mod wire;
 
 pub use local::{SingleThreaded, ThreadPool};
-pub use names::{ENV, NAMES, UnknownExecutor, by_name, from_env};
+pub use names::{ENV, NAMES, UnknownExecutor, by_name, from_env, name_from_env};
 pub use progress::{Bars, Progress, Silent};

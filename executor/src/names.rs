@@ -66,7 +66,13 @@ pub fn by_name(name: &str) -> Result<Box<dyn Executor>, UnknownExecutor> {
 /// # Errors
 /// [`UnknownExecutor`] for a name that does not exist.
 pub fn from_env(default: &str) -> Result<Box<dyn Executor>, UnknownExecutor> {
-    by_name(&pick(std::env::var(ENV).ok(), default))
+    by_name(&name_from_env(default))
+}
+
+/// The executor name in `BOB_PIPELINES_EXECUTOR`, or `default` when it is
+/// unset or blank.
+pub fn name_from_env(default: &str) -> String {
+    pick(std::env::var(ENV).ok(), default)
 }
 
 /// The name to use: the variable's value when it is set and not blank.

@@ -197,6 +197,11 @@ impl<'a> Job<'a> {
         lock(&self.report).steps[step].add(counts, elapsed);
     }
 
+    /// Records that worker `worker`, of kind `kind`, ran a task of `step`.
+    pub fn record_place(&self, step: usize, worker: &str, kind: &str, fit: bool) {
+        lock(&self.report).steps[step].ran(worker, kind, fit);
+    }
+
     /// Records a fit of `step` that ran elsewhere, with its model.
     pub fn record_fit(&self, step: usize, model: Model, elapsed: Duration) {
         *lock(&self.models[step]) = Some(model);

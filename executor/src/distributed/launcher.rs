@@ -96,8 +96,13 @@ pub trait Launcher: Send {
     fn shutdown(&mut self);
 }
 
-/// The variables every worker of a kind gets, beside the run's.
-pub(crate) fn kind_env(kind: &WorkerKind, job: &str) -> Vec<(String, String)> {
+/// The variable that names a worker: its job id. A launcher that learns the
+/// id only once the job runs (a batch system) sets it in the job itself.
+pub const JOB_ID_ENV: &str = env::JOB_ID;
+
+/// The variables each worker of `kind` gets beside the run's: its name
+/// (`job`, under [`JOB_ID_ENV`]), threads and resources.
+pub fn worker_env(kind: &WorkerKind, job: &str) -> Vec<(String, String)> {
     vec![
         (env::JOB_ID.to_owned(), job.to_owned()),
         (env::THREADS.to_owned(), kind.threads.to_string()),
@@ -193,7 +198,7 @@ impl Launcher for LocalProcesses {
             let child = Command::new(&program)
                 .args(&args)
                 .envs(env.iter().map(|(k, v)| (k, v)))
-                .envs(kind_env(&self.kinds[kind], &job))
+                .envs(worker_env(&self.kinds[kind], &job))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())

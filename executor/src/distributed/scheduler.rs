@@ -161,6 +161,7 @@ pub(crate) fn run(
     .map_err(|e| io("listening for workers", e))?;
 
     let mut s = Scheduler::new(job, settings, progress, executor, env, events_tx.clone());
+    s.kinds = launcher.kinds().to_vec();
     let (work_tx, work_rx) = mpsc::channel::<DriverWork>();
     let work_rx = Mutex::new(work_rx);
     let outcome = std::thread::scope(|scope| {
@@ -176,6 +177,15 @@ pub(crate) fn run(
     stop.store(true, Ordering::Release);
     s.close(launcher);
     outcome
+}
+
+/// The kind of worker untagged tasks run on: the first that provides no
+/// resource, else the first.
+fn untagged_kind(kinds: &[super::WorkerKind]) -> usize {
+    kinds
+        .iter()
+        .position(|k| k.resources.is_empty())
+        .unwrap_or(0)
 }
 
 /// Fails at the start for a tag that no kind of worker provides: waiting
@@ -393,6 +403,8 @@ struct Scheduler<'j, 'a> {
     loads_held: usize,
     window: usize,
     models: Vec<Option<Bytes>>,
+    /// The launcher's kinds of worker.
+    kinds: Vec<super::WorkerKind>,
     workers: BTreeMap<u32, Worker>,
     jobs: HashMap<String, Launched>,
     launch_failures: Vec<(usize, String)>,
@@ -447,6 +459,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             loads_held: 0,
             window: 2,
             models,
+            kinds: Vec::new(),
             workers: BTreeMap::new(),
             jobs: HashMap::new(),
             launch_failures: Vec::new(),
@@ -686,6 +699,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             w.running.retain(|&t| t != task);
         }
         let info = self.graph.info();
+        if let (Some(w), Some(step)) = (self.workers.get(&id), self.graph.task(task).step()) {
+            let kind = w.kind.map_or("unknown", |k| self.kinds[k].name.as_str());
+            let fit = matches!(self.graph.task(task).kind(), TaskKind::Fit { .. });
+            self.job.record_place(step, &w.name, kind, fit);
+        }
         match self.graph.task(task).kind() {
             TaskKind::Transform { step, .. } => {
                 self.job.record_transform(step, counts, elapsed);
@@ -719,13 +737,16 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         Ok(())
     }
 
+    /// Whether worker `w` has room for `task` and is of the kind for it: a
+    /// tagged task needs a worker that provides its resource; an untagged one
+    /// goes to workers of the kind scaled for untagged tasks (a GPU job does
+    /// not take CPU work), or to a worker of no known kind.
     fn fits(&self, w: &Worker, task: usize) -> bool {
         w.running.len() < w.capacity
-            && self
-                .graph
-                .task(task)
-                .resource()
-                .is_none_or(|r| w.resources.iter().any(|x| x == r))
+            && match self.graph.task(task).resource() {
+                Some(r) => w.resources.iter().any(|x| x == r),
+                None => w.kind.is_none_or(|k| k == untagged_kind(&self.kinds)),
+            }
     }
 
     /// Hands ready tasks to workers with room and the resources they need.
@@ -914,17 +935,15 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     }
 
     /// The kind of worker that serves a task: the first that provides its
-    /// resource, or for an untagged task the first that provides none.
-    fn kind_of(&self, kinds: &[super::WorkerKind], task: usize) -> usize {
+    /// resource, or for an untagged task [`untagged_kind`].
+    fn kind_of(&self, task: usize) -> usize {
         match self.graph.task(task).resource() {
-            Some(r) => kinds
+            Some(r) => self
+                .kinds
                 .iter()
                 .position(|k| k.resources.iter().any(|x| x == r))
                 .unwrap_or(0),
-            None => kinds
-                .iter()
-                .position(|k| k.resources.is_empty())
-                .unwrap_or(0),
+            None => untagged_kind(&self.kinds),
         }
     }
 
@@ -940,7 +959,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         if !remote_left {
             return Ok(()); // nothing for a worker to do (all read from checkpoints)
         }
-        let kinds = launcher.kinds().to_vec();
+        let kinds = self.kinds.clone();
         let mut demand = vec![0usize; kinds.len()];
         for (i, t) in self.graph.tasks().iter().enumerate() {
             if matches!(t.kind(), TaskKind::Load { .. }) {
@@ -955,7 +974,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 St::Loading | St::Done => false,
             };
             if soon {
-                demand[self.kind_of(&kinds, i)] += 1;
+                demand[self.kind_of(i)] += 1;
             }
         }
         for (k, kind) in kinds.iter().enumerate() {

@@ -1,0 +1,91 @@
+//! The `bob-pipelines` command: the settings file bob's `bob config` edits.
+
+use std::process::ExitCode;
+
+use bob_pipelines::sge::bobrc::Rc;
+use clap::{Parser, Subcommand};
+
+/// bob-pipelines' command line.
+#[derive(Parser)]
+#[command(name = "bob-pipelines", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Settings in ~/.config/bobrc.toml (or $BOBRC), as bob's `bob config`.
+    Config {
+        #[command(subcommand)]
+        action: Config,
+    },
+}
+
+#[derive(Subcommand)]
+enum Config {
+    /// Prints every setting, `key = value`.
+    Show,
+    /// Prints one setting's value (exit status 1 when it is not set).
+    Get {
+        /// A dotted key, such as `sge.project`.
+        key: String,
+    },
+    /// Sets a setting (`bob-pipelines config set sge.project NAME`).
+    Set {
+        /// A dotted key, such as `sge.project`.
+        key: String,
+        /// Its value (a string).
+        value: String,
+    },
+    /// Removes a setting.
+    Unset {
+        /// A dotted key.
+        key: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bob-pipelines: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cli.command {
+        Command::Config { action } => config(action),
+    }
+}
+
+fn config(action: Config) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut rc = Rc::load()?;
+    match action {
+        Config::Show => {
+            println!("# {}", rc.path().display());
+            print!("{}", rc.show());
+        }
+        Config::Get { key } => match rc.get(&key) {
+            Some(v) => println!("{v}"),
+            None => {
+                eprintln!("`{key}` is not set in {}", rc.path().display());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Config::Set { key, value } => {
+            rc.set(&key, &value)?;
+            rc.save()?;
+        }
+        Config::Unset { key } => {
+            if !rc.unset(&key) {
+                eprintln!("`{key}` was not set in {}", rc.path().display());
+                return Ok(ExitCode::FAILURE);
+            }
+            rc.save()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,592 @@
+//! Queue specs: what each kind of SGE worker asks for (bob's `sge_job_spec`).
+
+use std::num::NonZeroUsize;
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// A memory size as SGE reads it (`8G`, `512M`), parsed from bob's forms
+/// (`8GB`, `8G`, `512MB`, `4GiB`, `1.5G`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Memory {
+    text: String,
+    bytes: u64,
+}
+
+impl Memory {
+    /// Parses a size: a number and a unit among K, M, G, T (any case), with
+    /// or without `B` / `iB` (SGE's units are powers of 1024).
+    ///
+    /// # Errors
+    /// [`Error::Spec`] (with no spec named) for anything else.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let bad = || Error::Spec {
+            spec: String::new(),
+            reason: format!(
+                "memory `{s}` is not a size such as `8GB`, `8G`, `512MB` or `1.5G` \
+                 (a number and a unit K, M, G or T)"
+            ),
+        };
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, unit) = t.split_at(split);
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let unit = unit.trim().to_ascii_uppercase();
+        let letter = match unit.as_str() {
+            "K" | "KB" | "KIB" => 'K',
+            "M" | "MB" | "MIB" => 'M',
+            "G" | "GB" | "GIB" => 'G',
+            "T" | "TB" | "TIB" => 'T',
+            _ => return Err(bad()),
+        };
+        let scale = match letter {
+            'K' => 1u64 << 10,
+            'M' => 1 << 20,
+            'G' => 1 << 30,
+            _ => 1 << 40,
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let bytes = value * scale as f64;
+        if !(bytes >= 1.0 && bytes < 2f64.powi(63)) {
+            return Err(bad());
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let bytes = bytes as u64;
+        Ok(Memory {
+            text: format!("{number}{letter}"),
+            bytes,
+        })
+    }
+
+    /// As SGE reads it (`8G`).
+    pub fn as_sge(&self) -> &str {
+        &self.text
+    }
+
+    /// In bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// What one kind of worker asks SGE for: bob's spec fields, plus `threads`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The queue (`-q`).
+    pub queue: String,
+    /// Memory (`-l mem_free=…`), if any.
+    pub memory: Option<Memory>,
+    /// Whether to request `io_big=TRUE`.
+    pub io_big: bool,
+    /// More `-l` requests (`h_vmem=8G,h_rt=1:00:00`), put first.
+    pub resource_spec: String,
+    /// Jobs of this kind at most (`None`: the largest `max_jobs` of its specs,
+    /// bob's `get_max_jobs`).
+    pub max_jobs: Option<usize>,
+    /// Resources its workers provide: tasks tagged with one of them (bob's
+    /// `fit_tag`, `transform_tag`) run only on such workers.
+    pub resources: Vec<String>,
+    /// More `#$` lines, verbatim (`-pe pe_mth 2`, `-l h_rt=…`).
+    pub job_extra: Vec<String>,
+    /// Threads each worker runs tasks on (1, as bob's workers; match the
+    /// slots a `-pe` line reserves).
+    pub threads: NonZeroUsize,
+}
+
+impl QueueSpec {
+    /// A spec for `queue`, asking for nothing else, one thread per worker.
+    pub fn new(queue: &str) -> Self {
+        QueueSpec {
+            queue: queue.to_owned(),
+            memory: None,
+            io_big: false,
+            resource_spec: String::new(),
+            max_jobs: None,
+            resources: Vec::new(),
+            job_extra: Vec::new(),
+            threads: NonZeroUsize::MIN,
+        }
+    }
+
+    /// Asks for `memory` (`8GB`, `512M`).
+    ///
+    /// # Errors
+    /// [`Error::Spec`] for a size that does not parse.
+    pub fn memory(mut self, memory: &str) -> Result<Self, Error> {
+        self.memory = Some(Memory::parse(memory)?);
+        Ok(self)
+    }
+
+    /// Requests `io_big=TRUE`.
+    #[must_use]
+    pub fn io_big(mut self, io_big: bool) -> Self {
+        self.io_big = io_big;
+        self
+    }
+
+    /// More `-l` requests.
+    #[must_use]
+    pub fn resource_spec(mut self, spec: &str) -> Self {
+        spec.clone_into(&mut self.resource_spec);
+        self
+    }
+
+    /// At most `n` jobs of this kind.
+    #[must_use]
+    pub fn max_jobs(mut self, n: usize) -> Self {
+        self.max_jobs = Some(n);
+        self
+    }
+
+    /// Its workers provide `resource`.
+    #[must_use]
+    pub fn provides(mut self, resource: &str) -> Self {
+        self.resources.push(resource.to_owned());
+        self
+    }
+
+    /// Adds a `#$` line (`-pe smp 2`).
+    #[must_use]
+    pub fn job_extra(mut self, line: &str) -> Self {
+        self.job_extra.push(line.to_owned());
+        self
+    }
+
+    /// Threads per worker.
+    #[must_use]
+    pub fn threads(mut self, threads: NonZeroUsize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The `-l` line, composed as bob does (`resource_spec`, then
+    /// `io_big=TRUE`, `mem_free=…`, and `<queue>=TRUE` for queues other than
+    /// `all.q`), but with commas only between items.
+    pub fn resource_list(&self) -> Option<String> {
+        let mut items: Vec<String> = self
+            .resource_spec
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if self.io_big {
+            items.push("io_big=TRUE".to_owned());
+        }
+        if let Some(m) = &self.memory {
+            items.push(format!("mem_free={}", m.as_sge()));
+        }
+        if self.queue != "all.q" {
+            items.push(format!("{}=TRUE", self.queue));
+        }
+        (!items.is_empty()).then(|| items.join(","))
+    }
+
+    fn check(&self, name: &str) -> Result<(), Error> {
+        let bad = |reason: String| {
+            Err(Error::Spec {
+                spec: name.to_owned(),
+                reason,
+            })
+        };
+        let plain = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == ',');
+        if !plain(&self.queue) {
+            return bad(format!(
+                "queue `{}` is not a queue name (empty, or with spaces or commas)",
+                self.queue
+            ));
+        }
+        for item in self.resource_spec.split(',').map(str::trim) {
+            if !item.is_empty() && (!item.contains('=') || item.contains(char::is_whitespace)) {
+                return bad(format!(
+                    "resource_spec item `{item}` is not `name=value` (as `qsub -l` takes)"
+                ));
+            }
+        }
+        if self.max_jobs == Some(0) {
+            return bad("max_jobs is 0: no worker could ever start".to_owned());
+        }
+        for r in &self.resources {
+            if !plain(r) {
+                return bad(format!("resource `{r}` is empty or has spaces or commas"));
+            }
+        }
+        for line in &self.job_extra {
+            if !line.trim_start().starts_with('-') || line.contains('\n') {
+                return bad(format!(
+                    "job_extra line `{line}` is not a qsub option (`-pe smp 2`) on one line"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The specs of a cluster's kinds of worker, by name, in order; `default`
+/// serves untagged tasks (bob's `sge_job_spec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpecs {
+    specs: Vec<(String, QueueSpec)>,
+}
+
+impl QueueSpecs {
+    /// Specs from `(name, spec)` pairs; one must be called `default`.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] when `default` is missing, a name repeats, or a spec
+    /// is invalid (bad queue name, `-l` item, resource, `job_extra` line,
+    /// `max_jobs = 0`).
+    pub fn new<S: Into<String>>(
+        specs: impl IntoIterator<Item = (S, QueueSpec)>,
+    ) -> Result<Self, Error> {
+        let mut out: Vec<(String, QueueSpec)> = Vec::new();
+        for (name, spec) in specs {
+            let name = name.into();
+            if name.trim().is_empty() || name.contains(char::is_whitespace) {
+                return Err(Error::Spec {
+                    spec: name,
+                    reason: "a spec's name must be a word (`default`, `q_short_gpu`)".to_owned(),
+                });
+            }
+            if out.iter().any(|(n, _)| *n == name) {
+                return Err(Error::Spec {
+                    spec: name,
+                    reason: "this name is given twice".to_owned(),
+                });
+            }
+            spec.check(&name)?;
+            out.push((name, spec));
+        }
+        let Some(i) = out.iter().position(|(n, _)| n == "default") else {
+            let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(Error::Spec {
+                spec: "default".to_owned(),
+                reason: format!(
+                    "missing: the specs ({}) need one called `default`, for untagged tasks",
+                    names.join(", ")
+                ),
+            });
+        };
+        let default = out.remove(i);
+        out.insert(0, default);
+        Ok(QueueSpecs { specs: out })
+    }
+
+    /// Specs from TOML, one table per spec, with bob's keys:
+    ///
+    /// ```toml
+    /// [default]
+    /// queue = "q_1day"
+    /// memory = "8GB"
+    /// io_big = false
+    /// max_jobs = 16
+    ///
+    /// [q_short_gpu]
+    /// queue = "q_short_gpu"
+    /// memory = "30GB"
+    /// resources = { q_short_gpu = 1 }   # or ["q_short_gpu"]
+    /// job_extra = ["-l h_rt=00:30:00"]
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Spec`] naming the spec and the key: unknown keys, wrong
+    /// types, bad memory strings, and everything [`new`](Self::new) checks.
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        let doc: toml_edit::DocumentMut = text.parse().map_err(|e| Error::Spec {
+            spec: String::new(),
+            reason: format!("not TOML: {e}"),
+        })?;
+        let mut specs = Vec::new();
+        for (name, item) in doc.iter() {
+            let bad = |reason: String| Error::Spec {
+                spec: name.to_owned(),
+                reason,
+            };
+            let table = item
+                .as_table_like()
+                .ok_or_else(|| bad("must be a table of bob's keys ([name] queue = …)".into()))?;
+            let mut one = toml_edit::Table::new();
+            for (k, v) in table.iter() {
+                one.insert(k, v.clone());
+            }
+            let raw: RawSpec = toml_edit::de::from_document(toml_edit::DocumentMut::from(one))
+                .map_err(|e| bad(e.message().to_owned()))?;
+            specs.push((
+                name.to_owned(),
+                raw.into_spec().map_err(|e| e.in_spec(name))?,
+            ));
+        }
+        QueueSpecs::new(specs)
+    }
+
+    /// The specs in order, `default` first.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &QueueSpec)> {
+        self.specs.iter().map(|(n, s)| (n.as_str(), s))
+    }
+
+    /// The spec called `name`.
+    pub fn get(&self, name: &str) -> Option<&QueueSpec> {
+        self.specs.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+
+    /// The largest `max_jobs` of the specs (bob's `get_max_jobs`), 1 if none has one.
+    pub fn max_jobs(&self) -> usize {
+        self.specs
+            .iter()
+            .filter_map(|(_, s)| s.max_jobs)
+            .max()
+            .unwrap_or(1)
+    }
+}
+
+/// bob's spec keys, as they come from a file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    queue: String,
+    #[serde(default)]
+    memory: String,
+    #[serde(default)]
+    io_big: bool,
+    #[serde(default)]
+    resource_spec: String,
+    max_jobs: Option<usize>,
+    #[serde(default)]
+    resources: RawResources,
+    #[serde(default, alias = "job_extra_directives")]
+    job_extra: Vec<String>,
+    threads: Option<NonZeroUsize>,
+}
+
+/// bob writes `resources` as `{"q_short_gpu": 1}`, or `""` for none.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum RawResources {
+    #[default]
+    None,
+    Text(String),
+    List(Vec<String>),
+    Map(std::collections::BTreeMap<String, serde::de::IgnoredAny>),
+}
+
+impl RawSpec {
+    fn into_spec(self) -> Result<QueueSpec, Error> {
+        let resources = match self.resources {
+            RawResources::None => Vec::new(),
+            RawResources::Text(t) => t
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            RawResources::List(l) => l,
+            RawResources::Map(m) => m.into_keys().collect(),
+        };
+        Ok(QueueSpec {
+            queue: self.queue,
+            memory: match self.memory.trim() {
+                "" => None,
+                m => Some(Memory::parse(m)?),
+            },
+            io_big: self.io_big,
+            resource_spec: self.resource_spec,
+            max_jobs: self.max_jobs,
+            resources,
+            job_extra: self.job_extra,
+            threads: self.threads.unwrap_or(NonZeroUsize::MIN),
+        })
+    }
+}
+
+fn spec(queue: &str, memory: &str, io_big: bool, max_jobs: Option<usize>, tag: &str) -> QueueSpec {
+    let mut s = QueueSpec::new(queue)
+        .memory(memory)
+        .expect("presets have valid sizes")
+        .io_big(io_big);
+    s.max_jobs = max_jobs;
+    if !tag.is_empty() {
+        s = s.provides(tag);
+    }
+    s
+}
+
+fn preset(specs: Vec<(&str, QueueSpec)>) -> QueueSpecs {
+    QueueSpecs::new(specs).expect("presets are valid")
+}
+
+/// bob's `QUEUE_DEFAULT`: untagged work on `q_1day` (8 GB, up to 128 jobs);
+/// `q_1week`, `q_short_gpu` (up to 45), `q_gpu` and `q_long_gpu` for tagged steps.
+pub fn queue_default() -> QueueSpecs {
+    preset(vec![
+        (
+            "default",
+            spec("q_1day", "8GB", false, Some(128), "default"),
+        ),
+        ("q_1week", spec("q_1week", "4GB", true, Some(24), "q_1week")),
+        (
+            "q_long_gpu",
+            spec("q_long_gpu", "30GB", false, None, "q_long_gpu"),
+        ),
+        ("q_gpu", spec("q_gpu", "30GB", false, None, "q_gpu")),
+        (
+            "q_short_gpu",
+            spec("q_short_gpu", "30GB", false, Some(45), "q_short_gpu"),
+        ),
+    ])
+}
+
+/// bob's `QUEUE_IOBIG`: as [`queue_default`], every queue with `io_big=TRUE`.
+pub fn queue_iobig() -> QueueSpecs {
+    preset(vec![
+        ("default", spec("q_1day", "8GB", true, Some(128), "default")),
+        ("q_1week", spec("q_1week", "4GB", true, Some(24), "q_1week")),
+        (
+            "q_long_gpu",
+            spec("q_long_gpu", "30GB", true, None, "q_long_gpu"),
+        ),
+        ("q_gpu", spec("q_gpu", "30GB", true, None, "q_gpu")),
+        (
+            "q_short_gpu",
+            spec("q_short_gpu", "30GB", true, Some(45), "q_short_gpu"),
+        ),
+    ])
+}
+
+/// bob's `QUEUE_GPU`: untagged work on `q_short_gpu` (30 GB, up to 45 jobs);
+/// `q_1day` (up to 48), `q_1week`, `q_gpu` and `q_long_gpu` for tagged steps.
+pub fn queue_gpu() -> QueueSpecs {
+    preset(vec![
+        ("default", spec("q_short_gpu", "30GB", false, Some(45), "")),
+        ("q_1day", spec("q_1day", "4GB", false, Some(48), "q_1day")),
+        ("q_1week", spec("q_1week", "4GB", true, None, "q_1week")),
+        (
+            "q_short_gpu",
+            spec("q_short_gpu", "30GB", false, Some(45), "q_short_gpu"),
+        ),
+        ("q_gpu", spec("q_gpu", "30GB", false, None, "q_gpu")),
+        (
+            "q_long_gpu",
+            spec("q_long_gpu", "30GB", false, None, "q_long_gpu"),
+        ),
+    ])
+}
+
+/// bob's `QUEUE_MTH` (`sge-demanding`): untagged work on `q_1day_mth` with
+/// `-pe pe_mth 2` (up to 70 jobs; here each worker runs on both slots it
+/// reserves), the rest as [`queue_default`]. bob wrote the `-pe` line under
+/// a key its cluster never read; here it reaches the job.
+pub fn queue_mth() -> QueueSpecs {
+    let two = NonZeroUsize::new(2).expect("2 is not 0");
+    preset(vec![
+        (
+            "default",
+            spec("q_1day_mth", "8GB", false, Some(70), "default")
+                .job_extra("-pe pe_mth 2")
+                .threads(two),
+        ),
+        ("q_1week", spec("q_1week", "4GB", true, Some(24), "q_1week")),
+        (
+            "q_long_gpu",
+            spec("q_long_gpu", "30GB", false, None, "q_long_gpu"),
+        ),
+        ("q_gpu", spec("q_gpu", "30GB", false, None, "q_gpu")),
+        (
+            "q_short_gpu",
+            spec("q_short_gpu", "30GB", false, Some(45), "q_short_gpu"),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_takes_bobs_forms_and_refuses_the_rest() {
+        assert_eq!(Memory::parse("8GB").unwrap().as_sge(), "8G");
+        assert_eq!(Memory::parse("8G").unwrap().as_sge(), "8G");
+        assert_eq!(Memory::parse("512mb").unwrap().bytes(), 512 << 20);
+        assert_eq!(Memory::parse("1.5GiB").unwrap().as_sge(), "1.5G");
+        for bad in ["", "GB", "8", "8XB", "eight GB", "-1G", "0G", "1.2.3G"] {
+            let e = Memory::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{bad}`")) && e.contains("8GB"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_l_line_is_composed_as_bob_does_with_clean_commas() {
+        let s = QueueSpec::new("q_1day").memory("8GB").unwrap().io_big(true);
+        assert_eq!(
+            s.resource_list().as_deref(),
+            Some("io_big=TRUE,mem_free=8G,q_1day=TRUE")
+        );
+        let s = QueueSpec::new("all.q")
+            .memory("4G")
+            .unwrap()
+            .resource_spec("h_vmem=8G");
+        assert_eq!(s.resource_list().as_deref(), Some("h_vmem=8G,mem_free=4G"));
+        assert_eq!(QueueSpec::new("all.q").resource_list(), None);
+    }
+
+    #[test]
+    fn presets_are_bobs() {
+        let d = queue_default();
+        let names: Vec<&str> = d.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["default", "q_1week", "q_long_gpu", "q_gpu", "q_short_gpu"]
+        );
+        assert_eq!(d.max_jobs(), 128);
+        assert_eq!(d.get("q_short_gpu").unwrap().max_jobs, Some(45));
+        assert!(queue_iobig().iter().all(|(_, s)| s.io_big));
+        assert_eq!(queue_gpu().get("default").unwrap().queue, "q_short_gpu");
+        let mth = queue_mth();
+        let m = mth.get("default").unwrap();
+        assert_eq!(
+            (m.job_extra.as_slice(), m.threads.get()),
+            (&["-pe pe_mth 2".to_owned()][..], 2)
+        );
+    }
+
+    #[test]
+    fn toml_specs_take_bobs_keys_and_name_what_is_wrong() {
+        let s = QueueSpecs::from_toml(
+            r#"
+            [q_short_gpu]
+            queue = "q_short_gpu"
+            memory = "30GB"
+            resources = { q_short_gpu = 1 }
+            [default]
+            queue = "q_1day"
+            memory = "8GB"
+            max_jobs = 4
+            resources = ""
+            job_extra_directives = ["-l h_rt=00:30:00"]
+            "#,
+        )
+        .unwrap();
+        let (first, d) = s.iter().next().unwrap();
+        assert_eq!(
+            (first, d.max_jobs, d.job_extra.len()),
+            ("default", Some(4), 1)
+        );
+        assert_eq!(s.get("q_short_gpu").unwrap().resources, ["q_short_gpu"]);
+
+        let err = |text: &str| QueueSpecs::from_toml(text).unwrap_err().to_string();
+        let e = err("[default]\nqueue = \"q\"\nmemroy = \"8GB\"\n");
+        assert!(e.contains("`default`") && e.contains("memroy"), "{e}");
+        let e = err("[default]\nqueue = \"q\"\nmemory = \"8 bananas\"\n");
+        assert!(e.contains("`default`") && e.contains("8 bananas"), "{e}");
+        let e = err("[gpu]\nqueue = \"q_gpu\"\n");
+        assert!(e.contains("`default`") && e.contains("missing"), "{e}");
+        let e = err("[default]\nqueue = \"q 1\"\n");
+        assert!(e.contains("q 1"), "{e}");
+        let e = err("[default]\nqueue = \"q\"\nmax_jobs = 0\n");
+        assert!(e.contains("max_jobs"), "{e}");
+        let e = err("[default]\nqueue = \"q\"\njob_extra = [\"pe smp 2\"]\n");
+        assert!(e.contains("pe smp 2"), "{e}");
+    }
+}
