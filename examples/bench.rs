@@ -21,6 +21,12 @@
 //! - `cargo run --release --example bench -- overhead`: the thread pool's cost
 //!   per empty task for 10 000, 100 000 and 1 000 000 independent tasks, with
 //!   rayon's `scope.spawn` on as many threads measured in the same run.
+//! - `cargo run --release --example bench -- sge [N]` (only where Grid Engine
+//!   runs, e.g. after `scripts/gridengine.sh`): the time from `compute()` to
+//!   the first finished task on a fresh SGE worker job (`first_task_s`), then
+//!   the seed pipeline over N (default 100 000) prebuilt samples on 4 SGE
+//!   workers (`q_1day`, kept for the run) against `local-parallel`, median of
+//!   3 processes each. Job logs go to `./target/bench-sge`.
 
 #[path = "common/seed.rs"]
 mod seed;
@@ -33,6 +39,7 @@ use bob_pipelines::checkpoint::{HashFn, Layout, Writer, write_npy};
 use bob_pipelines::executor::distributed::{Distributed, LocalProcesses, is_worker};
 use bob_pipelines::executor::{Silent, ThreadPool, by_name};
 use bob_pipelines::prelude::*;
+use bob_pipelines::sge::{QueueSpec, QueueSpecs, Sge};
 use ndarray::Array1;
 
 const PIPELINE_EXECUTORS: &[&str] = &["in-memory", "single-threaded", "threads"];
@@ -67,9 +74,11 @@ fn main() {
         "cpu" => cpu(),
         "cpu-one" => cpu_one(&args[1]),
         "checkpoint" => checkpoint(n(1, 100_000)),
+        "sge" => sge(n(1, 100_000)),
+        "sge-first" => sge_first(),
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed"
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge"
             );
             std::process::exit(2);
         }
@@ -113,7 +122,11 @@ fn built_first<T: Send + 'static>(
 }
 
 fn pipeline(executor: &str, n: usize, prebuilt: bool) {
-    let executor = by_name(executor).expect("a valid executor name");
+    let executor: Box<dyn Executor> = if executor == "sge" {
+        Box::new(sge_executor(4))
+    } else {
+        by_name(executor).expect("a valid executor name")
+    };
     let mut pipeline = seed::pipeline();
     let (out, secs) = if prebuilt {
         let samples = built_first(seed::samples(n));
@@ -382,5 +395,85 @@ fn distributed(tasks: usize, n: usize) {
     println!(
         "{{\"bench\":\"distributed_vs_threads\",\"n\":{n},\"processes_over_threads\":{:.2}}}",
         rates[1] / rates[0]
+    );
+}
+
+/// Up to `workers` SGE workers on `q_1day`, all kept for the run, on
+/// loopback (a one-host Grid Engine), logs under `./target/bench-sge`.
+fn sge_executor(workers: usize) -> Distributed<Sge> {
+    let specs = QueueSpecs::new([(
+        "default",
+        QueueSpec::new("q_1day")
+            .memory("1G")
+            .expect("a valid size")
+            .max_jobs(workers),
+    )])
+    .expect("valid specs");
+    let logs = std::path::PathBuf::from("target/bench-sge");
+    std::fs::create_dir_all(&logs).expect("a folder for the job logs");
+    let sge = Sge::new(specs)
+        .expect("bobrc readable")
+        .min_jobs("default", workers)
+        .expect("the spec exists")
+        .log_dir(&logs)
+        .job_name("bob-bench");
+    Distributed::new(sge)
+        .named("sge")
+        .secret_dir(logs)
+        .with_progress(std::sync::Arc::new(Silent))
+}
+
+/// Notes when the first task ran by a worker (not a load in the driver) ends.
+#[derive(Default)]
+struct FirstTask(std::sync::OnceLock<Instant>);
+impl bob_pipelines::executor::Progress for FirstTask {
+    fn task_finished(&self, graph: &TaskGraph, done: &bob_pipelines::graph::Done) {
+        if !matches!(
+            graph.task(done.task).kind(),
+            bob_pipelines::graph::TaskKind::Load { .. }
+        ) {
+            let _ = self.0.set(Instant::now());
+        }
+    }
+}
+
+/// SGE: how long from `compute()` until a fresh worker job has finished a
+/// task, then the seed pipeline on 4 SGE workers against `local-parallel`.
+fn sge(n: usize) {
+    let mut firsts: Vec<f64> = (0..3)
+        .map(|_| field(&child(&["sge-first"]).1, "first_task_s"))
+        .collect();
+    firsts.sort_by(f64::total_cmp);
+    println!(
+        "{{\"bench\":\"sge\",\"first_task_s\":{:.2},\"runs\":{firsts:?}}}",
+        firsts[1]
+    );
+    let rates: Vec<f64> = ["local-parallel", "sge"]
+        .iter()
+        .map(|name| median_pipeline(name, n, "prebuilt"))
+        .collect();
+    println!(
+        "{{\"bench\":\"sge_vs_local_parallel\",\"n\":{n},\"sge_over_local_parallel\":{:.2}}}",
+        rates[1] / rates[0]
+    );
+}
+
+/// One run of a one-task pipeline on a fresh SGE worker; prints the seconds
+/// from `compute()` to the end of that task.
+fn sge_first() {
+    let first = std::sync::Arc::new(FirstTask::default());
+    let executor = sge_executor(1).with_progress(first.clone());
+    let pipeline = Pipeline::new().then(Step::new(Pass).name("pass"));
+    let t0 = Instant::now();
+    let out = pipeline
+        .transform((0..10u32).map(|i| Sample::new(i.to_string(), i)))
+        .npartitions(1)
+        .compute(&executor)
+        .expect("one task runs on SGE");
+    assert_eq!(out.samples().count(), 10);
+    let secs = first.0.get().expect("a task finished").duration_since(t0);
+    println!(
+        "{{\"bench\":\"sge_first\",\"first_task_s\":{:.3}}}",
+        secs.as_secs_f64()
     );
 }

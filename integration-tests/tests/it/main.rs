@@ -4,3 +4,4 @@ mod checkpoint;
 mod crash;
 mod distributed;
 mod seed;
+mod sge;

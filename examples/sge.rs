@@ -1,0 +1,125 @@
+//! The seed pipeline on an SGE cluster, as bob's documentation runs it with
+//! `SGEMultipleQueuesCluster`: the fit of `myfittransformer` is tagged
+//! `q_short_gpu` (bob's `fit_tag`), so it runs on a worker from the
+//! `q_short_gpu` queue; the transforms run on `q_1day` workers. The report
+//! ends with which job (and queue) ran which step.
+//!
+//! `cargo run --release --example sge [-- --out DIR] [--samples N] [--partitions P]
+//! [--project NAME] [--specs FILE.toml] [--death-timeout SECONDS]`
+//!
+//! The project comes from `~/.config/bobrc.toml` (`bob-pipelines config set
+//! sge.project NAME`, or bob's `bob config set sge.project NAME`) unless
+//! `--project` is given. The queue specs are those below unless `--specs`
+//! names a TOML file of specs (see `QueueSpecs::from_toml`). Run it where
+//! `qsub` works (`scripts/gridengine.sh` sets up a one-host Grid Engine);
+//! the folder DIR (default `./bob_pipelines_sge`) must be on a file system
+//! the execution hosts see: checkpoints, job logs and the secret file go there.
+
+#[path = "common/seed.rs"]
+mod seed;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bob_pipelines::estimator::{Checkpoints, Step};
+use bob_pipelines::prelude::Pipeline;
+use bob_pipelines::sge::{QueueSpec, QueueSpecs, Sge, executor};
+use ndarray::Array2;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// bob's documented two-queue spec (`Q_1DAY_GPU_SPEC`), sized for a small
+/// cluster: up to 4 CPU workers, one GPU worker.
+fn specs() -> Result<QueueSpecs, bob_pipelines::sge::Error> {
+    QueueSpecs::new([
+        (
+            "default",
+            QueueSpec::new("q_1day")
+                .memory("4GB")?
+                .io_big(true)
+                .max_jobs(4),
+        ),
+        (
+            "q_short_gpu",
+            QueueSpec::new("q_short_gpu")
+                .memory("4GB")?
+                .resource_spec("gpu=1")
+                .max_jobs(1)
+                .provides("q_short_gpu"),
+        ),
+    ])
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let mut out_dir = PathBuf::from("bob_pipelines_sge");
+    let (mut n, mut partitions) = (100usize, 8usize);
+    let mut project = None;
+    let mut spec_file = None;
+    let mut death = 30u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
+        match arg.as_str() {
+            "--out" => out_dir = value("a folder")?.into(),
+            "--samples" => n = value("a number")?.parse()?,
+            "--partitions" => partitions = value("a number")?.parse()?,
+            "--project" => project = Some(value("a project name")?),
+            "--specs" => spec_file = Some(value("a TOML file")?),
+            "--death-timeout" => death = value("seconds")?.parse()?,
+            "-h" | "--help" => {
+                println!(
+                    "usage: sge [--out DIR] [--samples N] [--partitions P] [--project NAME] \
+                     [--specs FILE.toml] [--death-timeout SECONDS]"
+                );
+                return Ok(());
+            }
+            other => return Err(format!("unexpected argument `{other}` (see --help)").into()),
+        }
+    }
+    let specs = match spec_file {
+        Some(f) => QueueSpecs::from_toml(
+            &std::fs::read_to_string(&f).map_err(|e| format!("reading {f}: {e}"))?,
+        )?,
+        None => specs()?,
+    };
+    let mut sge = Sge::new(specs)?
+        .log_dir(out_dir.join("logs"))
+        .job_name("bob-sge-example");
+    if let Some(p) = &project {
+        sge = sge.project(p);
+    }
+    let executor = executor(sge, "sge").death_timeout(Duration::from_secs(death));
+
+    let checkpoints = Checkpoints::new(out_dir.join("features")).model_dir(out_dir.join("models"));
+    let mut pipeline: Pipeline<Array2<f64>, Array2<f64>> = Pipeline::new()
+        .then(Step::new(seed::MyTransformer).transform_extra("metadata", "metadata"))
+        .then(Step::fit(seed::MyFitTransformer).fit_tag("q_short_gpu"))
+        .checkpoint(checkpoints);
+    let outputs = pipeline
+        .fit_transform(seed::samples(n))
+        .npartitions(partitions)
+        .compute(&executor)?;
+
+    // Only the driver gets here: a worker's process ends in `compute`.
+    let wrong = outputs
+        .samples()
+        .filter(|s| s.data() != Array2::<f64>::zeros((2, 2)))
+        .count();
+    println!(
+        "{} samples in, {} out, {} failed, {wrong} not the expected zero matrix",
+        outputs.len(),
+        outputs.samples().count(),
+        outputs.failed().count()
+    );
+    println!("{}", outputs.report());
+    Ok(())
+}
