@@ -21,6 +21,11 @@
 //! - `cargo run --release --example bench -- overhead`: the thread pool's cost
 //!   per empty task for 10 000, 100 000 and 1 000 000 independent tasks, with
 //!   rayon's `scope.spawn` on as many threads measured in the same run.
+//! - `cargo run --release --example bench -- verify [N]`: `checkpoint verify`
+//!   and `checkpoint stats` (the `bob-pipelines` command's library calls) on
+//!   a features folder of N (default 1 000 000) small `.npy` files in two
+//!   steps of the uniform hashed layout, under `./target/bench-verify`
+//!   (written once, kept for the next runs).
 //! - `cargo run --release --example bench -- sge [N]` (only where Grid Engine
 //!   runs, e.g. after `scripts/gridengine.sh`): the time from `compute()` to
 //!   the first finished task on a fresh SGE worker job (`first_task_s`), then
@@ -75,10 +80,11 @@ fn main() {
         "cpu-one" => cpu_one(&args[1]),
         "checkpoint" => checkpoint(n(1, 100_000)),
         "sge" => sge(n(1, 100_000)),
+        "verify" => verify(n(1, 1_000_000)),
         "sge-first" => sge_first(),
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge"
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, verify"
             );
             std::process::exit(2);
         }
@@ -475,5 +481,53 @@ fn sge_first() {
     println!(
         "{{\"bench\":\"sge_first\",\"first_task_s\":{:.3}}}",
         secs.as_secs_f64()
+    );
+}
+
+/// `checkpoint verify` and `stats` over `n` files (written once).
+fn verify(n: usize) {
+    use bob_pipelines::checkpoint::verify;
+    let root = std::path::PathBuf::from(format!("target/bench-verify/{n}"));
+    let features = root.join("features");
+    let done = root.join("complete");
+    if !done.exists() {
+        let layout = Layout::new(&features, HashFn::Uniform);
+        let mut bytes = Vec::new();
+        write_npy(&Array1::<f32>::zeros(16), &mut bytes);
+        let t0 = Instant::now();
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (layout, bytes) = (&layout, &bytes);
+                s.spawn(move || {
+                    for i in (t..n).step_by(threads) {
+                        let step = if i % 2 == 0 { "extract" } else { "project" };
+                        let path = layout
+                            .feature_path(step, &format!("subject{i}"), ".npy")
+                            .expect("a valid key");
+                        if let Err(e) = std::fs::write(&path, bytes) {
+                            std::fs::create_dir_all(path.parent().expect("a folder"))
+                                .unwrap_or_else(|_| panic!("{e}"));
+                            std::fs::write(&path, bytes).expect("room for the bench files");
+                        }
+                    }
+                });
+            }
+        });
+        std::fs::write(&done, b"").expect("the marker");
+        eprintln!("wrote {n} files in {:.1?}", t0.elapsed());
+    }
+    settle_disk();
+    let t0 = Instant::now();
+    let v = verify::verify(&features).expect("a features folder");
+    let verify_s = t0.elapsed().as_secs_f64();
+    assert!(v.is_clean() && v.files() == n, "{v}");
+    let t0 = Instant::now();
+    let s = verify::stats(&features).expect("a features folder");
+    let stats_s = t0.elapsed().as_secs_f64();
+    assert_eq!(s.steps.iter().map(|s| s.files()).sum::<usize>(), n);
+    println!(
+        "{{\"bench\":\"checkpoint_verify\",\"files\":{n},\"verify_s\":{verify_s:.2},\"verify_files_per_s\":{:.0},\"stats_s\":{stats_s:.2}}}",
+        n as f64 / verify_s
     );
 }

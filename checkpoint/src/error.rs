@@ -17,6 +17,14 @@ pub enum Error {
         /// Why (absolute, `..`, empty, …).
         reason: &'static str,
     },
+    /// A folder given as a features folder is not one.
+    #[error("{} is not a features folder: {reason}", path.display())]
+    NotFeatures {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// Why not, and what to give instead.
+        reason: String,
+    },
     /// A file operation failed (after every retry).
     #[error("{action} {}: {source}", path.display())]
     Io {

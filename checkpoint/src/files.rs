@@ -293,6 +293,16 @@ fn may_be_live(path: &Path, name: &str) -> bool {
     age.is_none_or(|a| a < Duration::from_secs(24 * 3600))
 }
 
+/// Whether `path` is a temp file whose writer is gone: a dead process on
+/// this host, or older than a day from another host.
+pub fn is_stale_temp(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    is_temp(&name) && !may_be_live(path, &name)
+}
+
 /// Removes the temp files that crashed writers left in `dir` (and its
 /// sub-folders when `recursive`): those of dead processes on this host, and
 /// those older than a day from other hosts. Returns how many it removed.
@@ -302,11 +312,7 @@ fn may_be_live(path: &Path, name: &str) -> bool {
 pub fn clean_temps(dir: &Path, recursive: bool) -> Result<usize> {
     let mut removed = 0;
     let mut clean = |p: &Path| {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if is_temp(&name) && !may_be_live(p, &name) && fs::remove_file(p).is_ok() {
+        if is_stale_temp(p) && fs::remove_file(p).is_ok() {
             removed += 1;
         }
     };

@@ -1,7 +1,12 @@
-//! The `bob-pipelines` command: the settings file bob's `bob config` edits.
+//! The `bob-pipelines` command: the settings file bob's `bob config` edits,
+//! and checks of a checkpoint (features) folder.
 
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bob_pipelines::checkpoint::verify;
 use bob_pipelines::sge::bobrc::Rc;
 use clap::{Parser, Subcommand};
 
@@ -19,6 +24,26 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: Config,
+    },
+    /// Checks or counts a features folder (`<out>/features`).
+    Checkpoint {
+        #[command(subcommand)]
+        action: Checkpoint,
+    },
+}
+
+#[derive(Subcommand)]
+enum Checkpoint {
+    /// Opens every checkpoint: names corrupt or partial files with their keys
+    /// and stale temp files; exit status 1 when anything is wrong.
+    Verify {
+        /// The features folder (its sub-folders are the steps).
+        dir: PathBuf,
+    },
+    /// Counts files, sizes and times per step, from metadata only.
+    Stats {
+        /// The features folder.
+        dir: PathBuf,
     },
 }
 
@@ -58,6 +83,28 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     match cli.command {
         Command::Config { action } => config(action),
+        Command::Checkpoint { action } => checkpoint(action),
+    }
+}
+
+fn checkpoint(action: Checkpoint) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let t0 = Instant::now();
+    match action {
+        Checkpoint::Verify { dir } => {
+            let v = verify::verify(&dir)?;
+            println!("{v}");
+            eprintln!("checked {} files in {:.2?}", v.files(), t0.elapsed());
+            Ok(if v.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Checkpoint::Stats { dir } => {
+            println!("{}", verify::stats(&dir)?);
+            eprintln!("in {:.2?}", t0.elapsed());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
