@@ -28,18 +28,19 @@ else
     echo "not root with apt-get: no Grid Engine is set up, and the SGE tests say they are skipped"
 fi
 
-# Python with NumPy reads our .npy checkpoints in a test.
-if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy" >/dev/null 2>&1; then
-    echo "installing numpy for python3"
-    python3 -m pip install --quiet --disable-pip-version-check numpy \
-        || echo "cannot install numpy: the NumPy check says it is skipped"
+# Python with NumPy reads our .npy checkpoints in tests; scikit-learn runs
+# the iris pipeline that the linfa example is compared with.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import numpy, sklearn" >/dev/null 2>&1; then
+    echo "installing numpy and scikit-learn for python3"
+    python3 -m pip install --quiet --disable-pip-version-check numpy scikit-learn \
+        || echo "cannot install numpy/scikit-learn: the tests that need them say they are skipped"
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --all-targets --no-fail-fast
+    cargo nextest run --workspace --all-targets --all-features --no-fail-fast
 else
     echo "cargo-nextest is not installed: running the tests with cargo test"
-    cargo test --workspace --all-targets --no-fail-fast
+    cargo test --workspace --all-targets --all-features --no-fail-fast
 fi
 # nextest does not run doctests (the READMEs and crate docs are doctested).
-cargo test --workspace --doc
+cargo test --workspace --doc --all-features

@@ -81,7 +81,8 @@
 //! ```
 //!
 //! # Feature flags
-//! None yet: every part is always built.
+//! - `linfa`: the `linfa` module, linfa estimators as steps
+//!   (off by default: it adds linfa's crates to the build).
 //!
 //! [bob.pipelines]: https://gitlab.idiap.ch/bob/bob.pipelines
 
@@ -97,6 +98,18 @@ pub use bob_pipelines_graph as graph;
 pub use bob_pipelines_sample as sample;
 #[doc(inline)]
 pub use bob_pipelines_sge as sge;
+
+/// linfa estimators as pipeline steps (feature `linfa`), and the linfa
+/// crates they come from: [`bob_pipelines_linfa`]'s adapters plus
+/// `linfa` itself, `preprocessing`, `reduction` and `logistic`.
+#[cfg(feature = "linfa")]
+pub mod linfa {
+    pub use ::linfa as core;
+    pub use bob_pipelines_linfa::*;
+    pub use linfa_logistic as logistic;
+    pub use linfa_preprocessing as preprocessing;
+    pub use linfa_reduction as reduction;
+}
 
 use estimator::Executor;
 

@@ -21,7 +21,7 @@ use crate::npy::parse_header;
 use crate::{Error, Result};
 
 /// How many bad files a report lists by name, per step and kind.
-const LISTED: usize = 20;
+pub const LISTED: usize = 20;
 
 /// The run marker's name (see `bob_pipelines_estimator::RUN_MARKER`).
 const RUN_MARKER: &str = ".bob-pipelines-running";

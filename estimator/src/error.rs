@@ -31,6 +31,12 @@ impl fmt::Display for Op {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// A distributed worker reached a compute of its program that comes
+    /// before the one its driver runs: the worker runs it in its own process,
+    /// as the driver did, and goes on to the next (returned by
+    /// [`Executor::serve`](crate::Executor::serve), handled by `Lazy::compute`).
+    #[error("this worker's driver runs a later compute of the program; this one runs here")]
+    EarlierCompute,
     /// An error about samples or their attributes.
     #[error(transparent)]
     Sample(#[from] bob_pipelines_sample::Error),

@@ -192,6 +192,9 @@ pub struct Lazy<'p, I, O> {
     source: RefCell<Option<Box<dyn Source<'p> + 'p>>>,
     inputs: RefCell<Option<Vec<InputPartition<'p>>>>,
     info: OnceCell<PlanInfo>,
+    /// Runs in this process even in a worker (an earlier compute than its
+    /// driver's).
+    here: bool,
 }
 
 impl<I, O> std::fmt::Debug for Lazy<'_, I, O> {
@@ -245,6 +248,7 @@ where
             source: RefCell::new(Some(source)),
             inputs: RefCell::new(None),
             info: OnceCell::new(),
+            here: false,
         }
     }
 
@@ -311,7 +315,7 @@ where
         let pipeline = self.target.get();
         pipeline.validate()?;
         let lens = self.partitioning.lengths(self.n)?;
-        if is_worker() {
+        if is_worker() && !self.here {
             // A worker neither pulls the samples nor looks at the disk: the
             // driver does both and sends what its tasks need.
             let checkpoint = pipeline.checkpoints().map(|options| {
@@ -358,15 +362,26 @@ where
     ///
     /// In a distributed worker process ([`is_worker`]) this is where the
     /// worker serves its scheduler: with a distributed executor the process
-    /// ends here; any other executor returns an error.
+    /// ends here; any other executor returns an error. A compute that comes
+    /// before the driver's (a program that fits, then transforms) runs in the
+    /// worker's own process, as it ran in the driver's (from its
+    /// checkpoints, if it has them), and the worker goes on.
     ///
     /// # Errors
     /// The executor's: the first failing task names its step, and its sample
     /// where one is at fault.
-    pub fn compute(self, executor: &(impl Executor + ?Sized)) -> Result<Outputs<O>> {
-        if is_worker() {
-            // A distributed worker serves its scheduler and ends there.
-            return Err(executor.serve(self.info()?.clone()));
+    pub fn compute(mut self, executor: &(impl Executor + ?Sized)) -> Result<Outputs<O>> {
+        if is_worker() && !self.here {
+            // A distributed worker serves its scheduler and ends there, unless
+            // this is an earlier compute than its driver's: then it runs here,
+            // with the samples and the disk, as the driver ran it.
+            match executor.serve(self.info()?.clone()) {
+                Error::EarlierCompute => {
+                    self.here = true;
+                    self.info = OnceCell::new();
+                }
+                e => return Err(e),
+            }
         }
         let info = self.info()?.clone();
         let inputs = self
@@ -377,7 +392,9 @@ where
         // While a checkpointed run runs, a marker says so: if it dies, the next
         // run knows to look for the temp files it left.
         let marker = match info.checkpoint() {
-            Some(c) => {
+            // The driver owns the folder's marker; a worker repeating an
+            // earlier compute leaves it alone.
+            Some(c) if !self.here => {
                 let root = c.options().layout().features_dir();
                 // A run killed while writing its marker left the marker's temp
                 // file (and no marker to say so): the root holds no other temp.
@@ -393,7 +410,7 @@ where
                     })?;
                 Some(path)
             }
-            None => None,
+            _ => None,
         };
         let executed = executor.execute(Plan { info, inputs })?;
         if let Some(marker) = marker {

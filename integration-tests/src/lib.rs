@@ -1,3 +1,7 @@
 //! Workspace-wide tests of bob-pipelines; this library only doctests the root
-//! README, so that its tour always compiles and runs.
+//! README and the migration guide, so that their examples always compile and run.
 #![doc = include_str!("../../README.md")]
+
+/// The migration guide (`docs/from-bob-pipelines.md`), doctested.
+#[doc = include_str!("../../docs/from-bob-pipelines.md")]
+pub mod from_bob_pipelines {}

@@ -186,6 +186,13 @@ impl<L: Launcher> Executor for Distributed<L> {
     }
 
     fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
+        if is_worker() {
+            // A worker repeating an earlier compute of its program (see
+            // `Lazy::compute`) runs it in its own process.
+            return crate::SingleThreaded::new()
+                .with_progress(Arc::new(crate::Silent))
+                .execute(plan);
+        }
         let job = Job::new(plan)?;
         self.progress.started(job.graph());
         let mut launcher = self.launcher.try_lock().map_err(|_| Error::Executor {
@@ -207,6 +214,13 @@ impl<L: Launcher> Executor for Distributed<L> {
     }
 
     fn serve(&self, program: PlanInfo) -> Error {
+        if worker::earlier_compute(&program) {
+            eprintln!(
+                "bob-pipelines worker: this compute is not the one the driver runs; running \
+                 it here, as the driver did, to reach the next one"
+            );
+            return Error::EarlierCompute;
+        }
         worker::serve(program)
     }
 }

@@ -129,6 +129,9 @@ pub(crate) fn is_timeout(e: &WireError) -> bool {
 pub(crate) mod env {
     /// The secret file's path.
     pub(crate) const SECRET_FILE: &str = "BOB_PIPELINES_SECRET_FILE";
+    /// The fingerprint of the program the driver runs (16 hex digits):
+    /// a worker runs earlier computes of its program itself.
+    pub(crate) const PROGRAM: &str = "BOB_PIPELINES_PROGRAM";
     /// The worker's name: its job id.
     pub(crate) const JOB_ID: &str = "BOB_PIPELINES_JOB_ID";
     /// How many threads it runs tasks on.

@@ -142,6 +142,10 @@ pub(crate) fn run(
             env::SECRET_FILE.to_owned(),
             secret.path().display().to_string(),
         ),
+        (
+            env::PROGRAM.to_owned(),
+            format!("{:016x}", program_fingerprint(graph.info())),
+        ),
         (env::HEARTBEAT_MS.to_owned(), millis(settings.heartbeat)),
         (
             env::DEATH_TIMEOUT_MS.to_owned(),
@@ -922,9 +926,19 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     .filter(|(k, _)| *k == kind)
                     .map(|(_, m)| m.as_str())
                     .collect();
+                let hint = if last.iter().any(|m| m.contains("exited with status 0")) {
+                    format!(
+                        " Status 0 means a worker ran its program to the end without reaching \
+                         this run's compute (fingerprint {:016x}): every worker must run the same \
+                         program, with the same arguments, as its driver.",
+                        program_fingerprint(self.graph.info())
+                    )
+                } else {
+                    String::new()
+                };
                 return Err(self.fail(format!(
                     "workers of kind `{}` ({}) end before they connect to the scheduler: {}. \
-                     Their standard error (or job log) says why",
+                     Their standard error (or job log) says why.{hint}",
                     launcher.kinds()[kind].name,
                     launcher.name(),
                     last.join("; ")

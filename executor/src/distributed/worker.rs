@@ -30,6 +30,14 @@ pub(crate) fn serve(program: PlanInfo) -> ! {
     std::process::exit(code)
 }
 
+/// Whether `program` is not the one the driver runs (its fingerprint, in
+/// [`env::PROGRAM`], differs): an earlier compute of the same program.
+pub(crate) fn earlier_compute(program: &PlanInfo) -> bool {
+    std::env::var(env::PROGRAM).is_ok_and(|want| {
+        want != format!("{:016x}", bob_pipelines_graph::program_fingerprint(program))
+    })
+}
+
 fn name() -> String {
     std::env::var(env::JOB_ID).unwrap_or_else(|_| format!("pid-{}", std::process::id()))
 }

@@ -3,5 +3,37 @@
 mod checkpoint;
 mod crash;
 mod distributed;
+mod iris;
 mod seed;
 mod sge;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A binary of this workspace (`kind` "example" or "bin"), built with
+/// `features` if it is missing (this test binary is
+/// `target/<profile>/deps/it-…`; the others sit beside `deps`).
+pub(crate) fn workspace_binary(kind: &str, name: &str, features: &[&str]) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().unwrap().parent().unwrap();
+    let path = if kind == "example" {
+        profile.join("examples").join(name)
+    } else {
+        profile.join(name)
+    };
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let flag = if kind == "example" {
+            "--example"
+        } else {
+            "--bin"
+        };
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--workspace", flag, name]);
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
+        assert!(cmd.status().unwrap().success(), "cannot build {name}");
+    }
+    path
+}

@@ -143,32 +143,6 @@ fn qacct(job: &str) -> (bob_pipelines::sge::output::Accounting, String) {
     (acct, text)
 }
 
-/// A binary of this workspace (an example or the command), built if missing.
-fn workspace_binary(kind: &str, name: &str) -> PathBuf {
-    // This test binary is target/<profile>/deps/it-…; others sit beside deps.
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().unwrap().parent().unwrap();
-    let path = if kind == "example" {
-        profile.join("examples").join(name)
-    } else {
-        profile.join(name)
-    };
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let flag = if kind == "example" {
-            "--example"
-        } else {
-            "--bin"
-        };
-        let status = Command::new(cargo)
-            .args(["build", "--workspace", flag, name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build {name}");
-    }
-    path
-}
-
 #[test]
 fn the_sge_example_fits_on_q_short_gpu_and_transforms_on_q_1day() {
     if is_worker() || !grid_engine("the_sge_example_fits_on_q_short_gpu_and_transforms_on_q_1day") {
@@ -177,14 +151,14 @@ fn the_sge_example_fits_on_q_short_gpu_and_transforms_on_q_1day() {
     let dir = test_dir("example");
     // The project comes from bobrc, written by our command as bob's would.
     let rc = dir.join("bobrc.toml");
-    let cli = workspace_binary("bin", "bob-pipelines");
+    let cli = crate::workspace_binary("bin", "bob-pipelines", &[]);
     let status = Command::new(&cli)
         .args(["config", "set", "sge.project", "testproject"])
         .env("BOBRC", &rc)
         .status()
         .unwrap();
     assert!(status.success());
-    let example = workspace_binary("example", "sge");
+    let example = crate::workspace_binary("example", "sge", &[]);
     let run = || {
         let out = Command::new(&example)
             .args([
