@@ -191,6 +191,23 @@ pub enum Projects {}
 #[derive(Debug)]
 pub struct Classifies<C>(PhantomData<fn() -> C>);
 
+/// Fits an unsupervised estimator on a batch's records.
+fn fit_records<P, E, How>(
+    params: &P,
+    batch: &Batch<'_, Features>,
+) -> Result<Fitted<P::Object, How>, BoxError>
+where
+    P: LinfaFit<Array2<f64>, Array1<()>, E>,
+    E: std::error::Error + From<linfa::Error>,
+{
+    let x = records(batch)?;
+    let width = x.ncols();
+    let model = params
+        .fit(&DatasetBase::from(x))
+        .map_err(|e| fit_error(batch, e))?;
+    Ok(Fitted::new(model, width))
+}
+
 fn rows(y: &Array2<f64>) -> Vec<SampleResult<Features>> {
     y.rows().into_iter().map(|r| Ok(r.to_owned())).collect()
 }
@@ -210,13 +227,7 @@ where
     type Fitted = Fitted<P::Object, Transforms>;
 
     fn fit(&self, batch: &Batch<'_, Features>) -> Result<Self::Fitted, BoxError> {
-        let x = records(batch)?;
-        let width = x.ncols();
-        let model = self
-            .params
-            .fit(&DatasetBase::from(x))
-            .map_err(|e| fit_error(batch, e))?;
-        Ok(Fitted::new(model, width))
+        fit_records(&self.params, batch)
     }
 }
 
@@ -252,13 +263,7 @@ where
     type Fitted = Fitted<P::Object, Projects>;
 
     fn fit(&self, batch: &Batch<'_, Features>) -> Result<Self::Fitted, BoxError> {
-        let x = records(batch)?;
-        let width = x.ncols();
-        let model = self
-            .params
-            .fit(&DatasetBase::from(x))
-            .map_err(|e| fit_error(batch, e))?;
-        Ok(Fitted::new(model, width))
+        fit_records(&self.params, batch)
     }
 }
 

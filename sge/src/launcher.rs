@@ -8,7 +8,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_estimator::BoxError;
-use bob_pipelines_executor::distributed::{JOB_ID_ENV, JobState, Launcher, WorkerKind, worker_env};
+use bob_pipelines_executor::distributed::{
+    JOB_ID_ENV, JobState, Launcher, WorkerKind, worker_command, worker_env,
+};
 
 use crate::output::{self, QstatJob};
 use crate::spec::QueueSpecs;
@@ -205,17 +207,11 @@ impl Sge {
             spec: kind.to_string(),
             reason: "no spec with this number".to_owned(),
         })?;
-        let program = match &self.program {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(|e| Error::Io {
+        let (program, args) = worker_command(self.program.as_deref(), self.args.as_deref())
+            .map_err(|e| Error::Io {
                 what: "finding this program, to start it as the workers".to_owned(),
                 source: e,
-            })?,
-        };
-        let args = self
-            .args
-            .clone()
-            .unwrap_or_else(|| std::env::args_os().skip(1).collect());
+            })?;
         let text = |s: &std::ffi::OsStr| {
             s.to_str().map(quote).ok_or_else(|| Error::Spec {
                 spec: name.to_owned(),
@@ -290,18 +286,15 @@ impl Sge {
             Some((n, Some(t))) => cmd.args(["-j", &n.to_string(), "-t", &t.to_string()]),
             _ => cmd.args(["-j", job]),
         };
-        // Accounting can lag behind the queue for a moment.
-        for attempt in 0..3 {
-            if let Ok(out) = run(&mut cmd, None) {
-                if let Some(a) = output::parse_qacct(&String::from_utf8_lossy(&out.stdout)) {
-                    return a.describe();
-                }
-            }
-            if attempt < 2 {
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
-        "left the queue; qacct has no record of it".to_owned()
+        // Asked once: the scheduler waits meanwhile, and a cluster that
+        // buffers accounting (`accounting_flush_time`) has no record yet.
+        run(&mut cmd, None)
+            .ok()
+            .and_then(|out| output::parse_qacct(&String::from_utf8_lossy(&out.stdout)))
+            .map_or_else(
+                || "left the queue; qacct has no record of it (yet)".to_owned(),
+                |a| a.describe(),
+            )
     }
 
     /// Why a job sits in an error state, from `qstat -j`.

@@ -110,6 +110,23 @@ pub fn worker_env(kind: &WorkerKind, job: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// What a worker runs: `program` with `args`, by default this program with
+/// the arguments it was started with.
+///
+/// # Errors
+/// When this program's path cannot be found.
+pub fn worker_command(
+    program: Option<&std::path::Path>,
+    args: Option<&[OsString]>,
+) -> std::io::Result<(PathBuf, Vec<OsString>)> {
+    let program = match program {
+        Some(p) => p.to_owned(),
+        None => std::env::current_exe()?,
+    };
+    let args = args.map_or_else(|| std::env::args_os().skip(1).collect(), <[_]>::to_vec);
+    Ok((program, args))
+}
+
 /// Workers as child processes of the driver: the program that runs, started
 /// again with the same arguments (bob's `local-parallel`). Their standard
 /// output is discarded (it would repeat the driver's); their standard error
@@ -182,15 +199,8 @@ impl Launcher for LocalProcesses {
         n: usize,
         env: &[(String, String)],
     ) -> Result<Vec<String>, BoxError> {
-        let program = match &self.program {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find this program to start workers: {e}"))?,
-        };
-        let args = self
-            .args
-            .clone()
-            .unwrap_or_else(|| std::env::args_os().skip(1).collect());
+        let (program, args) = worker_command(self.program.as_deref(), self.args.as_deref())
+            .map_err(|e| format!("cannot find this program to start workers: {e}"))?;
         let mut jobs = Vec::with_capacity(n);
         for _ in 0..n {
             self.launched += 1;

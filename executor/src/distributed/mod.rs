@@ -43,7 +43,9 @@ use bob_pipelines_estimator::{Error, Executed, Executor, Plan, PlanInfo, Result}
 pub use bob_pipelines_estimator::{WORKER_ENV, is_worker};
 use bob_pipelines_graph::Job;
 
-pub use launcher::{JOB_ID_ENV, JobState, Launcher, LocalProcesses, WorkerKind, worker_env};
+pub use launcher::{
+    JOB_ID_ENV, JobState, Launcher, LocalProcesses, WorkerKind, worker_command, worker_env,
+};
 
 use crate::progress::{Bars, Progress};
 

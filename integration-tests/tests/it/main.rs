@@ -37,3 +37,16 @@ pub(crate) fn workspace_binary(kind: &str, name: &str, features: &[&str]) -> Pat
     }
     path
 }
+
+/// Whether what a test needs is here; if not, says why the test is skipped
+/// (and fails under `CI=true`, where the test command installs it).
+pub(crate) fn available_or_skip(available: bool, test: &str, why: &str) -> bool {
+    if !available {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true, yet {why}"
+        );
+        eprintln!("skipped {test}: {why}");
+    }
+    available
+}
