@@ -416,7 +416,6 @@ fn sge_executor(workers: usize) -> Distributed<Sge> {
     )])
     .expect("valid specs");
     let logs = std::path::PathBuf::from("target/bench-sge");
-    std::fs::create_dir_all(&logs).expect("a folder for the job logs");
     let sge = Sge::new(specs)
         .expect("bobrc readable")
         .min_jobs("default", workers)

@@ -168,3 +168,18 @@ pub mod prelude {
     pub use crate::sample::{DelayedSample, DelayedSampleSet, Key, Sample, SampleBatch, SampleSet};
     pub use crate::{by_name, from_env};
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bobs_sge_names_are_executors_and_unknown_names_list_them() {
+        for name in ["sge", "sge-gpu", "sge-io-big", "sge-demanding"] {
+            assert_eq!(by_name(name).unwrap().name(), name);
+        }
+        assert_eq!(by_name("local-p3").unwrap().name(), "local-p3");
+        let e = by_name("sge-quantum").unwrap_err().to_string();
+        assert!(e.contains("sge-gpu") && e.contains("local-parallel"), "{e}");
+    }
+}

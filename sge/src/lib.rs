@@ -126,8 +126,6 @@ pub fn by_name(name: &str) -> Option<Result<Distributed<Sge>, Error>> {
 pub fn executor(sge: Sge, name: &str) -> Distributed<Sge> {
     let (ip, host) = this_host();
     let secret_dir = sge.logs().to_owned();
-    // The secret file's folder must exist before the first job is submitted.
-    let _ = std::fs::create_dir_all(&secret_dir);
     Distributed::new(sge)
         .named(name)
         .bind(ip, host)

@@ -131,6 +131,8 @@ pub(crate) fn run(
         .advertise
         .clone()
         .unwrap_or_else(|| settings.bind.to_string());
+    std::fs::create_dir_all(&settings.secret_dir)
+        .map_err(|e| io(&format!("creating {}", settings.secret_dir.display()), e))?;
     let secret =
         SecretFile::create(&settings.secret_dir).map_err(|e| io("writing the secret file", e))?;
     let env = vec![

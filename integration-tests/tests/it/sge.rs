@@ -80,7 +80,6 @@ fn launcher(test: &str, dir: &Path, specs: QueueSpecs, ignored: bool) -> Sge {
 /// The distributed executor over `sge`, listening on 127.0.0.1 only.
 fn on_loopback(sge: Sge) -> Distributed<Sge> {
     let logs = sge.logs().to_owned();
-    std::fs::create_dir_all(&logs).unwrap();
     Distributed::new(sge)
         .named("sge")
         .bind(std::net::Ipv4Addr::LOCALHOST.into(), None)
