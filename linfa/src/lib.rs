@@ -86,19 +86,20 @@ fn fit_error<E: std::fmt::Display>(batch: &Batch<'_, Features>, e: E) -> BoxErro
     format!("linfa could not fit step `{}`: {e}", batch.step()).into()
 }
 
+/// An unsupervised linfa estimator; `How` says how its fitted model is
+/// used: [`Transforms`] (see [`transform`]) or [`Projects`] (see [`project`]).
+pub struct Unsupervised<P, E, How> {
+    params: P,
+    how: PhantomData<fn() -> (E, How)>,
+}
+
 /// A linfa estimator whose fitted model transforms records (e.g.
 /// `LinearScaler::standard()`, `min_max()`): see [`transform`].
-pub struct Transform<P, E> {
-    params: P,
-    error: PhantomData<fn() -> E>,
-}
+pub type Transform<P, E> = Unsupervised<P, E, Transforms>;
 
 /// A linfa estimator whose fitted model predicts new records (e.g.
 /// `Pca::params(n)`): see [`project`].
-pub struct Project<P, E> {
-    params: P,
-    error: PhantomData<fn() -> E>,
-}
+pub type Project<P, E> = Unsupervised<P, E, Projects>;
 
 /// A supervised linfa estimator whose fitted model predicts a label per
 /// sample (e.g. `MultiLogisticRegression`): see [`classify`].
@@ -115,9 +116,9 @@ where
     P: LinfaFit<Array2<f64>, Array1<()>, E>,
     E: std::error::Error + From<linfa::Error>,
 {
-    Transform {
+    Unsupervised {
         params,
-        error: PhantomData,
+        how: PhantomData,
     }
 }
 
@@ -128,9 +129,9 @@ where
     P: LinfaFit<Array2<f64>, Array1<()>, E>,
     E: std::error::Error + From<linfa::Error>,
 {
-    Project {
+    Unsupervised {
         params,
-        error: PhantomData,
+        how: PhantomData,
     }
 }
 
@@ -191,43 +192,29 @@ pub enum Projects {}
 #[derive(Debug)]
 pub struct Classifies<C>(PhantomData<fn() -> C>);
 
-/// Fits an unsupervised estimator on a batch's records.
-fn fit_records<P, E, How>(
-    params: &P,
-    batch: &Batch<'_, Features>,
-) -> Result<Fitted<P::Object, How>, BoxError>
-where
-    P: LinfaFit<Array2<f64>, Array1<()>, E>,
-    E: std::error::Error + From<linfa::Error>,
-{
-    let x = records(batch)?;
-    let width = x.ncols();
-    let model = params
-        .fit(&DatasetBase::from(x))
-        .map_err(|e| fit_error(batch, e))?;
-    Ok(Fitted::new(model, width))
-}
-
 fn rows(y: &Array2<f64>) -> Vec<SampleResult<Features>> {
     y.rows().into_iter().map(|r| Ok(r.to_owned())).collect()
 }
 
-impl<P, E> Fit for Transform<P, E>
+impl<P, E, How> Fit for Unsupervised<P, E, How>
 where
     P: LinfaFit<Array2<f64>, Array1<()>, E> + Send + Sync + 'static,
-    P::Object: LinfaTransformer<Array2<f64>, Array2<f64>>
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    P::Object: Serialize + DeserializeOwned + Send + Sync + 'static,
+    Fitted<P::Object, How>: Transformer<Input = Features>,
     E: std::error::Error + From<linfa::Error> + 'static,
+    How: 'static,
 {
     type Input = Features;
-    type Fitted = Fitted<P::Object, Transforms>;
+    type Fitted = Fitted<P::Object, How>;
 
     fn fit(&self, batch: &Batch<'_, Features>) -> Result<Self::Fitted, BoxError> {
-        fit_records(&self.params, batch)
+        let x = records(batch)?;
+        let width = x.ncols();
+        let model = self
+            .params
+            .fit(&DatasetBase::from(x))
+            .map_err(|e| fit_error(batch, e))?;
+        Ok(Fitted::new(model, width))
     }
 }
 
@@ -245,25 +232,6 @@ where
         let x = records(batch)?;
         check_width(batch, &x, self.width)?;
         Ok(rows(&self.model.transform(x)))
-    }
-}
-
-impl<P, E> Fit for Project<P, E>
-where
-    P: LinfaFit<Array2<f64>, Array1<()>, E> + Send + Sync + 'static,
-    P::Object: PredictInplace<Array2<f64>, Array2<f64>>
-        + Serialize
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-    E: std::error::Error + From<linfa::Error> + 'static,
-{
-    type Input = Features;
-    type Fitted = Fitted<P::Object, Projects>;
-
-    fn fit(&self, batch: &Batch<'_, Features>) -> Result<Self::Fitted, BoxError> {
-        fit_records(&self.params, batch)
     }
 }
 

@@ -313,6 +313,19 @@ impl Sge {
         }
     }
 
+    /// Our jobs that `qstat` still lists, and whether each is pending
+    /// (`None` when `qstat` fails).
+    fn still_listed(&mut self) -> Option<Vec<(String, bool)>> {
+        let listed = self.qstat().ok()?;
+        Some(
+            self.jobs
+                .iter()
+                .filter(|(_, t)| t.ended.is_none())
+                .filter_map(|(id, _)| entry(&listed, id).map(|j| (id.clone(), j.pending())))
+                .collect(),
+        )
+    }
+
     fn qdel(jobs: &[&str]) {
         if jobs.is_empty() {
             return;
@@ -402,11 +415,7 @@ impl Launcher for Sge {
                 states.push((id.clone(), JobState::Pending));
                 continue;
             };
-            let Some((number, task)) = output::split_job_id(id) else {
-                continue;
-            };
-            let entry = listed.iter().find(|j| j.number == number && j.covers(task));
-            let state = match entry {
+            let state = match entry(listed, id) {
                 Some(j) if j.in_error() => {
                     let how = format!(
                         "stuck in SGE's error state `{}` ({}); deleted",
@@ -438,51 +447,23 @@ impl Launcher for Sge {
         // Workers leave on the scheduler's word: give running ones a moment
         // to end cleanly, delete pending ones at once, then delete the rest
         // and wait until the queue no longer lists them.
-        let live = |sge: &mut Sge| -> Option<Vec<QstatJob>> {
-            let listed = sge.qstat().ok()?;
-            Some(
-                listed
-                    .into_iter()
-                    .filter(|j| {
-                        sge.jobs.iter().any(|(id, t)| {
-                            t.ended.is_none()
-                                && output::split_job_id(id)
-                                    .is_some_and(|(n, task)| n == j.number && j.covers(task))
-                        })
-                    })
-                    .collect(),
-            )
-        };
-        let ours = |sge: &Sge, listed: &[QstatJob], pending: bool| -> Vec<String> {
-            sge.jobs
-                .iter()
-                .filter(|(id, t)| {
-                    t.ended.is_none()
-                        && output::split_job_id(id).is_some_and(|(n, task)| {
-                            listed
-                                .iter()
-                                .any(|j| j.number == n && j.covers(task) && j.pending() == pending)
-                        })
-                })
-                .map(|(id, _)| id.clone())
-                .collect()
-        };
-        if let Some(listed) = live(self) {
-            let pending = ours(self, &listed, true);
-            Self::qdel(&pending.iter().map(String::as_str).collect::<Vec<_>>());
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut deleted = false;
-        let until = Instant::now() + Duration::from_secs(30);
-        while let Some(listed) = live(self) {
-            if listed.is_empty() || Instant::now() > until {
+        let t0 = Instant::now();
+        let mut deleted_pending = false;
+        let mut deleted_all = false;
+        while let Some(left) = self.still_listed() {
+            if left.is_empty() || t0.elapsed() > Duration::from_secs(30) {
                 break;
             }
-            if !deleted && Instant::now() > deadline {
-                let mut left = ours(self, &listed, false);
-                left.extend(ours(self, &listed, true));
-                Self::qdel(&left.iter().map(String::as_str).collect::<Vec<_>>());
-                deleted = true;
+            let grace_over = t0.elapsed() > Duration::from_secs(3);
+            if (grace_over && !deleted_all) || !deleted_pending {
+                let doomed: Vec<&str> = left
+                    .iter()
+                    .filter(|(_, pending)| grace_over || *pending)
+                    .map(|(id, _)| id.as_str())
+                    .collect();
+                Self::qdel(&doomed);
+                deleted_pending = true;
+                deleted_all = grace_over;
             }
             std::thread::sleep(Duration::from_millis(250));
         }
@@ -494,6 +475,12 @@ impl Drop for Sge {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The entry of `qstat` for job id `id` (`12`, or an array task `12.3`).
+fn entry<'a>(listed: &'a [QstatJob], id: &str) -> Option<&'a QstatJob> {
+    let (number, task) = output::split_job_id(id)?;
+    listed.iter().find(|j| j.number == number && j.covers(task))
 }
 
 /// The job name for spec `spec`: SGE refuses `/ : @ \ * ?` and names that
