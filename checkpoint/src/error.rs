@@ -35,6 +35,20 @@ pub enum Error {
         /// The last error.
         source: std::io::Error,
     },
+    /// A file stands where a folder of the path should be: every write
+    /// there fails until it is moved.
+    #[error(
+        "cannot write {}: {} is a file where a folder should be; move or remove it (or choose \
+         another folder)",
+        path.display(),
+        file.display()
+    )]
+    InTheWay {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// The file in the way.
+        file: PathBuf,
+    },
     /// A checkpoint file that is not what it must be: truncated, garbage, or
     /// another type or shape.
     #[error("corrupt checkpoint {}: {reason}", path.display())]

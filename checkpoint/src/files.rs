@@ -24,8 +24,10 @@ pub enum Durability {
 }
 
 /// Writes files atomically (temp file in the target folder, then rename),
-/// retrying with exponential backoff: NFS and cluster file systems fail
-/// transiently, and a retry is cheaper than a lost day.
+/// retrying with exponential backoff what can pass on a second try: NFS and
+/// cluster file systems fail transiently, and a retry is cheaper than a lost
+/// day. What cannot pass (a read-only file system, a full disk, no
+/// permission, a file where a folder should be) fails at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Writer {
     attempts: u32,
@@ -62,17 +64,51 @@ pub fn is_temp(name: &str) -> bool {
     name.starts_with('.') && name.contains(TEMP_MARK)
 }
 
+/// The name of a file that this process owns while it lives:
+/// `.<name>.tmp-<host>-<pid>-<unique>`. Once the process is gone,
+/// [`is_stale_temp`] recognises it and [`clean_temps`] removes it. `unique`
+/// must not contain `-`.
+pub fn owned_name(name: &str, unique: &str) -> String {
+    format!(
+        ".{name}{TEMP_MARK}{}-{}-{unique}",
+        hostname(),
+        std::process::id()
+    )
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(
-        ".{name}{TEMP_MARK}{}-{}-{n}",
-        hostname(),
-        std::process::id()
-    ))
+    path.with_file_name(owned_name(&name, &n.to_string()))
+}
+
+/// Whether a failed file operation may pass when tried again: an interrupted
+/// call, a timeout, a busy or locked resource, NFS's stale handle, or an I/O
+/// error (what an NFS soft mount reports for a server that did not answer).
+/// A read-only file system, a full disk, a missing permission or a file
+/// where a folder should be stay what they are.
+fn may_pass_again(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    // Linux's errno values for what `ErrorKind` does not name on stable.
+    const EIO: i32 = 5;
+    const EBUSY: i32 = 16;
+    const ENOLCK: i32 = 37;
+    const ESTALE: i32 = 116;
+    matches!(e.kind(), K::Interrupted | K::WouldBlock | K::TimedOut)
+        || matches!(e.raw_os_error(), Some(EIO | EBUSY | ENOLCK | ESTALE))
+}
+
+/// The file that stands where a folder of `path` should be, if any: the
+/// nearest existing ancestor of `path`, when it is not a folder.
+fn file_in_the_way(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .skip(1)
+        .find(|a| !a.as_os_str().is_empty() && fs::symlink_metadata(a).is_ok())
+        .filter(|a| !a.is_dir())
+        .map(Path::to_path_buf)
 }
 
 impl Writer {
@@ -105,15 +141,23 @@ impl Writer {
     /// Writes `bytes` to `path` atomically, creating its folder.
     ///
     /// # Errors
-    /// [`Error::Io`] with the last error once every attempt failed; no temp
-    /// file is left behind.
+    /// [`Error::InTheWay`] at once when a file stands where a folder of
+    /// `path` should be; [`Error::Io`] at once for an error that cannot pass
+    /// on a second try, or with the last error once every attempt failed. No
+    /// temp file is left behind.
     pub fn write(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let mut wait = self.backoff;
         let mut attempt = 1;
         loop {
             match self.try_write(path, bytes) {
                 Ok(()) => return Ok(()),
-                Err(source) if attempt >= self.attempts => {
+                Err(source) if attempt >= self.attempts || !may_pass_again(&source) => {
+                    if let Some(file) = file_in_the_way(path) {
+                        return Err(Error::InTheWay {
+                            path: path.to_path_buf(),
+                            file,
+                        });
+                    }
                     return Err(Error::Io {
                         action: "writing",
                         path: path.to_path_buf(),
@@ -357,26 +401,61 @@ mod tests {
     }
 
     #[test]
-    fn a_write_that_keeps_failing_says_so_after_its_attempts() {
+    fn a_file_where_a_folder_should_be_fails_at_once_and_is_named() {
         let d = tmpdir("fail");
         fs::write(d.join("file"), b"x").unwrap();
-        // The parent "folder" is a file: every attempt fails.
-        let e = Writer::new()
-            .attempts(3)
-            .backoff(Duration::from_millis(1))
-            .write(&d.join("file/x.npy"), b"y")
-            .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::Io {
-                    action: "writing",
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        // Once as the folder itself ("File exists"), once as a folder above
+        // it ("Not a directory"). A retry would wait a minute: none is made.
+        for target in ["file/x.npy", "file/deeper/x.npy"] {
+            let t0 = std::time::Instant::now();
+            let e = Writer::new()
+                .attempts(3)
+                .backoff(Duration::from_secs(60))
+                .write(&d.join(target), b"y")
+                .unwrap_err();
+            assert!(t0.elapsed() < Duration::from_secs(30), "it was retried");
+            match &e {
+                Error::InTheWay { file, .. } => assert_eq!(file, &d.join("file")),
+                e => panic!("{e}"),
+            }
+            let msg = e.to_string();
+            assert!(msg.contains("is a file where a folder should be"), "{msg}");
+        }
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn only_errors_that_can_pass_again_are_retried() {
+        use std::io::{Error as E, ErrorKind as K};
+        for transient in [
+            E::from(K::Interrupted),
+            E::from(K::TimedOut),
+            E::from_raw_os_error(116), // ESTALE: NFS's stale file handle
+            E::from_raw_os_error(5),   // EIO: an NFS soft mount's timeout
+        ] {
+            assert!(may_pass_again(&transient), "{transient}");
+        }
+        for lasting in [
+            E::from_raw_os_error(30), // EROFS
+            E::from_raw_os_error(28), // ENOSPC
+            E::from_raw_os_error(13), // EACCES
+            E::from_raw_os_error(17), // EEXIST
+            E::from_raw_os_error(20), // ENOTDIR
+        ] {
+            assert!(!may_pass_again(&lasting), "{lasting}");
+        }
+    }
+
+    #[test]
+    fn owned_names_are_stale_once_their_process_is_gone() {
+        let mine = owned_name("bob-pipelines-secret", "ab12");
+        assert!(is_temp(&mine));
+        assert!(!is_stale_temp(&std::env::temp_dir().join(&mine)));
+        let dead = format!(
+            ".bob-pipelines-secret{TEMP_MARK}{}-999999999-ab12",
+            hostname()
+        );
+        assert!(is_stale_temp(&std::env::temp_dir().join(dead)));
     }
 
     #[test]
