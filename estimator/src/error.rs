@@ -211,20 +211,45 @@ pub enum Error {
         reason: String,
     },
     /// A task of a task graph failed.
-    #[error("task `{task}`: {source}")]
+    #[error("task `{task}`{}: {source}", crate::error::samples(.keys, *.samples))]
     Task {
         /// The task's id (`<step>.transform-3`).
         task: String,
+        /// The first keys of its partition (none for a fit, or when unknown).
+        keys: Vec<Key>,
+        /// How many samples it had.
+        samples: usize,
         /// Why.
         source: Box<Error>,
     },
     /// A task panicked.
-    #[error("task `{task}` panicked: {message}")]
+    #[error("task `{task}`{} panicked: {message}", crate::error::samples(.keys, *.samples))]
     TaskPanicked {
         /// The task's id (step, operation, partition).
         task: String,
+        /// The first keys of its partition (none for a fit, or when unknown).
+        keys: Vec<Key>,
+        /// How many samples it had.
+        samples: usize,
         /// The panic's message.
         message: String,
+    },
+    /// A step failed on a sample that was read from a checkpoint file: the
+    /// file may hold another version's output.
+    #[error(
+        "{source}; sample {key:?} was read from checkpoint file {}: if another version of step \
+         `{step}` wrote it, delete the file (or run with `Checkpoints::force`) to compute it again",
+        path.display()
+    )]
+    FromCheckpoint {
+        /// The step's error.
+        source: Box<Error>,
+        /// The sample it names.
+        key: Key,
+        /// The step whose output the file holds.
+        step: String,
+        /// The file.
+        path: std::path::PathBuf,
     },
     /// A task failed on a distributed worker.
     #[error("on worker `{worker}`: {message}")]
@@ -250,6 +275,41 @@ pub enum Error {
         /// Why.
         source: Box<bob_pipelines_sample::Error>,
     },
+}
+
+/// Which samples a task had, for its errors: its partition's first keys and
+/// how many samples there were.
+pub(crate) fn samples(keys: &[Key], samples: usize) -> String {
+    match keys {
+        [] if samples == 0 => String::new(),
+        [] => format!(" ({samples} samples)"),
+        keys => {
+            let shown: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+            let more = if samples > keys.len() { " …" } else { "" };
+            format!(" (samples {}{more} of {samples})", shown.join(", "))
+        }
+    }
+}
+
+impl Error {
+    /// The key of the sample this error is about, where a stacked batch
+    /// named one (a datum of another shape than the others).
+    pub fn odd_sample(&self) -> Option<&Key> {
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = next {
+            // `Error::Sample` is transparent: its `source` skips the sample
+            // error itself.
+            let sample = match e.downcast_ref::<Error>() {
+                Some(Error::Sample(inner)) => Some(inner),
+                _ => e.downcast_ref::<bob_pipelines_sample::Error>(),
+            };
+            if let Some(bob_pipelines_sample::Error::Shape { key, .. }) = sample {
+                return Some(key);
+            }
+            next = e.source();
+        }
+        None
+    }
 }
 
 pub(crate) fn list(items: &[String]) -> String {

@@ -390,11 +390,13 @@ where
             .take()
             .ok_or(Error::InputTaken { partition: 0 })?;
         // While a checkpointed run runs, a marker says so: if it dies, the next
-        // run knows to look for the temp files it left.
+        // run knows to look for the temp files it left. A run that will write
+        // nothing writes no marker either, so a finished folder can be read
+        // from a read-only share.
         let marker = match info.checkpoint() {
             // The driver owns the folder's marker; a worker repeating an
             // earlier compute leaves it alone.
-            Some(c) if !self.here => {
+            Some(c) if !self.here && !info.writes_nothing() => {
                 let root = c.options().layout().features_dir();
                 // A run killed while writing its marker left the marker's temp
                 // file (and no marker to say so): the root holds no other temp.

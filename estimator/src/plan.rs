@@ -1,5 +1,6 @@
 //! What executors receive: a pipeline run with its types erased.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -299,6 +300,19 @@ impl CheckpointPlan {
         self.stats[i]
     }
 
+    /// The file that holds step `i`'s output for `key`, when step `i`
+    /// writes checkpoints.
+    pub fn output_file(&self, steps: &[PlanStep], i: usize, key: &str) -> Option<PathBuf> {
+        let ext = steps[i]
+            .op
+            .checkpoint_extension()
+            .filter(|_| self.saves[i])?;
+        self.options
+            .layout()
+            .feature_path(&steps[i].name, key, ext)
+            .ok()
+    }
+
     /// The checkpointed steps up to and including `i` (whose failure markers
     /// count for a sample loaded at `i`).
     pub fn saving_steps_through(&self, steps: &[PlanStep], i: usize) -> Vec<String> {
@@ -367,6 +381,23 @@ impl PlanInfo {
                 .unwrap_or(0),
             _ => self.steps.len(),
         }
+    }
+
+    /// Whether a run of this plan writes nothing to disk: it fits no step,
+    /// and no partition passes through a step that saves checkpoints (each
+    /// starts from a checkpoint after which no step saves). Only a file
+    /// found missing or corrupt while being read is then computed again
+    /// and written.
+    pub fn writes_nothing(&self) -> bool {
+        let Some(ck) = self.checkpoint() else {
+            return true;
+        };
+        let end = self.transform_end();
+        !(0..self.steps.len()).any(|i| self.fits(i))
+            && ck.starts.iter().all(|start| {
+                let first = start.map_or(0, |s| s + 1);
+                !(first..end).any(|i| ck.saves[i])
+            })
     }
 
     /// Checks that every step that transforms without being fitted here has a model.

@@ -29,8 +29,11 @@ pub(crate) fn run_task(job: &Job<'_>, progress: &dyn Progress, i: usize) -> Resu
         let step = task
             .step()
             .map(|s| graph.info().steps()[s].name().to_owned());
+        let (keys, samples) = job.samples_of(i);
         Err(Error::TaskPanicked {
             task: task.id().to_owned(),
+            keys,
+            samples,
             message: match step {
                 Some(step) => format!("{message} (in step `{step}`)"),
                 None => message,

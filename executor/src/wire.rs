@@ -197,18 +197,25 @@ pub struct SecretFile {
 }
 
 impl SecretFile {
+    /// The prefix of every secret file's name.
+    const NAME: &'static str = "bob-pipelines-secret";
+
     /// Creates a new random secret in a new file in `dir` (which should be
     /// private to the user and, for a cluster, shared with the workers' hosts).
+    /// The file's name says which host and process own it, so the secret
+    /// files that killed drivers left in `dir` are recognised and removed
+    /// here (a driver removes its own when it ends).
     ///
     /// # Errors
     /// When the random source or the file cannot be used.
     pub fn create(dir: &Path) -> io::Result<Self> {
+        Self::remove_stale(dir);
         let secret = Secret::random()?;
-        let name: String = random32()?[..8]
+        let unique: String = random32()?[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let path = dir.join(format!(".bob-pipelines-secret-{name}"));
+        let path = dir.join(bob_pipelines_checkpoint::owned_name(Self::NAME, &unique));
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -218,6 +225,25 @@ impl SecretFile {
         f.write_all(hex.as_bytes())?;
         f.sync_all()?;
         Ok(SecretFile { path, secret })
+    }
+
+    /// Removes the secret files in `dir` whose driver is gone (a dead process
+    /// on this host, or a day old from another); returns how many.
+    pub fn remove_stale(dir: &Path) -> usize {
+        let prefix = format!(".{}", Self::NAME);
+        let Ok(entries) = fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                    && bob_pipelines_checkpoint::is_stale_temp(p)
+            })
+            .filter(|p| fs::remove_file(p).is_ok())
+            .count()
     }
 
     /// The file's path: what a worker is given.
@@ -543,5 +569,25 @@ mod tests {
         fs::write(&junk, "xyz").unwrap();
         assert!(read_secret(&junk).is_err());
         fs::remove_file(junk).unwrap();
+    }
+
+    #[test]
+    fn secret_files_of_dead_drivers_are_removed_by_the_next_one() {
+        let dir = std::env::temp_dir().join(format!("bp-secrets-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let live = SecretFile::create(&dir).unwrap();
+        // What a driver killed on this host left: its pid is no process.
+        let name = bob_pipelines_checkpoint::owned_name(SecretFile::NAME, "00ff");
+        let host_and_pid = format!("-{}-", std::process::id());
+        let dead = dir.join(name.replace(&host_and_pid, "-999999999-"));
+        fs::write(&dead, "x").unwrap();
+        let other = dir.join("unrelated.tmp-file");
+        fs::write(&other, "x").unwrap();
+        let next = SecretFile::create(&dir).unwrap();
+        assert!(!dead.exists(), "a dead driver's secret is removed");
+        assert!(live.path().exists() && next.path().exists() && other.exists());
+        drop((live, next));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -249,7 +249,9 @@ fn a_panicking_task_fails_the_run_and_the_other_threads_stop() {
         let msg = e.to_string();
         assert!(matches!(e, Error::TaskPanicked { .. }), "{msg}");
         assert!(
-            msg.contains("extract.transform-50") && msg.contains("`extract`"),
+            msg.contains("extract.transform-50")
+                && msg.contains("`extract`")
+                && msg.contains("\"k50\""),
             "{msg}"
         );
         assert!(msg.contains("index out of bounds"), "{msg}");

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use bob_pipelines_estimator::{
     AnyPartition, Counts, Error, Executed, InputPartition, Model, Plan, PlanInfo, Report, Result,
 };
+use bob_pipelines_sample::Key;
 
 use crate::{TaskGraph, TaskKind};
 
@@ -30,9 +31,14 @@ pub struct Job<'a> {
     inputs: Vec<Mutex<Option<InputPartition<'a>>>>,
     results: Vec<Mutex<Option<AnyPartition>>>,
     models: Vec<Mutex<Option<Model>>>,
+    /// Each partition's first keys, once loaded: what names it in errors.
+    keys: Vec<Mutex<Vec<Key>>>,
     report: Mutex<Report>,
     start: Instant,
 }
+
+/// How many keys name a partition in errors.
+const KEYS_SHOWN: usize = 3;
 
 impl std::fmt::Debug for Job<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,6 +75,9 @@ impl<'a> Job<'a> {
                 .collect(),
             results: (0..graph.len()).map(|_| Mutex::new(None)).collect(),
             models,
+            keys: (0..plan.info.npartitions())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             report: Mutex::new(plan.info.empty_report()),
             graph,
             start: Instant::now(),
@@ -94,9 +103,14 @@ impl<'a> Job<'a> {
     /// The task's error, wrapped with the task's id.
     pub fn run(&self, i: usize) -> Result<Done> {
         let t0 = Instant::now();
-        let counts = self.run_inner(i).map_err(|source| Error::Task {
-            task: self.graph.task(i).id().to_owned(),
-            source: Box::new(source),
+        let counts = self.run_inner(i).map_err(|source| {
+            let (keys, samples) = self.samples_of(i);
+            Error::Task {
+                task: self.graph.task(i).id().to_owned(),
+                keys,
+                samples,
+                source: Box::new(source),
+            }
         })?;
         Ok(Done {
             task: i,
@@ -122,14 +136,18 @@ impl<'a> Job<'a> {
                 let input = lock(&self.inputs[partition])
                     .take()
                     .ok_or(Error::InputTaken { partition })?;
-                let part = match from {
+                let (part, wire) = match from {
                     None => {
                         let loaded = input.load()?;
                         lock(&self.report).load_failed += loaded.load_failed;
-                        loaded.partition
+                        (loaded.partition, info.input_wire())
                     }
-                    Some(step) => self.load_checkpoint(step, input)?,
+                    Some(step) => (
+                        self.load_checkpoint(step, input)?,
+                        info.steps()[step].wire(),
+                    ),
                 };
+                *lock(&self.keys[partition]) = wire.codec().keys(&part, KEYS_SHOWN)?;
                 *lock(&self.results[i]) = Some(part);
                 Ok(Counts::default())
             }
@@ -155,7 +173,9 @@ impl<'a> Job<'a> {
                         })
                     })
                     .collect::<Result<Vec<&AnyPartition>>>()?;
-                let model = info.steps()[step].fit(&refs)?;
+                let model = info.steps()[step]
+                    .fit(&refs)
+                    .map_err(|e| name_checkpoint_input(info, step, e))?;
                 drop(guards);
                 save_model(info, step, &model)?;
                 self.record_fit(step, model, t0.elapsed());
@@ -168,7 +188,9 @@ impl<'a> Job<'a> {
                     .take()
                     .ok_or_else(|| self.missing(format!("input of `{}`", task.id())))?;
                 let model = lock(&self.models[step]).clone();
-                let (out, counts) = info.steps()[step].transform(model.as_ref(), input)?;
+                let (out, counts) = info.steps()[step]
+                    .transform(model.as_ref(), input)
+                    .map_err(|e| name_checkpoint_input(info, step, e))?;
                 self.save(step, &out)?;
                 *lock(&self.results[i]) = Some(out);
                 lock(&self.report).steps[step].add(counts, t0.elapsed());
@@ -179,6 +201,19 @@ impl<'a> Job<'a> {
 
     fn save(&self, step: usize, part: &AnyPartition) -> Result<()> {
         save_outputs(self.graph.info(), step, part)
+    }
+
+    /// Which samples task `i` has, for its errors: its partition's first
+    /// keys (once loaded) and its number of samples; no keys for a fit.
+    pub fn samples_of(&self, i: usize) -> (Vec<Key>, usize) {
+        let task = self.graph.task(i);
+        let keys = match task.kind() {
+            TaskKind::Load { partition, .. } | TaskKind::Transform { partition, .. } => {
+                lock(&self.keys[partition]).clone()
+            }
+            TaskKind::Fit { .. } => Vec::new(),
+        };
+        (keys, task.samples())
     }
 
     /// Takes the result of task `i` out of the job (a distributed driver
@@ -282,6 +317,28 @@ impl<'a> Job<'a> {
             models,
             report,
         })
+    }
+}
+
+/// Adds to an error of `step` the checkpoint file behind the sample it names,
+/// when that sample's input (the previous step's output) is a checkpoint
+/// file: a datum of another shape read back from a file written by another
+/// version of the step fails here, and the file is what to remove.
+pub fn name_checkpoint_input(info: &PlanInfo, step: usize, e: Error) -> Error {
+    let (Some(ck), Some(prev)) = (info.checkpoint(), step.checked_sub(1)) else {
+        return e;
+    };
+    let Some(key) = e.odd_sample().cloned() else {
+        return e;
+    };
+    match ck.output_file(info.steps(), prev, &key) {
+        Some(path) if path.is_file() => Error::FromCheckpoint {
+            source: Box::new(e),
+            key,
+            step: info.steps()[prev].name().to_owned(),
+            path,
+        },
+        _ => e,
     }
 }
 

@@ -136,6 +136,7 @@ pub struct LocalProcesses {
     kinds: Vec<WorkerKind>,
     program: Option<PathBuf>,
     args: Option<Vec<OsString>>,
+    env: Vec<(OsString, OsString)>,
     children: Vec<(String, Child)>,
     launched: usize,
 }
@@ -149,6 +150,7 @@ impl LocalProcesses {
             kinds: vec![WorkerKind::new("default", workers.get(), threads).min(workers.get())],
             program: None,
             args: None,
+            env: Vec::new(),
             children: Vec::new(),
             launched: 0,
         }
@@ -173,6 +175,14 @@ impl LocalProcesses {
     #[must_use]
     pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
         self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets a variable in every worker's environment (beside the driver's
+    /// own, which workers inherit).
+    #[must_use]
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -207,6 +217,7 @@ impl Launcher for LocalProcesses {
             let job = format!("local-{}", self.launched);
             let child = Command::new(&program)
                 .args(&args)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .envs(env.iter().map(|(k, v)| (k, v)))
                 .envs(worker_env(&self.kinds[kind], &job))
                 .stdin(Stdio::null())

@@ -61,6 +61,8 @@ pub(crate) struct Settings {
     wait_count: usize,
     interval: Duration,
     secret_dir: PathBuf,
+    handshake_timeout: Duration,
+    load_window: Option<usize>,
 }
 
 /// The distributed executor: a scheduler here, workers from a [`Launcher`].
@@ -87,7 +89,10 @@ impl<L: Launcher> Distributed<L> {
     /// to 100 lost workers (bob's `allowed_failures`); scaling is decided
     /// every second, and an idle worker beyond what the ready tasks need (and
     /// above its kind's minimum) is released after 5 such intervals (bob's
-    /// `wait_count`); the secret file goes to the temp folder.
+    /// `wait_count`); the secret file goes to the temp folder; a connection
+    /// must prove it knows the run's secret within 5 s (and at most
+    /// 64 connections may be proving it at once); the driver loads input
+    /// partitions at most `2 + 2 × Σ workers × threads` ahead of its workers.
     pub fn new(launcher: L) -> Self {
         Distributed {
             name: launcher.name(),
@@ -102,6 +107,8 @@ impl<L: Launcher> Distributed<L> {
                 wait_count: 5,
                 interval: Duration::from_secs(1),
                 secret_dir: std::env::temp_dir(),
+                handshake_timeout: Duration::from_secs(5),
+                load_window: None,
             },
             progress: Arc::new(Bars::new()),
         }
@@ -171,6 +178,24 @@ impl<L: Launcher> Distributed<L> {
     #[must_use]
     pub fn secret_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.settings.secret_dir = dir.into();
+        self
+    }
+
+    /// How long a new connection has, in all, to prove it knows the run's
+    /// secret before it is closed.
+    #[must_use]
+    pub fn handshake_timeout(mut self, within: Duration) -> Self {
+        self.settings.handshake_timeout = within;
+        self
+    }
+
+    /// How many input partitions the driver keeps loaded (or loading) ahead
+    /// of its workers (at least 1; by default `2 + 2 × Σ max workers ×
+    /// threads`): the bound on the driver's memory for loads. Partitions that
+    /// a fit is waiting for do not count: a fit needs them all.
+    #[must_use]
+    pub fn load_window(mut self, partitions: usize) -> Self {
+        self.settings.load_window = Some(partitions.max(1));
         self
     }
 

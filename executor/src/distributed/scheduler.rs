@@ -8,14 +8,13 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_estimator::{Counts, Error, Result};
 use bob_pipelines_graph::{Done, Job, TaskGraph, TaskKind, program_fingerprint};
-use bob_pipelines_sample::Key;
 
 use super::Settings;
 use super::launcher::{JobState, Launcher};
@@ -40,6 +39,8 @@ enum Event {
         peer: SocketAddr,
         error: WireError,
     },
+    /// A connection closed at once: too many were in their handshake.
+    TurnedAway,
     Msg {
         id: u32,
         msg: FromWorker,
@@ -49,11 +50,11 @@ enum Event {
         id: u32,
         reason: String,
     },
-    /// A load finished in the driver: its encoded partition and a few keys
-    /// (none when the load is itself an output and stays in the job).
+    /// A load finished in the driver: its encoded partition (none when the
+    /// load is itself an output and stays in the job).
     Loaded {
         task: usize,
-        result: Result<Option<(Vec<u8>, Vec<Key>)>>,
+        result: Result<Option<Vec<u8>>>,
     },
     Decoded {
         result: Result<()>,
@@ -65,9 +66,6 @@ enum DriverWork {
     Load(usize),
     Decode(usize, Vec<u8>),
 }
-
-/// How many keys name a partition in errors.
-const KEYS_SHOWN: usize = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
@@ -161,6 +159,7 @@ pub(crate) fn run(
         listener,
         secret.secret().clone(),
         program_fingerprint(graph.info()),
+        (settings.handshake_timeout, MAX_HANDSHAKES),
         events_tx.clone(),
         stop.clone(),
     )
@@ -226,30 +225,102 @@ fn check_resources(graph: &TaskGraph, launcher: &dyn Launcher, executor: &str) -
     Ok(())
 }
 
+/// How many connections may be in their handshake at once: beyond it, a new
+/// connection is closed at once (a flood or a port scan cannot hold the
+/// scheduler's threads and descriptors).
+pub(crate) const MAX_HANDSHAKES: usize = 64;
+
+/// A connection in its handshake, with an overall deadline: each read or
+/// write may take only what is left of it, so a peer that trickles a byte at
+/// a time is cut off all the same.
+struct Deadline<'s> {
+    stream: &'s TcpStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the handshake took longer than its deadline",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl std::io::Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&mut &*self.stream).flush()
+    }
+}
+
+/// Gives a handshake slot back when its thread ends, however it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Accepts connections until `stop`; each is authenticated on its own
-/// thread, so a silent or hostile peer holds up no one.
+/// thread within `deadline`, and at most `cap` at once, so a silent, slow or
+/// hostile peer holds up no one.
 fn accept_workers(
     listener: TcpListener,
     secret: Secret,
     fingerprint: u64,
+    (deadline, cap): (Duration, usize),
     events: Sender<Event>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
+    let open = Arc::new(AtomicUsize::new(0));
     std::thread::spawn(move || {
         let mut next = 0u32;
         while !stop.load(Ordering::Acquire) {
             match listener.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((stream, peer)) => {
+                    if open.load(Ordering::Acquire) >= cap {
+                        let _ = stream.shutdown(Shutdown::Both);
+                        if events.send(Event::TurnedAway).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::AcqRel);
+                    let slot = Slot(open.clone());
                     next += 1;
                     let id = next;
                     let (secret, events) = (secret.clone(), events.clone());
                     std::thread::spawn(move || {
                         let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-                        let event = match wire::accept(&mut stream, &secret, fingerprint, id) {
-                            Ok(info) => Event::Joined { id, info, stream },
+                        let mut conn = Deadline {
+                            stream: &stream,
+                            until: Instant::now() + deadline,
+                        };
+                        let outcome = wire::accept(&mut conn, &secret, fingerprint, id);
+                        drop(slot);
+                        let event = match outcome {
+                            Ok(info) => {
+                                let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+                                Event::Joined { id, info, stream }
+                            }
                             Err(error) => {
                                 let _ = stream.shutdown(Shutdown::Both);
                                 Event::Refused { peer, error }
@@ -294,8 +365,7 @@ fn driver_thread(
                         TaskKind::Load { from: Some(s), .. } => info.steps()[s].wire(),
                         _ => info.input_wire(),
                     };
-                    let keys = wire.codec().keys(&part, KEYS_SHOWN)?;
-                    Ok(Some((wire.codec().encode(&part)?, keys)))
+                    Ok(Some(wire.codec().encode(&part)?))
                 }),
             },
             DriverWork::Decode(task, bytes) => Event::Decoded {
@@ -401,12 +471,16 @@ struct Scheduler<'j, 'a> {
     consumers: Vec<usize>,
     failures: Vec<Vec<String>>,
     data: Vec<Option<Bytes>>,
-    /// Each input partition's first keys, once loaded.
-    keys: Vec<Vec<Key>>,
     is_output: Vec<bool>,
     ready: BTreeSet<(Reverse<usize>, usize)>,
     loads: std::collections::VecDeque<usize>,
+    /// Loads that count against the window: in flight, or loaded and
+    /// waiting for a transform that can run without a fit.
     loads_held: usize,
+    /// Whether a load's partition counts in `loads_held`. A partition that
+    /// feeds a fit does not once loaded: the fit needs every partition, so
+    /// holding it must never keep the others from loading.
+    counted: Vec<bool>,
     window: usize,
     models: Vec<Option<Bytes>>,
     /// The launcher's kinds of worker.
@@ -416,8 +490,11 @@ struct Scheduler<'j, 'a> {
     launch_failures: Vec<(usize, String)>,
     ever_connected: Vec<bool>,
     remaining: usize,
+    /// Tasks loading in the driver or running on a worker.
+    under_way: usize,
     decoding: usize,
     refused: usize,
+    turned_away: usize,
     lost: usize,
 }
 
@@ -458,11 +535,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             consumers: (0..n).map(|i| graph.dependents(i).len()).collect(),
             failures: vec![Vec::new(); n],
             data: vec![None; n],
-            keys: vec![Vec::new(); info.npartitions()],
             is_output,
             ready: BTreeSet::new(),
             loads: std::collections::VecDeque::new(),
             loads_held: 0,
+            counted: vec![false; n],
             window: 2,
             models,
             kinds: Vec::new(),
@@ -471,8 +548,10 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             launch_failures: Vec::new(),
             ever_connected: Vec::new(),
             remaining: n,
+            under_way: 0,
             decoding: 0,
             refused: 0,
+            turned_away: 0,
             lost: 0,
         };
         for i in 0..n {
@@ -490,8 +569,19 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         }
     }
 
+    /// Moves task `i` to `st`, counting the tasks under way.
+    fn set_state(&mut self, i: usize, st: St) {
+        let busy = |st: St| matches!(st, St::Loading | St::Running(_));
+        match (busy(self.state[i]), busy(st)) {
+            (false, true) => self.under_way += 1,
+            (true, false) => self.under_way -= 1,
+            _ => {}
+        }
+        self.state[i] = st;
+    }
+
     fn make_ready(&mut self, i: usize) {
-        self.state[i] = St::Ready;
+        self.set_state(i, St::Ready);
         match self.graph.task(i).kind() {
             TaskKind::Load { .. } => self.loads.push_back(i),
             // Deeper steps first: partitions finish, and their memory goes.
@@ -508,11 +598,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         events: &Receiver<Event>,
     ) -> Result<()> {
         self.ever_connected = vec![false; launcher.kinds().len()];
-        self.window = 2 + 2 * launcher
-            .kinds()
-            .iter()
-            .map(|k| k.max * k.threads.get())
-            .sum::<usize>();
+        self.window = self.settings.load_window.unwrap_or_else(|| {
+            2 + 2 * launcher
+                .kinds()
+                .iter()
+                .map(|k| k.max * k.threads.get())
+                .sum::<usize>()
+        });
         self.start_loads(work);
         self.scale(launcher)?;
         let mut next_tick = Instant::now() + self.settings.interval;
@@ -535,6 +627,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             }
             self.assign()?;
             self.start_loads(work);
+            self.check_progress()?;
             if Instant::now() >= next_tick {
                 self.tick(launcher)?;
                 next_tick = Instant::now() + self.settings.interval;
@@ -542,13 +635,52 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         }
     }
 
+    /// The watchdog: a run in which nothing is under way and nothing can
+    /// start, yet tasks are left, would wait for ever. Say which tasks are
+    /// stuck and on what, instead.
+    fn check_progress(&self) -> Result<()> {
+        if self.remaining == 0 || self.under_way > 0 || self.decoding > 0 || !self.ready.is_empty()
+        {
+            return Ok(());
+        }
+        let graph = self.graph;
+        let id = |t: usize| format!("`{}`", graph.task(t).id());
+        let stuck: Vec<String> = (0..graph.len())
+            .filter(|&t| self.state[t] == St::Waiting)
+            .take(5)
+            .map(|t| {
+                let on: Vec<String> = graph
+                    .task(t)
+                    .deps()
+                    .iter()
+                    .filter(|&&d| self.state[d] != St::Done)
+                    .take(4)
+                    .map(|&d| id(d))
+                    .collect();
+                format!("{} waits for {}", id(t), on.join(", "))
+            })
+            .collect();
+        Err(internal(format!(
+            "the run cannot go on: nothing is running and nothing can start, yet {} of {} tasks \
+             are not done ({} load(s) wait for room in the driver's load window of {} \
+             partitions, {} held); stuck: {}",
+            self.remaining,
+            graph.len(),
+            self.loads.len(),
+            self.window,
+            self.loads_held,
+            stuck.join("; ")
+        )))
+    }
+
     fn start_loads(&mut self, work: &Sender<DriverWork>) {
         while self.loads_held < self.window {
             let Some(t) = self.loads.pop_front() else {
                 return;
             };
-            self.state[t] = St::Loading;
+            self.set_state(t, St::Loading);
             self.loads_held += 1;
+            self.counted[t] = true;
             if work.send(DriverWork::Load(t)).is_err() {
                 return;
             }
@@ -574,6 +706,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 // Not one of ours: dropped, and counted in the report.
                 _ => self.refused += 1,
             },
+            Event::TurnedAway => self.turned_away += 1,
             Event::Msg { id, msg, data } => match msg {
                 FromWorker::Heartbeat => {}
                 FromWorker::Done {
@@ -602,8 +735,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         .workers
                         .get(&id)
                         .map_or_else(|| format!("#{id}"), |w| w.name.clone());
+                    let (keys, samples) = self.job.samples_of(task);
                     let e = Error::Task {
                         task: self.graph.task(task).id().to_owned(),
+                        keys,
+                        samples,
                         source: Box::new(Error::Remote {
                             worker,
                             message: error,
@@ -616,13 +752,17 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             Event::Lost { id, reason } => self.lost(id, &reason, launcher)?,
             Event::Loaded { task, result } => {
                 let loaded = result?;
-                if let TaskKind::Load { partition, .. } = self.graph.task(task).kind() {
-                    if let Some((bytes, keys)) = loaded {
-                        self.keys[partition] = keys;
-                        self.data[task] = Some(Arc::new(bytes));
-                    } else {
-                        self.loads_held -= 1;
-                    }
+                let feeds_fit = self
+                    .graph
+                    .dependents(task)
+                    .iter()
+                    .any(|&d| matches!(self.graph.task(d).kind(), TaskKind::Fit { .. }));
+                match loaded {
+                    Some(bytes) => self.data[task] = Some(Arc::new(bytes)),
+                    None => self.release(task), // an output: it stays in the job
+                }
+                if feeds_fit {
+                    self.release(task);
                 }
                 self.finish(task);
             }
@@ -668,17 +808,22 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         );
     }
 
+    /// Load `i` no longer counts against the window.
+    fn release(&mut self, i: usize) {
+        if std::mem::take(&mut self.counted[i]) {
+            self.loads_held -= 1;
+        }
+    }
+
     /// Marks task `i` done: frees the inputs no one else needs, readies what waited.
     fn finish(&mut self, i: usize) {
-        self.state[i] = St::Done;
+        self.set_state(i, St::Done);
         self.remaining -= 1;
         for &d in self.graph.task(i).deps() {
             self.consumers[d] -= 1;
-            if self.consumers[d] == 0
-                && self.data[d].take().is_some()
-                && matches!(self.graph.task(d).kind(), TaskKind::Load { .. })
-            {
-                self.loads_held -= 1;
+            if self.consumers[d] == 0 {
+                self.data[d] = None;
+                self.release(d);
             }
         }
         for &d in self.graph.dependents(i) {
@@ -821,34 +966,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         w.running.push(task);
         w.idle_ticks = 0;
         self.ready.remove(&(Reverse(step), task));
-        self.state[task] = St::Running(id);
+        self.set_state(task, St::Running(id));
         self.progress.task_started(self.graph, task);
         Ok(())
-    }
-
-    /// What a task's failure message names: its task, step and samples.
-    fn describe(&self, task: usize) -> String {
-        let t = self.graph.task(task);
-        let step = t
-            .step()
-            .map(|s| self.graph.info().steps()[s].name().to_owned())
-            .unwrap_or_default();
-        let samples = match t.kind() {
-            TaskKind::Transform { partition, .. } | TaskKind::Load { partition, .. } => {
-                let shown: Vec<String> = self.keys[partition]
-                    .iter()
-                    .map(|k| format!("{k:?}"))
-                    .collect();
-                let more = if t.samples() > shown.len() {
-                    " …"
-                } else {
-                    ""
-                };
-                format!("keys {}{more} ({} samples)", shown.join(", "), t.samples())
-            }
-            TaskKind::Fit { .. } => format!("all {} samples", t.samples()),
-        };
-        format!("task `{}` (step `{step}`, {samples})", t.id())
     }
 
     fn lost(&mut self, id: u32, reason: &str, launcher: &mut dyn Launcher) -> Result<()> {
@@ -879,13 +999,20 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             self.failures[task].push(format!("`{}`: {reason}", w.name));
             if self.failures[task].len() > self.settings.allowed_failures {
                 let last = self.failures[task].iter().rev().take(3).cloned();
-                return Err(self.fail(format!(
-                    "{} was running on {} workers that were lost; it may be what kills them \
-                     (memory or time limits). Last: {}",
-                    self.describe(task),
-                    self.failures[task].len(),
-                    last.collect::<Vec<_>>().join("; ")
-                )));
+                let t = self.graph.task(task);
+                let step = t.step().map_or("", |s| self.graph.info().steps()[s].name());
+                let (keys, samples) = self.job.samples_of(task);
+                return Err(Error::Task {
+                    task: t.id().to_owned(),
+                    keys,
+                    samples,
+                    source: Box::new(self.fail(format!(
+                        "step `{step}` was running on {} workers that were lost; it may be what \
+                         kills them (memory or time limits). Last: {}",
+                        self.failures[task].len(),
+                        last.collect::<Vec<_>>().join("; ")
+                    ))),
+                });
             }
             self.make_ready(task);
         }
@@ -1056,6 +1183,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 self.refused
             ));
         }
+        if self.turned_away > 0 {
+            self.job.warn(format!(
+                "{} connection(s) to the scheduler's port were closed at once: {MAX_HANDSHAKES} \
+                 others were still in their handshake (a flood, or a port scan)",
+                self.turned_away
+            ));
+        }
         if self.lost > 0 {
             let info = self.graph.info();
             if let Some(ck) = info.checkpoint() {
@@ -1066,6 +1200,190 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    use bob_pipelines_estimator::{Executed, Executor};
+
+    /// The acceptor with `cap` handshakes at once and `deadline` for each;
+    /// returns its address and its events.
+    fn acceptor(deadline: Duration, cap: usize) -> (SocketAddr, Receiver<Event>, Arc<AtomicBool>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let secret = Secret::random().unwrap();
+        accept_workers(listener, secret, 1, (deadline, cap), tx, stop.clone()).unwrap();
+        (addr, rx, stop)
+    }
+
+    /// Whether the scheduler closed `s` (after its challenge) within `limit`.
+    fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+        s.set_read_timeout(Some(limit)).unwrap();
+        let mut sink = Vec::new();
+        s.read_to_end(&mut sink).is_ok()
+    }
+
+    #[test]
+    fn a_peer_that_trickles_bytes_is_cut_off_at_the_handshake_deadline() {
+        let (addr, events, stop) = acceptor(Duration::from_millis(300), 8);
+        let mut s = TcpStream::connect(addr).unwrap();
+        let writer = s.try_clone().unwrap();
+        let trickle = std::thread::spawn(move || {
+            // A byte every 50 ms: each read would wait far less than a per-read
+            // timeout, so only an overall deadline ends it.
+            for _ in 0..100 {
+                if (&writer).write_all(&[0]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        assert!(
+            closed_within(&mut s, Duration::from_secs(3)),
+            "still open after 3 s"
+        );
+        match events.recv_timeout(Duration::from_secs(1)).unwrap() {
+            Event::Refused { error, .. } => assert!(
+                matches!(&error, WireError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut)
+                    || matches!(error, WireError::Unauthenticated),
+                "{error}"
+            ),
+            _ => panic!("expected the connection to be refused"),
+        }
+        stop.store(true, Ordering::Release);
+        let _ = trickle.join();
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
+        let (addr, events, stop) = acceptor(Duration::from_secs(30), 4);
+        // Four silent peers hold every handshake slot.
+        let silent: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let mut held = 0;
+        while held < 4 {
+            // Each silent peer gets its challenge: its slot is taken.
+            let mut s = silent[held].try_clone().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).unwrap();
+            held += 1;
+        }
+        let mut extra: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        for s in &mut extra {
+            assert!(
+                closed_within(s, Duration::from_secs(5)),
+                "not closed at once"
+            );
+        }
+        let turned = (0..3)
+            .filter(|_| {
+                matches!(
+                    events.recv_timeout(Duration::from_secs(5)),
+                    Ok(Event::TurnedAway)
+                )
+            })
+            .count();
+        assert_eq!(turned, 3);
+        // A slot given back takes a new connection again.
+        drop(silent);
+        let mut refused = 0;
+        while refused < 4 {
+            if let Ok(Event::Refused { .. }) = events.recv_timeout(Duration::from_secs(5)) {
+                refused += 1;
+            } else {
+                panic!("the silent peers' handshakes did not end when they left");
+            }
+        }
+        let mut again = TcpStream::connect(addr).unwrap();
+        again
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut len = [0u8; 4];
+        again.read_exact(&mut len).unwrap(); // its challenge: it has a slot
+        stop.store(true, Ordering::Release);
+    }
+
+    /// Runs `check` on a scheduler made for the plan it is given.
+    struct Probe<F>(F);
+
+    impl<F: Fn(&mut Scheduler<'_, '_>, &Sender<DriverWork>) -> Result<()> + Send + Sync> Executor
+        for Probe<F>
+    {
+        fn name(&self) -> String {
+            "probe".to_owned()
+        }
+
+        fn execute(&self, plan: bob_pipelines_estimator::Plan<'_>) -> Result<Executed> {
+            let job = Job::new(plan)?;
+            let settings =
+                super::super::Distributed::new(super::super::LocalProcesses::all_cores())
+                    .settings
+                    .clone();
+            let (events, _keep) = mpsc::channel();
+            let mut s = Scheduler::new(&job, &settings, &crate::Silent, "probe", vec![], events);
+            let (work, _loads) = mpsc::channel();
+            (self.0)(&mut s, &work)?;
+            Err(internal("the probe ran no run".to_owned()))
+        }
+    }
+
+    struct Same;
+    impl bob_pipelines_estimator::Transformer for Same {
+        type Input = u32;
+        type Output = u32;
+        fn transform(
+            &self,
+            b: &bob_pipelines_estimator::Batch<'_, u32>,
+        ) -> std::result::Result<
+            Vec<bob_pipelines_estimator::SampleResult<u32>>,
+            bob_pipelines_estimator::BoxError,
+        > {
+            Ok(b.iter().map(|x| Ok(*x)).collect())
+        }
+    }
+
+    #[test]
+    fn the_watchdog_names_the_tasks_a_stuck_run_waits_for() {
+        use bob_pipelines_estimator::{Pipeline, Step};
+        let p = Pipeline::new().then(Step::new(Same).name("same"));
+        let samples = (0..30u32).map(|i| bob_pipelines_sample::Sample::new(format!("k{i}"), i));
+        let stuck = Probe(|s: &mut Scheduler<'_, '_>, work: &Sender<DriverWork>| {
+            // Loads under way: the run is going on.
+            s.window = 1;
+            s.start_loads(work);
+            s.check_progress()?;
+            // A window that admits nothing, with nothing under way: stuck.
+            s.window = 0;
+            s.loads_held = 0;
+            let t = s.loads.len();
+            let loading = (0..s.state.len())
+                .find(|&i| s.state[i] == St::Loading)
+                .unwrap();
+            s.set_state(loading, St::Ready);
+            s.loads.push_front(loading);
+            assert_eq!(s.loads.len(), t + 1);
+            s.check_progress()
+        });
+        let e = p
+            .transform(samples)
+            .npartitions(3)
+            .compute(&stuck)
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "cannot go on",
+            "6 of 6 tasks",
+            "`same.transform-0` waits for `load-0`",
+            "3 load(s) wait for room",
+        ] {
+            assert!(e.contains(part), "{part} missing in: {e}");
         }
     }
 }

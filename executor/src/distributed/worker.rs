@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_estimator::{AnyPartition, Counts, Model, PlanInfo, Result, WORKER_ENV};
-use bob_pipelines_graph::{program_fingerprint, save_model, save_outputs};
+use bob_pipelines_graph::{name_checkpoint_input, program_fingerprint, save_model, save_outputs};
 
 use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, is_timeout, put};
 use crate::local::panic_message;
@@ -261,7 +261,9 @@ fn run_op(
             let input = input_wire(step).codec().decode(&bytes)?;
             drop(bytes);
             let model = models.read().unwrap_or_else(PoisonError::into_inner)[step].clone();
-            let (out, counts) = steps[step].transform(model.as_ref(), input)?;
+            let (out, counts) = steps[step]
+                .transform(model.as_ref(), input)
+                .map_err(|e| name_checkpoint_input(info, step, e))?;
             save_outputs(info, step, &out)?;
             let bytes = steps[step].wire().codec().encode(&out)?;
             Ok((counts, bytes))
@@ -275,7 +277,9 @@ fn run_op(
                 .collect::<Result<Vec<AnyPartition>>>()?;
             drop(inputs);
             let refs: Vec<&AnyPartition> = parts.iter().collect();
-            let model = steps[step].fit(&refs)?;
+            let model = steps[step]
+                .fit(&refs)
+                .map_err(|e| name_checkpoint_input(info, step, e))?;
             drop(parts);
             save_model(info, step, &model)?;
             let bytes = steps[step].encode_model(&model)?;

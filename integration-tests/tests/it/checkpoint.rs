@@ -211,6 +211,84 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// Every folder and file under `dir` with its modification time: a file
+/// written, or written and removed, changes its folder's.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
+    let mut all = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        all.push((
+            d.clone(),
+            std::fs::metadata(&d).unwrap().modified().unwrap(),
+        ));
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                all.push((p.clone(), e.metadata().unwrap().modified().unwrap()));
+            }
+        }
+    }
+    all.sort();
+    all
+}
+
+/// `dir` mounted read-only at `at` until dropped.
+struct ReadOnlyMount(PathBuf);
+
+impl ReadOnlyMount {
+    fn new(dir: &Path, at: &Path) -> Result<Self, String> {
+        let mount = |args: &[&std::ffi::OsStr]| {
+            let out = std::process::Command::new("mount")
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run mount: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            }
+        };
+        mount(&["--bind".as_ref(), dir.as_os_str(), at.as_os_str()])?;
+        let m = ReadOnlyMount(at.to_path_buf());
+        mount(&["-o".as_ref(), "remount,bind,ro".as_ref(), at.as_os_str()])?;
+        Ok(m)
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_run_with_nothing_to_compute_writes_nothing_and_reads_a_read_only_share() {
+    let t = TempDir::new("nothing-to-write");
+    let ex = by_name("threads-p2").unwrap();
+    let (first, _) = run(&t.0, &Counters::default(), 50, &ex).unwrap();
+    let before = snapshot(&t.0);
+    let (again, report) = run(&t.0, &Counters::default(), 50, &ex).unwrap();
+    assert_eq!(again, first);
+    assert_eq!(report.from_checkpoints, 50);
+    assert_eq!(snapshot(&t.0), before, "a run that computes nothing wrote");
+
+    // The same folder on a read-only mount (root can bind-mount one).
+    let share = TempDir::new("read-only-share");
+    match ReadOnlyMount::new(&t.0, &share.0) {
+        Ok(_mounted) => {
+            assert!(std::fs::write(share.0.join("probe"), b"x").is_err());
+            let (shared, report) = run(&share.0, &Counters::default(), 50, &ex).unwrap();
+            assert_eq!(shared, first);
+            assert_eq!(report.from_checkpoints, 50);
+        }
+        Err(why) => eprintln!(
+            "not run on a read-only mount (its folder was checked unchanged instead): {why}"
+        ),
+    }
+}
+
 #[test]
 fn a_second_run_reads_everything_and_computes_nothing() {
     let t = TempDir::new("resume");
@@ -680,4 +758,81 @@ fn a_sample_that_failed_to_load_is_remembered() {
     assert!(
         matches!(&again[5], Err((k, step, why)) if k == "k5" && step == "load" && why.contains("unreadable image"))
     );
+}
+
+/// Doubles its input.
+struct Embed;
+impl Transformer for Embed {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        Ok(b.iter().map(|x| Ok(x * 2.0)).collect())
+    }
+}
+
+/// Learns the mean vector of a stacked batch.
+struct MeanVector;
+#[derive(Serialize, Deserialize)]
+struct Shift(Vec<f64>);
+impl Fit for MeanVector {
+    type Input = Array1<f64>;
+    type Fitted = Shift;
+    fn fit(&self, b: &Batch<'_, Array1<f64>>) -> Result<Shift, BoxError> {
+        let stacked = b.to_array()?;
+        Ok(Shift(stacked.mean_axis(ndarray::Axis(0)).unwrap().to_vec()))
+    }
+}
+impl Transformer for Shift {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        Ok(b.iter()
+            .map(|x| Ok(x - &Array1::from(self.0.clone())))
+            .collect())
+    }
+}
+
+#[test]
+fn a_datum_of_another_shape_read_back_names_its_file_and_how_to_recompute_it() {
+    let t = TempDir::new("odd-shape");
+    let pipeline = || {
+        Pipeline::new()
+            .then(Step::new(Embed).name("embed"))
+            .then(Step::fit(MeanVector).name("shift"))
+            .checkpoint(Checkpoints::new(t.0.join("features")).model_dir(t.0.join("models")))
+    };
+    let samples = || (0..10).map(|i| Sample::new(format!("s{i}"), Array1::from(vec![i as f64; 3])));
+    let ex = by_name("threads-p2").unwrap();
+    pipeline().fit_transform(samples()).compute(&ex).unwrap();
+
+    // Another version of `embed` wrote 2 values for s3; the model is refitted.
+    let odd = files(&t.0.join("features/embed"))
+        .into_iter()
+        .find(|p| p.ends_with("s3.npy"))
+        .unwrap();
+    let mut bytes = Vec::new();
+    write_npy(&Array1::from(vec![1.0f64, 2.0]), &mut bytes);
+    std::fs::write(&odd, bytes).unwrap();
+    std::fs::remove_file(t.0.join("models/shift.msgpack")).unwrap();
+
+    let e = pipeline()
+        .fit_transform(samples())
+        .compute(&ex)
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "`shift.fit`",
+        "\"s3\"",
+        "shape [2]",
+        &odd.display().to_string(),
+        "delete the file",
+    ] {
+        assert!(e.contains(part), "{part} missing in: {e}");
+    }
 }

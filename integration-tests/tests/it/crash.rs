@@ -66,9 +66,9 @@ impl Transformer for Centered {
     }
 }
 
-/// Runs the pipeline in `dir` and returns its outputs as bytes (keys, failure
-/// reasons and f64 bits), so that "equal" means bit for bit.
-fn run(dir: &Path) -> Vec<u8> {
+/// Runs the pipeline in `dir` on `executor` and returns its outputs as bytes
+/// (keys, failure reasons and f64 bits), so that "equal" means bit for bit.
+fn run(dir: &Path, executor: &str) -> Vec<u8> {
     let mut p = Pipeline::new()
         .then(Step::new(Slow).name("slow"))
         .then(Step::fit(Mean).name("center"))
@@ -82,7 +82,7 @@ fn run(dir: &Path) -> Vec<u8> {
     let out = p
         .fit_transform(samples)
         .partition_size(40)
-        .compute(&by_name("threads-p2").unwrap())
+        .compute(&by_name(executor).unwrap())
         .expect("the run completes");
     let mut bytes = Vec::new();
     for slot in out {
@@ -101,20 +101,31 @@ fn run(dir: &Path) -> Vec<u8> {
     bytes
 }
 
-/// The child: computes in the folder it is given and writes its outputs there.
+/// The child: computes in the folder it is given on a thread pool, and
+/// writes its outputs there.
 #[test]
 #[ignore = "a helper that `killed_runs_resume_to_the_uninterrupted_outputs` runs in child processes"]
 fn crash_child() {
     let dir = PathBuf::from(std::env::var(DIR_ENV).expect("set by the crash test"));
-    let bytes = run(&dir);
+    let bytes = run(&dir, "threads-p2");
     std::fs::write(dir.join("result.bin"), bytes).unwrap();
 }
 
-fn child(dir: &Path) -> std::process::Child {
+/// The same on two worker processes (which run this helper too, up to its
+/// compute, and serve there).
+#[test]
+#[ignore = "a helper that `killed_distributed_runs_resume_to_the_uninterrupted_outputs` runs"]
+fn crash_child_p2() {
+    let dir = PathBuf::from(std::env::var(DIR_ENV).expect("set by the crash test"));
+    let bytes = run(&dir, "local-p2");
+    std::fs::write(dir.join("result.bin"), bytes).unwrap();
+}
+
+fn child(dir: &Path, helper: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "crash::crash_child",
+            &format!("crash::{helper}"),
             "--ignored",
             "--test-threads",
             "1",
@@ -136,10 +147,23 @@ fn files_under(dir: &Path) -> usize {
 
 #[test]
 fn killed_runs_resume_to_the_uninterrupted_outputs() {
-    let reference_dir = TempDir::new("crash-ref");
-    let reference = run(&reference_dir.0);
+    kill_and_resume("crash_child", 20);
+}
 
-    let dir = TempDir::new("crash");
+/// On worker processes, with a fitted step and more partitions (50) than the
+/// driver's load window (6): a resume reads partitions straight into the fit.
+#[test]
+fn killed_distributed_runs_resume_to_the_uninterrupted_outputs() {
+    kill_and_resume("crash_child_p2", 10);
+}
+
+/// Kills `rounds` children running `helper` at seeded moments, resumes, and
+/// checks the end result bit for bit, every file, and that no temp is left.
+fn kill_and_resume(helper: &str, rounds: u64) {
+    let reference_dir = TempDir::new(&format!("{helper}-ref"));
+    let reference = run(&reference_dir.0, "threads-p2");
+
+    let dir = TempDir::new(helper);
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -148,12 +172,12 @@ fn killed_runs_resume_to_the_uninterrupted_outputs() {
         seed
     };
     let mut kills = 0;
-    for round in 0..20 {
+    for round in 0..rounds {
         // Kills keyed to progress, not to a clock, so that they land inside
         // the run on a fast or a loaded machine alike: most children die after
         // writing a random number of new files (while writing more), every
         // fifth at a random moment of its start-up.
-        let mut c = child(&dir.0);
+        let mut c = child(&dir.0, helper);
         let t0 = Instant::now();
         if round % 5 == 4 {
             std::thread::sleep(Duration::from_millis(next() % 60));
@@ -173,11 +197,24 @@ fn killed_runs_resume_to_the_uninterrupted_outputs() {
         c.wait().unwrap();
     }
     assert!(
-        kills >= 15,
-        "only {kills} of 20 children were still running when killed"
+        kills >= rounds * 3 / 4,
+        "only {kills} of {rounds} children were still running when killed"
     );
+    // A killed driver's workers leave as soon as their connection closes.
+    std::thread::sleep(Duration::from_millis(500));
 
-    let status = child(&dir.0).wait().unwrap();
+    let mut last = child(&dir.0, helper);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = last.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            let _ = last.kill();
+            panic!("the resumed run did not end within 120 s: it hangs");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(status.success(), "the final run completes");
     let resumed = std::fs::read(dir.0.join("result.bin")).unwrap();
     assert!(

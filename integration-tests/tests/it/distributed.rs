@@ -374,11 +374,12 @@ const DRIVER_DIR_ENV: &str = "BOB_PIPELINES_TEST_DRIVER_DIR";
 #[test]
 #[ignore = "a helper: the driver that `workers_exit_when_their_driver_is_killed` kills"]
 fn driver_child() {
+    let dir = PathBuf::from(std::env::var(DRIVER_DIR_ENV).unwrap());
     let ex = Distributed::new(LocalProcesses::new(nz(2), NonZeroUsize::MIN))
         .death_timeout(Duration::from_secs(5))
         .heartbeat(Duration::from_millis(200))
+        .secret_dir(dir.join("secrets"))
         .with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent));
-    let dir = PathBuf::from(std::env::var(DRIVER_DIR_ENV).unwrap());
     let mut p = pipeline(300)
         .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
     let _ = p.fit_transform(samples(500)).npartitions(50).compute(&ex);
@@ -442,6 +443,13 @@ fn workers_exit_when_their_driver_is_killed() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let left: Vec<&String> = workers.iter().filter(|p| alive(p)).collect();
+    // The killed driver's secret file is left; the next driver removes it.
+    let secrets = work.join("secrets");
+    let count = || std::fs::read_dir(&secrets).map_or(0, Iterator::count);
+    let before = count();
+    let next = wire::SecretFile::create(&secrets).unwrap();
+    let after = count();
+    drop(next);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&work);
     assert!(
@@ -449,4 +457,225 @@ fn workers_exit_when_their_driver_is_killed() {
         "workers {left:?} outlived their driver by {:?}",
         killed.elapsed()
     );
+    assert_eq!((before, after), (1, 1), "the killed driver's secret file");
+}
+
+/// Runs `f`; if it has not returned within `limit`, says so and ends this
+/// process: a hang fails the test instead of stalling the suite.
+pub(crate) fn within<T>(limit: Duration, what: &str, f: impl FnOnce() -> T) -> T {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let what = what.to_owned();
+    std::thread::spawn(move || {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if flag.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{what} did not end within {limit:?}: it hangs");
+        std::process::exit(3);
+    });
+    let out = f();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    out
+}
+
+/// A checkpointed run of `pipeline` whose partitions were all read from the
+/// checkpoints, then whose model file went missing: every partition is read
+/// back straight into the fit, more of them than the driver's load window.
+#[test]
+fn a_resume_that_refits_from_checkpoints_ends() {
+    let dir = run_dir("refit");
+    let ex = silent(workers(
+        2,
+        "a_resume_that_refits_from_checkpoints_ends",
+        false,
+    ));
+    let mut p = pipeline(0)
+        .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+    if !is_worker() {
+        // The first run, in this process; then the model is lost.
+        p.fit_transform(samples(600))
+            .npartitions(30)
+            .compute(&by_name("threads-p2").unwrap())
+            .unwrap();
+        std::fs::remove_file(dir.join("models/center.msgpack")).unwrap();
+    }
+    let out = within(Duration::from_secs(60), "the resumed run", || {
+        p.fit_transform(samples(600))
+            .npartitions(30)
+            .compute(&ex)
+            .unwrap()
+    });
+    assert_eq!(bits(&out), reference(600, 30));
+    assert_eq!(out.report().from_checkpoints, 600);
+    assert!(out.report().steps[1].fitted, "the model was fitted again");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(notes(driver_pid()));
+}
+
+const CASE_ENV: &str = "BOB_PIPELINES_TEST_CASE";
+
+/// One random resume: a pipeline of stateless and fitted steps, a
+/// partitioning, which checkpoint files survive, and a load window.
+#[derive(Debug)]
+struct Case {
+    seed: u64,
+    samples: usize,
+    partitions: usize,
+    fitted: Vec<bool>,
+    window: usize,
+    /// The chance, in percent, that a checkpoint or model file is lost.
+    lose: u64,
+}
+
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+impl Case {
+    fn new(seed: u64) -> Self {
+        let mut next = xorshift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let steps = 1 + (next() % 4) as usize;
+        let samples = 20 + (next() % 300) as usize;
+        Case {
+            seed,
+            samples,
+            partitions: 1 + (next() % 40).min(samples as u64 - 1) as usize,
+            fitted: (0..steps).map(|_| next() % 2 == 0).collect(),
+            window: 1 + (next() % 8) as usize,
+            lose: [0, 20, 50, 100][(next() % 4) as usize],
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        run_dir(&format!("case-{}", self.seed))
+    }
+
+    fn pipeline(&self, checkpoint: bool) -> Pipeline<Array1<f64>, Array1<f64>> {
+        let mut p = Pipeline::new();
+        for (i, &fitted) in self.fitted.iter().enumerate() {
+            p = if fitted {
+                p.then(Step::fit(Mean).name(&format!("fit{i}")))
+            } else {
+                p.then(Step::new(Slow(0)).name(&format!("slow{i}")))
+            };
+        }
+        if checkpoint {
+            let dir = self.dir();
+            p = p.checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+        }
+        p
+    }
+
+    /// The resumed run, on two worker processes (which run this too).
+    fn resume(&self) -> Outputs<Array1<f64>> {
+        let launcher = LocalProcesses::new(nz(2), NonZeroUsize::MIN)
+            .args([
+                "--exact",
+                "distributed::resume_case",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(CASE_ENV, self.seed.to_string());
+        let ex = silent(launcher).load_window(self.window);
+        let mut p = self.pipeline(true);
+        p.fit_transform(samples(self.samples))
+            .npartitions(self.partitions)
+            .compute(&ex)
+            .unwrap_or_else(|e| panic!("{self:?}: {e}"))
+    }
+}
+
+#[test]
+#[ignore = "a helper: the worker program of `random_resumes_on_worker_processes_end_with_the_same_bits`"]
+fn resume_case() {
+    let seed = std::env::var(CASE_ENV).unwrap().parse().unwrap();
+    let _ = Case::new(seed).resume();
+}
+
+/// Random graphs (fitted steps anywhere, random partitionings, random
+/// subsets of their checkpoints and models on disk, random load windows) on
+/// worker processes: every run ends, with the bits of a single-threaded run.
+#[test]
+fn random_resumes_on_worker_processes_end_with_the_same_bits() {
+    for seed in 1..=24u64 {
+        let case = Case::new(seed);
+        let dir = case.dir();
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut first = case.pipeline(true);
+        first
+            .fit_transform(samples(case.samples))
+            .npartitions(case.partitions)
+            .compute(&by_name("threads-p2").unwrap())
+            .unwrap();
+        let mut next = xorshift(seed | 1);
+        let mut lost = 0;
+        let _ = bob_pipelines::checkpoint::walk(&dir, &mut |f| {
+            if next() % 100 < case.lose && std::fs::remove_file(f).is_ok() {
+                lost += 1;
+            }
+        });
+        let out = within(Duration::from_secs(60), &format!("{case:?}"), || {
+            case.resume()
+        });
+        let mut reference = case.pipeline(false);
+        let want = reference
+            .fit_transform(samples(case.samples))
+            .npartitions(case.partitions)
+            .compute(&SingleThreaded::new())
+            .unwrap();
+        assert_eq!(bits(&out), bits(&want), "{case:?}, {lost} files lost");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = std::fs::remove_dir_all(notes(driver_pid()));
+}
+
+/// Panics on the partition that holds `s13`.
+struct Panicky;
+impl Transformer for Panicky {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        assert!(
+            !b.keys().any(|k| k == "s13"),
+            "index out of bounds in the extractor"
+        );
+        Ok(b.iter().map(|x| Ok(x.clone())).collect())
+    }
+}
+
+#[test]
+fn a_panic_on_a_worker_names_task_step_and_keys() {
+    let ex = silent(workers(
+        2,
+        "a_panic_on_a_worker_names_task_step_and_keys",
+        false,
+    ));
+    let p = Pipeline::new().then(Step::new(Panicky).name("extract"));
+    let e = p
+        .transform(samples(100))
+        .npartitions(10)
+        .compute(&ex)
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "`extract.transform-1`",
+        "`extract`",
+        "\"s10\"",
+        "of 10",
+        "index out of bounds",
+    ] {
+        assert!(e.contains(part), "{part} missing in: {e}");
+    }
 }
