@@ -11,6 +11,30 @@ use serde::de::DeserializeOwned;
 use crate::npy::{NpyElem, read_npy, write_npy};
 use crate::{Error, Result, Writer, files};
 
+/// Why a datum did not become bytes, or bytes a datum.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// Not a `.npy` file of the expected element type and dimensions.
+    #[error("{0}")]
+    Npy(String),
+    /// A value MessagePack cannot encode.
+    #[error(transparent)]
+    MsgPackEncode(#[from] rmp_serde::encode::Error),
+    /// MessagePack that does not decode into the type.
+    #[error(transparent)]
+    MsgPackDecode(#[from] rmp_serde::decode::Error),
+    /// Bytes left after the value.
+    #[error("{bytes} bytes of garbage after the value")]
+    Trailing {
+        /// How many.
+        bytes: usize,
+    },
+    /// A codec of the user's own.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Turns a datum into bytes and back. Implement it for formats of your own
 /// (HDF5, images, …); [`Npy`] and [`MsgPack`] come with the crate.
 pub trait Codec<T>: Send + Sync + 'static {
@@ -21,14 +45,14 @@ pub trait Codec<T>: Send + Sync + 'static {
     ///
     /// # Errors
     /// Why the value cannot be encoded.
-    fn encode(&self, value: &T, out: &mut Vec<u8>) -> std::result::Result<(), String>;
+    fn encode(&self, value: &T, out: &mut Vec<u8>) -> std::result::Result<(), CodecError>;
 
     /// Decodes a whole file. It must refuse truncated, padded or foreign bytes:
     /// a corrupt checkpoint is recomputed, never used.
     ///
     /// # Errors
     /// Why the bytes are not a valid value.
-    fn decode(&self, bytes: &[u8]) -> std::result::Result<T, String>;
+    fn decode(&self, bytes: &[u8]) -> std::result::Result<T, CodecError>;
 }
 
 /// MessagePack (rmp-serde, named fields) for any serde type.
@@ -40,15 +64,15 @@ impl<T: Serialize + DeserializeOwned + 'static> Codec<T> for MsgPack {
         ".msgpack"
     }
 
-    fn encode(&self, value: &T, out: &mut Vec<u8>) -> std::result::Result<(), String> {
-        rmp_serde::encode::write_named(out, value).map_err(|e| e.to_string())
+    fn encode(&self, value: &T, out: &mut Vec<u8>) -> std::result::Result<(), CodecError> {
+        Ok(rmp_serde::encode::write_named(out, value)?)
     }
 
-    fn decode(&self, bytes: &[u8]) -> std::result::Result<T, String> {
+    fn decode(&self, bytes: &[u8]) -> std::result::Result<T, CodecError> {
         let mut rd = bytes;
-        let value = rmp_serde::from_read(&mut rd).map_err(|e| e.to_string())?;
+        let value = rmp_serde::from_read(&mut rd)?;
         if !rd.is_empty() {
-            return Err(format!("{} bytes of garbage after the value", rd.len()));
+            return Err(CodecError::Trailing { bytes: rd.len() });
         }
         Ok(value)
     }
@@ -63,17 +87,21 @@ impl<A: NpyElem, D: Dimension + 'static> Codec<Array<A, D>> for Npy {
         ".npy"
     }
 
-    fn encode(&self, value: &Array<A, D>, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    fn encode(
+        &self,
+        value: &Array<A, D>,
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), CodecError> {
         write_npy(value, out);
         Ok(())
     }
 
-    fn decode(&self, bytes: &[u8]) -> std::result::Result<Array<A, D>, String> {
-        read_npy(bytes)
+    fn decode(&self, bytes: &[u8]) -> std::result::Result<Array<A, D>, CodecError> {
+        read_npy(bytes).map_err(CodecError::Npy)
     }
 }
 
-type DecodeAny = fn(&[u8]) -> std::result::Result<Box<dyn Any>, String>;
+type DecodeAny = fn(&[u8]) -> std::result::Result<Box<dyn Any>, CodecError>;
 
 /// `.npy` chosen at run time for a type that turned out to be an array.
 struct NpyAny<T> {
@@ -87,12 +115,12 @@ impl<T: 'static> Codec<T> for NpyAny<T> {
         ".npy"
     }
 
-    fn encode(&self, value: &T, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    fn encode(&self, value: &T, out: &mut Vec<u8>) -> std::result::Result<(), CodecError> {
         (self.encode)(value, out);
         Ok(())
     }
 
-    fn decode(&self, bytes: &[u8]) -> std::result::Result<T, String> {
+    fn decode(&self, bytes: &[u8]) -> std::result::Result<T, CodecError> {
         (self.decode)(bytes)?
             .downcast::<T>()
             .map(|b| *b)
@@ -110,7 +138,11 @@ fn npy_for<T: 'static, A: NpyElem, D: Dimension + 'static>() -> Option<Arc<dyn C
                 write_npy(a, out);
             }
         },
-        decode: |bytes| read_npy::<A, D>(bytes).map(|a| Box::new(a) as Box<dyn Any>),
+        decode: |bytes| {
+            read_npy::<A, D>(bytes)
+                .map(|a| Box::new(a) as Box<dyn Any>)
+                .map_err(CodecError::Npy)
+        },
         _t: std::marker::PhantomData,
     }))
 }
@@ -147,12 +179,10 @@ pub fn save<T: 'static>(
     value: &T,
 ) -> Result<()> {
     let mut buf = Vec::new();
-    codec
-        .encode(value, &mut buf)
-        .map_err(|reason| Error::Encode {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+    codec.encode(value, &mut buf).map_err(|e| Error::Encode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     writer.write(path, &buf)
 }
 
@@ -163,9 +193,9 @@ pub fn save<T: 'static>(
 /// file does not decode.
 pub fn load<T: 'static>(codec: &dyn Codec<T>, path: &Path) -> Result<T> {
     let bytes = files::read(path)?;
-    codec.decode(&bytes).map_err(|reason| Error::Corrupt {
+    codec.decode(&bytes).map_err(|e| Error::Corrupt {
         path: path.to_path_buf(),
-        reason,
+        reason: e.to_string(),
     })
 }
 
@@ -197,6 +227,9 @@ mod tests {
         assert!(c.decode(&buf[..buf.len() - 1]).is_err());
         let mut padded = buf.clone();
         padded.push(0);
-        assert!(c.decode(&padded).unwrap_err().contains("garbage"));
+        assert!(matches!(
+            c.decode(&padded),
+            Err(CodecError::Trailing { bytes: 1 })
+        ));
     }
 }

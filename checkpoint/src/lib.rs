@@ -7,7 +7,7 @@ mod layout;
 mod npy;
 pub mod verify;
 
-pub use codec::{Codec, MsgPack, Npy, default_codec, load, save};
+pub use codec::{Codec, CodecError, MsgPack, Npy, default_codec, load, save};
 pub use error::{Error, Result};
 pub use files::{
     Bytes, Durability, MAP_THRESHOLD, Writer, clean_temps, is_stale_temp, is_temp, owned_name,

@@ -8,15 +8,16 @@ use std::sync::Arc;
 use bob_pipelines_sample::{DelayedSampleSet, Meta, SampleSet};
 
 use bob_pipelines_checkpoint::default_codec;
+use bob_pipelines_graph::{
+    self as graph, Checkpoints, DataCodec, Executor, Failed, Mode, Model, ProgramStep, Report,
+    data_codec,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::ckpt::Checkpoints;
 use crate::lazy::Lazy;
-use crate::outputs::{Failed, Outputs, Report, SampleSource, SetOutputs};
-use crate::plan::{Executor, Mode, PlanStep};
-use crate::step::{DynStep, IntoStep, Model, StepOptions, short_type_name};
-use crate::wire::Wire;
+use crate::outputs::{Outputs, SampleSource, SetOutputs};
+use crate::step::{BuiltStep, IntoStep, short_type_name};
 use crate::{Error, Result};
 
 #[derive(Clone)]
@@ -24,8 +25,7 @@ struct Entry {
     name: String,
     explicit: bool,
     short: String,
-    step: Arc<dyn DynStep>,
-    opts: StepOptions,
+    step: BuiltStep,
     model: Option<Model>,
 }
 
@@ -81,7 +81,7 @@ pub struct StepInfo {
 pub struct Pipeline<I, O> {
     entries: Vec<Entry>,
     checkpoints: Option<Checkpoints>,
-    input_wire: Wire,
+    input: Arc<dyn DataCodec>,
     _types: PhantomData<fn(I) -> O>,
 }
 
@@ -90,7 +90,7 @@ impl<I, O> Clone for Pipeline<I, O> {
         Pipeline {
             entries: self.entries.clone(),
             checkpoints: self.checkpoints.clone(),
-            input_wire: self.input_wire.clone(),
+            input: Arc::clone(&self.input),
             _types: PhantomData,
         }
     }
@@ -117,7 +117,7 @@ where
         Pipeline {
             entries: Vec::new(),
             checkpoints: None,
-            input_wire: Wire::new(default_codec::<T>()),
+            input: data_codec(default_codec::<T>()),
             _types: PhantomData,
         }
     }
@@ -144,17 +144,16 @@ where
         let short = short_type_name(built.type_name);
         self.entries.push(Entry {
             explicit: built.name.is_some(),
-            name: built.name.unwrap_or_else(|| short.clone()),
+            name: built.name.clone().unwrap_or_else(|| short.clone()),
             short,
-            step: built.step,
-            opts: built.opts,
+            step: built,
             model: None,
         });
         self.name_steps();
         Pipeline {
             entries: self.entries,
             checkpoints: self.checkpoints,
-            input_wire: self.input_wire,
+            input: self.input,
             _types: PhantomData,
         }
     }
@@ -212,24 +211,24 @@ where
     pub fn steps(&self) -> impl Iterator<Item = StepInfo> + '_ {
         self.entries.iter().map(|e| StepInfo {
             name: e.name.clone(),
-            requires_fit: e.step.requires_fit(),
+            requires_fit: e.step.models.is_some(),
             fitted: e.model.is_some(),
-            fit_tag: e.opts.fit_tag.clone(),
-            transform_tag: e.opts.transform_tag.clone(),
-            checkpoint: e.opts.checkpoint,
+            fit_tag: e.step.opts.fit_tag.clone(),
+            transform_tag: e.step.opts.transform_tag.clone(),
+            checkpoint: e.step.opts.checkpoint,
         })
     }
 
     /// Whether any step must be fitted (bob's `estimator_requires_fit`).
     pub fn requires_fit(&self) -> bool {
-        self.entries.iter().any(|e| e.step.requires_fit())
+        self.entries.iter().any(|e| e.step.models.is_some())
     }
 
     /// Whether every step that needs a fit has a model.
     pub fn is_fitted(&self) -> bool {
         self.entries
             .iter()
-            .all(|e| !e.step.requires_fit() || e.model.is_some())
+            .all(|e| e.step.models.is_none() || e.model.is_some())
     }
 
     /// Checks what the types could not: unique step names.
@@ -262,25 +261,25 @@ where
     /// checkpoint holds and what a worker receives.
     ///
     /// # Errors
-    /// [`Error::UnknownStep`], [`Error::NotFitted`], or [`Error::Model`] for a
+    /// [`Error::UnknownStep`]; the run's `NotFitted`, or its `Model` for a
     /// stateless step or a model that does not serialize.
     pub fn model_bytes(&self, step: &str) -> Result<Vec<u8>> {
         let e = &self.entries[self.index(step)?];
-        let model = e.model.as_ref().ok_or_else(|| Error::NotFitted {
+        let model = e.model.as_ref().ok_or_else(|| graph::Error::NotFitted {
             step: e.name.clone(),
         })?;
-        e.step.encode_model(&e.name, model)
+        Ok(e.program_step().encode_model(model)?)
     }
 
     /// Sets a step's fitted model from [`model_bytes`](Self::model_bytes) output.
     ///
     /// # Errors
-    /// [`Error::UnknownStep`], or [`Error::Model`] when the bytes are not a model
-    /// of this step's type.
+    /// [`Error::UnknownStep`], or the run's `Model` when the bytes are not a
+    /// model of this step's type.
     pub fn load_model(&mut self, step: &str, bytes: &[u8]) -> Result<()> {
         let i = self.index(step)?;
         let e = &mut self.entries[i];
-        e.model = Some(e.step.decode_model(&e.name, bytes)?);
+        e.model = Some(e.program_step().decode_model(bytes)?);
         Ok(())
     }
 
@@ -368,20 +367,33 @@ where
         }
     }
 
-    pub(crate) fn input_wire(&self) -> &Wire {
-        &self.input_wire
+    /// How the pipeline's input data becomes bytes.
+    pub(crate) fn input_codec(&self) -> Arc<dyn DataCodec> {
+        Arc::clone(&self.input)
     }
 
-    pub(crate) fn plan_steps(&self) -> Vec<PlanStep> {
-        self.entries
-            .iter()
-            .map(|e| PlanStep {
-                name: e.name.clone(),
-                op: Arc::clone(&e.step),
-                opts: e.opts.clone(),
-                model: e.model.clone(),
-            })
-            .collect()
+    /// The steps with their types erased: what a program runs.
+    pub(crate) fn program_steps(&self) -> Vec<ProgramStep> {
+        self.entries.iter().map(Entry::program_step).collect()
+    }
+}
+
+impl Entry {
+    fn program_step(&self) -> ProgramStep {
+        let b = &self.step;
+        let step = ProgramStep::new(
+            self.name.clone(),
+            b.type_name,
+            Arc::clone(&b.op),
+            Arc::clone(&b.output),
+        )
+        .checkpointable(b.checkpoints)
+        .options(b.opts.clone())
+        .model(self.model.clone());
+        match &b.models {
+            Some(m) => step.fitted(Arc::clone(m)),
+            None => step,
+        }
     }
 }
 

@@ -5,66 +5,24 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use bob_pipelines_checkpoint::{Codec, MsgPack, default_codec};
-use bob_pipelines_sample::{BoxError, Key, Meta, Sample, Value};
+use bob_pipelines_graph::{
+    self as graph, AnyPartition, Counts, DataCodec, Failed, Model, ModelCodec, Slot, StepOp,
+    StepOptions, data_codec, model_codec,
+};
+use bob_pipelines_sample::{BoxError, Meta, Sample, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::batch::BatchCtx;
-use crate::ckpt::{self, Checkpoints};
-use crate::outputs::{Failed, Slot};
-use crate::wire::Wire;
 use crate::{Batch, Error, Fit, Op, Result, SampleResult, Tags, Transformer};
 
-/// A partition of samples with its data type erased: a `Vec<Slot<T>>`.
-pub type AnyPartition = Box<dyn Any + Send>;
-/// A fitted transformer with its type erased.
-pub type Model = Arc<dyn Any + Send + Sync>;
-
-/// How a step meets samples: extra arguments, resource tags, checkpointing.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StepOptions {
-    pub(crate) transform_extra: Vec<(String, String)>,
-    pub(crate) fit_extra: Vec<(String, String)>,
-    pub(crate) fit_tag: Option<String>,
-    pub(crate) transform_tag: Option<String>,
-    pub(crate) checkpoint: Option<bool>,
-    pub(crate) codec: Option<CodecName>,
-}
-
-impl StepOptions {
-    /// `(argument, attribute)` pairs passed to transform.
-    pub fn transform_extra(&self) -> &[(String, String)] {
-        &self.transform_extra
-    }
-
-    /// `(argument, attribute)` pairs passed to fit.
-    pub fn fit_extra(&self) -> &[(String, String)] {
-        &self.fit_extra
-    }
-
-    /// The resource the fit task needs.
-    pub fn fit_tag(&self) -> Option<&str> {
-        self.fit_tag.as_deref()
-    }
-
-    /// The resource the transform tasks need.
-    pub fn transform_tag(&self) -> Option<&str> {
-        self.transform_tag.as_deref()
-    }
-
-    /// Whether the step asked for (`Some(true)`) or against checkpoints.
-    pub fn checkpoint(&self) -> Option<bool> {
-        self.checkpoint
-    }
-
-    fn from_tags(tags: Tags) -> Self {
-        StepOptions {
-            transform_extra: tags.transform_extra,
-            fit_extra: tags.fit_extra,
-            checkpoint: tags.checkpoint,
-            codec: tags.codec,
-            ..Default::default()
-        }
+/// A step's options from its estimator's own tags.
+fn options_from_tags(tags: Tags) -> StepOptions {
+    StepOptions {
+        transform_extra: tags.transform_extra,
+        fit_extra: tags.fit_extra,
+        checkpoint: tags.checkpoint,
+        ..Default::default()
     }
 }
 
@@ -73,94 +31,6 @@ pub(crate) fn map_extra(list: &mut Vec<(String, String)>, argument: &str, attrib
         Some(entry) => entry.1 = attribute.to_owned(),
         None => list.push((argument.to_owned(), attribute.to_owned())),
     }
-}
-
-/// Valid samples and failures of one step on one partition.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    /// Valid samples the step transformed.
-    pub samples: usize,
-    /// Samples that failed at this step.
-    pub failed: usize,
-}
-
-/// A step with its types erased: what executors run. Partitions and models are
-/// `Any`; the typed pipeline guarantees they fit, and a mismatch is
-/// [`Error::WrongType`], never a panic.
-pub trait DynStep: Send + Sync {
-    /// The estimator's type name.
-    fn type_name(&self) -> &'static str;
-    /// Whether the estimator is a [`Fit`].
-    fn requires_fit(&self) -> bool;
-    /// Fits on the valid samples of all `inputs` partitions.
-    ///
-    /// # Errors
-    /// The estimator's error, naming the step.
-    fn fit(&self, name: &str, opts: &StepOptions, inputs: &[&AnyPartition]) -> Result<Model>;
-    /// Transforms one partition.
-    ///
-    /// # Errors
-    /// The estimator's error, naming the step (and sample where one is at fault).
-    fn transform(
-        &self,
-        name: &str,
-        opts: &StepOptions,
-        model: Option<&Model>,
-        input: AnyPartition,
-    ) -> Result<(AnyPartition, Counts)>;
-    /// The model as MessagePack.
-    ///
-    /// # Errors
-    /// [`Error::Model`].
-    fn encode_model(&self, name: &str, model: &Model) -> Result<Vec<u8>>;
-    /// A model from MessagePack.
-    ///
-    /// # Errors
-    /// [`Error::Model`].
-    fn decode_model(&self, name: &str, bytes: &[u8]) -> Result<Model>;
-    /// How partitions of this step's outputs cross a process boundary.
-    fn wire(&self) -> &Wire;
-    /// The extension of the step's checkpoint files; `None` when the step
-    /// cannot checkpoint (its output goes to an attribute).
-    fn checkpoint_extension(&self) -> Option<&'static str>;
-    /// Writes a transformed partition's outputs (and failure markers).
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`].
-    fn save_checkpoint(
-        &self,
-        ck: &Checkpoints,
-        name: &str,
-        rules: &ckpt::SaveRules,
-        part: &AnyPartition,
-    ) -> Result<()>;
-    /// Reads the step's outputs for `keys`: the data (erased) and the positions
-    /// to recompute (missing or corrupt; corrupt files are moved aside, with a
-    /// warning each).
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`] for a file that exists but cannot be read.
-    fn load_checkpoint(
-        &self,
-        ck: &Checkpoints,
-        name: &str,
-        earlier: &[String],
-        keys: &[Key],
-        warnings: &mut Vec<String>,
-    ) -> Result<(Box<dyn Any + Send>, Vec<usize>)>;
-    /// Assembles a partition from [`load_checkpoint`](Self::load_checkpoint)'s
-    /// data, the input samples' metadata (`None` where recomputed) and the
-    /// recomputed samples.
-    ///
-    /// # Errors
-    /// [`Error::WrongType`] when the pieces are not this step's.
-    fn assemble_checkpoint(
-        &self,
-        name: &str,
-        loaded: Box<dyn Any + Send>,
-        metas: Vec<Option<std::result::Result<Arc<Meta>, Failed>>>,
-        recomputed: Option<AnyPartition>,
-    ) -> Result<AnyPartition>;
 }
 
 mod sealed {
@@ -193,9 +63,7 @@ pub trait Kind: sealed::Sealed + Send + Sync + 'static {
         batch: &Batch<'_, Self::Input>,
     ) -> Result<Vec<SampleResult<Self::Output>>>;
     #[doc(hidden)]
-    fn encode(&self, step: &str, model: &Arc<dyn Any + Send + Sync>) -> Result<Vec<u8>>;
-    #[doc(hidden)]
-    fn decode(&self, step: &str, bytes: &[u8]) -> Result<Arc<dyn Any + Send + Sync>>;
+    fn models(&self) -> Option<Arc<dyn ModelCodec>>;
 }
 
 /// Marks a step whose estimator is a [`Transformer`] (no fit).
@@ -250,33 +118,22 @@ impl<T: Transformer> Kind for Stateless<T> {
             .transform(batch)
             .map_err(|e| estimator_error(step, Op::Transform, e))
     }
-    fn encode(&self, step: &str, _: &Model) -> Result<Vec<u8>> {
-        Err(no_model(step))
-    }
-    fn decode(&self, step: &str, _: &[u8]) -> Result<Model> {
-        Err(no_model(step))
-    }
-}
-
-fn no_model(step: &str) -> Error {
-    Error::Model {
-        step: step.to_owned(),
-        action: "used",
-        reason: "the step is stateless and has no model".to_owned(),
+    fn models(&self) -> Option<Arc<dyn ModelCodec>> {
+        None
     }
 }
 
 impl<F: Fit> Fitting<F> {
     fn fitted<'m>(&self, step: &str, model: Option<&'m Model>) -> Result<&'m F::Fitted> {
-        model
-            .ok_or_else(|| Error::NotFitted {
-                step: step.to_owned(),
-            })?
-            .downcast_ref::<F::Fitted>()
-            .ok_or_else(|| Error::WrongType {
-                step: step.to_owned(),
-                expected: std::any::type_name::<F::Fitted>(),
-            })
+        let model = model.ok_or_else(|| graph::Error::NotFitted {
+            step: step.to_owned(),
+        })?;
+        Ok(model.downcast_ref::<F::Fitted>().ok_or_else(|| {
+            graph::Error::bug(format!(
+                "the model of step `{step}` is not a {}",
+                std::any::type_name::<F::Fitted>()
+            ))
+        })?)
     }
 }
 
@@ -303,20 +160,8 @@ impl<F: Fit> Kind for Fitting<F> {
             .transform(batch)
             .map_err(|e| estimator_error(step, Op::Transform, e))
     }
-    fn encode(&self, step: &str, model: &Model) -> Result<Vec<u8>> {
-        rmp_serde::to_vec_named(self.fitted(step, Some(model))?).map_err(|e| Error::Model {
-            step: step.to_owned(),
-            action: "encoded",
-            reason: e.to_string(),
-        })
-    }
-    fn decode(&self, step: &str, bytes: &[u8]) -> Result<Model> {
-        let m: F::Fitted = rmp_serde::from_slice(bytes).map_err(|e| Error::Model {
-            step: step.to_owned(),
-            action: "decoded",
-            reason: e.to_string(),
-        })?;
-        Ok(Arc::new(m))
+    fn models(&self) -> Option<Arc<dyn ModelCodec>> {
+        Some(model_codec::<F::Fitted>())
     }
 }
 
@@ -462,6 +307,8 @@ pub struct Step<K, IA = FromData, OA = ToData> {
     output: OA,
     name: Option<String>,
     opts: StepOptions,
+    /// The codec the estimator's tags name.
+    codec_name: Option<CodecName>,
     /// An `Arc<dyn Codec<K::Output>>` chosen with [`Step::codec`].
     codec: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -469,8 +316,10 @@ pub struct Step<K, IA = FromData, OA = ToData> {
 impl<K: Kind> Step<K> {
     /// A step with the estimator's own tags as its options.
     fn of(kind: K) -> Self {
+        let tags = kind.tags();
         Step {
-            opts: StepOptions::from_tags(kind.tags()),
+            codec_name: tags.codec,
+            opts: options_from_tags(tags),
             kind,
             input: FromData,
             output: ToData,
@@ -536,6 +385,7 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
             output: self.output,
             name: self.name,
             opts: self.opts,
+            codec_name: self.codec_name,
             codec: self.codec,
         }
     }
@@ -549,6 +399,7 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
             output: ToAttr(attribute.to_owned()),
             name: self.name,
             opts: self.opts,
+            codec_name: None,
             codec: None,
         }
     }
@@ -690,11 +541,16 @@ pub(crate) fn short_type_name(full: &str) -> String {
     base.rsplit("::").next().unwrap_or(base).to_lowercase()
 }
 
-/// A step ready to join a pipeline: its estimator, options and erased operations.
+/// A step ready to join a pipeline: its estimator, options and erased
+/// operations, and how its outputs and model become bytes.
+#[derive(Clone)]
 pub struct BuiltStep {
     pub(crate) name: Option<String>,
     pub(crate) type_name: &'static str,
-    pub(crate) step: Arc<dyn DynStep>,
+    pub(crate) op: Arc<dyn StepOp>,
+    pub(crate) output: Arc<dyn DataCodec>,
+    pub(crate) checkpoints: bool,
+    pub(crate) models: Option<Arc<dyn ModelCodec>>,
     pub(crate) opts: StepOptions,
 }
 
@@ -767,37 +623,32 @@ where
             .codec
             .as_ref()
             .and_then(|c| c.downcast_ref::<Arc<dyn Codec<OA::Out>>>().cloned());
-        let data_codec: Arc<dyn Codec<OA::Out>> = chosen.unwrap_or_else(|| match self.opts.codec {
+        let codec: Arc<dyn Codec<OA::Out>> = chosen.unwrap_or_else(|| match self.codec_name {
             Some(CodecName::MsgPack) => Arc::new(MsgPack),
             _ => default_codec::<OA::Out>(),
         });
-        let wire = Wire::new(Arc::clone(&data_codec));
-        let codec = OA::CHECKPOINTS.then_some(data_codec);
         BuiltStep {
             name: self.name,
             type_name: self.kind.type_name(),
             opts: self.opts,
-            step: Arc::new(Typed {
+            output: data_codec(codec),
+            checkpoints: OA::CHECKPOINTS,
+            models: self.kind.models(),
+            op: Arc::new(Erased {
                 kind: self.kind,
                 input: self.input,
                 output: self.output,
-                codec,
-                wire,
                 _data: PhantomData::<fn(D)>,
             }),
         }
     }
 }
 
-struct Typed<K, IA, OA: OutputAdapter<D, K::Output>, D>
-where
-    K: Kind,
-{
+/// A step's fit and transform, its types erased once for the executors.
+struct Erased<K, IA, OA, D> {
     kind: K,
     input: IA,
     output: OA,
-    codec: Option<Arc<dyn Codec<OA::Out>>>,
-    wire: Wire,
     _data: PhantomData<fn(D)>,
 }
 
@@ -810,110 +661,45 @@ pub enum CodecName {
     MsgPack,
 }
 
-fn downcast<T: 'static>(step: &str, p: AnyPartition) -> Result<Vec<Slot<T>>> {
-    p.downcast::<Vec<Slot<T>>>()
-        .map(|b| *b)
-        .map_err(|_| Error::WrongType {
-            step: step.to_owned(),
-            expected: std::any::type_name::<Vec<Slot<T>>>(),
-        })
+fn downcast<T: 'static>(step: &str, p: AnyPartition) -> graph::Result<Vec<Slot<T>>> {
+    p.downcast::<Vec<Slot<T>>>().map(|b| *b).map_err(|_| {
+        graph::Error::bug(format!(
+            "step `{step}` was given a partition that is not a {}",
+            std::any::type_name::<Vec<Slot<T>>>()
+        ))
+    })
 }
 
-impl<D, K, IA, OA> DynStep for Typed<K, IA, OA, D>
+/// An error of this crate as a step's error in a run: errors the run itself
+/// raised (a missing model) go back as they were.
+fn step_error(e: Error) -> graph::Error {
+    match e {
+        Error::Run(e) => e,
+        e => graph::Error::Step(Box::new(e)),
+    }
+}
+
+impl<D, K, IA, OA> StepOp for Erased<K, IA, OA, D>
 where
     D: Send + Sync + 'static,
     K: Kind,
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
 {
-    fn wire(&self) -> &Wire {
-        &self.wire
-    }
-
-    fn checkpoint_extension(&self) -> Option<&'static str> {
-        self.codec.as_ref().map(|c| c.extension())
-    }
-
-    fn save_checkpoint(
-        &self,
-        ck: &Checkpoints,
-        name: &str,
-        rules: &ckpt::SaveRules,
-        part: &AnyPartition,
-    ) -> Result<()> {
-        let Some(codec) = &self.codec else {
-            return Ok(());
-        };
-        let part = part
-            .downcast_ref::<Vec<Slot<OA::Out>>>()
-            .ok_or_else(|| Error::WrongType {
-                step: name.to_owned(),
-                expected: std::any::type_name::<Vec<Slot<OA::Out>>>(),
-            })?;
-        ckpt::save(&**codec, ck, name, rules, part)
-    }
-
-    fn load_checkpoint(
-        &self,
-        ck: &Checkpoints,
-        name: &str,
-        earlier: &[String],
-        keys: &[Key],
-        warnings: &mut Vec<String>,
-    ) -> Result<(Box<dyn Any + Send>, Vec<usize>)> {
-        let codec = self.codec.as_ref().ok_or_else(|| Error::Executor {
-            executor: "checkpoint".to_owned(),
-            reason: format!(
-                "step `{name}` does not checkpoint, yet a load from its checkpoint was planned"
-            ),
-        })?;
-        let found = ckpt::load(&**codec, ck, name, earlier, keys, warnings)?;
-        let redo = found
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| matches!(f, ckpt::Found::Recompute).then_some(i))
-            .collect();
-        Ok((Box::new(found), redo))
-    }
-
-    fn assemble_checkpoint(
+    fn fit(
         &self,
         name: &str,
-        loaded: Box<dyn Any + Send>,
-        metas: Vec<Option<std::result::Result<Arc<Meta>, Failed>>>,
-        recomputed: Option<AnyPartition>,
-    ) -> Result<AnyPartition> {
-        let wrong = || Error::WrongType {
-            step: name.to_owned(),
-            expected: std::any::type_name::<Vec<Slot<OA::Out>>>(),
-        };
-        let found = *loaded
-            .downcast::<Vec<ckpt::Found<OA::Out>>>()
-            .map_err(|_| wrong())?;
-        let recomputed = match recomputed {
-            Some(p) => *p.downcast::<Vec<Slot<OA::Out>>>().map_err(|_| wrong())?,
-            None => Vec::new(),
-        };
-        Ok(Box::new(ckpt::assemble(found, metas, recomputed)))
-    }
-
-    fn type_name(&self) -> &'static str {
-        self.kind.type_name()
-    }
-
-    fn requires_fit(&self) -> bool {
-        K::REQUIRES_FIT
-    }
-
-    fn fit(&self, name: &str, opts: &StepOptions, inputs: &[&AnyPartition]) -> Result<Model> {
+        opts: &StepOptions,
+        inputs: &[&AnyPartition],
+    ) -> graph::Result<Model> {
         let mut valid: Vec<&Sample<D>> = Vec::new();
         for p in inputs {
-            let part = p
-                .downcast_ref::<Vec<Slot<D>>>()
-                .ok_or_else(|| Error::WrongType {
-                    step: name.to_owned(),
-                    expected: std::any::type_name::<Vec<Slot<D>>>(),
-                })?;
+            let part = p.downcast_ref::<Vec<Slot<D>>>().ok_or_else(|| {
+                graph::Error::bug(format!(
+                    "step `{name}` was given a partition that is not a {}",
+                    std::any::type_name::<Vec<Slot<D>>>()
+                ))
+            })?;
             valid.extend(part.iter().filter_map(|s| s.as_ref().ok()));
         }
         let ctx = BatchCtx {
@@ -924,8 +710,9 @@ where
         self.input
             .with_inputs(name, &valid, |data, metas| {
                 self.kind.fit_model(&Batch::new(data, metas, &ctx))
-            })?
-            .map_err(|e| estimator_error(name, Op::Fit, e))
+            })
+            .map_err(step_error)?
+            .map_err(|e| step_error(estimator_error(name, Op::Fit, e)))
     }
 
     fn transform(
@@ -934,8 +721,26 @@ where
         opts: &StepOptions,
         model: Option<&Model>,
         input: AnyPartition,
+    ) -> graph::Result<(AnyPartition, Counts)> {
+        self.transform_typed(name, opts, model, downcast::<D>(name, input)?)
+            .map_err(step_error)
+    }
+}
+
+impl<D, K, IA, OA> Erased<K, IA, OA, D>
+where
+    D: Send + Sync + 'static,
+    K: Kind,
+    IA: InputAdapter<D, K::Input>,
+    OA: OutputAdapter<D, K::Output>,
+{
+    fn transform_typed(
+        &self,
+        name: &str,
+        opts: &StepOptions,
+        model: Option<&Model>,
+        input: Vec<Slot<D>>,
     ) -> Result<(AnyPartition, Counts)> {
-        let input = downcast::<D>(name, input)?;
         let ctx = BatchCtx {
             step: name,
             op: Op::Transform,
@@ -987,14 +792,6 @@ where
                 failed,
             },
         ))
-    }
-
-    fn encode_model(&self, name: &str, model: &Model) -> Result<Vec<u8>> {
-        self.kind.encode(name, model)
-    }
-
-    fn decode_model(&self, name: &str, bytes: &[u8]) -> Result<Model> {
-        self.kind.decode(name, bytes)
     }
 }
 

@@ -8,6 +8,7 @@ use bob_pipelines_estimator::{
     Batch, BoxError, Error, Failure, Fit, InMemory, LOAD_STEP, Options, Pipeline, SampleResult,
     Step, Tags, Transformer,
 };
+use bob_pipelines_graph::Error as RunError;
 use bob_pipelines_sample::{DelayedSample, DelayedSampleSet, Sample, SampleSet};
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +150,7 @@ fn transform_before_fit_is_an_error_naming_the_step() {
         .name("sum"),
     );
     match p.transform(samples(3)).compute(&InMemory) {
-        Err(Error::NotFitted { step }) => assert_eq!(step, "sum"),
+        Err(Error::Run(RunError::NotFitted { step })) => assert_eq!(step, "sum"),
         other => panic!("expected NotFitted, got {other:?}"),
     }
 }
@@ -624,15 +625,15 @@ fn an_empty_input_gives_empty_outputs() {
 }
 
 #[test]
-fn a_plans_wires_carry_its_partitions_across_a_process_boundary() {
-    use bob_pipelines_estimator::AnyPartition;
+fn a_programs_codecs_carry_its_partitions_across_a_process_boundary() {
+    use bob_pipelines_graph::AnyPartition;
     let p = Pipeline::new().then(FailEven).then(Add(1));
     let lazy = p.transform(samples(10)).npartitions(1);
     let info = lazy.info().unwrap().clone();
     let out = lazy.compute(&InMemory).unwrap();
     let parts = out.into_parts();
     let part: AnyPartition = Box::new(parts[0].clone());
-    let wire = info.steps()[1].wire().codec();
+    let wire = info.steps()[1].output();
     let back = wire.decode(&wire.encode(&part).unwrap()).unwrap();
     assert_eq!(
         *back
@@ -647,7 +648,7 @@ fn a_plans_wires_carry_its_partitions_across_a_process_boundary() {
             .map(Ok)
             .collect::<Vec<bob_pipelines_estimator::Slot<u32>>>(),
     );
-    let codec = info.input_wire().codec();
+    let codec = info.input();
     let again = codec.decode(&codec.encode(&input).unwrap()).unwrap();
     let again = again
         .downcast::<Vec<bob_pipelines_estimator::Slot<u32>>>()

@@ -4,8 +4,7 @@ use std::num::NonZeroUsize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use bob_pipelines_estimator::{Error, Executed, Executor, Plan, Result};
-use bob_pipelines_graph::{Job, TaskKind};
+use bob_pipelines_graph::{Error, Executed, Execution, Executor, Plan, Result, TaskKind};
 
 use crate::dag::run_dag;
 use crate::progress::{Bars, Progress};
@@ -20,7 +19,7 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs one task with progress events; a panic becomes [`Error::TaskPanicked`].
-pub(crate) fn run_task(job: &Job<'_>, progress: &dyn Progress, i: usize) -> Result<()> {
+pub(crate) fn run_task(job: &Execution<'_>, progress: &dyn Progress, i: usize) -> Result<()> {
     let graph = job.graph();
     progress.task_started(graph, i);
     let outcome = catch_unwind(AssertUnwindSafe(|| job.run(i))).unwrap_or_else(|panic| {
@@ -28,7 +27,7 @@ pub(crate) fn run_task(job: &Job<'_>, progress: &dyn Progress, i: usize) -> Resu
         let task = graph.task(i);
         let step = task
             .step()
-            .map(|s| graph.info().steps()[s].name().to_owned());
+            .map(|s| graph.program().steps()[s].name().to_owned());
         let (keys, samples) = job.samples_of(i);
         Err(Error::TaskPanicked {
             task: task.id().to_owned(),
@@ -55,7 +54,7 @@ pub(crate) fn run_task(job: &Job<'_>, progress: &dyn Progress, i: usize) -> Resu
 /// Resource tags place tasks on cluster workers; in one process every task
 /// runs anywhere. Say so, once per step and tag, instead of waiting for a
 /// resource that will never come.
-fn warn_about_resources(job: &Job<'_>, executor: &str) {
+fn warn_about_resources(job: &Execution<'_>, executor: &str) {
     let graph = job.graph();
     for t in graph.tasks() {
         if let (Some(r), Some(s)) = (t.resource(), t.step()) {
@@ -67,7 +66,7 @@ fn warn_about_resources(job: &Job<'_>, executor: &str) {
             job.warn(format!(
                 "step `{}` asks for resource `{r}` ({op}); executor `{executor}` runs every task in \
                  this process, so the tag is ignored here (it places tasks on clusters)",
-                graph.info().steps()[s].name()
+                graph.program().steps()[s].name()
             ));
         }
     }
@@ -77,9 +76,9 @@ fn execute_with(
     plan: Plan<'_>,
     name: &str,
     progress: &dyn Progress,
-    run: impl FnOnce(&Job<'_>) -> Result<()>,
+    run: impl FnOnce(&Execution<'_>) -> Result<()>,
 ) -> Result<Executed> {
-    let job = Job::new(plan)?;
+    let job = Execution::new(plan)?;
     warn_about_resources(&job, name);
     progress.started(job.graph());
     run(&job)?;

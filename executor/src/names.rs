@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 
-use bob_pipelines_estimator::{Executor, InMemory};
+use bob_pipelines_graph::{Executor, InMemory};
 
 use crate::distributed::{Distributed, LocalProcesses};
 use crate::{SingleThreaded, ThreadPool};

@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use bob_pipelines_estimator::{Error, Report};
 use bob_pipelines_graph::{Done, TaskGraph, TaskKind};
+use bob_pipelines_graph::{Error, Report};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Receives what happens during a run. Every method has a default that does
@@ -69,7 +69,7 @@ impl Progress for Bars {
             ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} samples {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
-        let info = graph.info();
+        let info = graph.program();
         let mut totals = vec![0u64; info.steps().len() + 1];
         for t in graph.tasks() {
             match t.kind() {

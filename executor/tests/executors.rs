@@ -11,7 +11,7 @@ use bob_pipelines_estimator::{
     Slot, Step, Transformer,
 };
 use bob_pipelines_executor::{Progress, Silent, SingleThreaded, ThreadPool, by_name};
-use bob_pipelines_graph::{Done, TaskGraph};
+use bob_pipelines_graph::{Done, Error as RunError, TaskGraph};
 use bob_pipelines_sample::Sample;
 use serde::{Deserialize, Serialize};
 
@@ -209,7 +209,7 @@ fn a_failing_task_names_task_step_and_key_and_stops_the_pool() {
         .compute(&pool)
         .unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, Error::Task { .. }), "{msg}");
+    assert!(matches!(e, Error::Run(RunError::Task { .. })), "{msg}");
     for part in ["`weigh.transform-12`", "`weigh`", "\"k1234\"", "`weight`"] {
         assert!(msg.contains(part), "{part} missing in: {msg}");
     }
@@ -247,7 +247,10 @@ fn a_panicking_task_fails_the_run_and_the_other_threads_stop() {
             .compute(&executor)
             .unwrap_err();
         let msg = e.to_string();
-        assert!(matches!(e, Error::TaskPanicked { .. }), "{msg}");
+        assert!(
+            matches!(e, Error::Run(RunError::TaskPanicked { .. })),
+            "{msg}"
+        );
         assert!(
             msg.contains("extract.transform-50")
                 && msg.contains("`extract`")
@@ -371,7 +374,7 @@ fn not_fitted_is_an_error_before_any_task_runs() {
         .compute(&SingleThreaded::new())
         .unwrap_err();
     assert!(
-        matches!(e, Error::NotFitted { ref step } if step == "center"),
+        matches!(e, Error::Run(RunError::NotFitted { ref step }) if step == "center"),
         "{e}"
     );
 }

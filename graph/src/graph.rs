@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
-use bob_pipelines_estimator::{Mode, PlanInfo};
+use crate::program::{Mode, Program};
 
 /// What a task does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,7 +87,7 @@ impl fmt::Display for Task {
 /// the tasks it depends on).
 #[derive(Debug, Clone)]
 pub struct TaskGraph {
-    info: PlanInfo,
+    info: Program,
     tasks: Vec<Task>,
     dependents: Vec<Vec<usize>>,
     outputs: Vec<usize>,
@@ -96,7 +96,7 @@ pub struct TaskGraph {
 
 impl TaskGraph {
     /// The graph of a run.
-    pub fn new(info: &PlanInfo) -> Self {
+    pub fn new(info: &Program) -> Self {
         let lens = info.partition_lens();
         let steps = info.steps();
         let end = info.transform_end();
@@ -140,7 +140,7 @@ impl TaskGraph {
                         id: format!("{}.fit", step.name()),
                         kind: TaskKind::Fit { step: s },
                         deps: current.clone(),
-                        resource: step.options().fit_tag().map(str::to_owned),
+                        resource: step.opts().fit_tag.clone(),
                         samples: lens.iter().sum(),
                     },
                 )
@@ -161,7 +161,7 @@ impl TaskGraph {
                                 partition: p,
                             },
                             deps,
-                            resource: step.options().transform_tag().map(str::to_owned),
+                            resource: step.opts().transform_tag.clone(),
                             samples: lens[p],
                         },
                     );
@@ -190,7 +190,7 @@ impl TaskGraph {
     }
 
     /// Steps, mode and partitions the graph was built from.
-    pub fn info(&self) -> &PlanInfo {
+    pub fn program(&self) -> &Program {
         &self.info
     }
 
@@ -387,7 +387,7 @@ impl Fnv {
 }
 
 /// Mode and steps: names, estimator type names and options.
-fn hash_steps(info: &PlanInfo) -> Fnv {
+fn hash_steps(info: &Program) -> Fnv {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     h.write(format!("{:?}", info.mode()).as_bytes());
     for s in info.steps() {
@@ -396,7 +396,7 @@ fn hash_steps(info: &PlanInfo) -> Fnv {
         // promised to stay the same across Rust versions.
         let base = s.type_name().split('<').next().unwrap_or("");
         h.write(base.rsplit("::").next().unwrap_or(base).as_bytes());
-        h.write(format!("{:?}", s.options()).as_bytes());
+        h.write(format!("{:?}", s.opts()).as_bytes());
     }
     h
 }
@@ -407,7 +407,7 @@ fn hash_steps(info: &PlanInfo) -> Fnv {
 /// on disk, so a worker started late (to replace a lost one) agrees with a
 /// driver that planned before files changed. Driver and workers compare it
 /// at the handshake.
-pub fn program_fingerprint(info: &PlanInfo) -> u64 {
+pub fn program_fingerprint(info: &Program) -> u64 {
     let mut h = hash_steps(info);
     for &n in info.partition_lens() {
         h.write(&(n as u64).to_le_bytes());
@@ -418,7 +418,7 @@ pub fn program_fingerprint(info: &PlanInfo) -> u64 {
     h.0
 }
 
-fn fingerprint(info: &PlanInfo, tasks: &[Task]) -> u64 {
+fn fingerprint(info: &Program, tasks: &[Task]) -> u64 {
     let mut h = hash_steps(info);
     for t in tasks {
         h.write(t.id.as_bytes());
@@ -446,7 +446,7 @@ pub enum ModelSource {
 
 /// One step of a dry run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepPlan {
+pub struct DryRunStep {
     /// The step.
     pub name: String,
     /// Where its model comes from.
@@ -465,7 +465,7 @@ pub struct StepPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DryRun {
     /// One entry per step.
-    pub steps: Vec<StepPlan>,
+    pub steps: Vec<DryRunStep>,
     /// Tasks in the graph.
     pub tasks: usize,
 }
@@ -524,7 +524,7 @@ impl TaskGraph {
                     .map(|t| t.samples)
                     .sum();
                 let stats = ck.map(|c| c.stats(i)).unwrap_or_default();
-                StepPlan {
+                DryRunStep {
                     name: s.name().to_owned(),
                     model: if !s.requires_fit() {
                         ModelSource::None

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use bob_pipelines_estimator::BoxError;
+use bob_pipelines_sample::BoxError;
 
 use super::protocol::env;
 

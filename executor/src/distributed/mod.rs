@@ -39,9 +39,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bob_pipelines_estimator::{Error, Executed, Executor, Plan, PlanInfo, Result};
-pub use bob_pipelines_estimator::{WORKER_ENV, is_worker};
-use bob_pipelines_graph::Job;
+use bob_pipelines_graph::{Executed, Execution, Executor, Plan, Program, Result, Serve};
+pub use bob_pipelines_graph::{WORKER_ENV, is_worker};
 
 pub use launcher::{
     JOB_ID_ENV, JobState, Launcher, LocalProcesses, WorkerKind, worker_command, worker_env,
@@ -220,12 +219,14 @@ impl<L: Launcher> Executor for Distributed<L> {
                 .with_progress(Arc::new(crate::Silent))
                 .execute(plan);
         }
-        let job = Job::new(plan)?;
+        let job = Execution::new(plan)?;
         self.progress.started(job.graph());
-        let mut launcher = self.launcher.try_lock().map_err(|_| Error::Executor {
-            executor: self.name.clone(),
-            reason: "it is already running another compute; use one executor per run at a time"
-                .to_owned(),
+        let mut launcher = self.launcher.try_lock().map_err(|_| {
+            crate::Error::Cannot(
+                "it is already running another compute; use one executor per run at a time"
+                    .to_owned(),
+            )
+            .into_run(&self.name)
         })?;
         scheduler::run(
             &job,
@@ -233,20 +234,21 @@ impl<L: Launcher> Executor for Distributed<L> {
             &self.settings,
             &*self.progress,
             &self.name,
-        )?;
+        )
+        .map_err(|e| e.into_run(&self.name))?;
         drop(launcher);
         let executed = job.finish()?;
         self.progress.finished(&executed.report);
         Ok(executed)
     }
 
-    fn serve(&self, program: PlanInfo) -> Error {
+    fn serve(&self, program: Program) -> Serve {
         if worker::earlier_compute(&program) {
             eprintln!(
                 "bob-pipelines worker: this compute is not the one the driver runs; running \
                  it here, as the driver did, to reach the next one"
             );
-            return Error::EarlierCompute;
+            return Serve::Earlier;
         }
         worker::serve(program)
     }

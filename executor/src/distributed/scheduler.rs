@@ -13,8 +13,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bob_pipelines_estimator::{Counts, Error, Result};
-use bob_pipelines_graph::{Done, Job, TaskGraph, TaskKind, program_fingerprint};
+use bob_pipelines_graph::{
+    self as graph, Counts, Done, Execution, TaskGraph, TaskKind, program_fingerprint,
+};
 
 use super::Settings;
 use super::launcher::{JobState, Launcher};
@@ -22,6 +23,7 @@ use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, is_timeout
 use crate::local::run_task;
 use crate::progress::Progress;
 use crate::wire::{self, Secret, SecretFile, WireError, WorkerInfo, encode};
+use crate::{Error, Result};
 
 /// Bytes shared between the scheduler and the threads that write them.
 type Bytes = Arc<Vec<u8>>;
@@ -54,10 +56,10 @@ enum Event {
     /// load is itself an output and stays in the job).
     Loaded {
         task: usize,
-        result: Result<Option<Vec<u8>>>,
+        result: graph::Result<Option<Vec<u8>>>,
     },
     Decoded {
-        result: Result<()>,
+        result: graph::Result<()>,
     },
 }
 
@@ -106,18 +108,15 @@ struct Launched {
 /// Runs the remote part of `job` on workers from `launcher`; the job holds
 /// the loads' and the outputs' partitions, and the report.
 pub(crate) fn run(
-    job: &Job<'_>,
+    job: &Execution<'_>,
     launcher: &mut dyn Launcher,
     settings: &Settings,
     progress: &dyn Progress,
     executor: &str,
 ) -> Result<()> {
     let graph = job.graph();
-    let fail = |reason: String| Error::Executor {
-        executor: executor.to_owned(),
-        reason,
-    };
-    check_resources(graph, launcher, executor)?;
+    let fail = Error::Cannot;
+    check_resources(graph, launcher)?;
     let io = |what: &str, e: std::io::Error| fail(format!("{what}: {e}"));
     let listener =
         TcpListener::bind((settings.bind, 0)).map_err(|e| io("binding the scheduler's port", e))?;
@@ -135,7 +134,7 @@ pub(crate) fn run(
         SecretFile::create(&settings.secret_dir).map_err(|e| io("writing the secret file", e))?;
     let env = vec![
         (
-            bob_pipelines_estimator::WORKER_ENV.to_owned(),
+            bob_pipelines_graph::WORKER_ENV.to_owned(),
             format!("{host}:{port}"),
         ),
         (
@@ -144,7 +143,7 @@ pub(crate) fn run(
         ),
         (
             env::PROGRAM.to_owned(),
-            format!("{:016x}", program_fingerprint(graph.info())),
+            format!("{:016x}", program_fingerprint(graph.program())),
         ),
         (env::HEARTBEAT_MS.to_owned(), millis(settings.heartbeat)),
         (
@@ -158,7 +157,7 @@ pub(crate) fn run(
     accept_workers(
         listener,
         secret.secret().clone(),
-        program_fingerprint(graph.info()),
+        program_fingerprint(graph.program()),
         (settings.handshake_timeout, MAX_HANDSHAKES),
         events_tx.clone(),
         stop.clone(),
@@ -195,7 +194,7 @@ fn untagged_kind(kinds: &[super::WorkerKind]) -> usize {
 
 /// Fails at the start for a tag that no kind of worker provides: waiting
 /// for it would wait forever.
-fn check_resources(graph: &TaskGraph, launcher: &dyn Launcher, executor: &str) -> Result<()> {
+fn check_resources(graph: &TaskGraph, launcher: &dyn Launcher) -> Result<()> {
     let kinds = launcher.kinds();
     for t in graph.tasks() {
         let Some(r) = t.resource() else { continue };
@@ -204,23 +203,20 @@ fn check_resources(graph: &TaskGraph, launcher: &dyn Launcher, executor: &str) -
         }
         let step = t
             .step()
-            .map(|s| graph.info().steps()[s].name().to_owned())
+            .map(|s| graph.program().steps()[s].name().to_owned())
             .unwrap_or_default();
         let have: Vec<String> = kinds
             .iter()
             .map(|k| format!("{} [{}]", k.name, k.resources.join(", ")))
             .collect();
-        return Err(Error::Executor {
-            executor: executor.to_owned(),
-            reason: format!(
-                "task `{}` of step `{step}` needs resource `{r}`, which no worker of {} can \
+        return Err(Error::Cannot(format!(
+            "task `{}` of step `{step}` needs resource `{r}`, which no worker of {} can \
                  provide (kinds of worker: {}); add a kind of worker that provides `{r}`, or \
                  remove the tag",
-                t.id(),
-                launcher.name(),
-                have.join("; ")
-            ),
-        });
+            t.id(),
+            launcher.name(),
+            have.join("; ")
+        )));
     }
     Ok(())
 }
@@ -341,13 +337,13 @@ fn accept_workers(
 
 /// Loads input partitions and decodes output partitions for the scheduler.
 fn driver_thread(
-    job: &Job<'_>,
+    job: &Execution<'_>,
     progress: &dyn Progress,
     work: &Mutex<Receiver<DriverWork>>,
     events: &Sender<Event>,
 ) {
     let graph = job.graph();
-    let info = graph.info();
+    let info = graph.program();
     loop {
         let next = work.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(next) = next else { return };
@@ -360,20 +356,20 @@ fn driver_thread(
                     }
                     let part = job
                         .take_result(task)
-                        .ok_or_else(|| internal(format!("load `{}` left nothing", task)))?;
-                    let wire = match graph.task(task).kind() {
-                        TaskKind::Load { from: Some(s), .. } => info.steps()[s].wire(),
-                        _ => info.input_wire(),
+                        .ok_or_else(|| graph::Error::bug(format!("load {task} left nothing")))?;
+                    let data = match graph.task(task).kind() {
+                        TaskKind::Load { from: Some(s), .. } => info.steps()[s].output(),
+                        _ => info.input(),
                     };
-                    Ok(Some(wire.codec().encode(&part)?))
+                    Ok(Some(data.encode(&part)?))
                 }),
             },
             DriverWork::Decode(task, bytes) => Event::Decoded {
                 result: graph
                     .task(task)
                     .step()
-                    .ok_or_else(|| internal(format!("task {task} has no step")))
-                    .and_then(|s| info.steps()[s].wire().codec().decode(&bytes))
+                    .ok_or_else(|| graph::Error::bug(format!("task {task} has no step")))
+                    .and_then(|s| info.steps()[s].output().decode(&bytes))
                     .map(|part| job.put_result(task, part)),
             },
         };
@@ -383,11 +379,9 @@ fn driver_thread(
     }
 }
 
+/// A broken guarantee of the scheduler's.
 fn internal(what: String) -> Error {
-    Error::Executor {
-        executor: "scheduler".to_owned(),
-        reason: format!("{what} (a bug in the scheduler)"),
-    }
+    Error::Run(graph::Error::bug(format!("the scheduler: {what}")))
 }
 
 /// Reads a worker's messages until it goes away or falls silent.
@@ -459,7 +453,7 @@ fn write_worker(stream: TcpStream, rx: Receiver<Out>) {
 }
 
 struct Scheduler<'j, 'a> {
-    job: &'j Job<'a>,
+    job: &'j Execution<'a>,
     graph: &'j TaskGraph,
     settings: &'j Settings,
     progress: &'j dyn Progress,
@@ -500,7 +494,7 @@ struct Scheduler<'j, 'a> {
 
 impl<'j, 'a> Scheduler<'j, 'a> {
     fn new(
-        job: &'j Job<'a>,
+        job: &'j Execution<'a>,
         settings: &'j Settings,
         progress: &'j dyn Progress,
         executor: &'j str,
@@ -509,7 +503,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     ) -> Self {
         let graph = job.graph();
         let n = graph.len();
-        let info = graph.info();
+        let info = graph.program();
         let mut is_output = vec![false; n];
         for &o in graph.outputs() {
             is_output[o] = true;
@@ -563,10 +557,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     }
 
     fn fail(&self, reason: String) -> Error {
-        Error::Executor {
-            executor: self.executor.to_owned(),
-            reason,
-        }
+        Error::Cannot(reason)
     }
 
     /// Moves task `i` to `st`, counting the tasks under way.
@@ -736,17 +727,20 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         .get(&id)
                         .map_or_else(|| format!("#{id}"), |w| w.name.clone());
                     let (keys, samples) = self.job.samples_of(task);
-                    let e = Error::Task {
+                    let e = graph::Error::Task {
                         task: self.graph.task(task).id().to_owned(),
                         keys,
                         samples,
-                        source: Box::new(Error::Remote {
-                            worker,
-                            message: error,
-                        }),
+                        source: Box::new(
+                            Error::Remote {
+                                worker,
+                                message: error,
+                            }
+                            .into_run(self.executor),
+                        ),
                     };
                     self.progress.task_failed(self.graph, task, &e);
-                    return Err(e);
+                    return Err(e.into());
                 }
             },
             Event::Lost { id, reason } => self.lost(id, &reason, launcher)?,
@@ -800,7 +794,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 resources: info.resources,
                 capacity: 2 * threads,
                 running: Vec::new(),
-                models: vec![false; self.graph.info().steps().len()],
+                models: vec![false; self.graph.program().steps().len()],
                 tx,
                 stream,
                 idle_ticks: 0,
@@ -849,7 +843,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         if let Some(w) = self.workers.get_mut(&id) {
             w.running.retain(|&t| t != task);
         }
-        let info = self.graph.info();
+        let info = self.graph.program();
         if let (Some(w), Some(step)) = (self.workers.get(&id), self.graph.task(task).step()) {
             let kind = w.kind.map_or("unknown", |k| self.kinds[k].name.as_str());
             let fit = matches!(self.graph.task(task).kind(), TaskKind::Fit { .. });
@@ -944,7 +938,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             })
             .collect::<Result<Vec<Bytes>>>()?;
         let needs_model =
-            matches!(op, Op::Transform { .. }) && self.graph.info().steps()[step].requires_fit();
+            matches!(op, Op::Transform { .. }) && self.graph.program().steps()[step].requires_fit();
         let model = self.models[step].clone();
         let Some(w) = self.workers.get_mut(&id) else {
             return Ok(());
@@ -1000,19 +994,24 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             if self.failures[task].len() > self.settings.allowed_failures {
                 let last = self.failures[task].iter().rev().take(3).cloned();
                 let t = self.graph.task(task);
-                let step = t.step().map_or("", |s| self.graph.info().steps()[s].name());
+                let step = t
+                    .step()
+                    .map_or("", |s| self.graph.program().steps()[s].name());
                 let (keys, samples) = self.job.samples_of(task);
-                return Err(Error::Task {
+                return Err(Error::Run(graph::Error::Task {
                     task: t.id().to_owned(),
                     keys,
                     samples,
-                    source: Box::new(self.fail(format!(
-                        "step `{step}` was running on {} workers that were lost; it may be what \
-                         kills them (memory or time limits). Last: {}",
-                        self.failures[task].len(),
-                        last.collect::<Vec<_>>().join("; ")
-                    ))),
-                });
+                    source: Box::new(
+                        self.fail(format!(
+                            "step `{step}` was running on {} workers that were lost; it may be \
+                             what kills them (memory or time limits). Last: {}",
+                            self.failures[task].len(),
+                            last.collect::<Vec<_>>().join("; ")
+                        ))
+                        .into_run(self.executor),
+                    ),
+                }));
             }
             self.make_ready(task);
         }
@@ -1060,7 +1059,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         " Status 0 means a worker ran its program to the end without reaching \
                          this run's compute (fingerprint {:016x}): every worker must run the same \
                          program, with the same arguments, as its driver.",
-                        program_fingerprint(self.graph.info())
+                        program_fingerprint(self.graph.program())
                     )
                 } else {
                     String::new()
@@ -1191,12 +1190,12 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             ));
         }
         if self.lost > 0 {
-            let info = self.graph.info();
+            let info = self.graph.program();
             if let Some(ck) = info.checkpoint() {
                 for (i, s) in info.steps().iter().enumerate() {
                     if ck.saves(i) {
                         let dir = ck.options().layout().step_dir(s.name());
-                        let _ = bob_pipelines_estimator::checkpoint::clean_temps(&dir, true);
+                        let _ = bob_pipelines_checkpoint::clean_temps(&dir, true);
                     }
                 }
             }
@@ -1209,7 +1208,7 @@ mod tests {
     use super::*;
     use std::io::Read as _;
 
-    use bob_pipelines_estimator::{Executed, Executor};
+    use bob_pipelines_graph::{Executed, Executor};
 
     /// The acceptor with `cap` handshakes at once and `deadline` for each;
     /// returns its address and its events.
@@ -1320,8 +1319,8 @@ mod tests {
             "probe".to_owned()
         }
 
-        fn execute(&self, plan: bob_pipelines_estimator::Plan<'_>) -> Result<Executed> {
-            let job = Job::new(plan)?;
+        fn execute(&self, plan: graph::Plan<'_>) -> graph::Result<Executed> {
+            let job = Execution::new(plan)?;
             let settings =
                 super::super::Distributed::new(super::super::LocalProcesses::all_cores())
                     .settings
@@ -1329,8 +1328,8 @@ mod tests {
             let (events, _keep) = mpsc::channel();
             let mut s = Scheduler::new(&job, &settings, &crate::Silent, "probe", vec![], events);
             let (work, _loads) = mpsc::channel();
-            (self.0)(&mut s, &work)?;
-            Err(internal("the probe ran no run".to_owned()))
+            (self.0)(&mut s, &work).map_err(|e| e.into_run("probe"))?;
+            Err(graph::Error::bug("the probe ran no run"))
         }
     }
 

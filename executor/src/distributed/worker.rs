@@ -9,8 +9,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use bob_pipelines_estimator::{AnyPartition, Counts, Model, PlanInfo, Result, WORKER_ENV};
-use bob_pipelines_graph::{name_checkpoint_input, program_fingerprint, save_model, save_outputs};
+use bob_pipelines_graph::{
+    self as graph, AnyPartition, Counts, Model, Program, WORKER_ENV, name_checkpoint_input,
+    program_fingerprint, save_model, save_outputs,
+};
 
 use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, is_timeout, put};
 use crate::local::panic_message;
@@ -19,7 +21,7 @@ use crate::wire::{self, WireError, WorkerInfo, read_secret};
 /// Serves the scheduler named in the environment, then ends the process:
 /// status 0 when the scheduler said the work is done, 1 (with the reason on
 /// stderr) when it could not be reached, rejected this worker, or went away.
-pub(crate) fn serve(program: PlanInfo) -> ! {
+pub(crate) fn serve(program: Program) -> ! {
     let code = match run(program) {
         Ok(()) => 0,
         Err(e) => {
@@ -32,7 +34,7 @@ pub(crate) fn serve(program: PlanInfo) -> ! {
 
 /// Whether `program` is not the one the driver runs (its fingerprint, in
 /// [`env::PROGRAM`], differs): an earlier compute of the same program.
-pub(crate) fn earlier_compute(program: &PlanInfo) -> bool {
+pub(crate) fn earlier_compute(program: &Program) -> bool {
     std::env::var(env::PROGRAM).is_ok_and(|want| {
         want != format!("{:016x}", bob_pipelines_graph::program_fingerprint(program))
     })
@@ -64,7 +66,7 @@ struct Work {
     inputs: Vec<Vec<u8>>,
 }
 
-fn run(info: PlanInfo) -> std::result::Result<(), String> {
+fn run(info: Program) -> std::result::Result<(), String> {
     let addr = var(WORKER_ENV)?;
     let secret_path = PathBuf::from(var(env::SECRET_FILE)?);
     let secret = read_secret(&secret_path)
@@ -194,7 +196,7 @@ fn gone(addr: &str, death: Duration, e: &WireError) -> String {
 
 /// Runs one task and sends its answer.
 fn execute(
-    info: &PlanInfo,
+    info: &Program,
     models: &Models,
     writer: &Writer,
     work: Work,
@@ -205,14 +207,13 @@ fn execute(
         .unwrap_or_else(|panic| {
             let message = panic_message(&*panic);
             let (step, what) = match op {
-                Op::Fit { step } => (step, bob_pipelines_estimator::Op::Fit),
-                Op::Transform { step } => (step, bob_pipelines_estimator::Op::Transform),
+                Op::Fit { step } => (step, "fit"),
+                Op::Transform { step } => (step, "transform"),
             };
-            Err(bob_pipelines_estimator::Error::Estimator {
-                step: info.steps()[step as usize].name().to_owned(),
-                op: what,
-                source: format!("panicked: {message}").into(),
-            })
+            let step = info.steps()[step as usize].name();
+            Err(graph::Error::Step(
+                format!("step `{step}`: {what} failed: panicked: {message}").into(),
+            ))
         });
     let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
     match outcome {
@@ -241,40 +242,33 @@ fn execute(
 
 /// A fit or a transform on decoded inputs; returns the encoded result.
 fn run_op(
-    info: &PlanInfo,
+    info: &Program,
     models: &Models,
     op: Op,
     inputs: Vec<Vec<u8>>,
-) -> Result<(Counts, Vec<u8>)> {
+) -> graph::Result<(Counts, Vec<u8>)> {
     let steps = info.steps();
-    let input_wire = |step: usize| {
-        if step == 0 {
-            info.input_wire()
-        } else {
-            steps[step - 1].wire()
-        }
-    };
     match op {
         Op::Transform { step } => {
             let step = step as usize;
             let bytes = inputs.into_iter().next().unwrap_or_default();
-            let input = input_wire(step).codec().decode(&bytes)?;
+            let input = info.input_of(step).decode(&bytes)?;
             drop(bytes);
             let model = models.read().unwrap_or_else(PoisonError::into_inner)[step].clone();
             let (out, counts) = steps[step]
                 .transform(model.as_ref(), input)
                 .map_err(|e| name_checkpoint_input(info, step, e))?;
             save_outputs(info, step, &out)?;
-            let bytes = steps[step].wire().codec().encode(&out)?;
+            let bytes = steps[step].output().encode(&out)?;
             Ok((counts, bytes))
         }
         Op::Fit { step } => {
             let step = step as usize;
-            let codec = input_wire(step).codec();
+            let data = info.input_of(step);
             let parts = inputs
                 .iter()
-                .map(|b| codec.decode(b))
-                .collect::<Result<Vec<AnyPartition>>>()?;
+                .map(|b| data.decode(b))
+                .collect::<graph::Result<Vec<AnyPartition>>>()?;
             drop(inputs);
             let refs: Vec<&AnyPartition> = parts.iter().collect();
             let model = steps[step]

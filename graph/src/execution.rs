@@ -3,12 +3,13 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use bob_pipelines_estimator::{
-    AnyPartition, Counts, Error, Executed, InputPartition, Model, Plan, PlanInfo, Report, Result,
-};
 use bob_pipelines_sample::Key;
 
-use crate::{TaskGraph, TaskKind};
+use crate::checkpoints::{assemble, load, save};
+use crate::data::{AnyPartition, Counts, Model, first_keys};
+use crate::program::{Executed, InputPartition, Plan, Program};
+use crate::report::Report;
+use crate::{Error, Result, TaskGraph, TaskKind};
 
 /// What a finished task reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,12 +22,12 @@ pub struct Done {
     pub elapsed: Duration,
 }
 
-/// A run in progress: the graph, its inputs, the results of finished tasks and
-/// the models fitted so far. Tasks run through [`run`](Self::run) from any
+/// A run in progress (the state an executor drives): the graph, its inputs,
+/// the results of finished tasks and the models fitted so far. Tasks run through [`run`](Self::run) from any
 /// thread, each once and after the tasks it depends on; a task's result is
 /// handed to the task that consumes it and dropped from here, so memory holds
 /// only what is still needed.
-pub struct Job<'a> {
+pub struct Execution<'a> {
     graph: TaskGraph,
     inputs: Vec<Mutex<Option<InputPartition<'a>>>>,
     results: Vec<Mutex<Option<AnyPartition>>>,
@@ -40,9 +41,9 @@ pub struct Job<'a> {
 /// How many keys name a partition in errors.
 const KEYS_SHOWN: usize = 3;
 
-impl std::fmt::Debug for Job<'_> {
+impl std::fmt::Debug for Execution<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
+        f.debug_struct("Execution")
             .field("tasks", &self.graph.len())
             .finish_non_exhaustive()
     }
@@ -53,21 +54,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<'a> Job<'a> {
-    /// A job for a plan.
+impl<'a> Execution<'a> {
+    /// The execution of a plan.
     ///
     /// # Errors
     /// [`Error::NotFitted`] when a step must transform without a model.
     pub fn new(plan: Plan<'a>) -> Result<Self> {
-        plan.info.check_models()?;
-        let graph = TaskGraph::new(&plan.info);
+        plan.program.check_models()?;
+        let graph = TaskGraph::new(&plan.program);
         let models = plan
-            .info
+            .program
             .steps()
             .iter()
-            .map(|s| Mutex::new(s.model().cloned()))
+            .map(|s| Mutex::new(s.current_model().cloned()))
             .collect();
-        Ok(Job {
+        Ok(Execution {
             inputs: plan
                 .inputs
                 .into_iter()
@@ -75,10 +76,10 @@ impl<'a> Job<'a> {
                 .collect(),
             results: (0..graph.len()).map(|_| Mutex::new(None)).collect(),
             models,
-            keys: (0..plan.info.npartitions())
+            keys: (0..plan.program.npartitions())
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
-            report: Mutex::new(plan.info.empty_report()),
+            report: Mutex::new(plan.program.empty_report()),
             graph,
             start: Instant::now(),
         })
@@ -120,17 +121,12 @@ impl<'a> Job<'a> {
     }
 
     fn missing(&self, what: String) -> Error {
-        Error::Executor {
-            executor: "job".to_owned(),
-            reason: format!(
-                "{what}: a task ran before the tasks it depends on (a bug in the executor)"
-            ),
-        }
+        Error::bug(format!("{what}: a task ran before the tasks it depends on"))
     }
 
     fn run_inner(&self, i: usize) -> Result<Counts> {
         let task = self.graph.task(i);
-        let info = self.graph.info();
+        let info = self.graph.program();
         match task.kind() {
             TaskKind::Load { partition, from } => {
                 let input = lock(&self.inputs[partition])
@@ -140,14 +136,14 @@ impl<'a> Job<'a> {
                     None => {
                         let loaded = input.load()?;
                         lock(&self.report).load_failed += loaded.load_failed;
-                        (loaded.partition, info.input_wire())
+                        (loaded.partition, info.input())
                     }
                     Some(step) => (
                         self.load_checkpoint(step, input)?,
-                        info.steps()[step].wire(),
+                        info.steps()[step].output(),
                     ),
                 };
-                *lock(&self.keys[partition]) = wire.codec().keys(&part, KEYS_SHOWN)?;
+                *lock(&self.keys[partition]) = first_keys(wire, &part, KEYS_SHOWN)?;
                 *lock(&self.results[i]) = Some(part);
                 Ok(Counts::default())
             }
@@ -200,7 +196,7 @@ impl<'a> Job<'a> {
     }
 
     fn save(&self, step: usize, part: &AnyPartition) -> Result<()> {
-        save_outputs(self.graph.info(), step, part)
+        save_outputs(self.graph.program(), step, part)
     }
 
     /// Which samples task `i` has, for its errors: its partition's first
@@ -254,15 +250,27 @@ impl<'a> Job<'a> {
     /// again, through the steps up to `step`, the samples whose file turned out
     /// missing or corrupt (their input samples are loaded only then).
     fn load_checkpoint(&self, step: usize, input: InputPartition<'_>) -> Result<AnyPartition> {
-        let info = self.graph.info();
+        let info = self.graph.program();
         let ck = info
             .checkpoint()
             .ok_or_else(|| self.missing("a checkpoint plan".to_owned()))?;
         let keys = input.keys()?;
         let earlier = ck.saving_steps_through(info.steps(), step);
         let mut warnings = Vec::new();
-        let (loaded, redo) =
-            info.steps()[step].load_checkpoint(ck.options(), &earlier, &keys, &mut warnings)?;
+        let data = info.steps()[step].output();
+        let found = load(
+            data,
+            ck.options(),
+            info.steps()[step].name(),
+            &earlier,
+            &keys,
+            &mut warnings,
+        )?;
+        let redo: Vec<usize> = found
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| matches!(f, crate::checkpoints::Found::Recompute).then_some(i))
+            .collect();
         let (metas, again) = input.split(&redo)?;
         let recomputed = if redo.is_empty() {
             None
@@ -278,7 +286,7 @@ impl<'a> Job<'a> {
             }
             Some(part)
         };
-        let part = info.steps()[step].assemble_checkpoint(loaded, metas, recomputed)?;
+        let part = assemble(data, found, metas, recomputed)?;
         let mut r = lock(&self.report);
         r.from_checkpoints += keys.len() - redo.len();
         r.recomputed += redo.len();
@@ -324,7 +332,7 @@ impl<'a> Job<'a> {
 /// when that sample's input (the previous step's output) is a checkpoint
 /// file: a datum of another shape read back from a file written by another
 /// version of the step fails here, and the file is what to remove.
-pub fn name_checkpoint_input(info: &PlanInfo, step: usize, e: Error) -> Error {
+pub fn name_checkpoint_input(info: &Program, step: usize, e: Error) -> Error {
     let (Some(ck), Some(prev)) = (info.checkpoint(), step.checked_sub(1)) else {
         return e;
     };
@@ -346,9 +354,12 @@ pub fn name_checkpoint_input(info: &PlanInfo, step: usize, e: Error) -> Error {
 ///
 /// # Errors
 /// [`Error::Checkpoint`] when a file cannot be written.
-pub fn save_outputs(info: &PlanInfo, step: usize, part: &AnyPartition) -> Result<()> {
+pub fn save_outputs(info: &Program, step: usize, part: &AnyPartition) -> Result<()> {
     match info.checkpoint() {
-        Some(ck) if ck.saves(step) => info.steps()[step].save_checkpoint(ck, step, part),
+        Some(ck) if ck.saves(step) => {
+            let s = &info.steps()[step];
+            save(s.output(), ck.options(), s.name(), &ck.rules[step], part)
+        }
         _ => Ok(()),
     }
 }
@@ -357,7 +368,7 @@ pub fn save_outputs(info: &PlanInfo, step: usize, part: &AnyPartition) -> Result
 ///
 /// # Errors
 /// [`Error::Checkpoint`] when the file cannot be written.
-pub fn save_model(info: &PlanInfo, step: usize, model: &Model) -> Result<()> {
+pub fn save_model(info: &Program, step: usize, model: &Model) -> Result<()> {
     let s = &info.steps()[step];
     let Some(ck) = info.checkpoint() else {
         return Ok(());

@@ -2,14 +2,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bob_pipelines_sample::{Key, Meta};
 
-use crate::ckpt::{Checkpoints, SaveRules};
-use crate::outputs::{Failed, Report, StepReport};
-use crate::step::{AnyPartition, Counts, DynStep, Model, StepOptions};
-use crate::wire::Wire;
+use crate::checkpoints::{Checkpoints, SaveRules};
+use crate::data::{AnyPartition, Counts, DataCodec, Failed, Model, ModelCodec};
+use crate::report::{Report, StepReport};
 use crate::{Error, Result};
 
 /// Whether a run fits, transforms, or both.
@@ -23,77 +22,122 @@ pub enum Mode {
     FitTransform,
 }
 
-/// How the input samples are cut into partitions (bob's `ToDaskBag` options).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Partitioning {
-    /// About 16 partitions of 256 to 16 384 samples each (one partition below
-    /// 256 samples). It depends only on the number of samples — never on this
-    /// machine — so every process that builds the same pipeline builds the same
-    /// graph.
-    #[default]
-    Auto,
-    /// About this many partitions (bob's `npartitions`): partitions of
-    /// `ceil(n / k)` samples, as dask cuts them, so there may be fewer than `k`
-    /// (5 samples in 4 partitions give 2 + 2 + 1).
-    Count(usize),
-    /// Partitions of this many samples (bob's `partition_size`).
-    Size(usize),
+/// How a step meets samples: extra arguments, resource tags, checkpointing.
+/// Set by the pipeline author on a step (or by the estimator's own tags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepOptions {
+    /// `(argument, attribute)` pairs passed to transform.
+    pub transform_extra: Vec<(String, String)>,
+    /// `(argument, attribute)` pairs passed to fit.
+    pub fit_extra: Vec<(String, String)>,
+    /// The resource the fit task needs.
+    pub fit_tag: Option<String>,
+    /// The resource the transform tasks need.
+    pub transform_tag: Option<String>,
+    /// Whether the step asked for (`Some(true)`) or against checkpoints.
+    pub checkpoint: Option<bool>,
 }
 
-/// The most samples [`Partitioning::Auto`] puts in one partition.
-pub const MAX_AUTO_PARTITION: usize = 1 << 14;
-/// The fewest samples [`Partitioning::Auto`] puts in one partition (when there
-/// are that many): smaller tasks cost more in scheduling than they win.
-pub const MIN_AUTO_PARTITION: usize = 256;
-
-impl Partitioning {
-    /// The lengths of the partitions of `n` samples, in order.
+/// A step's fit and transform with its types erased: what executors run.
+/// Partitions and models are `Any`; the typed pipeline guarantees they fit,
+/// and a mismatch is an error, never a panic.
+pub trait StepOp: Send + Sync {
+    /// Fits on the valid samples of all `inputs` partitions.
     ///
     /// # Errors
-    /// [`Error::Partitioning`] for zero partitions or a partition size of zero.
-    pub fn lengths(self, n: usize) -> Result<Vec<usize>> {
-        let size = match self {
-            Partitioning::Auto => n.div_ceil(16).clamp(MIN_AUTO_PARTITION, MAX_AUTO_PARTITION),
-            Partitioning::Count(0) => {
-                return Err(Error::Partitioning("npartitions must be at least 1".into()));
-            }
-            Partitioning::Size(0) => {
-                return Err(Error::Partitioning(
-                    "partition_size must be at least 1".into(),
-                ));
-            }
-            Partitioning::Count(k) => n.div_ceil(k).max(1),
-            Partitioning::Size(s) => s,
-        };
-        let mut lens = vec![size; n / size];
-        if n % size != 0 {
-            lens.push(n % size);
-        }
-        Ok(lens)
-    }
+    /// The estimator's error ([`Error::Step`]), naming the step.
+    fn fit(&self, name: &str, opts: &StepOptions, inputs: &[&AnyPartition]) -> Result<Model>;
+
+    /// Transforms one partition.
+    ///
+    /// # Errors
+    /// The estimator's error ([`Error::Step`]), naming the step (and the
+    /// sample where one is at fault); [`Error::NotFitted`] without a model.
+    fn transform(
+        &self,
+        name: &str,
+        opts: &StepOptions,
+        model: Option<&Model>,
+        input: AnyPartition,
+    ) -> Result<(AnyPartition, Counts)>;
 }
 
-/// One step of a plan: its name, erased operations, options and current model.
+/// One step of a program: its name, erased operations, how its outputs and
+/// model become bytes, its options and its current model.
 #[derive(Clone)]
-pub struct PlanStep {
+pub struct ProgramStep {
     pub(crate) name: String,
-    pub(crate) op: Arc<dyn DynStep>,
+    type_name: &'static str,
+    op: Arc<dyn StepOp>,
+    output: Arc<dyn DataCodec>,
+    checkpoints: bool,
+    models: Option<Arc<dyn ModelCodec>>,
     pub(crate) opts: StepOptions,
     pub(crate) model: Option<Model>,
 }
 
-impl std::fmt::Debug for PlanStep {
+impl std::fmt::Debug for ProgramStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlanStep")
+        f.debug_struct("ProgramStep")
             .field("name", &self.name)
-            .field("type", &self.op.type_name())
+            .field("type", &self.type_name)
+            .field("output", &self.output)
             .field("opts", &self.opts)
             .field("fitted", &self.model.is_some())
             .finish()
     }
 }
 
-impl PlanStep {
+impl ProgramStep {
+    /// A stateless step named `name` running `op` (estimator `type_name`),
+    /// whose outputs are data of `output`'s type, checkpointable.
+    pub fn new(
+        name: impl Into<String>,
+        type_name: &'static str,
+        op: Arc<dyn StepOp>,
+        output: Arc<dyn DataCodec>,
+    ) -> Self {
+        ProgramStep {
+            name: name.into(),
+            type_name,
+            op,
+            output,
+            checkpoints: true,
+            models: None,
+            opts: StepOptions::default(),
+            model: None,
+        }
+    }
+
+    /// The step is fitted, and its models become bytes through `models`.
+    #[must_use]
+    pub fn fitted(mut self, models: Arc<dyn ModelCodec>) -> Self {
+        self.models = Some(models);
+        self
+    }
+
+    /// Whether its outputs can be checkpointed (not when they go to an
+    /// attribute: a checkpoint holds data, and the datum did not change).
+    #[must_use]
+    pub fn checkpointable(mut self, yes: bool) -> Self {
+        self.checkpoints = yes;
+        self
+    }
+
+    /// With these options.
+    #[must_use]
+    pub fn options(mut self, opts: StepOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// With the model it has before the run.
+    #[must_use]
+    pub fn model(mut self, model: Option<Model>) -> Self {
+        self.model = model;
+        self
+    }
+
     /// The step's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -101,26 +145,32 @@ impl PlanStep {
 
     /// The estimator's type name.
     pub fn type_name(&self) -> &'static str {
-        self.op.type_name()
+        self.type_name
     }
 
-    /// Whether the estimator is a [`Fit`](crate::Fit).
+    /// Whether the step is fitted before it transforms.
     pub fn requires_fit(&self) -> bool {
-        self.op.requires_fit()
+        self.models.is_some()
     }
 
     /// The step's options.
-    pub fn options(&self) -> &StepOptions {
+    pub fn opts(&self) -> &StepOptions {
         &self.opts
     }
 
-    /// How partitions of the step's outputs cross a process boundary.
-    pub fn wire(&self) -> &Wire {
-        self.op.wire()
+    /// How the step's outputs become bytes: files and the wire.
+    pub fn output(&self) -> &dyn DataCodec {
+        &*self.output
+    }
+
+    /// The extension of the step's checkpoint files; `None` when the step
+    /// cannot checkpoint (its output goes to an attribute).
+    pub fn checkpoint_extension(&self) -> Option<&'static str> {
+        self.checkpoints.then(|| self.output.extension())
     }
 
     /// The model the step has before the run.
-    pub fn model(&self) -> Option<&Model> {
+    pub fn current_model(&self) -> Option<&Model> {
         self.model.as_ref()
     }
 
@@ -145,50 +195,12 @@ impl PlanStep {
         self.op.transform(&self.name, &self.opts, model, input)
     }
 
-    /// Writes a transformed partition's outputs (and failure markers).
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`].
-    pub fn save_checkpoint(
-        &self,
-        plan: &CheckpointPlan,
-        index: usize,
-        part: &AnyPartition,
-    ) -> Result<()> {
-        self.op
-            .save_checkpoint(&plan.options, &self.name, &plan.rules[index], part)
-    }
-
-    /// Reads this step's outputs for `keys` from its checkpoint: the data
-    /// (erased) and the positions to recompute (missing or corrupt; corrupt
-    /// files are moved aside, with a warning each).
-    ///
-    /// # Errors
-    /// [`Error::Checkpoint`] for a file that exists but cannot be read.
-    pub fn load_checkpoint(
-        &self,
-        ck: &Checkpoints,
-        earlier: &[String],
-        keys: &[Key],
-        warnings: &mut Vec<String>,
-    ) -> Result<(Box<dyn std::any::Any + Send>, Vec<usize>)> {
-        self.op
-            .load_checkpoint(ck, &self.name, earlier, keys, warnings)
-    }
-
-    /// A partition from [`load_checkpoint`](Self::load_checkpoint)'s data, the
-    /// input samples' metadata and the recomputed samples.
-    ///
-    /// # Errors
-    /// [`Error::WrongType`] when the pieces are not this step's.
-    pub fn assemble_checkpoint(
-        &self,
-        loaded: Box<dyn std::any::Any + Send>,
-        metas: Metas,
-        recomputed: Option<AnyPartition>,
-    ) -> Result<AnyPartition> {
-        self.op
-            .assemble_checkpoint(&self.name, loaded, metas, recomputed)
+    fn model_codec(&self) -> Result<&dyn ModelCodec> {
+        self.models.as_deref().ok_or_else(|| Error::Model {
+            step: self.name.clone(),
+            action: "used",
+            reason: "the step is stateless and has no model".to_owned(),
+        })
     }
 
     /// A model as MessagePack.
@@ -196,7 +208,7 @@ impl PlanStep {
     /// # Errors
     /// [`Error::Model`].
     pub fn encode_model(&self, model: &Model) -> Result<Vec<u8>> {
-        self.op.encode_model(&self.name, model)
+        self.model_codec()?.encode(&self.name, model)
     }
 
     /// A model from MessagePack.
@@ -204,7 +216,7 @@ impl PlanStep {
     /// # Errors
     /// [`Error::Model`].
     pub fn decode_model(&self, bytes: &[u8]) -> Result<Model> {
-        self.op.decode_model(&self.name, bytes)
+        self.model_codec()?.decode(&self.name, bytes)
     }
 }
 
@@ -215,14 +227,14 @@ pub struct CheckpointPlan {
     pub(crate) saves: Vec<bool>,
     pub(crate) from_disk: Vec<bool>,
     pub(crate) starts: Vec<Option<usize>>,
-    pub(crate) stats: Vec<StepStats>,
+    pub(crate) stats: Vec<OnDisk>,
     pub(crate) warnings: Vec<String>,
     pub(crate) rules: Vec<SaveRules>,
 }
 
 /// What is on disk for one step, counted over this run's samples.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepStats {
+pub struct OnDisk {
     /// Samples whose output file is there.
     pub on_disk: usize,
     /// Samples with no output but a failure marker of this step.
@@ -232,17 +244,17 @@ pub struct StepStats {
 impl CheckpointPlan {
     /// Which steps write checkpoints: those not switched off whose output is
     /// the datum (an attribute is not a checkpoint).
-    pub(crate) fn saving_steps(steps: &[PlanStep]) -> Vec<bool> {
+    pub(crate) fn saving_steps(steps: &[ProgramStep]) -> Vec<bool> {
         steps
             .iter()
-            .map(|s| s.opts.checkpoint != Some(false) && s.op.checkpoint_extension().is_some())
+            .map(|s| s.opts.checkpoint != Some(false) && s.checkpoint_extension().is_some())
             .collect()
     }
 
     /// The plan of a run that has not looked at the disk: which steps save
     /// and how, nothing read, every partition from its input. What a worker
     /// process uses: the driver alone surveys the disk and decides.
-    pub fn without_disk(options: &Checkpoints, steps: &[PlanStep], npartitions: usize) -> Self {
+    pub fn without_disk(options: &Checkpoints, steps: &[ProgramStep], npartitions: usize) -> Self {
         let n = steps.len();
         let saves = Self::saving_steps(steps);
         let saving: Vec<String> = (0..n)
@@ -256,7 +268,7 @@ impl CheckpointPlan {
                     .map(|j| {
                         (
                             steps[j].name.clone(),
-                            steps[j].op.checkpoint_extension().unwrap_or(""),
+                            steps[j].checkpoint_extension().unwrap_or(""),
                         )
                     })
                     .collect(),
@@ -268,7 +280,7 @@ impl CheckpointPlan {
             saves,
             from_disk: vec![false; n],
             starts: vec![None; npartitions],
-            stats: vec![StepStats::default(); n],
+            stats: vec![OnDisk::default(); n],
             warnings: Vec::new(),
             rules,
         }
@@ -296,17 +308,14 @@ impl CheckpointPlan {
     }
 
     /// What is on disk for step `i`.
-    pub fn stats(&self, i: usize) -> StepStats {
+    pub fn stats(&self, i: usize) -> OnDisk {
         self.stats[i]
     }
 
     /// The file that holds step `i`'s output for `key`, when step `i`
     /// writes checkpoints.
-    pub fn output_file(&self, steps: &[PlanStep], i: usize, key: &str) -> Option<PathBuf> {
-        let ext = steps[i]
-            .op
-            .checkpoint_extension()
-            .filter(|_| self.saves[i])?;
+    pub fn output_file(&self, steps: &[ProgramStep], i: usize, key: &str) -> Option<PathBuf> {
+        let ext = steps[i].checkpoint_extension().filter(|_| self.saves[i])?;
         self.options
             .layout()
             .feature_path(&steps[i].name, key, ext)
@@ -315,7 +324,7 @@ impl CheckpointPlan {
 
     /// The checkpointed steps up to and including `i` (whose failure markers
     /// count for a sample loaded at `i`).
-    pub fn saving_steps_through(&self, steps: &[PlanStep], i: usize) -> Vec<String> {
+    pub fn saving_steps_through(&self, steps: &[ProgramStep], i: usize) -> Vec<String> {
         (0..=i)
             .filter(|&s| self.saves[s])
             .map(|s| steps[s].name.clone())
@@ -323,19 +332,38 @@ impl CheckpointPlan {
     }
 }
 
-/// Everything about a run but its input data: enough to build its task graph.
+/// Everything about a run but its input data: its steps, mode, partition
+/// lengths and checkpoint plan — what its task graph is built from, what
+/// workers are sent, and what they compare (its fingerprint).
 #[derive(Debug, Clone)]
-pub struct PlanInfo {
-    pub(crate) steps: Vec<PlanStep>,
+pub struct Program {
+    pub(crate) steps: Vec<ProgramStep>,
     pub(crate) mode: Mode,
     pub(crate) lens: Vec<usize>,
     pub(crate) checkpoint: Option<Arc<CheckpointPlan>>,
-    pub(crate) input_wire: Wire,
+    pub(crate) input: Arc<dyn DataCodec>,
 }
 
-impl PlanInfo {
+impl Program {
+    /// A program of `steps` run in `mode` over partitions of `lens` samples
+    /// whose data `input` describes; it checkpoints nothing until told to.
+    pub fn new(
+        steps: Vec<ProgramStep>,
+        mode: Mode,
+        lens: Vec<usize>,
+        input: Arc<dyn DataCodec>,
+    ) -> Self {
+        Program {
+            steps,
+            mode,
+            lens,
+            checkpoint: None,
+            input,
+        }
+    }
+
     /// The steps, in order.
-    pub fn steps(&self) -> &[PlanStep] {
+    pub fn steps(&self) -> &[ProgramStep] {
         &self.steps
     }
 
@@ -361,9 +389,18 @@ impl PlanInfo {
             && !self.checkpoint.as_ref().is_some_and(|c| c.from_disk[i])
     }
 
-    /// How loaded input partitions cross a process boundary.
-    pub fn input_wire(&self) -> &Wire {
-        &self.input_wire
+    /// How the input data becomes bytes (loaded partitions on the wire).
+    pub fn input(&self) -> &dyn DataCodec {
+        &*self.input
+    }
+
+    /// How the data that step `i` reads becomes bytes: the previous step's
+    /// outputs, or the input's.
+    pub fn input_of(&self, i: usize) -> &dyn DataCodec {
+        match i.checked_sub(1) {
+            Some(prev) => self.steps[prev].output(),
+            None => self.input(),
+        }
     }
 
     /// The checkpoint plan, when the pipeline checkpoints.
@@ -442,6 +479,7 @@ impl PlanInfo {
 }
 
 /// A loaded input partition: the slots and how many samples failed to load.
+#[derive(Debug)]
 pub struct Loaded {
     /// A `Vec<Slot<I>>`.
     pub partition: AnyPartition,
@@ -449,10 +487,23 @@ pub struct Loaded {
     pub load_failed: usize,
 }
 
-/// Where input partitions come from: the caller's samples, erased.
-pub(crate) trait PartitionSource: Send + Sync {
+/// Where input partitions come from: the caller's samples, erased. Each
+/// partition `p` is handed out once.
+pub trait PartitionSource: Send + Sync {
+    /// The keys of partition `p`'s samples, without loading them.
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when it was already handed out.
     fn keys(&self, p: usize) -> Result<Vec<Key>>;
+    /// Loads partition `p` (delayed samples are loaded now).
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when it was already handed out.
     fn load(&self, p: usize) -> Result<Loaded>;
+    /// See [`InputPartition::split`].
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when it was already handed out.
     fn split(&self, p: usize, redo: &[usize]) -> Result<(Metas, AnyPartition)>;
 }
 
@@ -462,12 +513,17 @@ pub type Metas = Vec<Option<std::result::Result<Arc<Meta>, Failed>>>;
 
 /// One input partition, loaded when an executor asks.
 pub struct InputPartition<'a> {
-    pub(crate) len: usize,
-    pub(crate) index: usize,
-    pub(crate) source: Arc<dyn PartitionSource + 'a>,
+    len: usize,
+    index: usize,
+    source: Arc<dyn PartitionSource + 'a>,
 }
 
-impl InputPartition<'_> {
+impl<'a> InputPartition<'a> {
+    /// Partition `index` of `source`, of `len` samples.
+    pub fn new(len: usize, index: usize, source: Arc<dyn PartitionSource + 'a>) -> Self {
+        InputPartition { len, index, source }
+    }
+
     /// How many samples.
     pub fn len(&self) -> usize {
         self.len
@@ -514,11 +570,11 @@ impl std::fmt::Debug for InputPartition<'_> {
     }
 }
 
-/// A run with its types erased: steps, current models, input partitions.
+/// A run with its types erased: the program and its input partitions.
 #[derive(Debug)]
 pub struct Plan<'a> {
-    /// Steps, mode and partition lengths.
-    pub info: PlanInfo,
+    /// Steps, mode, partition lengths and checkpoint plan.
+    pub program: Program,
     /// The input partitions, in order.
     pub inputs: Vec<InputPartition<'a>>,
 }
@@ -549,19 +605,31 @@ pub trait Executor: Send + Sync {
     /// hands the run's program — steps, mode, partitions, checkpoint options,
     /// no data and nothing read from disk — to the executor instead of running
     /// it. A distributed executor serves its scheduler and ends the process
-    /// there; it never returns. Any other executor cannot serve and says so.
-    fn serve(&self, program: PlanInfo) -> Error {
+    /// there, or says that this compute comes before its driver's
+    /// ([`Serve::Earlier`]). Any other executor cannot serve and says so.
+    fn serve(&self, program: Program) -> Serve {
         let _ = program;
-        Error::Executor {
-            executor: self.name(),
-            reason: format!(
+        Serve::Failed(Error::executor(
+            &self.name(),
+            format!(
                 "this process was started as a distributed worker ({WORKER_ENV} is set), but \
                  the program computed on `{}`, which cannot serve a scheduler: a worker must \
                  reach the same distributed executor as its driver",
                 self.name()
             ),
-        }
+        ))
     }
+}
+
+/// What [`Executor::serve`] did with a worker's program, when it returned.
+#[must_use]
+#[derive(Debug)]
+pub enum Serve {
+    /// The driver runs a later compute of the program: this one runs here,
+    /// in this process, as it ran in the driver, and the worker goes on.
+    Earlier,
+    /// Serving failed, or this executor cannot serve a scheduler.
+    Failed(Error),
 }
 
 /// The environment variable that makes a process a distributed worker: the
@@ -586,7 +654,7 @@ impl<E: Executor + ?Sized> Executor for &E {
     fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
         (**self).execute(plan)
     }
-    fn serve(&self, program: PlanInfo) -> Error {
+    fn serve(&self, program: Program) -> Serve {
         (**self).serve(program)
     }
 }
@@ -598,91 +666,7 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
     fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
         (**self).execute(plan)
     }
-    fn serve(&self, program: PlanInfo) -> Error {
+    fn serve(&self, program: Program) -> Serve {
         (**self).serve(program)
     }
-}
-
-/// Runs a plan in the calling thread without building a task graph: each
-/// partition streams through consecutive steps, and only a step fitted in the
-/// run waits for all partitions. The leanest executor in memory; the reference
-/// the others are compared with.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InMemory;
-
-impl Executor for InMemory {
-    fn name(&self) -> String {
-        "in-memory".to_owned()
-    }
-
-    fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
-        let Plan { info, inputs } = plan;
-        if info.checkpoint.is_some() {
-            return Err(Error::Executor {
-                executor: self.name(),
-                reason: "it keeps everything in memory and writes no checkpoints; use \
-                         `single-threaded` (or any task-graph executor) for a checkpointed pipeline"
-                    .to_owned(),
-            });
-        }
-        info.check_models()?;
-        let start = Instant::now();
-        let mut report = info.empty_report();
-        let mut models: Vec<Option<Model>> = info.steps.iter().map(|s| s.model.clone()).collect();
-        let stops: Vec<usize> = (0..info.steps.len()).filter(|&i| info.fits(i)).collect();
-        let end = info.transform_end();
-        let first_stage = stops.first().copied().unwrap_or(end).min(end);
-
-        let mut parts = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let loaded = input.load()?;
-            report.load_failed += loaded.load_failed;
-            parts.push(through(
-                &info,
-                0..first_stage,
-                loaded.partition,
-                &models,
-                &mut report,
-            )?);
-        }
-        for (j, &stop) in stops.iter().enumerate() {
-            let t0 = Instant::now();
-            let refs: Vec<&AnyPartition> = parts.iter().collect();
-            models[stop] = Some(info.steps[stop].fit(&refs)?);
-            report.steps[stop].fitted = true;
-            report.steps[stop].fit_time = t0.elapsed();
-            let stage_end = stops.get(j + 1).copied().unwrap_or(end).min(end);
-            if stop < stage_end {
-                parts = parts
-                    .into_iter()
-                    .map(|p| through(&info, stop..stage_end, p, &models, &mut report))
-                    .collect::<Result<_>>()?;
-            }
-        }
-        if info.mode == Mode::Fit {
-            parts.clear();
-        }
-        report.total = start.elapsed();
-        Ok(Executed {
-            parts,
-            models,
-            report,
-        })
-    }
-}
-
-fn through(
-    info: &PlanInfo,
-    steps: std::ops::Range<usize>,
-    mut part: AnyPartition,
-    models: &[Option<Model>],
-    report: &mut Report,
-) -> Result<AnyPartition> {
-    for i in steps {
-        let t0 = Instant::now();
-        let (out, counts) = info.steps[i].transform(models[i].as_ref(), part)?;
-        report.steps[i].add(counts, t0.elapsed());
-        part = out;
-    }
-    Ok(part)
 }

@@ -1,0 +1,480 @@
+//! Data with its type erased: partitions, models, failed samples, and the one
+//! handle per datum type that turns them into bytes and back.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use bob_pipelines_checkpoint::{Codec, CodecError};
+use bob_pipelines_sample::{Attrs, Key, Meta, Sample};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// A partition of samples with its data type erased: a `Vec<Slot<T>>`.
+pub type AnyPartition = Box<dyn Any + Send>;
+/// A fitted transformer with its type erased.
+pub type Model = Arc<dyn Any + Send + Sync>;
+/// One datum with its type erased.
+pub type AnyDatum = Box<dyn Any + Send>;
+/// One sample of an erased partition: its metadata and datum, or why it failed.
+pub type AnySlot = std::result::Result<(Arc<Meta>, AnyDatum), Failed>;
+
+/// A sample that failed: its key, the step where it failed and why.
+///
+/// One pointer wide, so that a slot of a million-sample output costs no more
+/// than the sample it stands for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failed(Box<FailedInner>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct FailedInner {
+    key: Key,
+    step: String,
+    reason: String,
+}
+
+impl Failed {
+    /// A failure of sample `key` at `step`.
+    pub fn new(key: Key, step: impl Into<String>, reason: impl Into<String>) -> Self {
+        Failed(Box::new(FailedInner {
+            key,
+            step: step.into(),
+            reason: reason.into(),
+        }))
+    }
+
+    /// The sample's key.
+    pub fn key(&self) -> &Key {
+        &self.0.key
+    }
+
+    /// The step that failed it (`load` when its data could not be loaded).
+    pub fn step(&self) -> &str {
+        &self.0.step
+    }
+
+    /// Why.
+    pub fn reason(&self) -> &str {
+        &self.0.reason
+    }
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sample {:?} failed at step `{}`: {}",
+            self.key(),
+            self.step(),
+            self.reason()
+        )
+    }
+}
+
+/// One position of a pipeline's output: the sample, or why it failed.
+pub type Slot<T> = std::result::Result<Sample<T>, Failed>;
+
+/// Valid samples and failures of one step on one partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Valid samples the step transformed.
+    pub samples: usize,
+    /// Samples that failed at this step.
+    pub failed: usize,
+}
+
+/// One sample of an erased partition, seen without its datum.
+#[derive(Debug, Clone, Copy)]
+pub enum Entry<'p> {
+    /// A valid sample: its key and attributes.
+    Sample(&'p Arc<Meta>),
+    /// A failed one.
+    Failed(&'p Failed),
+}
+
+impl Entry<'_> {
+    /// The sample's key.
+    pub fn key(&self) -> &Key {
+        match self {
+            Entry::Sample(m) => m.key(),
+            Entry::Failed(f) => f.key(),
+        }
+    }
+}
+
+/// Everything that is done to data of one type without knowing the type,
+/// erased once where the type is still known (a pipeline's `then`, for each
+/// step's output and for the pipeline's input): the checkpoint file of one
+/// datum, and the bytes of a whole partition on the wire. Checkpoint IO and
+/// the wire are plain code over these bytes.
+pub trait DataCodec: Send + Sync {
+    /// The datum's type name.
+    fn type_name(&self) -> &'static str;
+
+    /// The extension of one datum's file, with its dot (`.npy`).
+    fn extension(&self) -> &'static str;
+
+    /// The samples of a partition, without their data.
+    ///
+    /// # Errors
+    /// [`Error::Bug`] for a partition of another type.
+    fn entries<'p>(&self, part: &'p AnyPartition) -> Result<Vec<Entry<'p>>>;
+
+    /// Appends the datum of the `i`-th sample (a valid one) to `out`.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] when the datum does not encode; [`Error::Bug`] for a
+    /// partition of another type or an `i` that is no valid sample.
+    fn encode_datum(&self, part: &AnyPartition, i: usize, out: &mut Vec<u8>) -> Result<()>;
+
+    /// A datum from the bytes of one file.
+    ///
+    /// # Errors
+    /// The codec's, when the bytes are not a valid datum.
+    fn decode_datum(&self, bytes: &[u8]) -> std::result::Result<AnyDatum, CodecError>;
+
+    /// A partition from its samples, in order.
+    ///
+    /// # Errors
+    /// [`Error::Bug`] for a datum of another type.
+    fn build(&self, slots: Vec<AnySlot>) -> Result<AnyPartition>;
+
+    /// A partition's samples, in order (the inverse of [`build`](Self::build)).
+    ///
+    /// # Errors
+    /// [`Error::Bug`] for a partition of another type.
+    fn split(&self, part: AnyPartition) -> Result<Vec<AnySlot>>;
+
+    /// A partition's bytes on the wire: per sample its key, its attributes
+    /// (delayed ones loaded) and its datum's file bytes (`.npy` for arrays).
+    ///
+    /// # Errors
+    /// [`Error::Codec`] naming the sample whose datum does not encode;
+    /// [`Error::Bug`] for a partition of another type.
+    fn encode(&self, part: &AnyPartition) -> Result<Vec<u8>>;
+
+    /// A partition from its bytes on the wire.
+    ///
+    /// # Errors
+    /// [`Error::Partition`] for bytes that are not such a partition;
+    /// [`Error::Codec`] naming a sample whose datum does not decode.
+    fn decode(&self, bytes: &[u8]) -> Result<AnyPartition>;
+}
+
+impl fmt::Debug for dyn DataCodec + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DataCodec({}, {})", self.type_name(), self.extension())
+    }
+}
+
+/// The first `limit` keys of a partition (failed samples included): what
+/// names it in messages.
+///
+/// # Errors
+/// [`Error::Bug`] for a partition of another type.
+pub fn first_keys(data: &dyn DataCodec, part: &AnyPartition, limit: usize) -> Result<Vec<Key>> {
+    Ok(data
+        .entries(part)?
+        .iter()
+        .take(limit)
+        .map(|e| e.key().clone())
+        .collect())
+}
+
+/// The handle of datum type `T`, whose files `codec` writes.
+pub fn data_codec<T: Send + Sync + 'static>(codec: Arc<dyn Codec<T>>) -> Arc<dyn DataCodec> {
+    Arc::new(Typed { codec })
+}
+
+struct Typed<T> {
+    codec: Arc<dyn Codec<T>>,
+}
+
+#[derive(Serialize)]
+enum SlotRef<'a> {
+    Ok {
+        key: &'a Key,
+        attrs: &'a Attrs,
+        #[serde(with = "bob_pipelines_sample::bin")]
+        data: Vec<u8>,
+    },
+    Failed(&'a Failed),
+}
+
+#[derive(Deserialize)]
+enum SlotOwned {
+    Ok {
+        key: Key,
+        attrs: Attrs,
+        #[serde(with = "bob_pipelines_sample::bin")]
+        data: Vec<u8>,
+    },
+    Failed(Failed),
+}
+
+impl<T: Send + Sync + 'static> Typed<T> {
+    fn slots<'p>(&self, part: &'p AnyPartition) -> Result<&'p Vec<Slot<T>>> {
+        part.downcast_ref::<Vec<Slot<T>>>()
+            .ok_or_else(|| self.wrong_partition())
+    }
+
+    fn wrong_partition(&self) -> Error {
+        Error::bug(format!(
+            "a partition that is not a {} reached its codec",
+            std::any::type_name::<Vec<Slot<T>>>()
+        ))
+    }
+
+    fn partition_error(reason: impl fmt::Display) -> Error {
+        Error::Partition {
+            expected: std::any::type_name::<Vec<Slot<T>>>(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn extension(&self) -> &'static str {
+        self.codec.extension()
+    }
+
+    fn entries<'p>(&self, part: &'p AnyPartition) -> Result<Vec<Entry<'p>>> {
+        Ok(self
+            .slots(part)?
+            .iter()
+            .map(|s| match s {
+                Ok(s) => Entry::Sample(s.meta()),
+                Err(f) => Entry::Failed(f),
+            })
+            .collect())
+    }
+
+    fn encode_datum(&self, part: &AnyPartition, i: usize, out: &mut Vec<u8>) -> Result<()> {
+        match self.slots(part)?.get(i) {
+            Some(Ok(s)) => self
+                .codec
+                .encode(s.data(), out)
+                .map_err(|source| Error::Codec {
+                    key: s.key().clone(),
+                    source,
+                }),
+            _ => Err(Error::bug(format!(
+                "sample {i} of a partition is not a valid one"
+            ))),
+        }
+    }
+
+    fn decode_datum(&self, bytes: &[u8]) -> std::result::Result<AnyDatum, CodecError> {
+        Ok(Box::new(self.codec.decode(bytes)?))
+    }
+
+    fn build(&self, slots: Vec<AnySlot>) -> Result<AnyPartition> {
+        let part = slots
+            .into_iter()
+            .map(|s| match s {
+                Ok((meta, datum)) => datum
+                    .downcast::<T>()
+                    .map(|d| Ok(Sample::from_meta(meta, *d)))
+                    .map_err(|_| {
+                        Error::bug(format!(
+                            "a datum that is not a {} joined its partition",
+                            std::any::type_name::<T>()
+                        ))
+                    }),
+                Err(f) => Ok(Err(f)),
+            })
+            .collect::<Result<Vec<Slot<T>>>>()?;
+        Ok(Box::new(part))
+    }
+
+    fn split(&self, part: AnyPartition) -> Result<Vec<AnySlot>> {
+        let part = part
+            .downcast::<Vec<Slot<T>>>()
+            .map_err(|_| self.wrong_partition())?;
+        Ok(part
+            .into_iter()
+            .map(|s| {
+                s.map(|s| {
+                    let (data, meta) = s.into_parts();
+                    (meta, Box::new(data) as AnyDatum)
+                })
+            })
+            .collect())
+    }
+
+    fn encode(&self, part: &AnyPartition) -> Result<Vec<u8>> {
+        let part = self.slots(part)?;
+        let slots = part
+            .iter()
+            .map(|s| match s {
+                Ok(s) => {
+                    let mut data = Vec::new();
+                    self.codec
+                        .encode(s.data(), &mut data)
+                        .map_err(|source| Error::Codec {
+                            key: s.key().clone(),
+                            source,
+                        })?;
+                    Ok(SlotRef::Ok {
+                        key: s.key(),
+                        attrs: s.attrs(),
+                        data,
+                    })
+                }
+                Err(f) => Ok(SlotRef::Failed(f)),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        rmp_serde::to_vec_named(&slots).map_err(Self::partition_error)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<AnyPartition> {
+        let slots: Vec<SlotOwned> = rmp_serde::from_slice(bytes).map_err(Self::partition_error)?;
+        let part = slots
+            .into_iter()
+            .map(|s| match s {
+                SlotOwned::Ok { key, attrs, data } => {
+                    let value = self.codec.decode(&data).map_err(|source| Error::Codec {
+                        key: key.clone(),
+                        source,
+                    })?;
+                    Ok(Ok(Sample::from_meta(
+                        Arc::new(Meta::with_attrs(key, attrs)),
+                        value,
+                    )))
+                }
+                SlotOwned::Failed(f) => Ok(Err(f)),
+            })
+            .collect::<Result<Vec<Slot<T>>>>()?;
+        Ok(Box::new(part))
+    }
+}
+
+/// How the fitted model of one step becomes bytes and back (MessagePack,
+/// named fields): what a model file holds and what a worker receives.
+pub trait ModelCodec: Send + Sync {
+    /// The model's bytes.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming `step`.
+    fn encode(&self, step: &str, model: &Model) -> Result<Vec<u8>>;
+
+    /// A model from its bytes.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming `step`.
+    fn decode(&self, step: &str, bytes: &[u8]) -> Result<Model>;
+}
+
+/// The model codec of fitted type `M`.
+pub fn model_codec<M>() -> Arc<dyn ModelCodec>
+where
+    M: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    Arc::new(TypedModel::<M>(std::marker::PhantomData))
+}
+
+struct TypedModel<M>(std::marker::PhantomData<fn() -> M>);
+
+impl<M> ModelCodec for TypedModel<M>
+where
+    M: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    fn encode(&self, step: &str, model: &Model) -> Result<Vec<u8>> {
+        let model = model.downcast_ref::<M>().ok_or_else(|| {
+            Error::bug(format!(
+                "the model of step `{step}` is not a {}",
+                std::any::type_name::<M>()
+            ))
+        })?;
+        rmp_serde::to_vec_named(model).map_err(|e| Error::Model {
+            step: step.to_owned(),
+            action: "encoded",
+            reason: e.to_string(),
+        })
+    }
+
+    fn decode(&self, step: &str, bytes: &[u8]) -> Result<Model> {
+        let m: M = rmp_serde::from_slice(bytes).map_err(|e| Error::Model {
+            step: step.to_owned(),
+            action: "decoded",
+            reason: e.to_string(),
+        })?;
+        Ok(Arc::new(m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bob_pipelines_checkpoint::default_codec;
+    use ndarray::Array1;
+
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static>(
+        part: Vec<Slot<T>>,
+    ) -> (Vec<Slot<T>>, usize) {
+        let data = data_codec(default_codec::<T>());
+        let bytes = data.encode(&(Box::new(part) as AnyPartition)).unwrap();
+        let back = data.decode(&bytes).unwrap();
+        (*back.downcast::<Vec<Slot<T>>>().unwrap(), bytes.len())
+    }
+
+    #[test]
+    fn array_partitions_cross_as_bin_and_come_back_equal() {
+        let part: Vec<Slot<Array1<f32>>> = (0..100)
+            .map(|i| {
+                if i == 7 {
+                    Err(Failed::new(Key::from("s7"), "crop", "no face"))
+                } else {
+                    Ok(
+                        Sample::new(format!("s{i}"), Array1::from_elem(128, i as f32))
+                            .with_attr("subject", i % 3),
+                    )
+                }
+            })
+            .collect();
+        let (back, size) = round_trip(part.clone());
+        assert_eq!(back, part);
+        // 99 × 512 data bytes plus a .npy header and key per sample: a far
+        // cry from the ~5 bytes per number of a MessagePack array.
+        let raw = 99 * 512;
+        assert!(
+            size < raw + 99 * 200,
+            "{size} bytes for {raw} bytes of data"
+        );
+    }
+
+    #[test]
+    fn other_types_and_bad_bytes() {
+        let part: Vec<Slot<(String, u32)>> = vec![Ok(Sample::new("a", ("x".to_owned(), 3)))];
+        assert_eq!(round_trip(part.clone()).0, part);
+        let data = data_codec(default_codec::<u32>());
+        let e = data.decode(b"\x93\x01\x02\x03").unwrap_err();
+        assert!(matches!(e, Error::Partition { .. }), "{e}");
+        let wrong: AnyPartition = Box::<Vec<Slot<u8>>>::default();
+        assert!(matches!(data.encode(&wrong), Err(Error::Bug { .. })));
+    }
+
+    #[test]
+    fn a_partition_splits_into_erased_samples_and_builds_back() {
+        let part: Vec<Slot<u32>> = vec![
+            Ok(Sample::new("a", 1)),
+            Err(Failed::new(Key::from("b"), "x", "no")),
+            Ok(Sample::new("c", 3)),
+        ];
+        let data = data_codec(default_codec::<u32>());
+        let erased: AnyPartition = Box::new(part.clone());
+        let keys = first_keys(&*data, &erased, 2).unwrap();
+        assert_eq!(keys, [Key::from("a"), Key::from("b")]);
+        let mut buf = Vec::new();
+        data.encode_datum(&erased, 2, &mut buf).unwrap();
+        let three = data.decode_datum(&buf).unwrap();
+        assert_eq!(*three.downcast::<u32>().unwrap(), 3);
+        let back = data.build(data.split(erased).unwrap()).unwrap();
+        assert_eq!(*back.downcast::<Vec<Slot<u32>>>().unwrap(), part);
+    }
+}

@@ -1,0 +1,94 @@
+//! The reference executor: no task graph, everything in memory.
+
+use std::time::Instant;
+
+use crate::data::{AnyPartition, Model};
+use crate::program::{Executed, Executor, Mode, Plan, Program};
+use crate::report::Report;
+use crate::{Error, Result};
+
+/// Runs a plan in the calling thread without building a task graph: each
+/// partition streams through consecutive steps, and only a step fitted in the
+/// run waits for all partitions. The leanest executor in memory; the reference
+/// the others are compared with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InMemory;
+
+impl Executor for InMemory {
+    fn name(&self) -> String {
+        "in-memory".to_owned()
+    }
+
+    fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
+        let Plan {
+            program: info,
+            inputs,
+        } = plan;
+        if info.checkpoint.is_some() {
+            return Err(Error::executor(
+                &self.name(),
+                "it keeps everything in memory and writes no checkpoints; use \
+                 `single-threaded` (or any task-graph executor) for a checkpointed pipeline",
+            ));
+        }
+        info.check_models()?;
+        let start = Instant::now();
+        let mut report = info.empty_report();
+        let mut models: Vec<Option<Model>> = info.steps.iter().map(|s| s.model.clone()).collect();
+        let stops: Vec<usize> = (0..info.steps.len()).filter(|&i| info.fits(i)).collect();
+        let end = info.transform_end();
+        let first_stage = stops.first().copied().unwrap_or(end).min(end);
+
+        let mut parts = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let loaded = input.load()?;
+            report.load_failed += loaded.load_failed;
+            parts.push(through(
+                &info,
+                0..first_stage,
+                loaded.partition,
+                &models,
+                &mut report,
+            )?);
+        }
+        for (j, &stop) in stops.iter().enumerate() {
+            let t0 = Instant::now();
+            let refs: Vec<&AnyPartition> = parts.iter().collect();
+            models[stop] = Some(info.steps[stop].fit(&refs)?);
+            report.steps[stop].fitted = true;
+            report.steps[stop].fit_time = t0.elapsed();
+            let stage_end = stops.get(j + 1).copied().unwrap_or(end).min(end);
+            if stop < stage_end {
+                parts = parts
+                    .into_iter()
+                    .map(|p| through(&info, stop..stage_end, p, &models, &mut report))
+                    .collect::<Result<_>>()?;
+            }
+        }
+        if info.mode == Mode::Fit {
+            parts.clear();
+        }
+        report.total = start.elapsed();
+        Ok(Executed {
+            parts,
+            models,
+            report,
+        })
+    }
+}
+
+fn through(
+    info: &Program,
+    steps: std::ops::Range<usize>,
+    mut part: AnyPartition,
+    models: &[Option<Model>],
+    report: &mut Report,
+) -> Result<AnyPartition> {
+    for i in steps {
+        let t0 = Instant::now();
+        let (out, counts) = info.steps[i].transform(models[i].as_ref(), part)?;
+        report.steps[i].add(counts, t0.elapsed());
+        part = out;
+    }
+    Ok(part)
+}
