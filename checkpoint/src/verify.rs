@@ -237,7 +237,10 @@ impl fmt::Display for Stats {
 }
 
 fn human(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        reason = "a size shown with one decimal needs no more than an f64's precision"
+    )]
     let b = bytes as f64;
     match bytes {
         0..1024 => format!("{bytes} B"),

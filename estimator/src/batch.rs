@@ -29,6 +29,16 @@ pub struct Batch<'a, T> {
     ctx: &'a BatchCtx<'a>,
 }
 
+impl<T> std::fmt::Debug for Batch<'_, T> {
+    // Data need not implement Debug: show what the batch knows of itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch")
+            .field("step", &self.ctx.step)
+            .field("samples", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a, T> Batch<'a, T> {
     pub(crate) fn new(data: Vec<&'a T>, metas: Vec<&'a Arc<Meta>>, ctx: &'a BatchCtx<'a>) -> Self {
         debug_assert_eq!(data.len(), metas.len());

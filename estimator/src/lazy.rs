@@ -5,27 +5,41 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bob_pipelines_graph::{
-    self as graph, AnyPartition, Executor, InputPartition, Loaded, Metas, Mode, PartitionSource,
-    Plan, Program, RunMarker, Serve, Slot, is_worker,
+    self as graph, AnyPartition, Checkpoints, DataCodec, Executor, InputPartition, Loaded, Metas,
+    Mode, Model, PartitionSource, Plan, Program, ProgramStep, RunMarker, Serve, Slot, is_worker,
 };
 use bob_pipelines_sample::Key;
 
+use crate::Result;
 use crate::outputs::{Outputs, SampleSource};
 use crate::partitioning::Partitioning;
-use crate::{Pipeline, Result};
+
+/// What a lazy run needs of the pipeline it belongs to.
+pub(crate) trait Steps {
+    /// Checks the step names.
+    fn validate(&self) -> Result<()>;
+    /// The steps with their types erased.
+    fn program_steps(&self) -> Vec<ProgramStep>;
+    /// How the input data becomes bytes.
+    fn input_codec(&self) -> Arc<dyn DataCodec>;
+    /// The checkpoint options, if any.
+    fn checkpoints(&self) -> Option<&Checkpoints>;
+    /// Takes the models a successful run ends with.
+    fn set_models(&mut self, models: Vec<Option<Model>>);
+}
 
 /// The pipeline a lazy run belongs to: borrowed mutably when the run fits (the
 /// fitted models go back into it), shared otherwise.
-enum Target<'p, I, O> {
-    Shared(&'p Pipeline<I, O>),
-    Mut(&'p mut Pipeline<I, O>),
+enum Target<'p> {
+    Shared(&'p dyn Steps),
+    Mut(&'p mut dyn Steps),
 }
 
-impl<I, O> Target<'_, I, O> {
-    fn get(&self) -> &Pipeline<I, O> {
+impl Target<'_> {
+    fn get(&self) -> &dyn Steps {
         match self {
-            Target::Shared(p) => p,
-            Target::Mut(p) => p,
+            Target::Shared(p) => *p,
+            Target::Mut(p) => &**p,
         }
     }
 }
@@ -178,7 +192,8 @@ where
 /// # Ok::<(), bob_pipelines_estimator::Error>(())
 /// ```
 pub struct Lazy<'p, I, O> {
-    target: Target<'p, I, O>,
+    target: Target<'p>,
+    _types: std::marker::PhantomData<fn(I) -> O>,
     mode: Mode,
     n: usize,
     partitioning: Partitioning,
@@ -205,7 +220,7 @@ where
     I: Send + Sync + 'static,
     O: Send + Sync + 'static,
 {
-    fn new<S, It>(target: Target<'p, I, O>, mode: Mode, samples: It) -> Self
+    fn new<S, It>(target: Target<'p>, mode: Mode, samples: It) -> Self
     where
         S: SampleSource<I> + Send + 'p,
         It: IntoIterator<Item = S>,
@@ -235,6 +250,7 @@ where
         };
         Lazy {
             target,
+            _types: std::marker::PhantomData,
             mode,
             n,
             partitioning: Partitioning::Auto,
@@ -245,7 +261,7 @@ where
         }
     }
 
-    pub(crate) fn shared<S, It>(p: &'p Pipeline<I, O>, mode: Mode, samples: It) -> Self
+    pub(crate) fn shared<S, It>(p: &'p dyn Steps, mode: Mode, samples: It) -> Self
     where
         S: SampleSource<I> + Send + 'p,
         It: IntoIterator<Item = S>,
@@ -254,7 +270,7 @@ where
         Self::new(Target::Shared(p), mode, samples)
     }
 
-    pub(crate) fn fitting<S, It>(p: &'p mut Pipeline<I, O>, mode: Mode, samples: It) -> Self
+    pub(crate) fn fitting<S, It>(p: &'p mut dyn Steps, mode: Mode, samples: It) -> Self
     where
         S: SampleSource<I> + Send + 'p,
         It: IntoIterator<Item = S>,

@@ -20,7 +20,7 @@ pub use outputs::{LOAD_STEP, Outputs, SampleSource, SetOutputs};
 pub use partitioning::{MAX_AUTO_PARTITION, MIN_AUTO_PARTITION, Partitioning};
 pub use pipeline::{Pipeline, SetSource, StepInfo};
 pub use step::{
-    BuiltStep, CodecName, Fitting, FromAttr, FromData, InputAdapter, IntoStep, Kind, Options,
-    OutputAdapter, Stateless, Step, ToAttr, ToData, marker,
+    BuiltStep, Fitting, FromAttr, FromData, InputAdapter, IntoStep, Kind, Options, OutputAdapter,
+    Stateless, Step, ToAttr, ToData, marker,
 };
-pub use traits::{Failure, Fit, SampleResult, Tags, Transformer};
+pub use traits::{CodecName, Failure, Fit, SampleResult, Tags, Transformer};

@@ -15,7 +15,7 @@ use bob_pipelines_graph::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::lazy::Lazy;
+use crate::lazy::{Lazy, Steps};
 use crate::outputs::{Outputs, SampleSource, SetOutputs};
 use crate::step::{BuiltStep, IntoStep, short_type_name};
 use crate::{Error, Result};
@@ -360,21 +360,33 @@ where
             self.fit_transform(samples).compute(executor)?,
         ))
     }
+}
 
-    pub(crate) fn set_models(&mut self, models: Vec<Option<Model>>) {
-        for (e, m) in self.entries.iter_mut().zip(models) {
-            e.model = m;
-        }
+impl<I, O> Steps for Pipeline<I, O>
+where
+    I: Send + Sync + 'static,
+    O: Send + Sync + 'static,
+{
+    fn validate(&self) -> Result<()> {
+        Pipeline::validate(self)
     }
 
-    /// How the pipeline's input data becomes bytes.
-    pub(crate) fn input_codec(&self) -> Arc<dyn DataCodec> {
+    fn program_steps(&self) -> Vec<ProgramStep> {
+        self.entries.iter().map(Entry::program_step).collect()
+    }
+
+    fn input_codec(&self) -> Arc<dyn DataCodec> {
         Arc::clone(&self.input)
     }
 
-    /// The steps with their types erased: what a program runs.
-    pub(crate) fn program_steps(&self) -> Vec<ProgramStep> {
-        self.entries.iter().map(Entry::program_step).collect()
+    fn checkpoints(&self) -> Option<&Checkpoints> {
+        self.checkpoints.as_ref()
+    }
+
+    fn set_models(&mut self, models: Vec<Option<Model>>) {
+        for (e, m) in self.entries.iter_mut().zip(models) {
+            e.model = m;
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::batch::BatchCtx;
+use crate::traits::{CodecName, map_extra};
 use crate::{Batch, Error, Fit, Op, Result, SampleResult, Tags, Transformer};
 
 /// A step's options from its estimator's own tags.
@@ -23,13 +24,6 @@ fn options_from_tags(tags: Tags) -> StepOptions {
         fit_extra: tags.fit_extra,
         checkpoint: tags.checkpoint,
         ..Default::default()
-    }
-}
-
-pub(crate) fn map_extra(list: &mut Vec<(String, String)>, argument: &str, attribute: &str) {
-    match list.iter_mut().find(|(a, _)| a == argument) {
-        Some(entry) => entry.1 = attribute.to_owned(),
-        None => list.push((argument.to_owned(), attribute.to_owned())),
     }
 }
 
@@ -650,15 +644,6 @@ struct Erased<K, IA, OA, D> {
     input: IA,
     output: OA,
     _data: PhantomData<fn(D)>,
-}
-
-/// A checkpoint codec named in an estimator's [`Tags`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodecName {
-    /// NumPy's `.npy` (for `ndarray` array outputs; others use MessagePack).
-    Npy,
-    /// MessagePack, for any serde output.
-    MsgPack,
 }
 
 fn downcast<T: 'static>(step: &str, p: AnyPartition) -> graph::Result<Vec<Slot<T>>> {

@@ -53,7 +53,7 @@ pub struct Tags {
     pub(crate) transform_extra: Vec<(String, String)>,
     pub(crate) fit_extra: Vec<(String, String)>,
     pub(crate) checkpoint: Option<bool>,
-    pub(crate) codec: Option<crate::step::CodecName>,
+    pub(crate) codec: Option<CodecName>,
 }
 
 impl Tags {
@@ -66,7 +66,7 @@ impl Tags {
     /// (bob's `bob_transform_extra_input`).
     #[must_use]
     pub fn transform_extra(mut self, argument: &str, attribute: &str) -> Self {
-        crate::step::map_extra(&mut self.transform_extra, argument, attribute);
+        map_extra(&mut self.transform_extra, argument, attribute);
         self
     }
 
@@ -74,13 +74,13 @@ impl Tags {
     /// (bob's `bob_fit_extra_input`).
     #[must_use]
     pub fn fit_extra(mut self, argument: &str, attribute: &str) -> Self {
-        crate::step::map_extra(&mut self.fit_extra, argument, attribute);
+        map_extra(&mut self.fit_extra, argument, attribute);
         self
     }
 
     /// The codec of the step's checkpoints (bob's `bob_features_save_fn`).
     #[must_use]
-    pub fn codec(mut self, codec: crate::step::CodecName) -> Self {
+    pub fn codec(mut self, codec: CodecName) -> Self {
         self.codec = Some(codec);
         self
     }
@@ -180,5 +180,21 @@ pub trait Fit: Send + Sync + 'static {
     /// Defaults this estimator declares (extra arguments, checkpointing).
     fn tags(&self) -> Tags {
         Tags::default()
+    }
+}
+
+/// A checkpoint codec named in an estimator's [`Tags`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecName {
+    /// NumPy's `.npy` (for `ndarray` array outputs; others use MessagePack).
+    Npy,
+    /// MessagePack, for any serde output.
+    MsgPack,
+}
+
+pub(crate) fn map_extra(list: &mut Vec<(String, String)>, argument: &str, attribute: &str) {
+    match list.iter_mut().find(|(a, _)| a == argument) {
+        Some(entry) => entry.1 = attribute.to_owned(),
+        None => list.push((argument.to_owned(), attribute.to_owned())),
     }
 }

@@ -9,35 +9,14 @@ use bob_pipelines_graph::{Error, Executed, Execution, Executor, Plan, Result, Ta
 use crate::dag::run_dag;
 use crate::progress::{Bars, Progress};
 
-/// What a caught panic said.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with no message".to_owned())
-}
-
 /// Runs one task with progress events; a panic becomes [`Error::TaskPanicked`].
 pub(crate) fn run_task(job: &Execution<'_>, progress: &dyn Progress, i: usize) -> Result<()> {
     let graph = job.graph();
     progress.task_started(graph, i);
     let outcome = catch_unwind(AssertUnwindSafe(|| job.run(i))).unwrap_or_else(|panic| {
-        let message = panic_message(&*panic);
         let task = graph.task(i);
-        let step = task
-            .step()
-            .map(|s| graph.program().steps()[s].name().to_owned());
-        let (keys, samples) = job.samples_of(i);
-        Err(Error::TaskPanicked {
-            task: task.id().to_owned(),
-            keys,
-            samples,
-            message: match step {
-                Some(step) => format!("{message} (in step `{step}`)"),
-                None => message,
-            },
-        })
+        let step = task.step().map(|s| graph.program().steps()[s].name());
+        Err(Error::panicked(task.id(), step, job.samples_of(i), &*panic))
     });
     match outcome {
         Ok(done) => {

@@ -237,6 +237,8 @@ fn a_panicking_task_fails_the_run_and_the_other_threads_stop() {
     for executor in [
         Box::new(SingleThreaded::new().with_progress(Arc::new(Silent))) as Box<dyn Executor>,
         Box::new(ThreadPool::new(nz(2)).with_progress(Arc::new(Silent))),
+        // No task graph, yet the panic is named as its task would be.
+        Box::new(InMemory),
     ] {
         let seen = Arc::new(AtomicUsize::new(0));
         let p = Pipeline::new().then(Step::new(Panicky { seen: seen.clone() }).name("extract"));

@@ -121,6 +121,13 @@ pub trait DataCodec: Send + Sync {
     /// [`Error::Bug`] for a partition of another type.
     fn entries<'p>(&self, part: &'p AnyPartition) -> Result<Vec<Entry<'p>>>;
 
+    /// The keys of a partition's first `limit` samples (failed ones
+    /// included): what names it in messages.
+    ///
+    /// # Errors
+    /// [`Error::Bug`] for a partition of another type.
+    fn first_keys(&self, part: &AnyPartition, limit: usize) -> Result<Vec<Key>>;
+
     /// Appends the datum of the `i`-th sample (a valid one) to `out`.
     ///
     /// # Errors
@@ -166,20 +173,6 @@ impl fmt::Debug for dyn DataCodec + '_ {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DataCodec({}, {})", self.type_name(), self.extension())
     }
-}
-
-/// The first `limit` keys of a partition (failed samples included): what
-/// names it in messages.
-///
-/// # Errors
-/// [`Error::Bug`] for a partition of another type.
-pub fn first_keys(data: &dyn DataCodec, part: &AnyPartition, limit: usize) -> Result<Vec<Key>> {
-    Ok(data
-        .entries(part)?
-        .iter()
-        .take(limit)
-        .map(|e| e.key().clone())
-        .collect())
 }
 
 /// The handle of datum type `T`, whose files `codec` writes.
@@ -250,6 +243,18 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
             .map(|s| match s {
                 Ok(s) => Entry::Sample(s.meta()),
                 Err(f) => Entry::Failed(f),
+            })
+            .collect())
+    }
+
+    fn first_keys(&self, part: &AnyPartition, limit: usize) -> Result<Vec<Key>> {
+        Ok(self
+            .slots(part)?
+            .iter()
+            .take(limit)
+            .map(|s| match s {
+                Ok(s) => s.key().clone(),
+                Err(f) => f.key().clone(),
             })
             .collect())
     }
@@ -468,7 +473,7 @@ mod tests {
         ];
         let data = data_codec(default_codec::<u32>());
         let erased: AnyPartition = Box::new(part.clone());
-        let keys = first_keys(&*data, &erased, 2).unwrap();
+        let keys = data.first_keys(&erased, 2).unwrap();
         assert_eq!(keys, [Key::from("a"), Key::from("b")]);
         let mut buf = Vec::new();
         data.encode_datum(&erased, 2, &mut buf).unwrap();

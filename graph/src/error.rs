@@ -142,6 +142,27 @@ impl Error {
         Error::Bug { what: what.into() }
     }
 
+    /// A caught panic of task `task` (of step `step`, on a partition whose
+    /// first keys are `keys`, of `samples` samples); `payload` is what
+    /// `catch_unwind` gave.
+    pub fn panicked(
+        task: &str,
+        step: Option<&str>,
+        (keys, samples): (Vec<Key>, usize),
+        payload: &(dyn std::any::Any + Send),
+    ) -> Self {
+        let message = panic_message(payload);
+        Error::TaskPanicked {
+            task: task.to_owned(),
+            keys,
+            samples,
+            message: match step {
+                Some(step) => format!("{message} (in step `{step}`)"),
+                None => message,
+            },
+        }
+    }
+
     /// The key of the sample this error is about, where a stacked batch
     /// named one (a datum of another shape than the others).
     pub fn odd_sample(&self) -> Option<&Key> {
@@ -161,6 +182,15 @@ impl Error {
         }
         None
     }
+}
+
+/// What a caught panic said.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_owned())
 }
 
 /// Which samples a task had, for its errors: its partition's first keys and

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bob_pipelines_sample::Key;
 
 use crate::checkpoints::{assemble, load, save};
-use crate::data::{AnyPartition, Counts, Model, first_keys};
+use crate::data::{AnyPartition, Counts, Model};
 use crate::program::{Executed, InputPartition, Plan, Program};
 use crate::report::Report;
 use crate::{Error, Result, TaskGraph, TaskKind};
@@ -143,7 +143,7 @@ impl<'a> Execution<'a> {
                         info.steps()[step].output(),
                     ),
                 };
-                *lock(&self.keys[partition]) = first_keys(wire, &part, KEYS_SHOWN)?;
+                *lock(&self.keys[partition]) = wire.first_keys(&part, KEYS_SHOWN)?;
                 *lock(&self.results[i]) = Some(part);
                 Ok(Counts::default())
             }

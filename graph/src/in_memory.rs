@@ -1,5 +1,6 @@
 //! The reference executor: no task graph, everything in memory.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use crate::data::{AnyPartition, Model};
@@ -10,7 +11,8 @@ use crate::{Error, Result};
 /// Runs a plan in the calling thread without building a task graph: each
 /// partition streams through consecutive steps, and only a step fitted in the
 /// run waits for all partitions. The leanest executor in memory; the reference
-/// the others are compared with.
+/// the others are compared with. A panicking estimator fails the run with
+/// [`Error::TaskPanicked`], named as the task graph would name the task.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InMemory;
 
@@ -40,13 +42,13 @@ impl Executor for InMemory {
         let first_stage = stops.first().copied().unwrap_or(end).min(end);
 
         let mut parts = Vec::with_capacity(inputs.len());
-        for input in inputs {
+        for (p, input) in inputs.into_iter().enumerate() {
             let loaded = input.load()?;
             report.load_failed += loaded.load_failed;
             parts.push(through(
                 &info,
                 0..first_stage,
-                loaded.partition,
+                (p, loaded.partition),
                 &models,
                 &mut report,
             )?);
@@ -54,13 +56,26 @@ impl Executor for InMemory {
         for (j, &stop) in stops.iter().enumerate() {
             let t0 = Instant::now();
             let refs: Vec<&AnyPartition> = parts.iter().collect();
-            models[stop] = Some(info.steps[stop].fit(&refs)?);
+            let step = &info.steps[stop];
+            let fitted =
+                catch_unwind(AssertUnwindSafe(|| step.fit(&refs))).unwrap_or_else(|panic| {
+                    let samples = info.lens.iter().sum();
+                    let task = format!("{}.fit", step.name);
+                    Err(Error::panicked(
+                        &task,
+                        Some(&step.name),
+                        (Vec::new(), samples),
+                        &*panic,
+                    ))
+                });
+            models[stop] = Some(fitted?);
             report.steps[stop].fitted = true;
             report.steps[stop].fit_time = t0.elapsed();
             let stage_end = stops.get(j + 1).copied().unwrap_or(end).min(end);
             if stop < stage_end {
                 parts = parts
                     .into_iter()
+                    .enumerate()
                     .map(|p| through(&info, stop..stage_end, p, &models, &mut report))
                     .collect::<Result<_>>()?;
             }
@@ -77,16 +92,27 @@ impl Executor for InMemory {
     }
 }
 
+/// Partition `p` through `steps`.
 fn through(
     info: &Program,
     steps: std::ops::Range<usize>,
-    mut part: AnyPartition,
+    (p, mut part): (usize, AnyPartition),
     models: &[Option<Model>],
     report: &mut Report,
 ) -> Result<AnyPartition> {
     for i in steps {
         let t0 = Instant::now();
-        let (out, counts) = info.steps[i].transform(models[i].as_ref(), part)?;
+        let step = &info.steps[i];
+        // Named before the partition goes in: a panic takes it with it.
+        let keys = info.input_of(i).first_keys(&part, 3)?;
+        let (out, counts) = catch_unwind(AssertUnwindSafe(|| {
+            step.transform(models[i].as_ref(), part)
+        }))
+        .unwrap_or_else(|panic| {
+            let task = format!("{}.transform-{p}", step.name);
+            let samples = (keys, info.lens[p]);
+            Err(Error::panicked(&task, Some(&step.name), samples, &*panic))
+        })?;
         report.steps[i].add(counts, t0.elapsed());
         part = out;
     }

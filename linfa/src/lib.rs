@@ -109,6 +109,24 @@ pub struct Classify<P, C, E> {
     error: PhantomData<fn() -> (C, E)>,
 }
 
+// linfa's parameter types need not implement Debug: show the estimator's type.
+impl<P, E, How> std::fmt::Debug for Unsupervised<P, E, How> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsupervised")
+            .field("params", &std::any::type_name::<P>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, C, E> std::fmt::Debug for Classify<P, C, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Classify")
+            .field("params", &std::any::type_name::<P>())
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Fits `params` on the samples' features; the fitted model's
 /// `linfa::traits::Transformer` maps each sample's features to new ones.
 pub fn transform<P, E>(params: P) -> Transform<P, E>

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bob_pipelines_estimator::BoxError;
 use bob_pipelines_executor::distributed::{
-    JOB_ID_ENV, JobState, Launcher, WorkerKind, worker_command, worker_env,
+    JobState, Launcher, WorkerEnv, WorkerKind, worker_command,
 };
 
 use crate::output::{self, QstatJob};
@@ -252,16 +252,17 @@ impl Sge {
             s.push_str(l);
             s.push('\n');
         }
-        let kind_env = worker_env(&self.kinds[kind], "");
+        let kind_env = WorkerEnv::worker_vars(&self.kinds[kind], "");
         for (k, v) in env.iter().chain(&kind_env) {
-            if k != JOB_ID_ENV {
+            if k != WorkerEnv::JOB_ID {
                 s.push_str(&format!("export {k}={}\n", quote(v)));
             }
         }
         // The worker's name is its job id, known only in the job.
+        let id = WorkerEnv::JOB_ID;
         s.push_str(&format!(
-            "if [ \"${{SGE_TASK_ID:-undefined}}\" = undefined ]; then export {JOB_ID_ENV}=\"$JOB_ID\"; \
-             else export {JOB_ID_ENV}=\"$JOB_ID.$SGE_TASK_ID\"; fi\n"
+            "if [ \"${{SGE_TASK_ID:-undefined}}\" = undefined ]; then export {id}=\"$JOB_ID\"; \
+             else export {id}=\"$JOB_ID.$SGE_TASK_ID\"; fi\n"
         ));
         s.push_str("exec ");
         s.push_str(&command.join(" "));

@@ -48,12 +48,19 @@ impl Memory {
             'G' => 1 << 30,
             _ => 1 << 40,
         };
-        #[allow(clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a scale of at most 2^40 is exact in an f64"
+        )]
         let bytes = value * scale as f64;
         if !(bytes >= 1.0 && bytes < 2f64.powi(63)) {
             return Err(bad());
         }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "checked above: 1 <= bytes < 2^63"
+        )]
         let bytes = bytes as u64;
         Ok(Memory {
             text: format!("{number}{letter}"),

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 use bob_pipelines_sample::BoxError;
 
-use super::protocol::env;
+use super::protocol::WorkerEnv;
 
 /// One kind of worker a launcher can start: what it provides and how many.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,20 +94,6 @@ pub trait Launcher: Send {
 
     /// Stops every worker it started: the run is over.
     fn shutdown(&mut self);
-}
-
-/// The variable that names a worker: its job id. A launcher that learns the
-/// id only once the job runs (a batch system) sets it in the job itself.
-pub const JOB_ID_ENV: &str = env::JOB_ID;
-
-/// The variables each worker of `kind` gets beside the run's: its name
-/// (`job`, under [`JOB_ID_ENV`]), threads and resources.
-pub fn worker_env(kind: &WorkerKind, job: &str) -> Vec<(String, String)> {
-    vec![
-        (env::JOB_ID.to_owned(), job.to_owned()),
-        (env::THREADS.to_owned(), kind.threads.to_string()),
-        (env::RESOURCES.to_owned(), kind.resources.join(",")),
-    ]
 }
 
 /// What a worker runs: `program` with `args`, by default this program with
@@ -219,7 +205,7 @@ impl Launcher for LocalProcesses {
                 .args(&args)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .envs(env.iter().map(|(k, v)| (k, v)))
-                .envs(worker_env(&self.kinds[kind], &job))
+                .envs(WorkerEnv::worker_vars(&self.kinds[kind], &job))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())

@@ -42,9 +42,8 @@ use std::time::Duration;
 use bob_pipelines_graph::{Executed, Execution, Executor, Plan, Program, Result, Serve};
 pub use bob_pipelines_graph::{WORKER_ENV, is_worker};
 
-pub use launcher::{
-    JOB_ID_ENV, JobState, Launcher, LocalProcesses, WorkerKind, worker_command, worker_env,
-};
+pub use launcher::{JobState, Launcher, LocalProcesses, WorkerKind, worker_command};
+pub use protocol::WorkerEnv;
 
 use crate::progress::{Bars, Progress};
 
@@ -99,9 +98,9 @@ impl<L: Launcher> Distributed<L> {
             settings: Settings {
                 bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 advertise: None,
-                heartbeat: Duration::from_secs(1),
+                heartbeat: WorkerEnv::HEARTBEAT,
                 worker_timeout: Duration::from_secs(30),
-                death_timeout: Duration::from_secs(30),
+                death_timeout: WorkerEnv::DEATH_TIMEOUT,
                 allowed_failures: 100,
                 wait_count: 5,
                 interval: Duration::from_secs(1),

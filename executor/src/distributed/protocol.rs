@@ -3,21 +3,26 @@
 //!
 //! Every message is one MessagePack frame. Data never goes inside a message:
 //! a message announces how many raw frames follow it (partitions as their
-//! [`PartitionCodec`](bob_pipelines_estimator::PartitionCodec) bytes, models
+//! [`DataCodec`](bob_pipelines_graph::DataCodec) bytes, models
 //! as their serde bytes), so a partition is written to the socket straight
 //! from the buffer that holds it, and read into one buffer of its own.
 
 use std::io::{Read, Write};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use bob_pipelines_graph::WORKER_ENV;
 
 use serde::{Deserialize, Serialize};
 
+use super::launcher::WorkerKind;
 use crate::wire::{WireError, encode, read_frame, write_frame};
 
 /// What a task does on a worker: the step and the operation. Tasks are sent
 /// by kind, not by the driver's graph index, so a worker needs no graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Op {
+pub(crate) enum TaskOp {
     /// Fit step `step` on the partitions that follow (its inputs).
     Fit {
         /// The step.
@@ -43,7 +48,7 @@ pub(crate) enum ToWorker {
         /// The driver's id of the task, echoed in the answer.
         task: u32,
         /// What to do.
-        op: Op,
+        op: TaskOp,
         /// How many frames follow.
         inputs: u32,
     },
@@ -125,26 +130,127 @@ pub(crate) fn is_timeout(e: &WireError) -> bool {
     ))
 }
 
-/// The environment a launcher gives a worker: everything but the secret.
-pub(crate) mod env {
+/// The contract between the scheduler, a launcher and a worker: every
+/// variable a worker reads, written and read here alone, with one set of
+/// defaults. The scheduler writes the run's part ([`run_vars`](Self::run_vars));
+/// a launcher adds each worker's ([`worker_vars`](Self::worker_vars)); the
+/// worker reads them all ([`from_env`](Self::from_env)). The secret itself is
+/// never in the environment: only its file's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerEnv {
+    /// The scheduler's address, `host:port` ([`WORKER_ENV`]).
+    pub scheduler: String,
     /// The secret file's path.
-    pub(crate) const SECRET_FILE: &str = "BOB_PIPELINES_SECRET_FILE";
-    /// The fingerprint of the program the driver runs (16 hex digits):
-    /// a worker runs earlier computes of its program itself.
-    pub(crate) const PROGRAM: &str = "BOB_PIPELINES_PROGRAM";
-    /// The worker's name: its job id.
-    pub(crate) const JOB_ID: &str = "BOB_PIPELINES_JOB_ID";
+    pub secret_file: PathBuf,
+    /// The fingerprint of the program the driver runs: a worker runs
+    /// earlier computes of its program itself.
+    pub program: Option<u64>,
+    /// How often the worker says it is alive.
+    pub heartbeat: Duration,
+    /// How long it waits for a silent scheduler before it exits.
+    pub death_timeout: Duration,
+    /// Its name: its job id.
+    pub job_id: Option<String>,
     /// How many threads it runs tasks on.
-    pub(crate) const THREADS: &str = "BOB_PIPELINES_WORKER_THREADS";
-    /// The resources it provides, comma-separated.
-    pub(crate) const RESOURCES: &str = "BOB_PIPELINES_WORKER_RESOURCES";
-    /// Its heartbeat interval, in milliseconds.
-    pub(crate) const HEARTBEAT_MS: &str = "BOB_PIPELINES_HEARTBEAT_MS";
-    /// How long it waits for a silent scheduler before it exits, in milliseconds.
-    pub(crate) const DEATH_TIMEOUT_MS: &str = "BOB_PIPELINES_DEATH_TIMEOUT_MS";
+    pub threads: NonZeroUsize,
+    /// The resources it provides.
+    pub resources: Vec<String>,
+}
+
+impl WorkerEnv {
+    const SECRET_FILE: &'static str = "BOB_PIPELINES_SECRET_FILE";
+    const PROGRAM: &'static str = "BOB_PIPELINES_PROGRAM";
+    /// The variable that names a worker: its job id.
+    pub const JOB_ID: &'static str = "BOB_PIPELINES_JOB_ID";
+    const THREADS: &'static str = "BOB_PIPELINES_WORKER_THREADS";
+    const RESOURCES: &'static str = "BOB_PIPELINES_WORKER_RESOURCES";
+    const HEARTBEAT_MS: &'static str = "BOB_PIPELINES_HEARTBEAT_MS";
+    const DEATH_TIMEOUT_MS: &'static str = "BOB_PIPELINES_DEATH_TIMEOUT_MS";
+
+    /// The heartbeat interval unless told otherwise.
+    pub const HEARTBEAT: Duration = Duration::from_secs(1);
+    /// How long a worker waits for a silent scheduler unless told otherwise.
+    pub const DEATH_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The variables of the run, the same for every worker: scheduler,
+    /// secret file, program, heartbeat and death timeout.
+    pub fn run_vars(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            (WORKER_ENV.to_owned(), self.scheduler.clone()),
+            (
+                Self::SECRET_FILE.to_owned(),
+                self.secret_file.display().to_string(),
+            ),
+            (Self::HEARTBEAT_MS.to_owned(), millis(self.heartbeat)),
+            (
+                Self::DEATH_TIMEOUT_MS.to_owned(),
+                millis(self.death_timeout),
+            ),
+        ];
+        if let Some(p) = self.program {
+            vars.push((Self::PROGRAM.to_owned(), format!("{p:016x}")));
+        }
+        vars
+    }
+
+    /// The variables of one worker of `kind`: its name (`job`, under
+    /// [`JOB_ID`](Self::JOB_ID)), threads and resources.
+    pub fn worker_vars(kind: &WorkerKind, job: &str) -> Vec<(String, String)> {
+        vec![
+            (Self::JOB_ID.to_owned(), job.to_owned()),
+            (Self::THREADS.to_owned(), kind.threads.to_string()),
+            (Self::RESOURCES.to_owned(), kind.resources.join(",")),
+        ]
+    }
+
+    /// The fingerprint of the driver's program, when a worker's environment
+    /// names one.
+    pub fn program_from_env() -> Option<u64> {
+        std::env::var(Self::PROGRAM)
+            .ok()
+            .and_then(|p| u64::from_str_radix(&p, 16).ok())
+    }
+
+    /// What this process was given, with the defaults for what is unset.
+    ///
+    /// # Errors
+    /// When the scheduler's address or the secret file's path is not set (the
+    /// process was not started by a launcher), naming the variable.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |key: &str| {
+            std::env::var(key)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("{key} is not set; a launcher sets it"))
+        };
+        let millis_or = |key: &str, default: Duration| {
+            std::env::var(key)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(default, Duration::from_millis)
+        };
+        Ok(WorkerEnv {
+            scheduler: var(WORKER_ENV)?,
+            secret_file: PathBuf::from(var(Self::SECRET_FILE)?),
+            program: Self::program_from_env(),
+            heartbeat: millis_or(Self::HEARTBEAT_MS, Self::HEARTBEAT),
+            death_timeout: millis_or(Self::DEATH_TIMEOUT_MS, Self::DEATH_TIMEOUT),
+            job_id: var(Self::JOB_ID).ok(),
+            threads: std::env::var(Self::THREADS)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(NonZeroUsize::MIN),
+            resources: std::env::var(Self::RESOURCES)
+                .unwrap_or_default()
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
 }
 
 /// A duration as whole milliseconds, for the environment.
-pub(crate) fn millis(d: Duration) -> String {
+fn millis(d: Duration) -> String {
     d.as_millis().to_string()
 }

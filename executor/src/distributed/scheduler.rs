@@ -19,17 +19,17 @@ use bob_pipelines_graph::{
 
 use super::Settings;
 use super::launcher::{JobState, Launcher};
-use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, is_timeout, millis};
+use super::protocol::{FromWorker, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout};
 use crate::local::run_task;
 use crate::progress::Progress;
 use crate::wire::{self, Secret, SecretFile, WireError, WorkerInfo, encode};
 use crate::{Error, Result};
 
 /// Bytes shared between the scheduler and the threads that write them.
-type Bytes = Arc<Vec<u8>>;
+type Shared = Arc<Vec<u8>>;
 
 /// What a writer thread sends: a message and the data frames after it.
-type Out = (Vec<u8>, Vec<Bytes>);
+type Out = (Vec<u8>, Vec<Shared>);
 
 enum Event {
     Joined {
@@ -91,7 +91,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn send(&self, msg: &ToWorker, frames: Vec<Bytes>) {
+    fn send(&self, msg: &ToWorker, frames: Vec<Shared>) {
         // A closed writer means a lost worker; its reader reports that.
         if let Ok(header) = encode(msg) {
             let _ = self.tx.send((header, frames));
@@ -132,25 +132,17 @@ pub(crate) fn run(
         .map_err(|e| io(&format!("creating {}", settings.secret_dir.display()), e))?;
     let secret =
         SecretFile::create(&settings.secret_dir).map_err(|e| io("writing the secret file", e))?;
-    let env = vec![
-        (
-            bob_pipelines_graph::WORKER_ENV.to_owned(),
-            format!("{host}:{port}"),
-        ),
-        (
-            env::SECRET_FILE.to_owned(),
-            secret.path().display().to_string(),
-        ),
-        (
-            env::PROGRAM.to_owned(),
-            format!("{:016x}", program_fingerprint(graph.program())),
-        ),
-        (env::HEARTBEAT_MS.to_owned(), millis(settings.heartbeat)),
-        (
-            env::DEATH_TIMEOUT_MS.to_owned(),
-            millis(settings.death_timeout),
-        ),
-    ];
+    let env = WorkerEnv {
+        scheduler: format!("{host}:{port}"),
+        secret_file: secret.path().to_path_buf(),
+        program: Some(program_fingerprint(graph.program())),
+        heartbeat: settings.heartbeat,
+        death_timeout: settings.death_timeout,
+        job_id: None,
+        threads: std::num::NonZeroUsize::MIN,
+        resources: Vec::new(),
+    }
+    .run_vars();
 
     let (events_tx, events) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -464,7 +456,7 @@ struct Scheduler<'j, 'a> {
     pending: Vec<usize>,
     consumers: Vec<usize>,
     failures: Vec<Vec<String>>,
-    data: Vec<Option<Bytes>>,
+    data: Vec<Option<Shared>>,
     is_output: Vec<bool>,
     ready: BTreeSet<(Reverse<usize>, usize)>,
     loads: std::collections::VecDeque<usize>,
@@ -476,7 +468,7 @@ struct Scheduler<'j, 'a> {
     /// holding it must never keep the others from loading.
     counted: Vec<bool>,
     window: usize,
-    models: Vec<Option<Bytes>>,
+    models: Vec<Option<Shared>>,
     /// The launcher's kinds of worker.
     kinds: Vec<super::WorkerKind>,
     workers: BTreeMap<u32, Worker>,
@@ -917,8 +909,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     fn dispatch(&mut self, task: usize, id: u32) -> Result<()> {
         let t = self.graph.task(task);
         let (op, step) = match t.kind() {
-            TaskKind::Fit { step } => (Op::Fit { step: step as u32 }, step),
-            TaskKind::Transform { step, .. } => (Op::Transform { step: step as u32 }, step),
+            TaskKind::Fit { step } => (TaskOp::Fit { step: step as u32 }, step),
+            TaskKind::Transform { step, .. } => (TaskOp::Transform { step: step as u32 }, step),
             TaskKind::Load { .. } => return Err(internal("a load in the remote queue".to_owned())),
         };
         let inputs = match t.kind() {
@@ -936,9 +928,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     ))
                 })
             })
-            .collect::<Result<Vec<Bytes>>>()?;
-        let needs_model =
-            matches!(op, Op::Transform { .. }) && self.graph.program().steps()[step].requires_fit();
+            .collect::<Result<Vec<Shared>>>()?;
+        let needs_model = matches!(op, TaskOp::Transform { .. })
+            && self.graph.program().steps()[step].requires_fit();
         let model = self.models[step].clone();
         let Some(w) = self.workers.get_mut(&id) else {
             return Ok(());

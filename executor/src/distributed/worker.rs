@@ -4,18 +4,17 @@
 use std::io::{BufReader, BufWriter, Write};
 use std::net::TcpStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::PathBuf;
+
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_graph::{
-    self as graph, AnyPartition, Counts, Model, Program, WORKER_ENV, name_checkpoint_input,
+    self as graph, AnyPartition, Counts, Model, Program, name_checkpoint_input, panic_message,
     program_fingerprint, save_model, save_outputs,
 };
 
-use super::protocol::{FromWorker, Op, ToWorker, env, get, get_frames, is_timeout, put};
-use crate::local::panic_message;
+use super::protocol::{FromWorker, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout, put};
 use crate::wire::{self, WireError, WorkerInfo, read_secret};
 
 /// Serves the scheduler named in the environment, then ends the process:
@@ -32,58 +31,40 @@ pub(crate) fn serve(program: Program) -> ! {
     std::process::exit(code)
 }
 
-/// Whether `program` is not the one the driver runs (its fingerprint, in
-/// [`env::PROGRAM`], differs): an earlier compute of the same program.
+/// Whether `program` is not the one the driver runs (the driver's program
+/// fingerprint differs): an earlier compute of the same program.
 pub(crate) fn earlier_compute(program: &Program) -> bool {
-    std::env::var(env::PROGRAM).is_ok_and(|want| {
-        want != format!("{:016x}", bob_pipelines_graph::program_fingerprint(program))
-    })
+    WorkerEnv::program_from_env().is_some_and(|want| want != program_fingerprint(program))
 }
 
 fn name() -> String {
-    std::env::var(env::JOB_ID).unwrap_or_else(|_| format!("pid-{}", std::process::id()))
-}
-
-fn var(key: &str) -> std::result::Result<String, String> {
-    std::env::var(key).map_err(|_| format!("{key} is not set; a launcher sets it"))
-}
-
-fn millis_var(key: &str, default: u64) -> Duration {
-    Duration::from_millis(
-        std::env::var(key)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default),
-    )
+    WorkerEnv::from_env()
+        .ok()
+        .and_then(|e| e.job_id)
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()))
 }
 
 type Models = Arc<RwLock<Vec<Option<Model>>>>;
-type Writer = Arc<Mutex<BufWriter<TcpStream>>>;
+/// The connection's writing end, shared by the task threads and the heartbeat.
+type Outbox = Arc<Mutex<BufWriter<TcpStream>>>;
 
 struct Work {
     task: u32,
-    op: Op,
+    op: TaskOp,
     inputs: Vec<Vec<u8>>,
 }
 
 fn run(info: Program) -> std::result::Result<(), String> {
-    let addr = var(WORKER_ENV)?;
-    let secret_path = PathBuf::from(var(env::SECRET_FILE)?);
-    let secret = read_secret(&secret_path)
-        .map_err(|e| format!("reading the secret file {}: {e}", secret_path.display()))?;
-    let threads = std::env::var(env::THREADS)
-        .ok()
-        .and_then(|t| t.parse::<usize>().ok())
-        .unwrap_or(1)
-        .max(1);
-    let resources: Vec<String> = std::env::var(env::RESOURCES)
-        .unwrap_or_default()
-        .split(',')
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let heartbeat = millis_var(env::HEARTBEAT_MS, 1000);
-    let death = millis_var(env::DEATH_TIMEOUT_MS, 60_000);
+    let contract = WorkerEnv::from_env()?;
+    let addr = contract.scheduler.clone();
+    let secret = read_secret(&contract.secret_file).map_err(|e| {
+        format!(
+            "reading the secret file {}: {e}",
+            contract.secret_file.display()
+        )
+    })?;
+    let threads = contract.threads.get();
+    let (heartbeat, death) = (contract.heartbeat, contract.death_timeout);
 
     let mut stream = connect(&addr, death)?;
     stream
@@ -91,7 +72,7 @@ fn run(info: Program) -> std::result::Result<(), String> {
         .map_err(|e| e.to_string())?;
     let me = WorkerInfo {
         fingerprint: program_fingerprint(&info),
-        resources,
+        resources: contract.resources,
         threads: u32::try_from(threads).unwrap_or(u32::MAX),
         name: name(),
     };
@@ -106,7 +87,7 @@ fn run(info: Program) -> std::result::Result<(), String> {
         .set_read_timeout(Some(death))
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    let writer: Writer = Arc::new(Mutex::new(BufWriter::new(
+    let writer: Outbox = Arc::new(Mutex::new(BufWriter::new(
         stream.try_clone().map_err(|e| e.to_string())?,
     )));
     let models: Models = Arc::new(RwLock::new(vec![None; info.steps().len()]));
@@ -198,7 +179,7 @@ fn gone(addr: &str, death: Duration, e: &WireError) -> String {
 fn execute(
     info: &Program,
     models: &Models,
-    writer: &Writer,
+    writer: &Outbox,
     work: Work,
 ) -> std::result::Result<(), WireError> {
     let t0 = Instant::now();
@@ -207,8 +188,8 @@ fn execute(
         .unwrap_or_else(|panic| {
             let message = panic_message(&*panic);
             let (step, what) = match op {
-                Op::Fit { step } => (step, "fit"),
-                Op::Transform { step } => (step, "transform"),
+                TaskOp::Fit { step } => (step, "fit"),
+                TaskOp::Transform { step } => (step, "transform"),
             };
             let step = info.steps()[step as usize].name();
             Err(graph::Error::Step(
@@ -244,12 +225,12 @@ fn execute(
 fn run_op(
     info: &Program,
     models: &Models,
-    op: Op,
+    op: TaskOp,
     inputs: Vec<Vec<u8>>,
 ) -> graph::Result<(Counts, Vec<u8>)> {
     let steps = info.steps();
     match op {
-        Op::Transform { step } => {
+        TaskOp::Transform { step } => {
             let step = step as usize;
             let bytes = inputs.into_iter().next().unwrap_or_default();
             let input = info.input_of(step).decode(&bytes)?;
@@ -262,7 +243,7 @@ fn run_op(
             let bytes = steps[step].output().encode(&out)?;
             Ok((counts, bytes))
         }
-        Op::Fit { step } => {
+        TaskOp::Fit { step } => {
             let step = step as usize;
             let data = info.input_of(step);
             let parts = inputs
