@@ -18,8 +18,12 @@
 //! - [`checkpoint`]: crash-safe per-sample files — layout, `.npy` and
 //!   MessagePack codecs, atomic writes; a pipeline uses them through
 //!   [`Checkpoints`](estimator::Checkpoints).
-//! - [`graph`]: the [`TaskGraph`](graph::TaskGraph) of a run — partitions, fit
-//!   and transform tasks, resource tags, a fingerprint, DOT and SVG.
+//! - [`graph`]: the executor interface — a run with its types erased
+//!   ([`Program`](graph::Program)), the [`Executor`] trait,
+//!   the [`TaskGraph`](graph::TaskGraph) of a run (partitions, fit and
+//!   transform tasks, resource tags, a fingerprint, DOT and SVG) and the
+//!   [`Execution`](graph::Execution) that runs its tasks; read it to write an
+//!   executor.
 //! - [`executor`]: what computes a run — [`SingleThreaded`](executor::SingleThreaded),
 //!   a work-stealing [`ThreadPool`](executor::ThreadPool), executors
 //!   the distributed scheduler with worker processes, progress bars.

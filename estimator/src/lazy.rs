@@ -316,7 +316,7 @@ where
     /// only their metadata until loaded) suit checkpointed runs best.
     ///
     /// # Errors
-    /// [`Error::DuplicateStep`], [`Error::Partitioning`], and the run's
+    /// [`Error::DuplicateStep`](crate::Error::DuplicateStep), [`Error::Partitioning`](crate::Error::Partitioning), and the run's
     /// checkpoint errors.
     pub fn info(&self) -> Result<&Program> {
         if let Some(info) = self.info.get() {

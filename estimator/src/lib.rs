@@ -10,9 +10,7 @@ mod step;
 mod traits;
 
 pub use batch::Batch;
-pub use bob_pipelines_graph::{
-    Checkpoints, Executor, Failed, InMemory, Mode, Report, Slot, StepReport,
-};
+pub use bob_pipelines_graph::{Checkpoints, Executor, Failed, InMemory, Report, Slot, StepReport};
 pub use bob_pipelines_sample::BoxError;
 pub use error::{Error, Op, Result};
 pub use lazy::Lazy;
@@ -20,7 +18,10 @@ pub use outputs::{LOAD_STEP, Outputs, SampleSource, SetOutputs};
 pub use partitioning::{MAX_AUTO_PARTITION, MIN_AUTO_PARTITION, Partitioning};
 pub use pipeline::{Pipeline, SetSource, StepInfo};
 pub use step::{
-    BuiltStep, Fitting, FromAttr, FromData, InputAdapter, IntoStep, Kind, Options, OutputAdapter,
-    Stateless, Step, ToAttr, ToData, marker,
+    Fitting, FromAttr, FromData, InputAdapter, IntoStep, Kind, Options, OutputAdapter, Stateless,
+    Step, ToAttr, ToData,
 };
+// What `IntoStep` names but a pipeline author never writes.
+#[doc(hidden)]
+pub use step::{BuiltStep, marker};
 pub use traits::{CodecName, Failure, Fit, SampleResult, Tags, Transformer};

@@ -297,7 +297,7 @@ where
 
     /// Transforms samples with the fitted steps. Outputs keep input order; a
     /// sample that failed anywhere is an `Err` at its position. Computing fails
-    /// with [`Error::NotFitted`] when a step needs a fit it does not have.
+    /// with the run's `NotFitted` error when a step needs a fit it does not have.
     pub fn transform<'p, S, It>(&'p self, samples: It) -> Lazy<'p, I, O>
     where
         S: SampleSource<I> + Send + 'p,

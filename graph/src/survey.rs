@@ -185,7 +185,7 @@ impl Program {
     /// aside. This asks every input partition for its keys.
     ///
     /// # Errors
-    /// [`Error::Checkpoint`] or [`Error::CheckpointFolder`] naming what
+    /// [`Error::Checkpoint`](crate::Error::Checkpoint) or [`Error::CheckpointFolder`](crate::Error::CheckpointFolder) naming what
     /// could not be read, a key that cannot be a file name included.
     pub fn checkpoint_from_disk(
         &mut self,
@@ -219,7 +219,7 @@ impl RunMarker {
     /// so a finished folder on a read-only share can be read.
     ///
     /// # Errors
-    /// [`Error::CheckpointFolder`] when the features folder cannot be written.
+    /// [`Error::CheckpointFolder`](crate::Error::CheckpointFolder) when the features folder cannot be written.
     pub fn write(program: &Program) -> Result<Self> {
         let Some(c) = program.checkpoint().filter(|_| !program.writes_nothing()) else {
             return Ok(RunMarker(None));
