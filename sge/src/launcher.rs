@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bob_pipelines_estimator::BoxError;
 use bob_pipelines_executor::distributed::{
     JobState, Launcher, WorkerEnv, WorkerKind, worker_command,
 };
+use bob_pipelines_sample::BoxError;
 
 use crate::output::{self, QstatJob};
 use crate::spec::QueueSpecs;
@@ -252,7 +252,8 @@ impl Sge {
             s.push_str(l);
             s.push('\n');
         }
-        let kind_env = WorkerEnv::worker_vars(&self.kinds[kind], "");
+        let k = &self.kinds[kind];
+        let kind_env = WorkerEnv::worker_vars("", k.threads, &k.resources);
         for (k, v) in env.iter().chain(&kind_env) {
             if k != WorkerEnv::JOB_ID {
                 s.push_str(&format!("export {k}={}\n", quote(v)));

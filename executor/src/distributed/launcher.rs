@@ -205,7 +205,11 @@ impl Launcher for LocalProcesses {
                 .args(&args)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .envs(env.iter().map(|(k, v)| (k, v)))
-                .envs(WorkerEnv::worker_vars(&self.kinds[kind], &job))
+                .envs(WorkerEnv::worker_vars(
+                    &job,
+                    self.kinds[kind].threads,
+                    &self.kinds[kind].resources,
+                ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())

@@ -16,7 +16,6 @@ use bob_pipelines_graph::WORKER_ENV;
 
 use serde::{Deserialize, Serialize};
 
-use super::launcher::WorkerKind;
 use crate::wire::{WireError, encode, read_frame, write_frame};
 
 /// What a task does on a worker: the step and the operation. Tasks are sent
@@ -193,13 +192,17 @@ impl WorkerEnv {
         vars
     }
 
-    /// The variables of one worker of `kind`: its name (`job`, under
-    /// [`JOB_ID`](Self::JOB_ID)), threads and resources.
-    pub fn worker_vars(kind: &WorkerKind, job: &str) -> Vec<(String, String)> {
+    /// The variables of one worker: its name (`job`, under
+    /// [`JOB_ID`](Self::JOB_ID)), its threads and the resources it provides.
+    pub fn worker_vars(
+        job: &str,
+        threads: NonZeroUsize,
+        resources: &[String],
+    ) -> Vec<(String, String)> {
         vec![
             (Self::JOB_ID.to_owned(), job.to_owned()),
-            (Self::THREADS.to_owned(), kind.threads.to_string()),
-            (Self::RESOURCES.to_owned(), kind.resources.join(",")),
+            (Self::THREADS.to_owned(), threads.to_string()),
+            (Self::RESOURCES.to_owned(), resources.join(",")),
         ]
     }
 
