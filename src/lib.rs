@@ -87,6 +87,8 @@
 //! # Feature flags
 //! - `linfa`: the `linfa` module, linfa estimators as steps
 //!   (off by default: it adds linfa's crates to the build).
+//! - `failpoints`: for crash tests only — named moments of checkpoint writes
+//!   where a process can be made to die (`checkpoint::failpoint`).
 //!
 //! [bob.pipelines]: https://gitlab.idiap.ch/bob/bob.pipelines
 

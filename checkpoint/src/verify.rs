@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use crate::RUN_MARKER;
 use crate::files::{is_stale_temp, is_temp};
 use crate::layout::FAILED_EXT;
 use crate::npy::parse_header;
@@ -22,9 +23,6 @@ use crate::{Error, Result};
 
 /// How many bad files a report lists by name, per step and kind.
 pub const LISTED: usize = 20;
-
-/// The run marker's name (see `bob_pipelines_estimator::RUN_MARKER`).
-const RUN_MARKER: &str = ".bob-pipelines-running";
 
 /// What [`verify`] found in one step's folder.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -265,12 +263,19 @@ fn step_dirs(dir: &Path) -> Result<(Vec<PathBuf>, bool, Vec<PathBuf>)> {
         let entry = entry.map_err(|e| not(format!("cannot be listed: {e}")))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            steps.push(entry.path());
+            // A step folder a run renewed and has not removed yet is stale
+            // as a whole, as a temp file is.
+            if crate::lineage::is_aside(&name) {
+                temps.push(entry.path());
+            } else {
+                steps.push(entry.path());
+            }
         } else if name == RUN_MARKER {
             marker = true;
         } else if is_temp(&name) {
             temps.push(entry.path());
-        } else {
+        } else if !name.ends_with(".msgpack") && !name.ends_with(".lineage") {
+            // Model files (and their lineage) sit beside the step folders by default.
             files.push(name);
         }
     }
@@ -278,9 +283,10 @@ fn step_dirs(dir: &Path) -> Result<(Vec<PathBuf>, bool, Vec<PathBuf>)> {
         files.sort();
         files.truncate(3);
         return Err(not(format!(
-            "it holds files ({}) beside step folders; a features folder holds only \
-             `<step>/` folders (is this a step's folder? give its parent)",
-            files.join(", ")
+            "it holds files ({}) beside step folders; a features folder holds `<step>/` \
+             folders and models (`<step>.msgpack`): is this a step's folder? then give {}",
+            files.join(", "),
+            dir.parent().unwrap_or(dir).display()
         )));
     }
     if steps
@@ -434,7 +440,7 @@ pub fn verify(dir: &Path) -> Result<Verification> {
             };
             let result = match verdict {
                 Some(_) => Ok(()),
-                None if name.ends_with(FAILED_EXT) => Ok(()),
+                None if name.ends_with(FAILED_EXT) || name == crate::lineage::STAMP_FILE => Ok(()),
                 None if name.ends_with(".npy") || name.ends_with(".msgpack") => check_file(p),
                 None => Ok(()),
             };
@@ -456,6 +462,7 @@ pub fn verify(dir: &Path) -> Result<Verification> {
                     }
                 }
                 (None, Ok(())) if name.ends_with(FAILED_EXT) => c.failed_markers += 1,
+                (None, Ok(())) if name == crate::lineage::STAMP_FILE => {}
                 (None, Ok(())) if name.ends_with(".npy") || name.ends_with(".msgpack") => {
                     c.ok += 1;
                 }
@@ -512,7 +519,9 @@ pub fn stats(dir: &Path) -> Result<Stats> {
                     None => (t, t),
                 });
             }
-            if is_temp(&name) {
+            if name == crate::lineage::STAMP_FILE {
+                // A step folder's own stamp is no checkpoint.
+            } else if is_temp(&name) {
                 s.temps += 1;
             } else if name.ends_with(FAILED_EXT) {
                 s.failed_markers += 1;
@@ -638,7 +647,11 @@ mod tests {
         npy(&d.join("k1.npy"), 2);
         fs::create_dir_all(d.join("sub")).unwrap();
         let e = stats(&d).unwrap_err().to_string();
-        assert!(e.contains("k1.npy") && e.contains("give its parent"), "{e}");
+        let parent = d.parent().unwrap().display().to_string();
+        assert!(
+            e.contains("k1.npy") && e.contains(&format!("give {parent}")),
+            "{e}"
+        );
         let e = verify(&d.join("k1.npy")).unwrap_err().to_string();
         assert!(e.contains("is a file"), "{e}");
         let out = tmpdir("out");

@@ -10,7 +10,9 @@ mod step;
 mod traits;
 
 pub use batch::Batch;
-pub use bob_pipelines_graph::{Checkpoints, Executor, Failed, InMemory, Report, Slot, StepReport};
+pub use bob_pipelines_graph::{
+    Checkpoints, Executor, Failed, InMemory, OnChange, Report, Slot, StepReport,
+};
 pub use bob_pipelines_sample::BoxError;
 pub use error::{Error, Op, Result};
 pub use lazy::Lazy;

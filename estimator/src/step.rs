@@ -361,6 +361,28 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
         self
     }
 
+    /// The step's version, for changes to its code that the program cannot
+    /// see: checkpoints written under another version are stale (see
+    /// `Checkpoints::on_change`).
+    #[must_use]
+    pub fn version(mut self, version: &str) -> Self {
+        self.opts.version = Some(version.to_owned());
+        self
+    }
+
+    /// Declares a parameter of the estimator (a hyperparameter such as
+    /// `alpha`): checkpoints written with another value are stale, and a
+    /// run that stops on changes names it (`alpha: 1 → 2`).
+    #[must_use]
+    pub fn param(mut self, name: &str, value: impl std::fmt::Debug) -> Self {
+        let value = format!("{value:?}");
+        match self.opts.params.iter_mut().find(|(n, _)| n == name) {
+            Some(p) => p.1 = value,
+            None => self.opts.params.push((name.to_owned(), value)),
+        }
+        self
+    }
+
     /// Whether this step's outputs are checkpointed (default: when the pipeline
     /// checkpoints).
     #[must_use]

@@ -27,6 +27,18 @@ pub struct Checkpoints {
     model_dir: Option<PathBuf>,
     force: bool,
     writer: Writer,
+    on_change: OnChange,
+}
+
+/// What a run does with checkpoints that another version of a step wrote
+/// (its options, version or model changed, or a step before it did).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnChange {
+    /// Computes them again (the old files are moved aside first).
+    #[default]
+    Recompute,
+    /// Fails the run before it starts, naming the step and what changed.
+    Error,
 }
 
 impl Checkpoints {
@@ -38,6 +50,7 @@ impl Checkpoints {
             layout: Layout::new(dir, HashFn::None),
             force: false,
             writer: Writer::new(),
+            on_change: OnChange::Recompute,
         }
     }
 
@@ -81,6 +94,19 @@ impl Checkpoints {
     pub fn durability(mut self, durability: Durability) -> Self {
         self.writer = self.writer.durability(durability);
         self
+    }
+
+    /// What to do with checkpoints another version of a step wrote (default:
+    /// [`OnChange::Recompute`]).
+    #[must_use]
+    pub fn on_change(mut self, on_change: OnChange) -> Self {
+        self.on_change = on_change;
+        self
+    }
+
+    /// What is done with checkpoints another version of a step wrote.
+    pub fn when_changed(&self) -> OnChange {
+        self.on_change
     }
 
     /// The file layout.
@@ -178,14 +204,18 @@ pub(crate) fn save(
                 remove(&ck.layout.failure_path(step, meta.key()).map_err(err)?).map_err(err)?;
             }
             Entry::Failed(f) if f.step() == step || !rules.saving.iter().any(|s| s == f.step()) => {
-                let marker = ck.layout.failure_path(step, f.key()).map_err(err)?;
-                let text = format!("{}\n{}", f.step(), f.reason());
-                ck.writer.write(&marker, text.as_bytes()).map_err(err)?;
+                // Old outputs go first: a kill before the marker leaves
+                // neither, and the sample is computed again; the other order
+                // left an old output that readers prefer to a marker.
                 let stale = std::iter::once((step, data.extension()))
                     .chain(rules.later.iter().map(|(s, e)| (s.as_str(), *e)));
                 for (s, ext) in stale {
                     remove(&ck.layout.feature_path(s, f.key(), ext).map_err(err)?).map_err(err)?;
                 }
+                cp::failpoint("checkpoint.failure.outputs-removed");
+                let marker = ck.layout.failure_path(step, f.key()).map_err(err)?;
+                let text = format!("{}\n{}", f.step(), f.reason());
+                ck.writer.write(&marker, text.as_bytes()).map_err(err)?;
             }
             Entry::Failed(_) => {}
         }
@@ -301,6 +331,31 @@ pub struct CheckpointPlan {
     pub(crate) stats: Vec<OnDisk>,
     pub(crate) warnings: Vec<String>,
     pub(crate) rules: Vec<SaveRules>,
+    /// Each step's model hash before the run (fitted steps with a model).
+    pub(crate) model_hashes: Vec<Option<String>>,
+    /// What each step's folder holds, by its lineage stamp.
+    pub(crate) lineage: Vec<Lineage>,
+    /// The stamps this run expects, where they are known before it starts.
+    pub(crate) stamps: Vec<Option<bob_pipelines_checkpoint::lineage::Stamp>>,
+}
+
+/// What a step folder's lineage stamp says, before a run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Lineage {
+    /// The step writes no checkpoints, or its folder does not exist yet.
+    #[default]
+    Fresh,
+    /// Written by this very step: its files are reused.
+    Current,
+    /// Files with no stamp (an older version of this library wrote them):
+    /// taken as current, and stamped when the run writes.
+    Unstamped,
+    /// Written by another version of the step: every file is stale, and the
+    /// folder is renewed before the run writes. The changes, in words.
+    Stale(Vec<String>),
+    /// Known only once a fit of this run is done (the step, or one before
+    /// it, is fitted in this run).
+    AfterFit,
 }
 
 /// What is on disk for one step, counted over this run's samples.
@@ -354,6 +409,9 @@ impl CheckpointPlan {
             stats: vec![OnDisk::default(); n],
             warnings: Vec::new(),
             rules,
+            model_hashes: vec![None; n],
+            lineage: vec![Lineage::Fresh; n],
+            stamps: vec![None; n],
         }
     }
 
@@ -376,6 +434,11 @@ impl CheckpointPlan {
     /// the input samples). Work before it is pruned.
     pub fn start(&self, p: usize) -> Option<usize> {
         self.starts[p]
+    }
+
+    /// What step `i`'s folder holds, by its lineage stamp.
+    pub fn lineage(&self, i: usize) -> &Lineage {
+        &self.lineage[i]
     }
 
     /// What is on disk for step `i`.

@@ -71,6 +71,38 @@ pub enum Error {
         /// What the checkpoint layer said (naming the file or key).
         source: Box<bob_pipelines_checkpoint::Error>,
     },
+    /// Two input samples of a checkpointed run share a key: they would write
+    /// and read the same files.
+    #[error(
+        "samples {first} and {second} (counting from 0) share key {key:?}: in a checkpointed \
+         run a key names one sample's files; give every sample a key of its own"
+    )]
+    DuplicateKey {
+        /// The key.
+        key: Key,
+        /// The first sample's position in the input.
+        first: usize,
+        /// The second's.
+        second: usize,
+    },
+    /// A step's checkpoints were written by another version of it (or of a
+    /// step before it), and the checkpoints say to stop rather than compute
+    /// them again.
+    #[error(
+        "step `{step}`: its checkpoints in {} were written by another version of it ({}); \
+         remove that folder, or checkpoint with `on_change(OnChange::Recompute)`, to compute \
+         them again",
+        dir.display(),
+        changes.join("; ")
+    )]
+    Changed {
+        /// The step.
+        step: String,
+        /// What changed, in words.
+        changes: Vec<String>,
+        /// Its checkpoint folder.
+        dir: PathBuf,
+    },
     /// A step failed on a sample that was read from a checkpoint file: the
     /// file may hold another version's output.
     #[error(

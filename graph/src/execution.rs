@@ -9,7 +9,9 @@ use crate::checkpoints::{assemble, load, save};
 use crate::data::{AnyPartition, Counts, Model};
 use crate::program::{Executed, InputPartition, Plan, Program};
 use crate::report::Report;
+use crate::survey::{ensure_stamp, expected_stamps, model_hash, model_stamp, stamp_of};
 use crate::{Error, Result, TaskGraph, TaskKind};
+use bob_pipelines_checkpoint::lineage::{self, Stamp};
 
 /// What a finished task reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,10 @@ pub struct Execution<'a> {
     models: Vec<Mutex<Option<Model>>>,
     /// Each partition's first keys, once loaded: what names it in errors.
     keys: Vec<Mutex<Vec<Key>>>,
+    /// Each fitted step's model hash, once known (lineage stamps).
+    model_hashes: Mutex<Vec<Option<String>>>,
+    /// Which saving steps' folders hold this run's stamp already.
+    stamped: Mutex<Vec<bool>>,
     report: Mutex<Report>,
     start: Instant,
 }
@@ -79,6 +85,18 @@ impl<'a> Execution<'a> {
             keys: (0..plan.program.npartitions())
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
+            model_hashes: Mutex::new(
+                plan.program
+                    .checkpoint()
+                    .map(|c| c.model_hashes.clone())
+                    .unwrap_or_default(),
+            ),
+            stamped: Mutex::new(
+                plan.program
+                    .checkpoint()
+                    .map(|c| c.stamps.iter().map(Option::is_some).collect())
+                    .unwrap_or_default(),
+            ),
             report: Mutex::new(plan.program.empty_report()),
             graph,
             start: Instant::now(),
@@ -173,8 +191,15 @@ impl<'a> Execution<'a> {
                     .fit(&refs)
                     .map_err(|e| name_checkpoint_input(info, step, e))?;
                 drop(guards);
-                save_model(info, step, &model)?;
-                self.record_fit(step, model, t0.elapsed());
+                let bytes = match info.checkpoint() {
+                    Some(_) => Some(info.steps()[step].encode_model(&model)?),
+                    None => None,
+                };
+                if let Some(bytes) = &bytes {
+                    save_model(info, step, bytes)?;
+                    bob_pipelines_checkpoint::failpoint("model.saved");
+                }
+                self.record_fit(step, model, bytes.as_deref(), t0.elapsed())?;
                 Ok(Counts::default())
             }
             TaskKind::Transform { step, .. } => {
@@ -233,12 +258,59 @@ impl<'a> Execution<'a> {
         lock(&self.report).steps[step].ran(worker, kind, fit);
     }
 
-    /// Records a fit of `step` that ran elsewhere, with its model.
-    pub fn record_fit(&self, step: usize, model: Model, elapsed: Duration) {
+    /// Records a fit of `step` (here or elsewhere), with its model and, in a
+    /// checkpointed run, the model's bytes: the lineage stamps of the step
+    /// folders that now depend on a known model are written (those whose old
+    /// files another model produced are renewed) before any of their
+    /// outputs is, so a fit's dependents must wait for this.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when a step folder cannot be stamped.
+    pub fn record_fit(
+        &self,
+        step: usize,
+        model: Model,
+        encoded: Option<&[u8]>,
+        elapsed: Duration,
+    ) -> Result<()> {
         *lock(&self.models[step]) = Some(model);
-        let mut r = lock(&self.report);
-        r.steps[step].fitted = true;
-        r.steps[step].fit_time = elapsed;
+        {
+            let mut r = lock(&self.report);
+            r.steps[step].fitted = true;
+            r.steps[step].fit_time = elapsed;
+        }
+        let (Some(ck), Some(bytes)) = (self.graph.program().checkpoint(), encoded) else {
+            return Ok(());
+        };
+        let mut hashes = lock(&self.model_hashes);
+        hashes[step] = Some(model_hash(bytes));
+        let program = self.graph.program();
+        let stamps = expected_stamps(program, &hashes);
+        // The model file is written: now its lineage, so a kill between the
+        // two leaves a model the next run fits again, never a stamp that
+        // vouches for an older model.
+        if let Some(path) = ck.options().model_path(program.steps()[step].name()) {
+            let upstream = match step.checked_sub(1) {
+                None => Some("input".to_owned()),
+                Some(prev) => stamps[prev].as_ref().map(Stamp::hash),
+            };
+            if let Some(up) = upstream {
+                let fit = stamp_of(&program.steps()[step], None, up);
+                lineage::write_stamp_file(&model_stamp(&path), &fit, ck.options().writer())
+                    .map_err(|e| Error::Checkpoint {
+                        step: program.steps()[step].name().to_owned(),
+                        source: Box::new(e),
+                    })?;
+            }
+        }
+        let mut stamped = lock(&self.stamped);
+        for (i, stamp) in stamps.iter().enumerate().take(program.transform_end()) {
+            if let (true, false, Some(stamp)) = (ck.saves(i), stamped[i], stamp) {
+                ensure_stamp(ck, program.steps()[i].name(), stamp, false)?;
+                stamped[i] = true;
+            }
+        }
+        Ok(())
     }
 
     /// The model `step` has now: fitted in this run, or from before it.
@@ -364,11 +436,12 @@ pub fn save_outputs(info: &Program, step: usize, part: &AnyPartition) -> Result<
     }
 }
 
-/// Writes a model fitted in this run to its model file, if models are saved.
+/// Writes a model fitted in this run (its bytes) to its model file, if models
+/// are saved.
 ///
 /// # Errors
 /// [`Error::Checkpoint`] when the file cannot be written.
-pub fn save_model(info: &Program, step: usize, model: &Model) -> Result<()> {
+pub fn save_model(info: &Program, step: usize, bytes: &[u8]) -> Result<()> {
     let s = &info.steps()[step];
     let Some(ck) = info.checkpoint() else {
         return Ok(());
@@ -376,10 +449,9 @@ pub fn save_model(info: &Program, step: usize, model: &Model) -> Result<()> {
     let Some(path) = ck.options().model_path(s.name()) else {
         return Ok(());
     };
-    let bytes = s.encode_model(model)?;
     ck.options()
         .writer()
-        .write(&path, &bytes)
+        .write(&path, bytes)
         .map_err(|source| Error::Checkpoint {
             step: s.name().to_owned(),
             source: Box::new(source),

@@ -459,6 +459,9 @@ pub struct DryRunStep {
     pub to_compute: usize,
     /// Samples that failed at this step in an earlier run (no output on disk).
     pub known_failed: usize,
+    /// Why its checkpoints on disk are stale (another version of it, or of a
+    /// step before it, wrote them), if they are.
+    pub stale: Option<String>,
 }
 
 /// What a run would do, step by step, without doing it (`--dry-run`).
@@ -488,7 +491,13 @@ impl fmt::Display for DryRun {
                 ModelSource::Disk => "model on disk; ",
                 ModelSource::Memory => "model in memory; ",
             };
-            if s.checkpointed {
+            if let Some(why) = &s.stale {
+                writeln!(
+                    f,
+                    "step `{}`: {model}stale checkpoints ({why}): {} to compute",
+                    s.name, s.to_compute
+                )?;
+            } else if s.checkpointed {
                 writeln!(
                     f,
                     "step `{}`: {model}{} samples on disk, {} to compute, {} known failed",
@@ -539,6 +548,10 @@ impl TaskGraph {
                     on_disk: stats.on_disk,
                     to_compute,
                     known_failed: stats.known_failed,
+                    stale: match ck.map(|c| c.lineage(i)) {
+                        Some(crate::Lineage::Stale(changes)) => Some(changes.join("; ")),
+                        _ => None,
+                    },
                 }
             })
             .collect();

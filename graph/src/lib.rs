@@ -11,7 +11,7 @@ mod report;
 mod step;
 mod survey;
 
-pub use checkpoints::{CheckpointPlan, Checkpoints, OnDisk};
+pub use checkpoints::{CheckpointPlan, Checkpoints, Lineage, OnChange, OnDisk};
 pub use data::{
     AnyDatum, AnyPartition, AnySlot, Counts, DataCodec, Entry, Failed, Model, ModelCodec, Slot,
     data_codec, model_codec,

@@ -19,6 +19,31 @@ pub struct StepOptions {
     pub transform_tag: Option<String>,
     /// Whether the step asked for (`Some(true)`) or against checkpoints.
     pub checkpoint: Option<bool>,
+    /// The version its author gave it, for code changes the program cannot
+    /// see: a new version makes its checkpoints stale.
+    pub version: Option<String>,
+    /// Parameters its author declared (name, value as text): a change makes
+    /// its checkpoints stale.
+    pub params: Vec<(String, String)>,
+}
+
+impl StepOptions {
+    /// What of the options changes what the step computes, as text for its
+    /// lineage stamp (resource tags and checkpointing do not).
+    pub fn lineage(&self) -> String {
+        let pairs = |l: &[(String, String)]| {
+            l.iter()
+                .map(|(a, b)| format!("{a}={b}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "transform_extra=[{}] fit_extra=[{}] params=[{}]",
+            pairs(&self.transform_extra),
+            pairs(&self.fit_extra),
+            pairs(&self.params)
+        )
+    }
 }
 
 /// A step's fit and transform with its types erased: what executors run.

@@ -854,7 +854,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             }
             TaskKind::Fit { step } => {
                 let model = info.steps()[step].decode_model(&bytes)?;
-                self.job.record_fit(step, model, elapsed);
+                let encoded = self.graph.program().checkpoint().map(|_| bytes.as_slice());
+                self.job.record_fit(step, model, encoded, elapsed)?;
                 self.models[step] = Some(Arc::new(bytes));
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.models[step] = true;

@@ -256,8 +256,8 @@ fn run_op(
                 .fit(&refs)
                 .map_err(|e| name_checkpoint_input(info, step, e))?;
             drop(parts);
-            save_model(info, step, &model)?;
             let bytes = steps[step].encode_model(&model)?;
+            save_model(info, step, &bytes)?;
             models.write().unwrap_or_else(PoisonError::into_inner)[step] = Some(model);
             Ok((Counts::default(), bytes))
         }

@@ -204,9 +204,15 @@ fn run(
     Ok((flat(out), report))
 }
 
+/// The checkpoint files under `dir` (lineage stamps left out), sorted.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
-    walk(dir, &mut |p| v.push(p.to_path_buf())).unwrap();
+    walk(dir, &mut |p| {
+        if !p.ends_with(bob_pipelines::checkpoint::lineage::STAMP_FILE) {
+            v.push(p.to_path_buf());
+        }
+    })
+    .unwrap();
     v.sort();
     v
 }

@@ -4,6 +4,7 @@ mod checkpoint;
 mod crash;
 mod distributed;
 mod iris;
+mod lineage;
 mod seed;
 mod sge;
 
