@@ -350,10 +350,10 @@ pub(crate) fn checkpoint_plan(
     // Two samples with one key would write one set of files, and a later run
     // would read one sample's data for both: refuse before any work.
     let mut seen = std::collections::HashMap::with_capacity(all_keys.iter().map(Vec::len).sum());
-    for (position, key) in all_keys.into_iter().flatten().enumerate() {
-        if let Some(first) = seen.insert(key.clone(), position) {
+    for (position, key) in all_keys.iter().flatten().enumerate() {
+        if let Some(first) = seen.insert(key, position) {
             return Err(Error::DuplicateKey {
-                key,
+                key: key.clone(),
                 first,
                 second: position,
             });
