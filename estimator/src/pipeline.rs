@@ -399,7 +399,7 @@ impl Entry {
             Arc::clone(&b.op),
             Arc::clone(&b.output),
         )
-        .checkpointable(b.checkpoints)
+        .attribute(b.attribute.clone())
         .options(b.opts.clone())
         .model(self.model.clone());
         match &b.models {

@@ -180,6 +180,9 @@ pub trait OutputAdapter<D, Y>: Send + Sync + 'static {
     /// attribute: the checkpoint holds data, and the datum did not change).
     #[doc(hidden)]
     const CHECKPOINTS: bool;
+    /// The attribute the output goes to (none: it becomes the datum).
+    #[doc(hidden)]
+    fn attribute(&self) -> Option<&str>;
     #[doc(hidden)]
     fn put(&self, step: &str, sample: Sample<D>, y: Y) -> Result<Sample<Self::Out>>;
 }
@@ -245,6 +248,9 @@ where
 impl<D, Y: Send + Sync + 'static> OutputAdapter<D, Y> for ToData {
     type Out = Y;
     const CHECKPOINTS: bool = true;
+    fn attribute(&self) -> Option<&str> {
+        None
+    }
     fn put(&self, _: &str, sample: Sample<D>, y: Y) -> Result<Sample<Y>> {
         Ok(sample.replace_data(y))
     }
@@ -257,6 +263,9 @@ where
 {
     type Out = D;
     const CHECKPOINTS: bool = false;
+    fn attribute(&self) -> Option<&str> {
+        Some(&self.0)
+    }
     fn put(&self, step: &str, sample: Sample<D>, y: Y) -> Result<Sample<D>> {
         let key = sample.key().clone();
         sample
@@ -565,7 +574,7 @@ pub struct BuiltStep {
     pub(crate) type_name: &'static str,
     pub(crate) op: Arc<dyn StepOp>,
     pub(crate) output: Arc<dyn DataCodec>,
-    pub(crate) checkpoints: bool,
+    pub(crate) attribute: Option<String>,
     pub(crate) models: Option<Arc<dyn ModelCodec>>,
     pub(crate) opts: StepOptions,
 }
@@ -648,7 +657,7 @@ where
             type_name: self.kind.type_name(),
             opts: self.opts,
             output: data_codec(codec),
-            checkpoints: OA::CHECKPOINTS,
+            attribute: self.output.attribute().map(str::to_owned),
             models: self.kind.models(),
             op: Arc::new(Erased {
                 kind: self.kind,

@@ -177,27 +177,38 @@ pub(crate) struct SaveRules {
 /// samples are never checkpointed, and what they leave must not be read: a
 /// new output removes an old marker, and a new failure removes the sample's
 /// old outputs of this and every later step.
+/// A step whose output goes to `attribute` checkpoints the attribute's value
+/// instead of the (unchanged) datum.
 pub(crate) fn save(
     data: &dyn DataCodec,
     ck: &Checkpoints,
-    step: &str,
+    (step, attribute): (&str, Option<&str>),
     rules: &SaveRules,
     part: &AnyPartition,
 ) -> Result<()> {
     let err = |e| ckpt_error(step, e);
+    let ext = attribute.map_or(data.extension(), |_| crate::step::ATTR_EXT);
     let mut buf = Vec::new();
     for (i, entry) in data.entries(part)?.into_iter().enumerate() {
         match entry {
             Entry::Sample(meta) => {
-                let path = ck
-                    .layout
-                    .feature_path(step, meta.key(), data.extension())
-                    .map_err(err)?;
+                let path = ck.layout.feature_path(step, meta.key(), ext).map_err(err)?;
                 buf.clear();
-                data.encode_datum(part, i, &mut buf).map_err(|e| {
+                let encoded = match attribute {
+                    Some(name) => meta
+                        .attr_value(name)
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| {
+                            rmp_serde::encode::write_named(&mut buf, &v).map_err(|e| e.to_string())
+                        }),
+                    None => data
+                        .encode_datum(part, i, &mut buf)
+                        .map_err(|e| e.to_string()),
+                };
+                encoded.map_err(|reason| {
                     err(cp::Error::Encode {
                         path: path.clone(),
-                        reason: e.to_string(),
+                        reason,
                     })
                 })?;
                 ck.writer.write(&path, &buf).map_err(err)?;
@@ -207,7 +218,7 @@ pub(crate) fn save(
                 // Old outputs go first: a kill before the marker leaves
                 // neither, and the sample is computed again; the other order
                 // left an old output that readers prefer to a marker.
-                let stale = std::iter::once((step, data.extension()))
+                let stale = std::iter::once((step, ext))
                     .chain(rules.later.iter().map(|(s, e)| (s.as_str(), *e)));
                 for (s, ext) in stale {
                     remove(&ck.layout.feature_path(s, f.key(), ext).map_err(err)?).map_err(err)?;
@@ -272,6 +283,49 @@ pub(crate) fn load(
                         aside.display()
                     ));
                     Ok(Found::Recompute)
+                }
+                Err(e) => Err(ckpt_error(step, e)),
+            }
+        })
+        .collect()
+}
+
+/// The values a step whose output goes to an attribute saved for `keys`:
+/// `None` where the file is missing or corrupt (that sample is computed
+/// again; a corrupt file is moved aside, with a warning).
+///
+/// # Errors
+/// [`Error::Checkpoint`] for a file that exists but cannot be read.
+pub(crate) fn load_attribute(
+    ck: &Checkpoints,
+    step: &str,
+    keys: &[Key],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Option<bob_pipelines_sample::Value>>> {
+    keys.iter()
+        .map(|key| {
+            let path = ck
+                .layout
+                .feature_path(step, key, crate::step::ATTR_EXT)
+                .map_err(|e| ckpt_error(step, e))?;
+            match cp::read(&path) {
+                Ok(bytes) => match rmp_serde::from_slice(&bytes) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) => {
+                        drop(bytes);
+                        let aside = cp::quarantine(&path).map_err(|e| ckpt_error(step, e))?;
+                        warnings.push(format!(
+                            "step `{step}`, sample {key:?}: corrupt attribute checkpoint ({e}); \
+                             moved aside to {} and recomputed",
+                            aside.display()
+                        ));
+                        Ok(None)
+                    }
+                },
+                Err(cp::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(None)
                 }
                 Err(e) => Err(ckpt_error(step, e)),
             }

@@ -1,11 +1,11 @@
 //! Running a task graph's tasks, one at a time, in whatever order an executor picks.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_sample::Key;
 
-use crate::checkpoints::{assemble, load, save};
+use crate::checkpoints::{Found, assemble, load, load_attribute, save};
 use crate::data::{AnyPartition, Counts, Model};
 use crate::program::{Executed, InputPartition, Plan, Program};
 use crate::report::Report;
@@ -330,7 +330,7 @@ impl<'a> Execution<'a> {
         let earlier = ck.saving_steps_through(info.steps(), step);
         let mut warnings = Vec::new();
         let data = info.steps()[step].output();
-        let found = load(
+        let mut found = load(
             data,
             ck.options(),
             info.steps()[step].name(),
@@ -338,12 +338,35 @@ impl<'a> Execution<'a> {
             &keys,
             &mut warnings,
         )?;
+        // The attributes that steps before it saved are set again on the
+        // samples read back; a sample missing one is computed again.
+        let mut attributes = Vec::new();
+        for (s, prev) in info.steps().iter().enumerate().take(step) {
+            if let (Some(name), true) = (prev.output_attribute(), ck.saves(s)) {
+                let values = load_attribute(ck.options(), prev.name(), &keys, &mut warnings)?;
+                for (f, v) in found.iter_mut().zip(&values) {
+                    if v.is_none() && matches!(f, Found::Data(_)) {
+                        *f = Found::Recompute;
+                    }
+                }
+                attributes.push((name, values));
+            }
+        }
         let redo: Vec<usize> = found
             .iter()
             .enumerate()
-            .filter_map(|(i, f)| matches!(f, crate::checkpoints::Found::Recompute).then_some(i))
+            .filter_map(|(i, f)| matches!(f, Found::Recompute).then_some(i))
             .collect();
-        let (metas, again) = input.split(&redo)?;
+        let (mut metas, again) = input.split(&redo)?;
+        for (k, meta) in metas.iter_mut().enumerate() {
+            if let (Some(Ok(meta)), Found::Data(_)) = (meta, &found[k]) {
+                for (name, values) in &attributes {
+                    if let Some(v) = &values[k] {
+                        Arc::make_mut(meta).set_attr(name, v.clone());
+                    }
+                }
+            }
+        }
         let recomputed = if redo.is_empty() {
             None
         } else {
@@ -430,7 +453,14 @@ pub fn save_outputs(info: &Program, step: usize, part: &AnyPartition) -> Result<
     match info.checkpoint() {
         Some(ck) if ck.saves(step) => {
             let s = &info.steps()[step];
-            save(s.output(), ck.options(), s.name(), &ck.rules[step], part)
+            let attribute = s.output_attribute();
+            save(
+                s.output(),
+                ck.options(),
+                (s.name(), attribute),
+                &ck.rules[step],
+                part,
+            )
         }
         _ => Ok(()),
     }

@@ -25,5 +25,5 @@ pub use program::{
     WORKER_ENV, is_worker,
 };
 pub use report::{RanOn, Report, StepReport};
-pub use step::{ProgramStep, StepOp, StepOptions};
+pub use step::{ATTR_EXT, ProgramStep, StepOp, StepOptions};
 pub use survey::{RUN_MARKER, RunMarker};

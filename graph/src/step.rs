@@ -70,6 +70,10 @@ pub trait StepOp: Send + Sync {
     ) -> Result<(AnyPartition, Counts)>;
 }
 
+/// The extension of the checkpoint files of a step whose output goes to an
+/// attribute: the attribute's value, MessagePack.
+pub const ATTR_EXT: &str = ".attr.msgpack";
+
 /// One step of a program: its name, erased operations, how its outputs and
 /// model become bytes, its options and its current model.
 #[derive(Clone)]
@@ -78,7 +82,7 @@ pub struct ProgramStep {
     type_name: &'static str,
     op: Arc<dyn StepOp>,
     output: Arc<dyn DataCodec>,
-    checkpoints: bool,
+    attribute: Option<String>,
     models: Option<Arc<dyn ModelCodec>>,
     pub(crate) opts: StepOptions,
     pub(crate) model: Option<Model>,
@@ -110,7 +114,7 @@ impl ProgramStep {
             type_name,
             op,
             output,
-            checkpoints: true,
+            attribute: None,
             models: None,
             opts: StepOptions::default(),
             model: None,
@@ -124,11 +128,11 @@ impl ProgramStep {
         self
     }
 
-    /// Whether its outputs can be checkpointed (not when they go to an
-    /// attribute: a checkpoint holds data, and the datum did not change).
+    /// Its output goes to sample attribute `name` (none: it becomes the
+    /// datum). Its checkpoint then holds the attribute, one file per sample.
     #[must_use]
-    pub fn checkpointable(mut self, yes: bool) -> Self {
-        self.checkpoints = yes;
+    pub fn attribute(mut self, name: Option<String>) -> Self {
+        self.attribute = name;
         self
     }
 
@@ -171,10 +175,18 @@ impl ProgramStep {
         &*self.output
     }
 
-    /// The extension of the step's checkpoint files; `None` when the step
-    /// cannot checkpoint (its output goes to an attribute).
+    /// The attribute its output goes to, if it does not become the datum.
+    pub fn output_attribute(&self) -> Option<&str> {
+        self.attribute.as_deref()
+    }
+
+    /// The extension of the step's checkpoint files: its output's, or
+    /// [`ATTR_EXT`] when its output goes to an attribute.
     pub fn checkpoint_extension(&self) -> Option<&'static str> {
-        self.checkpoints.then(|| self.output.extension())
+        Some(match self.attribute {
+            Some(_) => ATTR_EXT,
+            None => self.output.extension(),
+        })
     }
 
     /// The model the step has before the run.

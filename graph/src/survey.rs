@@ -234,12 +234,17 @@ pub(crate) fn checkpoint_plan(
     plan.stamps = stamps;
     // A partition may start from step s only if nothing before s is lost by
     // skipping it: no step up to s is refitted in this run (its outputs, and
-    // all later ones, are stale) and none writes an attribute (attributes are
-    // not in checkpoints).
+    // all later ones, are stale) and none writes an attribute that is not
+    // checkpointed (a saved attribute is set again when s is read).
     let first_fit = (0..n).find(|&i| info.fits(i)).unwrap_or(n);
     let first_attr = (0..n)
-        .find(|&i| info.steps[i].checkpoint_extension().is_none())
+        .find(|&i| info.steps[i].output_attribute().is_some() && !plan.saves[i])
         .unwrap_or(n);
+    let is_attr: Vec<bool> = info
+        .steps
+        .iter()
+        .map(|s| s.output_attribute().is_some())
+        .collect();
     // Nor is anything read at or after a step whose files another version wrote.
     let first_stale = (0..n)
         .find(|&i| matches!(plan.lineage[i], Lineage::Stale(_)))
@@ -302,7 +307,8 @@ pub(crate) fn checkpoint_plan(
                         complete = false;
                     }
                 }
-                if complete && !force && i < usable_end {
+                // A partition starts at a datum, never at an attribute.
+                if complete && !force && i < usable_end && !is_attr[i] {
                     start = Some(i);
                 }
             }

@@ -162,6 +162,11 @@ impl Meta {
         &mut self.attrs
     }
 
+    /// Sets attribute `name` (a plain one, replacing any of that name).
+    pub fn set_attr(&mut self, name: &str, value: impl Into<Value>) {
+        self.attrs.insert(name, value);
+    }
+
     pub(crate) fn set_key(&mut self, key: Key) {
         self.key = key;
     }
