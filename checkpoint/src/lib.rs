@@ -7,6 +7,7 @@ mod files;
 mod layout;
 pub mod lineage;
 mod npy;
+pub mod store;
 pub mod verify;
 
 pub use codec::{Codec, CodecError, MsgPack, Npy, default_codec, load, save};

@@ -205,6 +205,12 @@ pub fn renew(step_dir: &Path, stamp: &Stamp, writer: &Writer) -> Result<()> {
     write_stamp(step_dir, stamp, writer)
 }
 
+/// Whether a step folder holds anything but its stamp.
+pub fn has_files(step_dir: &Path) -> bool {
+    fs::read_dir(step_dir)
+        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name() != STAMP_FILE)))
+}
+
 /// Whether `name` is a step folder moved aside by [`renew`].
 pub fn is_aside(name: &str) -> bool {
     name.starts_with('.') && name.contains(&format!("{ASIDE_MARK}.tmp-"))

@@ -2,10 +2,10 @@
 //! before it starts (the checkpoint plan), and the per-sample files written
 //! and read as plain code over each type's [`DataCodec`].
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use bob_pipelines_checkpoint::{self as cp, Durability, HashFn, Layout, Writer};
+use bob_pipelines_checkpoint::{self as cp, Durability, HashFn, Layout, Writer, store};
 use bob_pipelines_sample::{Key, Meta};
 
 use crate::data::{AnyDatum, AnyPartition, AnySlot, DataCodec, Entry, Failed};
@@ -192,7 +192,6 @@ pub(crate) fn save(
     for (i, entry) in data.entries(part)?.into_iter().enumerate() {
         match entry {
             Entry::Sample(meta) => {
-                let path = ck.layout.feature_path(step, meta.key(), ext).map_err(err)?;
                 buf.clear();
                 let encoded = match attribute {
                     Some(name) => meta
@@ -207,43 +206,29 @@ pub(crate) fn save(
                 };
                 encoded.map_err(|reason| {
                     err(cp::Error::Encode {
-                        path: path.clone(),
+                        path: ck.layout.step_dir(step).join(meta.key().as_str()),
                         reason,
                     })
                 })?;
-                ck.writer.write(&path, &buf).map_err(err)?;
-                remove(&ck.layout.failure_path(step, meta.key()).map_err(err)?).map_err(err)?;
+                store::write_output(&ck.layout, &ck.writer, (step, meta.key(), ext), &buf)
+                    .map_err(err)?;
             }
             Entry::Failed(f) if f.step() == step || !rules.saving.iter().any(|s| s == f.step()) => {
-                // Old outputs go first: a kill before the marker leaves
-                // neither, and the sample is computed again; the other order
-                // left an old output that readers prefer to a marker.
                 let stale = std::iter::once((step, ext))
                     .chain(rules.later.iter().map(|(s, e)| (s.as_str(), *e)));
-                for (s, ext) in stale {
-                    remove(&ck.layout.feature_path(s, f.key(), ext).map_err(err)?).map_err(err)?;
-                }
-                cp::failpoint("checkpoint.failure.outputs-removed");
-                let marker = ck.layout.failure_path(step, f.key()).map_err(err)?;
-                let text = format!("{}\n{}", f.step(), f.reason());
-                ck.writer.write(&marker, text.as_bytes()).map_err(err)?;
+                store::write_failure(
+                    &ck.layout,
+                    &ck.writer,
+                    (step, f.key()),
+                    (f.step(), f.reason()),
+                    stale,
+                )
+                .map_err(err)?;
             }
             Entry::Failed(_) => {}
         }
     }
     Ok(())
-}
-
-/// Removes a file that may not exist.
-fn remove(path: &Path) -> std::result::Result<(), cp::Error> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(cp::Error::Io {
-            action: "removing",
-            path: path.to_path_buf(),
-            source: e,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// Reads a partition's outputs of `step`; `earlier` are the checkpointed steps
@@ -263,19 +248,22 @@ pub(crate) fn load(
                 .layout
                 .feature_path(step, key, data.extension())
                 .map_err(|e| ckpt_error(step, e))?;
-            let read = cp::read(&path).and_then(|bytes| {
-                data.decode_datum(&bytes).map_err(|e| cp::Error::Corrupt {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })
+            let read = store::read_if_present(&path).and_then(|bytes| {
+                bytes
+                    .map(|b| {
+                        data.decode_datum(&b).map_err(|e| cp::Error::Corrupt {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })
+                    })
+                    .transpose()
             });
             match read {
-                Ok(v) => Ok(Found::Data(v)),
-                Err(cp::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    Ok(failure_marker(ck, earlier, key).unwrap_or(Found::Recompute))
-                }
+                Ok(Some(v)) => Ok(Found::Data(v)),
+                Ok(None) => Ok(store::failure(&ck.layout, earlier, key).map_or(
+                    Found::Recompute,
+                    |(step, reason)| Found::Failed { step, reason },
+                )),
                 Err(e @ cp::Error::Corrupt { .. }) => {
                     let aside = cp::quarantine(&path).map_err(|e| ckpt_error(step, e))?;
                     warnings.push(format!(
@@ -308,8 +296,8 @@ pub(crate) fn load_attribute(
                 .layout
                 .feature_path(step, key, crate::step::ATTR_EXT)
                 .map_err(|e| ckpt_error(step, e))?;
-            match cp::read(&path) {
-                Ok(bytes) => match rmp_serde::from_slice(&bytes) {
+            match store::read_if_present(&path) {
+                Ok(Some(bytes)) => match rmp_serde::from_slice(&bytes) {
                     Ok(v) => Ok(Some(v)),
                     Err(e) => {
                         drop(bytes);
@@ -322,29 +310,11 @@ pub(crate) fn load_attribute(
                         Ok(None)
                     }
                 },
-                Err(cp::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    Ok(None)
-                }
+                Ok(None) => Ok(None),
                 Err(e) => Err(ckpt_error(step, e)),
             }
         })
         .collect()
-}
-
-/// The failure recorded for `key` at one of `steps`: a marker holds the step
-/// where the sample failed, a newline, and why.
-fn failure_marker(ck: &Checkpoints, steps: &[String], key: &Key) -> Option<Found> {
-    steps.iter().find_map(|s| {
-        let path = ck.layout.failure_path(s, key).ok()?;
-        let text = std::fs::read_to_string(&path).ok()?;
-        let (step, reason) = text.split_once('\n').unwrap_or((s.as_str(), text.as_str()));
-        Some(Found::Failed {
-            step: step.to_owned(),
-            reason: reason.to_owned(),
-        })
-    })
 }
 
 /// Puts a partition together from what was read, the input samples' metadata

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bob_pipelines_checkpoint::store::{self, SampleState};
 use bob_pipelines_checkpoint::{self as cp, lineage};
 use lineage::Stamp;
 
@@ -106,62 +107,61 @@ pub(crate) fn checkpoint_plan(
         let path = options
             .model_path(&step.name)
             .filter(|_| wanted && step.requires_fit());
-        if let Some(path) = path {
-            match cp::read(&path) {
-                Ok(bytes) => match step.decode_model(&bytes) {
-                    Ok(model) => {
-                        let want = upstream.clone().map(|up| stamp_of(step, None, up));
-                        let have = lineage::read_stamp_file(&model_stamp(&path))
-                            .map_err(|e| ckpt_error(&step.name, e))?;
-                        let fitted_on_these = match (have, want) {
-                            (Some(have), Some(want)) if have == want => true,
-                            (None, Some(_)) => {
-                                warnings.push(format!(
-                                    "step `{}`: its model file has no lineage stamp (an older \
+        let bytes = match &path {
+            Some(path) => store::read_if_present(path).map_err(|e| ckpt_error(&step.name, e))?,
+            None => None,
+        };
+        if let (Some(path), Some(bytes)) = (path, bytes) {
+            match step.decode_model(&bytes) {
+                Ok(model) => {
+                    let want = upstream.clone().map(|up| stamp_of(step, None, up));
+                    let have = lineage::read_stamp_file(&model_stamp(&path))
+                        .map_err(|e| ckpt_error(&step.name, e))?;
+                    let fitted_on_these = match (have, want) {
+                        (Some(have), Some(want)) if have == want => true,
+                        (None, Some(_)) => {
+                            warnings.push(format!(
+                                "step `{}`: its model file has no lineage stamp (an older \
                                      version of bob-pipelines wrote it) and is taken as current",
-                                    step.name
-                                ));
-                                true
-                            }
-                            (Some(have), Some(want)) => {
-                                let changes = want.changes(&have);
-                                // Said after the step folders: a change before
-                                // this step is the one to name first.
-                                if options.when_changed() == OnChange::Error {
-                                    model_changed.get_or_insert(Error::Changed {
-                                        step: step.name.clone(),
-                                        changes: changes.clone(),
-                                        dir: path.clone(),
-                                    });
-                                }
-                                warnings.push(format!(
-                                    "step `{}`: its model was fitted on other inputs ({}): \
-                                     fitted again",
-                                    step.name,
-                                    changes.join("; ")
-                                ));
-                                false
-                            }
-                            (_, None) => false,
-                        };
-                        if fitted_on_these {
-                            step.model = Some(model);
-                            from_disk[i] = true;
-                            hashes[i] = Some(model_hash(&bytes));
+                                step.name
+                            ));
+                            true
                         }
+                        (Some(have), Some(want)) => {
+                            let changes = want.changes(&have);
+                            // Said after the step folders: a change before
+                            // this step is the one to name first.
+                            if options.when_changed() == OnChange::Error {
+                                model_changed.get_or_insert(Error::Changed {
+                                    step: step.name.clone(),
+                                    changes: changes.clone(),
+                                    dir: path.clone(),
+                                });
+                            }
+                            warnings.push(format!(
+                                "step `{}`: its model was fitted on other inputs ({}): \
+                                     fitted again",
+                                step.name,
+                                changes.join("; ")
+                            ));
+                            false
+                        }
+                        (_, None) => false,
+                    };
+                    if fitted_on_these {
+                        step.model = Some(model);
+                        from_disk[i] = true;
+                        hashes[i] = Some(model_hash(&bytes));
                     }
-                    Err(e) => {
-                        drop(bytes);
-                        let aside = cp::quarantine(&path).map_err(|e| ckpt_error(&step.name, e))?;
-                        warnings.push(format!(
-                            "{e}; model file moved aside to {} and refitted",
-                            aside.display()
-                        ));
-                    }
-                },
-                Err(cp::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ckpt_error(&step.name, e)),
+                }
+                Err(e) => {
+                    drop(bytes);
+                    let aside = cp::quarantine(&path).map_err(|e| ckpt_error(&step.name, e))?;
+                    warnings.push(format!(
+                        "{e}; model file moved aside to {} and refitted",
+                        aside.display()
+                    ));
+                }
             }
         }
         let refit = mode != Mode::Transform && step.requires_fit() && !from_disk[i];
@@ -193,7 +193,7 @@ pub(crate) fn checkpoint_plan(
                 match lineage::read_stamp(&dir).map_err(|e| ckpt_error(&info.steps[i].name, e))? {
                     Some(have) if &have == want => Lineage::Current,
                     Some(have) => Lineage::Stale(want.changes(&have)),
-                    None if has_files(&dir) => {
+                    None if lineage::has_files(&dir) => {
                         warnings.push(format!(
                             "step `{}`: its checkpoints have no lineage stamp (an older version of \
                          bob-pipelines wrote them) and are taken as current; remove {} to \
@@ -256,7 +256,7 @@ pub(crate) fn checkpoint_plan(
 
     // A run that did not finish may have left temp files: only then walk the
     // step folders to remove them (a walk costs more than the run's own checks).
-    if layout.features_dir().join(RUN_MARKER).exists() {
+    if store::unfinished(layout.features_dir()) {
         for (step, _) in info.steps.iter().zip(&plan.saves).filter(|(_, s)| **s) {
             cp::clean_temps(&layout.step_dir(&step.name), true)
                 .map_err(|e| ckpt_error(&step.name, e))?;
@@ -293,18 +293,14 @@ pub(crate) fn checkpoint_plan(
             for i in (0..n).filter(|&i| plan.saves[i] && i < first_stale) {
                 let mut complete = true;
                 for (k, base) in bases.iter().enumerate() {
-                    let mut has = |ext: &str| {
-                        path.clone_from(&dirs[i]);
-                        path.push(format!("{base}{ext}"));
-                        path.is_file()
-                    };
-                    if has(exts[i]) {
-                        stats[i].on_disk += 1;
-                    } else if has(cp::FAILED_EXT) {
-                        stats[i].known_failed += 1;
-                        failed_before[k] = true;
-                    } else if !failed_before[k] {
-                        complete = false;
+                    match store::sample_state(&dirs[i], base, exts[i], &mut path) {
+                        SampleState::Output => stats[i].on_disk += 1,
+                        SampleState::Failed => {
+                            stats[i].known_failed += 1;
+                            failed_before[k] = true;
+                        }
+                        SampleState::Missing if !failed_before[k] => complete = false,
+                        SampleState::Missing => {}
                     }
                 }
                 // A partition starts at a datum, never at an attribute.
@@ -397,12 +393,6 @@ impl Program {
     }
 }
 
-/// Whether a folder holds anything but its stamp.
-fn has_files(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir)
-        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name() != lineage::STAMP_FILE)))
-}
-
 /// The marker a checkpointed run keeps in its features folder while it runs
 /// ([`RUN_MARKER`]): if the run dies, the next one knows to look for the temp
 /// files it left. Dropped without [`done`](Self::done), it stays.
@@ -422,15 +412,7 @@ impl RunMarker {
             return Ok(RunMarker(None));
         };
         let root = c.options().layout().features_dir();
-        // A run killed while writing its marker left the marker's temp file
-        // (and no marker to say so): the root holds no other temp.
-        cp::clean_temps(root, false).map_err(folder_error)?;
-        lineage::remove_aside(root, false);
-        let path = root.join(RUN_MARKER);
-        c.options()
-            .writer()
-            .write(&path, std::process::id().to_string().as_bytes())
-            .map_err(folder_error)?;
+        let path = store::begin_run(root, c.options().writer()).map_err(folder_error)?;
         // Before any output is written: stale folders renewed, new ones stamped.
         for (i, stamp) in c.stamps.iter().enumerate().take(program.transform_end()) {
             if let (true, Some(stamp)) = (c.saves[i], stamp) {
@@ -444,10 +426,7 @@ impl RunMarker {
     /// folders it renewed are gone with their stale files.
     pub fn done(self) {
         if let Some(path) = self.0 {
-            if let Some(root) = path.parent() {
-                lineage::remove_aside(root, true);
-            }
-            let _ = std::fs::remove_file(path);
+            store::end_run(&path);
         }
     }
 }
@@ -466,7 +445,7 @@ pub(crate) fn ensure_stamp(
     let writer = ck.options.writer();
     match lineage::read_stamp(&dir).map_err(|e| ckpt_error(step, e))? {
         Some(have) if &have == stamp => Ok(()),
-        None if adopt || !has_files(&dir) => lineage::write_stamp(&dir, stamp, writer),
+        None if adopt || !lineage::has_files(&dir) => lineage::write_stamp(&dir, stamp, writer),
         _ => lineage::renew(&dir, stamp, writer),
     }
     .map_err(|e| ckpt_error(step, e))
