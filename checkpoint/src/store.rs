@@ -26,8 +26,10 @@ pub enum SampleState {
 /// `scratch` is reused between calls.
 pub fn sample_state(step_dir: &Path, base: &str, ext: &str, scratch: &mut PathBuf) -> SampleState {
     let mut has = |ext: &str| {
-        scratch.clone_from(&step_dir.to_path_buf());
-        scratch.push(format!("{base}{ext}"));
+        scratch.clear();
+        scratch.push(step_dir);
+        scratch.push(base);
+        scratch.as_mut_os_string().push(ext);
         scratch.is_file()
     };
     if has(ext) {
