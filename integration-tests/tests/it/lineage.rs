@@ -48,6 +48,15 @@ impl Transformer for Affine {
     }
 }
 
+/// `Affine` that changes nothing.
+fn identity() -> Affine {
+    Affine {
+        a: 1.0,
+        b: 0.0,
+        fail: None,
+    }
+}
+
 /// Learns the mean, plus a shift its author did not declare (new training
 /// data would change the model the same way).
 struct Mean {
@@ -222,15 +231,7 @@ fn a_new_version_of_a_step_is_noticed() {
     let t = TempDir::new("lineage-version");
     let p = |v: &str| {
         Pipeline::new()
-            .then(
-                Step::new(Affine {
-                    a: 1.0,
-                    b: 0.0,
-                    fail: None,
-                })
-                .name("scale")
-                .version(v),
-            )
+            .then(Step::new(identity()).name("scale").version(v))
             .checkpoint(Checkpoints::new(t.0.join("features")))
     };
     let ex = by_name("single-threaded").unwrap();
@@ -271,14 +272,7 @@ fn a_folder_of_a_step_the_pipeline_no_longer_has_is_named() {
     let t = TempDir::new("lineage-orphan");
     let p = |name: &str| {
         Pipeline::new()
-            .then(
-                Step::new(Affine {
-                    a: 1.0,
-                    b: 0.0,
-                    fail: None,
-                })
-                .name(name),
-            )
+            .then(Step::new(identity()).name(name))
             .checkpoint(Checkpoints::new(t.0.join("features")))
     };
     let ex = by_name("single-threaded").unwrap();
@@ -295,14 +289,7 @@ fn a_folder_of_a_step_the_pipeline_no_longer_has_is_named() {
 fn verify_accepts_the_default_layout_with_models_beside_the_steps() {
     let t = TempDir::new("lineage-verify");
     let mut p = Pipeline::new()
-        .then(
-            Step::new(Affine {
-                a: 1.0,
-                b: 0.0,
-                fail: None,
-            })
-            .name("scale"),
-        )
+        .then(Step::new(identity()).name("scale"))
         .then(Step::fit(Mean { shift: 0.0 }).name("center"))
         .checkpoint(Checkpoints::new(t.0.clone()));
     p.fit_transform(samples())
@@ -369,27 +356,30 @@ fn result(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("result.json")).unwrap()
 }
 
-#[test]
-fn a_refit_killed_after_its_model_is_saved_never_serves_the_old_models_outputs() {
-    if !failpoints_or_skip("a_refit_killed_after_its_model_is_saved…") {
-        return;
-    }
-    let t = TempDir::new("lineage-refit");
+/// A first run; then new training data (the model changes, nothing about
+/// the step does), refitted by a child that dies at `failpoint`; then a
+/// rerun, which must end as an uninterrupted run with the new model.
+fn refit_killed_at(name: &str, failpoint: &str) -> TempDir {
+    let t = TempDir::new(name);
     assert!(child(&t.0, &[]));
-    // New training data: the model changes, nothing about the step does.
     std::fs::remove_file(t.0.join("models/center.msgpack")).unwrap();
-    let killed = child(&t.0, &[(SHIFT_ENV, "1"), (FAILPOINT_ENV, "model.saved")]);
-    assert!(!killed, "the child died at the failpoint");
-    assert!(
-        t.0.join("models/center.msgpack").is_file(),
-        "the new model is saved"
-    );
+    let killed = child(&t.0, &[(SHIFT_ENV, "1"), (FAILPOINT_ENV, failpoint)]);
+    assert!(!killed, "the child died at {failpoint}");
     assert!(child(&t.0, &[(SHIFT_ENV, "1")]));
     let want = reference(&Setup {
         shift: 1.0,
         ..Setup::default()
     });
     assert_eq!(result(&t.0), format!("{want:?}"));
+    t
+}
+
+#[test]
+fn a_refit_killed_after_its_model_is_saved_never_serves_the_old_models_outputs() {
+    if failpoints_or_skip("a_refit_killed_after_its_model_is_saved…") {
+        let t = refit_killed_at("lineage-refit", "model.saved");
+        assert!(t.0.join("models/center.msgpack").is_file());
+    }
 }
 
 #[test]
@@ -422,22 +412,9 @@ fn a_renewal_killed_after_the_folder_is_moved_aside_ends_right() {
     if !failpoints_or_skip("a_renewal_killed…") {
         return;
     }
-    let t = TempDir::new("lineage-renew");
-    assert!(child(&t.0, &[]));
-    std::fs::remove_file(t.0.join("models/center.msgpack")).unwrap();
-    // The refit's model differs: `center` and `spread` are renewed; die
-    // after the first folder is moved aside, before its new stamp.
-    let killed = child(
-        &t.0,
-        &[(SHIFT_ENV, "2"), (FAILPOINT_ENV, "lineage.moved-aside")],
-    );
-    assert!(!killed, "the child died at the failpoint");
-    assert!(child(&t.0, &[(SHIFT_ENV, "2")]));
-    let want = reference(&Setup {
-        shift: 2.0,
-        ..Setup::default()
-    });
-    assert_eq!(result(&t.0), format!("{want:?}"));
+    // The refit's model differs: `center` and `spread` are renewed; the
+    // child dies after the first folder is moved aside, before its stamp.
+    let t = refit_killed_at("lineage-renew", "lineage.moved-aside");
     let left: Vec<String> = std::fs::read_dir(t.0.join("features"))
         .unwrap()
         .flatten()
