@@ -143,3 +143,65 @@ pub fn end_run(marker: &Path) {
     }
     let _ = fs::remove_file(marker);
 }
+
+/// Removes the failure markers of `features_dir` (of step `step` only, when
+/// given), so that the next run tries those samples again. Returns how many.
+///
+/// # Errors
+/// [`Error::NotFeatures`] naming the step folders there are, when `step` is
+/// not one of them; [`Error::Io`] for a folder or marker that cannot be
+/// listed or removed.
+pub fn clean_failed(features_dir: &Path, step: Option<&str>) -> Result<usize> {
+    let dirs: Vec<PathBuf> = match step {
+        Some(s) => {
+            let dir = features_dir.join(s);
+            if !dir.is_dir() {
+                let mut steps: Vec<String> = fs::read_dir(features_dir)
+                    .map(|d| {
+                        d.flatten()
+                            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|n| !n.starts_with('.'))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                steps.sort();
+                return Err(Error::NotFeatures {
+                    path: features_dir.to_path_buf(),
+                    reason: format!(
+                        "it has no step folder `{s}`; its steps: {}",
+                        if steps.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            steps.join(", ")
+                        }
+                    ),
+                });
+            }
+            vec![dir]
+        }
+        None => vec![features_dir.to_path_buf()],
+    };
+    let mut removed = 0;
+    let mut failed = None;
+    for dir in dirs {
+        crate::files::walk(&dir, &mut |p| {
+            let is_marker = p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().ends_with(FAILED_EXT));
+            if is_marker {
+                match fs::remove_file(p) {
+                    Ok(()) => removed += 1,
+                    Err(source) => {
+                        failed.get_or_insert(Error::Io {
+                            action: "removing",
+                            path: p.to_path_buf(),
+                            source,
+                        });
+                    }
+                }
+            }
+        })?;
+    }
+    failed.map_or(Ok(removed), Err)
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use bob_pipelines::checkpoint::verify;
+use bob_pipelines::checkpoint::{store, verify};
 use bob_pipelines::sge::bobrc::Rc;
 use clap::{Parser, Subcommand};
 
@@ -42,6 +42,18 @@ enum Checkpoint {
     },
     /// Counts files, sizes and times per step, from metadata only.
     Stats {
+        /// The features folder.
+        dir: PathBuf,
+    },
+    /// Removes failure markers, so the next run tries those samples again
+    /// (a missing file restored, a transient error gone).
+    Clean {
+        /// Remove the failure markers (required: nothing else is removed).
+        #[arg(long, required = true)]
+        failed: bool,
+        /// Only those of this step.
+        #[arg(long)]
+        step: Option<String>,
         /// The features folder.
         dir: PathBuf,
     },
@@ -103,6 +115,15 @@ fn checkpoint(action: Checkpoint) -> Result<ExitCode, Box<dyn std::error::Error>
         Checkpoint::Stats { dir } => {
             println!("{}", verify::stats(&dir)?);
             eprintln!("in {:.2?}", t0.elapsed());
+            Ok(ExitCode::SUCCESS)
+        }
+        Checkpoint::Clean {
+            failed: _,
+            step,
+            dir,
+        } => {
+            let n = store::clean_failed(&dir, step.as_deref())?;
+            println!("removed {n} failure markers: the next run tries those samples again");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -17,7 +17,7 @@ pub use bob_pipelines_sample::BoxError;
 pub use error::{Error, Op, Result};
 pub use lazy::Lazy;
 pub use outputs::{LOAD_STEP, Outputs, SampleSource, SetOutputs};
-pub use partitioning::{MAX_AUTO_PARTITION, MIN_AUTO_PARTITION, Partitioning};
+pub use partitioning::{MAX_AUTO_PARTITION, Partitioning};
 pub use pipeline::{Pipeline, SetSource, StepInfo};
 pub use step::{
     Fitting, FromAttr, FromData, InputAdapter, IntoStep, Kind, Options, OutputAdapter, Stateless,

@@ -5,10 +5,11 @@ use crate::{Error, Result};
 /// How the input samples are cut into partitions (bob's `ToDaskBag` options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Partitioning {
-    /// About 16 partitions of 256 to 16 384 samples each (one partition below
-    /// 256 samples). It depends only on the number of samples — never on this
-    /// machine — so every process that builds the same pipeline builds the same
-    /// graph.
+    /// About 16 partitions of at most 16 384 samples each, and never fewer than
+    /// `min(N, 16)`: a small run is spread too (200 samples make 16
+    /// partitions of 13). It depends only on the number of samples — never on
+    /// this machine — so every process that builds the same pipeline builds
+    /// the same graph.
     #[default]
     Auto,
     /// About this many partitions (bob's `npartitions`): partitions of
@@ -21,9 +22,6 @@ pub enum Partitioning {
 
 /// The most samples [`Partitioning::Auto`] puts in one partition.
 pub const MAX_AUTO_PARTITION: usize = 1 << 14;
-/// The fewest samples [`Partitioning::Auto`] puts in one partition (when there
-/// are that many): smaller tasks cost more in scheduling than they win.
-pub const MIN_AUTO_PARTITION: usize = 256;
 
 impl Partitioning {
     /// The lengths of the partitions of `n` samples, in order.
@@ -32,7 +30,7 @@ impl Partitioning {
     /// [`Error::Partitioning`] for zero partitions or a partition size of zero.
     pub fn lengths(self, n: usize) -> Result<Vec<usize>> {
         let size = match self {
-            Partitioning::Auto => n.div_ceil(16).clamp(MIN_AUTO_PARTITION, MAX_AUTO_PARTITION),
+            Partitioning::Auto => n.div_ceil(16).clamp(1, MAX_AUTO_PARTITION),
             Partitioning::Count(0) => {
                 return Err(Error::Partitioning("npartitions must be at least 1".into()));
             }
@@ -49,5 +47,23 @@ impl Partitioning {
             lens.push(n % size);
         }
         Ok(lens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_run_is_spread_and_a_large_one_capped() {
+        let auto = |n| Partitioning::Auto.lengths(n).unwrap();
+        // 200 samples: 16 partitions (15 × 13 + 5), not one.
+        assert_eq!(auto(200).len(), 16);
+        assert_eq!(auto(200).iter().sum::<usize>(), 200);
+        assert_eq!(auto(5), [1; 5]);
+        assert!(auto(0).is_empty());
+        let big = auto(1_000_000);
+        assert!(big.iter().all(|&l| l <= MAX_AUTO_PARTITION));
+        assert_eq!(big.len(), 1_000_000usize.div_ceil(MAX_AUTO_PARTITION));
     }
 }

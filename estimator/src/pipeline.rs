@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 
 use crate::lazy::{Lazy, Steps};
 use crate::outputs::{Outputs, SampleSource, SetOutputs};
+use crate::partitioning::Partitioning;
 use crate::step::{BuiltStep, IntoStep, short_type_name};
 use crate::{Error, Result};
 
@@ -326,8 +327,22 @@ where
         sets: impl IntoIterator<Item = S>,
         executor: &(impl Executor + ?Sized),
     ) -> Result<Report> {
+        self.fit_sets_with(sets, Partitioning::Auto, executor)
+    }
+
+    /// [`fit_sets`](Self::fit_sets) with the sets' samples cut by `partitioning`.
+    ///
+    /// # Errors
+    /// As [`fit_sets`](Self::fit_sets).
+    pub fn fit_sets_with<S: SetSource<I>>(
+        &mut self,
+        sets: impl IntoIterator<Item = S>,
+        partitioning: Partitioning,
+        executor: &(impl Executor + ?Sized),
+    ) -> Result<Report> {
         let (_, samples) = flatten(sets)?;
-        Ok(self.fit(samples).compute(executor)?.report)
+        let lazy = self.fit(samples).partitioning(partitioning);
+        Ok(lazy.compute(executor)?.report)
     }
 
     /// [`transform`](Self::transform) for sets, computed on `executor`: every
@@ -341,8 +356,23 @@ where
         sets: impl IntoIterator<Item = S>,
         executor: &(impl Executor + ?Sized),
     ) -> Result<SetOutputs<O>> {
+        self.transform_sets_with(sets, Partitioning::Auto, executor)
+    }
+
+    /// [`transform_sets`](Self::transform_sets) with the sets' samples cut
+    /// by `partitioning`.
+    ///
+    /// # Errors
+    /// As [`transform_sets`](Self::transform_sets).
+    pub fn transform_sets_with<S: SetSource<I>>(
+        &self,
+        sets: impl IntoIterator<Item = S>,
+        partitioning: Partitioning,
+        executor: &(impl Executor + ?Sized),
+    ) -> Result<SetOutputs<O>> {
         let (layout, samples) = flatten(sets)?;
-        Ok(regroup(layout, self.transform(samples).compute(executor)?))
+        let lazy = self.transform(samples).partitioning(partitioning);
+        Ok(regroup(layout, lazy.compute(executor)?))
     }
 
     /// [`fit_transform`](Self::fit_transform) for sets, computed on `executor`.
@@ -354,11 +384,23 @@ where
         sets: impl IntoIterator<Item = S>,
         executor: &(impl Executor + ?Sized),
     ) -> Result<SetOutputs<O>> {
+        self.fit_transform_sets_with(sets, Partitioning::Auto, executor)
+    }
+
+    /// [`fit_transform_sets`](Self::fit_transform_sets) with the sets'
+    /// samples cut by `partitioning`.
+    ///
+    /// # Errors
+    /// As [`fit_transform_sets`](Self::fit_transform_sets).
+    pub fn fit_transform_sets_with<S: SetSource<I>>(
+        &mut self,
+        sets: impl IntoIterator<Item = S>,
+        partitioning: Partitioning,
+        executor: &(impl Executor + ?Sized),
+    ) -> Result<SetOutputs<O>> {
         let (layout, samples) = flatten(sets)?;
-        Ok(regroup(
-            layout,
-            self.fit_transform(samples).compute(executor)?,
-        ))
+        let lazy = self.fit_transform(samples).partitioning(partitioning);
+        Ok(regroup(layout, lazy.compute(executor)?))
     }
 }
 

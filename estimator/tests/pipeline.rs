@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bob_pipelines_estimator::{
-    Batch, BoxError, Error, Failure, Fit, InMemory, LOAD_STEP, Options, Pipeline, SampleResult,
-    Step, Tags, Transformer,
+    Batch, BoxError, Error, Failure, Fit, InMemory, LOAD_STEP, Options, Partitioning, Pipeline,
+    SampleResult, Step, Tags, Transformer,
 };
 use bob_pipelines_graph::Error as RunError;
 use bob_pipelines_sample::{DelayedSample, DelayedSampleSet, Sample, SampleSet};
@@ -110,7 +110,12 @@ fn fit_ignores_failed_samples_and_sees_the_previous_steps_output() {
         .then(Add(100))
         .then(LearnSum { seen: seen.clone() });
     assert!(p.requires_fit() && !p.is_fitted());
-    let out = p.fit_transform(samples(10)).compute(&InMemory).unwrap();
+    // One batch: `FailEven` fails by position in its batch.
+    let out = p
+        .fit_transform(samples(10))
+        .npartitions(1)
+        .compute(&InMemory)
+        .unwrap();
     assert_eq!(
         seen.load(Ordering::SeqCst),
         5,
@@ -121,7 +126,11 @@ fn fit_ignores_failed_samples_and_sees_the_previous_steps_output() {
     assert!(p.is_fitted());
     assert!(out.report().steps[2].fitted);
     // A later transform reuses the model: no new fit.
-    let again = p.transform(samples(10)).compute(&InMemory).unwrap();
+    let again = p
+        .transform(samples(10))
+        .npartitions(1)
+        .compute(&InMemory)
+        .unwrap();
     assert_eq!(data(&again), data(&out));
     assert_eq!(seen.load(Ordering::SeqCst), 5);
 }
@@ -336,6 +345,7 @@ fn wrong_number_of_outputs_names_the_step() {
     let e = Pipeline::new()
         .then(Short)
         .transform(samples(4))
+        .npartitions(1)
         .compute(&InMemory)
         .unwrap_err();
     match e {
@@ -368,6 +378,7 @@ fn shape_mismatch_in_a_batch_names_step_and_sample() {
     let msg = Pipeline::new()
         .then(Stacker)
         .transform(s)
+        .npartitions(1)
         .compute(&InMemory)
         .unwrap_err()
         .to_string();
@@ -525,9 +536,10 @@ fn sets_are_transformed_sample_by_sample_and_kept() {
         SampleSet::new("s1", samples(3)).with_attr("subject", "alice"),
         SampleSet::new("s2", samples(4)).with_attr("subject", "bob"),
     ];
+    // One batch across both sets (a partitioning, as the other entry points).
     let out = Pipeline::new()
         .then(FailEven)
-        .transform_sets(sets, &InMemory)
+        .transform_sets_with(sets, Partitioning::Count(1), &InMemory)
         .unwrap();
     let sets = out.sets();
     assert_eq!(sets.len(), 2);

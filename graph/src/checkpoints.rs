@@ -28,6 +28,7 @@ pub struct Checkpoints {
     force: bool,
     writer: Writer,
     on_change: OnChange,
+    retry_failed: bool,
 }
 
 /// What a run does with checkpoints that another version of a step wrote
@@ -51,6 +52,7 @@ impl Checkpoints {
             force: false,
             writer: Writer::new(),
             on_change: OnChange::Recompute,
+            retry_failed: false,
         }
     }
 
@@ -102,6 +104,20 @@ impl Checkpoints {
     pub fn on_change(mut self, on_change: OnChange) -> Self {
         self.on_change = on_change;
         self
+    }
+
+    /// Tries again the samples that failed in an earlier run (their failure
+    /// markers are not read): a missing file restored, a transient error
+    /// gone. By default a known failure is reported, not retried.
+    #[must_use]
+    pub fn retry_failed(mut self, retry: bool) -> Self {
+        self.retry_failed = retry;
+        self
+    }
+
+    /// Whether known failures are tried again.
+    pub fn retries_failed(&self) -> bool {
+        self.retry_failed
     }
 
     /// What is done with checkpoints another version of a step wrote.

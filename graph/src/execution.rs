@@ -327,7 +327,12 @@ impl<'a> Execution<'a> {
             .checkpoint()
             .ok_or_else(|| self.missing("a checkpoint plan".to_owned()))?;
         let keys = input.keys()?;
-        let earlier = ck.saving_steps_through(info.steps(), step);
+        // Failure markers count unless known failures are tried again.
+        let earlier = if ck.options().retries_failed() {
+            Vec::new()
+        } else {
+            ck.saving_steps_through(info.steps(), step)
+        };
         let mut warnings = Vec::new();
         let data = info.steps()[step].output();
         let mut found = load(
@@ -381,8 +386,13 @@ impl<'a> Execution<'a> {
             }
             Some(part)
         };
+        let known_failed = found
+            .iter()
+            .filter(|f| matches!(f, Found::Failed { .. }))
+            .count();
         let part = assemble(data, found, metas, recomputed)?;
         let mut r = lock(&self.report);
+        r.known_failed += known_failed;
         r.from_checkpoints += keys.len() - redo.len();
         r.recomputed += redo.len();
         for w in warnings {

@@ -76,6 +76,10 @@ pub struct Report {
     pub from_checkpoints: usize,
     /// Samples recomputed because their checkpoint file was missing or corrupt.
     pub recomputed: usize,
+    /// Samples that failed in an earlier run and were not tried again (their
+    /// failure markers were read; see `Checkpoints::retry_failed`).
+    #[serde(default)]
+    pub known_failed: usize,
     /// Things the user should know that did not stop the run.
     pub warnings: Vec<String>,
     /// Wall time of the whole run.
@@ -123,6 +127,15 @@ impl fmt::Display for Report {
                 f,
                 "{} samples read from checkpoints ({} recomputed: missing or corrupt files)",
                 self.from_checkpoints, self.recomputed
+            )?;
+        }
+        if self.known_failed > 0 {
+            writeln!(
+                f,
+                "{} samples failed in an earlier run and were not tried again: \
+                 Checkpoints::retry_failed(true), or `bob-pipelines checkpoint clean --failed \
+                 <features>`, tries them again",
+                self.known_failed
             )?;
         }
         for w in &self.warnings {

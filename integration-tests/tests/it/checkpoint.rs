@@ -853,3 +853,79 @@ fn a_datum_of_another_shape_read_back_names_its_file_and_how_to_recompute_it() {
         assert!(e.contains(part), "{part} missing in: {e}");
     }
 }
+
+#[test]
+fn a_failure_that_went_away_is_tried_again_when_asked() {
+    let t = TempDir::new("retry");
+    let restored = t.0.join("k5.present");
+    let ex = by_name("single-threaded").unwrap();
+    let inputs = || {
+        (0..8)
+            .map(|i| {
+                let restored = restored.clone();
+                DelayedSample::new(format!("k{i}"), move || {
+                    if i == 5 && !restored.exists() {
+                        Err(std::io::Error::other("No such file or directory"))
+                    } else {
+                        Ok(Array1::from_elem(2, i as f64))
+                    }
+                })
+                .with_attr("gain", 2.0)
+            })
+            .collect::<Vec<_>>()
+    };
+    let p = |retry: bool| {
+        let calls = Arc::new(AtomicUsize::new(0));
+        Pipeline::new()
+            .then(
+                Step::new(Scale { calls })
+                    .name("scale")
+                    .transform_extra("gain", "gain"),
+            )
+            .checkpoint(Checkpoints::new(t.0.join("features")).retry_failed(retry))
+    };
+    let k5 = |out: &Outputs<Array1<f64>>| out.iter().nth(5).unwrap().is_ok();
+    let out = p(false).transform(inputs()).compute(&ex).unwrap();
+    assert!(!k5(&out));
+    // The file is back; a plain rerun still reports the known failure, and
+    // says how to try it again.
+    std::fs::write(&restored, b"").unwrap();
+    let out = p(false).transform(inputs()).compute(&ex).unwrap();
+    assert!(!k5(&out));
+    assert_eq!(out.report().known_failed, 1);
+    let shown = out.report().to_string();
+    assert!(
+        shown.contains("retry_failed(true)") && shown.contains("clean --failed"),
+        "{shown}"
+    );
+    // Asked, it tries again: only k5 is computed.
+    let out = p(true).transform(inputs()).compute(&ex).unwrap();
+    assert!(k5(&out), "{}", out.report());
+    assert_eq!(out.report().recomputed, 1);
+    assert_eq!(
+        p(false)
+            .transform(inputs())
+            .compute(&ex)
+            .unwrap()
+            .report()
+            .known_failed,
+        0
+    );
+
+    // The command's way: remove the markers, of one step or all.
+    std::fs::remove_file(&restored).unwrap();
+    let features = t.0.join("features");
+    std::fs::remove_dir_all(&features).unwrap();
+    let out = p(false).transform(inputs()).compute(&ex).unwrap();
+    assert!(!k5(&out));
+    let e = bob_pipelines::checkpoint::store::clean_failed(&features, Some("sacle")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("no step folder `sacle`; its steps: scale"),
+        "{e}"
+    );
+    let n = bob_pipelines::checkpoint::store::clean_failed(&features, Some("scale")).unwrap();
+    assert_eq!(n, 1);
+    std::fs::write(&restored, b"").unwrap();
+    assert!(k5(&p(false).transform(inputs()).compute(&ex).unwrap()));
+}
