@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod batch;
+mod closures;
 mod error;
 mod lazy;
 mod outputs;
@@ -14,6 +15,7 @@ pub use bob_pipelines_graph::{
     Checkpoints, Executor, Failed, InMemory, OnChange, Report, Slot, StepReport,
 };
 pub use bob_pipelines_sample::BoxError;
+pub use closures::{FnStep, how};
 pub use error::{Error, Op, Result};
 pub use lazy::Lazy;
 pub use outputs::{LOAD_STEP, Outputs, SampleSource, SetOutputs};

@@ -667,3 +667,32 @@ fn a_programs_codecs_carry_its_partitions_across_a_process_boundary() {
         .unwrap();
     assert_eq!(again[2].as_ref().unwrap().attr::<u32>("label").unwrap(), 2);
 }
+
+#[test]
+fn closure_steps_map_fail_samples_and_see_whole_batches() {
+    let p = Pipeline::new()
+        .then(Step::map("double", |x: &u32| x * 2))
+        .then(Step::try_map("odd-only", |x: &u32| {
+            if x % 4 == 0 {
+                Err(format!("{x} is a multiple of 4"))
+            } else {
+                Ok(f64::from(*x))
+            }
+        }))
+        .then(Step::batch("share", |b: &Batch<'_, f64>| {
+            let total: f64 = b.iter().sum();
+            Ok(b.iter().map(|x| Ok(x / total)).collect())
+        }));
+    assert_eq!(p.step_names(), ["double", "odd-only", "share"]);
+    let out = p
+        .transform(samples(4))
+        .npartitions(1)
+        .compute(&InMemory)
+        .unwrap();
+    // 0,1,2,3 → 0,2,4,6 → 0 and 4 fail → 2/8, 6/8 of their batch.
+    let kept: Vec<f64> = out.samples().map(|s| *s.data()).collect();
+    assert_eq!(kept, [0.25, 0.75]);
+    let why: Vec<String> = out.failed().map(|f| f.reason().to_owned()).collect();
+    assert_eq!(why, ["0 is a multiple of 4", "4 is a multiple of 4"]);
+    assert!(out.failed().all(|f| f.step() == "odd-only"));
+}

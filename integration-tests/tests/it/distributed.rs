@@ -679,3 +679,38 @@ fn a_panic_on_a_worker_names_task_step_and_keys() {
         assert!(e.contains(part), "{part} missing in: {e}");
     }
 }
+
+/// A closure step on worker processes: each worker builds the same closure
+/// by running this test up to its compute.
+#[test]
+fn closure_steps_run_on_workers_and_checkpoint_under_their_name() {
+    let dir = run_dir("closure");
+    let ex = silent(workers(
+        2,
+        "closure_steps_run_on_workers_and_checkpoint_under_their_name",
+        false,
+    ));
+    let p = |checkpointed: bool| {
+        let p = Pipeline::new()
+            .then(Step::map("scaled", |x: &Array1<f64>| x * 2.0))
+            .then(Step::fit(Mean).name("center"));
+        if checkpointed {
+            p.checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")))
+        } else {
+            p
+        }
+    };
+    let out = p(true)
+        .fit_transform(samples(200))
+        .npartitions(8)
+        .compute(&ex)
+        .unwrap();
+    let want = p(false)
+        .fit_transform(samples(200))
+        .npartitions(8)
+        .compute(&SingleThreaded::new())
+        .unwrap();
+    assert_eq!(bits(&out), bits(&want));
+    assert!(dir.join("features/scaled").is_dir());
+    let _ = std::fs::remove_dir_all(&dir);
+}
