@@ -36,19 +36,33 @@ pub(crate) fn run_task(job: &Execution<'_>, progress: &dyn Progress, i: usize) -
 fn warn_about_resources(job: &Execution<'_>, executor: &str) {
     let graph = job.graph();
     for t in graph.tasks() {
-        if let (Some(r), Some(s)) = (t.resource(), t.step()) {
-            let op = if matches!(t.kind(), TaskKind::Fit { .. }) {
-                "fit_tag"
-            } else {
-                "transform_tag"
-            };
-            job.warn(format!(
-                "step `{}` asks for resource `{r}` ({op}); executor `{executor}` runs every task in \
-                 this process, so the tag is ignored here (it places tasks on clusters)",
-                graph.program().steps()[s].name()
-            ));
+        if let Some(r) = t.resource() {
+            job.warn(ignored_tag(graph, t, r, executor));
         }
     }
+}
+
+/// What a run on one machine says of a resource tag it ignores: the same on
+/// every executor that has no cluster behind it, so one pipeline definition
+/// runs everywhere.
+pub(crate) fn ignored_tag(
+    graph: &bob_pipelines_graph::TaskGraph,
+    task: &bob_pipelines_graph::Task,
+    resource: &str,
+    executor: &str,
+) -> String {
+    let op = if matches!(task.kind(), TaskKind::Fit { .. }) {
+        "fit_tag"
+    } else {
+        "transform_tag"
+    };
+    let step = task
+        .step()
+        .map_or("", |s| graph.program().steps()[s].name());
+    format!(
+        "step `{step}` asks for resource `{resource}` ({op}); executor `{executor}` runs every \
+         task on this machine, so the tag is ignored here (it places tasks on clusters)"
+    )
 }
 
 fn execute_with(

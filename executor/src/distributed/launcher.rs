@@ -72,6 +72,13 @@ pub trait Launcher: Send {
     /// The kinds of worker it can start.
     fn kinds(&self) -> &[WorkerKind];
 
+    /// Whether its workers all run on this machine: a resource tag that no
+    /// kind provides is then ignored, with a warning, as on the thread
+    /// pools; a cluster's launcher refuses it (nothing would ever run it).
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// Starts `n` workers of kind `kind` (an index into [`kinds`](Self::kinds)),
     /// each with `env` in its environment (scheduler address, secret file,
     /// timeouts) plus its own job id, threads and resources. Returns their job
@@ -187,6 +194,10 @@ impl Launcher for LocalProcesses {
 
     fn kinds(&self) -> &[WorkerKind] {
         &self.kinds
+    }
+
+    fn is_local(&self) -> bool {
+        true
     }
 
     fn launch(

@@ -116,7 +116,7 @@ pub(crate) fn run(
 ) -> Result<()> {
     let graph = job.graph();
     let fail = Error::Cannot;
-    check_resources(graph, launcher)?;
+    let ignored = check_resources(job, launcher, executor)?;
     let io = |what: &str, e: std::io::Error| fail(format!("{what}: {e}"));
     let listener =
         TcpListener::bind((settings.bind, 0)).map_err(|e| io("binding the scheduler's port", e))?;
@@ -158,6 +158,7 @@ pub(crate) fn run(
 
     let mut s = Scheduler::new(job, settings, progress, executor, env, events_tx.clone());
     s.kinds = launcher.kinds().to_vec();
+    s.ignored = ignored;
     let (work_tx, work_rx) = mpsc::channel::<DriverWork>();
     let work_rx = Mutex::new(work_rx);
     let outcome = std::thread::scope(|scope| {
@@ -184,13 +185,25 @@ fn untagged_kind(kinds: &[super::WorkerKind]) -> usize {
         .unwrap_or(0)
 }
 
-/// Fails at the start for a tag that no kind of worker provides: waiting
-/// for it would wait forever.
-fn check_resources(graph: &TaskGraph, launcher: &dyn Launcher) -> Result<()> {
+/// The resource tags that no kind of worker provides. On one machine they
+/// are ignored (returned, with a warning each); on a cluster they fail the
+/// run at the start: waiting for them would wait forever.
+fn check_resources(
+    job: &Execution<'_>,
+    launcher: &dyn Launcher,
+    executor: &str,
+) -> Result<BTreeSet<String>> {
+    let graph = job.graph();
     let kinds = launcher.kinds();
+    let mut ignored = BTreeSet::new();
     for t in graph.tasks() {
         let Some(r) = t.resource() else { continue };
         if kinds.iter().any(|k| k.resources.iter().any(|x| x == r)) {
+            continue;
+        }
+        if launcher.is_local() {
+            job.warn(crate::local::ignored_tag(graph, t, r, executor));
+            ignored.insert(r.to_owned());
             continue;
         }
         let step = t
@@ -210,7 +223,7 @@ fn check_resources(graph: &TaskGraph, launcher: &dyn Launcher) -> Result<()> {
             have.join("; ")
         )));
     }
-    Ok(())
+    Ok(ignored)
 }
 
 /// How many connections may be in their handshake at once: beyond it, a new
@@ -471,6 +484,8 @@ struct Scheduler<'j, 'a> {
     models: Vec<Option<Shared>>,
     /// The launcher's kinds of worker.
     kinds: Vec<super::WorkerKind>,
+    /// Resource tags no kind provides, ignored on one machine.
+    ignored: BTreeSet<String>,
     workers: BTreeMap<u32, Worker>,
     jobs: HashMap<String, Launched>,
     launch_failures: Vec<(usize, String)>,
@@ -529,6 +544,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             window: 2,
             models,
             kinds: Vec::new(),
+            ignored: BTreeSet::new(),
             workers: BTreeMap::new(),
             jobs: HashMap::new(),
             launch_failures: Vec::new(),
@@ -875,13 +891,21 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         Ok(())
     }
 
+    /// The resource `task` needs here: its tag, unless the tag is ignored.
+    fn resource(&self, task: usize) -> Option<&str> {
+        self.graph
+            .task(task)
+            .resource()
+            .filter(|r| !self.ignored.contains(*r))
+    }
+
     /// Whether worker `w` has room for `task` and is of the kind for it: a
     /// tagged task needs a worker that provides its resource; an untagged one
     /// goes to workers of the kind scaled for untagged tasks (a GPU job does
     /// not take CPU work), or to a worker of no known kind.
     fn fits(&self, w: &Worker, task: usize) -> bool {
         w.running.len() < w.capacity
-            && match self.graph.task(task).resource() {
+            && match self.resource(task) {
                 Some(r) => w.resources.iter().any(|x| x == r),
                 None => w.kind.is_none_or(|k| k == untagged_kind(&self.kinds)),
             }
@@ -1072,7 +1096,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// The kind of worker that serves a task: the first that provides its
     /// resource, or for an untagged task [`untagged_kind`].
     fn kind_of(&self, task: usize) -> usize {
-        match self.graph.task(task).resource() {
+        match self.resource(task) {
             Some(r) => self
                 .kinds
                 .iter()
@@ -1374,6 +1398,64 @@ mod tests {
             "6 of 6 tasks",
             "`same.transform-0` waits for `load-0`",
             "3 load(s) wait for room",
+        ] {
+            assert!(e.contains(part), "{part} missing in: {e}");
+        }
+    }
+
+    /// A launcher that starts nothing: only its kinds and locality matter.
+    struct Kinds(Vec<crate::distributed::WorkerKind>, bool);
+
+    impl Launcher for Kinds {
+        fn name(&self) -> String {
+            "a cluster".to_owned()
+        }
+        fn kinds(&self) -> &[crate::distributed::WorkerKind] {
+            &self.0
+        }
+        fn is_local(&self) -> bool {
+            self.1
+        }
+        fn launch(
+            &mut self,
+            _: usize,
+            _: usize,
+            _: &[(String, String)],
+        ) -> std::result::Result<Vec<String>, bob_pipelines_sample::BoxError> {
+            Err("starts nothing".into())
+        }
+        fn cancel(&mut self, _: &str) {}
+        fn poll(&mut self) -> Vec<(String, JobState)> {
+            Vec::new()
+        }
+        fn shutdown(&mut self) {}
+    }
+
+    #[test]
+    fn a_cluster_refuses_a_tag_no_queue_provides_and_one_machine_ignores_it() {
+        use bob_pipelines_estimator::{Pipeline, Step};
+        let p = Pipeline::new().then(Step::new(Same).name("same").transform_tag("io_big"));
+        let samples = (0..4u32).map(|i| bob_pipelines_sample::Sample::new(format!("k{i}"), i));
+        let kinds = vec![crate::distributed::WorkerKind::new(
+            "default",
+            2,
+            std::num::NonZeroUsize::MIN,
+        )];
+        let check = Probe(move |s: &mut Scheduler<'_, '_>, _: &Sender<DriverWork>| {
+            let ignored = check_resources(s.job, &Kinds(kinds.clone(), true), "local")?;
+            assert_eq!(ignored.into_iter().collect::<Vec<_>>(), ["io_big"]);
+            check_resources(s.job, &Kinds(kinds.clone(), false), "sge").map(|_| ())
+        });
+        let e = p
+            .transform(samples)
+            .compute(&check)
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "`same.transform-0`",
+            "needs resource `io_big`",
+            "a cluster",
+            "default []",
         ] {
             assert!(e.contains(part), "{part} missing in: {e}");
         }
