@@ -142,7 +142,10 @@ where
     /// or a [`Step`](crate::Step) whose input is this pipeline's output.
     pub fn then<M, S: IntoStep<O, M>>(mut self, step: S) -> Pipeline<I, S::Output> {
         let built = step.into_step();
-        let short = short_type_name(built.type_name);
+        let short = built
+            .default_name
+            .clone()
+            .unwrap_or_else(|| short_type_name(built.type_name));
         self.entries.push(Entry {
             explicit: built.name.is_some(),
             name: built.name.clone().unwrap_or_else(|| short.clone()),

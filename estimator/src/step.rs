@@ -312,6 +312,8 @@ pub struct Step<K, IA = FromData, OA = ToData> {
     opts: StepOptions,
     /// The codec the estimator's tags name.
     codec_name: Option<CodecName>,
+    /// The name the estimator's tags give, if any.
+    default_name: Option<String>,
     /// An `Arc<dyn Codec<K::Output>>` chosen with [`Step::codec`].
     codec: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -322,6 +324,7 @@ impl<K: Kind> Step<K> {
         let tags = kind.tags();
         Step {
             codec_name: tags.codec,
+            default_name: tags.name.clone(),
             opts: options_from_tags(tags),
             kind,
             input: FromData,
@@ -411,6 +414,7 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
             name: self.name,
             opts: self.opts,
             codec_name: self.codec_name,
+            default_name: self.default_name,
             codec: self.codec,
         }
     }
@@ -425,6 +429,7 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
             name: self.name,
             opts: self.opts,
             codec_name: None,
+            default_name: self.default_name,
             codec: None,
         }
     }
@@ -507,6 +512,7 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
     fn display_name(&self) -> String {
         self.name
             .clone()
+            .or_else(|| self.default_name.clone())
             .unwrap_or_else(|| short_type_name(self.kind.type_name()))
     }
 }
@@ -571,6 +577,8 @@ pub(crate) fn short_type_name(full: &str) -> String {
 #[derive(Clone)]
 pub struct BuiltStep {
     pub(crate) name: Option<String>,
+    /// The name its estimator's tags give, used as its type name would be.
+    pub(crate) default_name: Option<String>,
     pub(crate) type_name: &'static str,
     pub(crate) op: Arc<dyn StepOp>,
     pub(crate) output: Arc<dyn DataCodec>,
@@ -654,6 +662,7 @@ where
         });
         BuiltStep {
             name: self.name,
+            default_name: self.default_name,
             type_name: self.kind.type_name(),
             opts: self.opts,
             output: data_codec(codec),

@@ -54,12 +54,21 @@ pub struct Tags {
     pub(crate) fit_extra: Vec<(String, String)>,
     pub(crate) checkpoint: Option<bool>,
     pub(crate) codec: Option<CodecName>,
+    pub(crate) name: Option<String>,
 }
 
 impl Tags {
     /// No tags.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The step's default name, instead of the estimator's lower-cased type
+    /// name: what an adapter gives, to be named after what it wraps.
+    #[must_use]
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
     }
 
     /// Transform receives sample attribute `attribute` as extra argument `argument`

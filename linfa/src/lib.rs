@@ -82,6 +82,21 @@ fn check_width(batch: &Batch<'_, Features>, x: &Array2<f64>, width: usize) -> Re
     .into())
 }
 
+/// A linfa estimator's name from its parameters' type, as scikit-learn names
+/// steps: `LinearScalerParams<f64>` → `linearscaler`, `PcaParams` → `pca`.
+fn estimator_name<P>() -> String {
+    let full = std::any::type_name::<P>();
+    let base = full.split('<').next().unwrap_or(full);
+    let name = base.rsplit("::").next().unwrap_or(base).to_lowercase();
+    let name = name.strip_suffix("validparams").unwrap_or(&name);
+    let name = name.strip_suffix("params").unwrap_or(name);
+    if name.is_empty() {
+        "linfa".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
 fn fit_error<E: std::fmt::Display>(batch: &Batch<'_, Features>, e: E) -> BoxError {
     format!("linfa could not fit step `{}`: {e}", batch.step()).into()
 }
@@ -234,6 +249,10 @@ where
             .map_err(|e| fit_error(batch, e))?;
         Ok(Fitted::new(model, width))
     }
+
+    fn tags(&self) -> Tags {
+        Tags::new().name(&estimator_name::<P>())
+    }
 }
 
 impl<M> Transformer for Fitted<M, Transforms>
@@ -299,9 +318,10 @@ where
     }
 
     fn tags(&self) -> Tags {
+        let tags = Tags::new().name(&estimator_name::<P>());
         match &self.labels {
-            Some(attribute) => Tags::new().fit_extra(LABELS, attribute),
-            None => Tags::new(),
+            Some(attribute) => tags.fit_extra(LABELS, attribute),
+            None => tags,
         }
     }
 }

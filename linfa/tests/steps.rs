@@ -103,3 +103,11 @@ fn a_sample_without_its_label_is_named() {
         .to_string();
     assert!(err.contains("no-label") && err.contains("target"), "{err}");
 }
+
+#[test]
+fn linfa_steps_are_named_after_their_estimators() {
+    let p = Pipeline::new()
+        .then(transform(LinearScaler::standard()))
+        .then(project(Pca::params(2)));
+    assert_eq!(p.step_names(), ["linearscaler", "pca"]);
+}

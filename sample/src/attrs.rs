@@ -326,11 +326,21 @@ fn write_pair(buf: &mut Vec<u8>, name: &str, encoded: &[u8]) {
     buf.extend_from_slice(encoded);
 }
 
+/// A value shown as its data (`7`, `"alice"`, `[1, 2]`), not as MessagePack's
+/// variants (`Integer(PosInt(7))`).
+struct Shown(Value);
+
+impl fmt::Debug for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 impl fmt::Debug for Attrs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut m = f.debug_map();
         for (k, v) in self.plain() {
-            m.entry(&k, &v);
+            m.entry(&k, &Shown(v));
         }
         for (k, d) in self.delayed_list() {
             m.entry(&k.as_str(), d);
@@ -459,5 +469,14 @@ mod tests {
     fn rmp_roundtrip(a: &Attrs) -> Attrs {
         let v = rmpv::ext::to_value(a).unwrap();
         rmpv::ext::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn debug_shows_values_not_messagepack_variants() {
+        let mut a = Attrs::new();
+        a.insert("age", 7);
+        a.insert("name", "alice");
+        let shown = format!("{a:?}");
+        assert_eq!(shown, r#"{"age": 7, "name": "alice"}"#);
     }
 }
