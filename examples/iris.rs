@@ -146,7 +146,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         predicted.failed().count()
     );
 
-    let pca: Fitted<Pca<f64>, Projects> = rmp_serde::from_slice(&pipeline.model_bytes("pca")?)?;
+    let pca: &Fitted<Pca<f64>, Projects> = pipeline.fitted("pca")?;
     let sigma = pca.model.singular_values();
     let train_n = 75.0;
     // Variance along each component, as scikit-learn's `explained_variance_`;

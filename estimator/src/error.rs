@@ -154,6 +154,18 @@ pub enum Error {
         /// The step names.
         steps: Vec<String>,
     },
+    /// A fitted model asked for as a type it is not.
+    #[error(
+        "step `{step}`: its model is not a {asked}; it is the `Fitted` type of estimator {estimator}"
+    )]
+    ModelType {
+        /// The step.
+        step: String,
+        /// The type asked for.
+        asked: &'static str,
+        /// The step's estimator.
+        estimator: &'static str,
+    },
     /// Zero partitions or a partition size of zero.
     #[error("bad partitioning: {0}")]
     Partitioning(String),

@@ -261,6 +261,24 @@ where
             })
     }
 
+    /// The fitted model of a step, as its type: what `Fit::fit` returned
+    /// (`pipeline.fitted::<Fitted<Pca<f64>, Projects>>("pca")?`).
+    ///
+    /// # Errors
+    /// [`Error::UnknownStep`]; the run's `NotFitted`; [`Error::ModelType`]
+    /// when the model is of another type, naming both.
+    pub fn fitted<M: 'static>(&self, step: &str) -> Result<&M> {
+        let e = &self.entries[self.index(step)?];
+        let model = e.model.as_ref().ok_or_else(|| graph::Error::NotFitted {
+            step: e.name.clone(),
+        })?;
+        model.downcast_ref::<M>().ok_or_else(|| Error::ModelType {
+            step: e.name.clone(),
+            asked: std::any::type_name::<M>(),
+            estimator: e.step.type_name,
+        })
+    }
+
     /// The fitted model of a step, encoded as MessagePack: what a model
     /// checkpoint holds and what a worker receives.
     ///

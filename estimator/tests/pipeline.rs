@@ -696,3 +696,20 @@ fn closure_steps_map_fail_samples_and_see_whole_batches() {
     assert_eq!(why, ["0 is a multiple of 4", "4 is a multiple of 4"]);
     assert!(out.failed().all(|f| f.step() == "odd-only"));
 }
+
+#[test]
+fn a_fitted_model_is_read_back_as_its_type() {
+    let mut p = Pipeline::new().then(
+        Step::fit(LearnSum {
+            seen: Default::default(),
+        })
+        .name("sum"),
+    );
+    let e = p.fitted::<AddSum>("sum").err().unwrap().to_string();
+    assert!(e.contains("not fitted"), "{e}");
+    p.fit(samples(4)).compute(&InMemory).unwrap();
+    assert_eq!(p.fitted::<AddSum>("sum").unwrap().sum, 6);
+    let e = p.fitted::<String>("sum").err().unwrap().to_string();
+    assert!(e.contains("step `sum`") && e.contains("String"), "{e}");
+    assert!(p.fitted::<AddSum>("nope").is_err());
+}
