@@ -16,6 +16,15 @@ pub struct FnStep<T, U, F, How> {
 /// The types a closure step reads, writes, and how it applies its closure.
 type Types<T, U, How> = PhantomData<fn(&T) -> (U, How)>;
 
+impl<T, U, F, How> FnStep<T, U, F, How> {
+    fn of(f: F) -> Self {
+        FnStep {
+            f,
+            _types: PhantomData,
+        }
+    }
+}
+
 impl<T, U, F, How> fmt::Debug for FnStep<T, U, F, How> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FnStep")
@@ -107,11 +116,7 @@ where
     /// # Ok::<(), bob_pipelines_estimator::Error>(())
     /// ```
     pub fn map(name: &str, f: F) -> Self {
-        Step::new(FnStep {
-            f,
-            _types: PhantomData,
-        })
-        .name(name)
+        Step::new(FnStep::of(f)).name(name)
     }
 }
 
@@ -125,11 +130,7 @@ where
     /// A step that applies `f` to each datum; an `Err` fails that sample
     /// (with the error's text as the reason), not the run.
     pub fn try_map(name: &str, f: F) -> Self {
-        Step::new(FnStep {
-            f,
-            _types: PhantomData,
-        })
-        .name(name)
+        Step::new(FnStep::of(f)).name(name)
     }
 }
 
@@ -142,10 +143,6 @@ where
     /// A step that applies `f` to a whole batch (one result per sample, in
     /// order), e.g. to stack it into one array; an `Err` fails the run.
     pub fn batch(name: &str, f: F) -> Self {
-        Step::new(FnStep {
-            f,
-            _types: PhantomData,
-        })
-        .name(name)
+        Step::new(FnStep::of(f)).name(name)
     }
 }

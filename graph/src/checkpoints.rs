@@ -247,6 +247,41 @@ pub(crate) fn save(
     Ok(())
 }
 
+/// What one checkpoint file holds.
+enum Read<T> {
+    /// A valid value.
+    Valid(T),
+    /// No file.
+    Missing,
+    /// A corrupt file, now moved aside (a warning says so).
+    MovedAside,
+}
+
+/// Reads and decodes sample `key`'s file `path` of `step`; a file that does
+/// not decode is moved aside, with a warning naming the key and both paths.
+fn read_file<T, E: std::fmt::Display>(
+    (step, key, path): (&str, &Key, &std::path::Path),
+    decode: impl FnOnce(&[u8]) -> std::result::Result<T, E>,
+    warnings: &mut Vec<String>,
+) -> Result<Read<T>> {
+    let Some(bytes) = store::read_if_present(path).map_err(|e| ckpt_error(step, e))? else {
+        return Ok(Read::Missing);
+    };
+    let why = match decode(&bytes) {
+        Ok(v) => return Ok(Read::Valid(v)),
+        Err(e) => e.to_string(),
+    };
+    drop(bytes);
+    let aside = cp::quarantine(path).map_err(|e| ckpt_error(step, e))?;
+    warnings.push(format!(
+        "step `{step}`, sample {key:?}: corrupt checkpoint {}: {why}; moved aside to {} and \
+         recomputed",
+        path.display(),
+        aside.display()
+    ));
+    Ok(Read::MovedAside)
+}
+
 /// Reads a partition's outputs of `step`; `earlier` are the checkpointed steps
 /// up to and including it, whose failure markers count. Corrupt files are moved
 /// aside (a warning each) and their samples marked for recomputation.
@@ -264,32 +299,16 @@ pub(crate) fn load(
                 .layout
                 .feature_path(step, key, data.extension())
                 .map_err(|e| ckpt_error(step, e))?;
-            let read = store::read_if_present(&path).and_then(|bytes| {
-                bytes
-                    .map(|b| {
-                        data.decode_datum(&b).map_err(|e| cp::Error::Corrupt {
-                            path: path.clone(),
-                            reason: e.to_string(),
-                        })
-                    })
-                    .transpose()
-            });
-            match read {
-                Ok(Some(v)) => Ok(Found::Data(v)),
-                Ok(None) => Ok(store::failure(&ck.layout, earlier, key).map_or(
-                    Found::Recompute,
-                    |(step, reason)| Found::Failed { step, reason },
-                )),
-                Err(e @ cp::Error::Corrupt { .. }) => {
-                    let aside = cp::quarantine(&path).map_err(|e| ckpt_error(step, e))?;
-                    warnings.push(format!(
-                        "step `{step}`, sample {key:?}: {e}; moved aside to {} and recomputed",
-                        aside.display()
-                    ));
-                    Ok(Found::Recompute)
-                }
-                Err(e) => Err(ckpt_error(step, e)),
-            }
+            Ok(
+                match read_file((step, key, &path), |b| data.decode_datum(b), warnings)? {
+                    Read::Valid(v) => Found::Data(v),
+                    Read::Missing => store::failure(&ck.layout, earlier, key).map_or(
+                        Found::Recompute,
+                        |(step, reason)| Found::Failed { step, reason },
+                    ),
+                    Read::MovedAside => Found::Recompute,
+                },
+            )
         })
         .collect()
 }
@@ -312,23 +331,11 @@ pub(crate) fn load_attribute(
                 .layout
                 .feature_path(step, key, crate::step::ATTR_EXT)
                 .map_err(|e| ckpt_error(step, e))?;
-            match store::read_if_present(&path) {
-                Ok(Some(bytes)) => match rmp_serde::from_slice(&bytes) {
-                    Ok(v) => Ok(Some(v)),
-                    Err(e) => {
-                        drop(bytes);
-                        let aside = cp::quarantine(&path).map_err(|e| ckpt_error(step, e))?;
-                        warnings.push(format!(
-                            "step `{step}`, sample {key:?}: corrupt attribute checkpoint ({e}); \
-                             moved aside to {} and recomputed",
-                            aside.display()
-                        ));
-                        Ok(None)
-                    }
-                },
-                Ok(None) => Ok(None),
-                Err(e) => Err(ckpt_error(step, e)),
-            }
+            let decode = |b: &[u8]| rmp_serde::from_slice(b);
+            Ok(match read_file((step, key, &path), decode, warnings)? {
+                Read::Valid(v) => Some(v),
+                Read::Missing | Read::MovedAside => None,
+            })
         })
         .collect()
 }

@@ -72,7 +72,7 @@ fn run(dir: &Path, executor: &str) -> Vec<u8> {
     let mut p = Pipeline::new()
         .then(Step::new(Slow).name("slow"))
         .then(Step::fit(Mean).name("center"))
-        .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+        .checkpoint(crate::distributed::in_folder(dir));
     let samples = (0..SAMPLES).map(|i| {
         Sample::new(
             format!("s{i}"),

@@ -33,6 +33,11 @@ fn run_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("bp-dist-{name}-{}", driver_pid()))
 }
 
+/// Checkpoints in `dir`: `features/` and `models/`.
+pub(crate) fn in_folder(dir: &Path) -> Checkpoints {
+    Checkpoints::new(dir.join("features")).model_dir(dir.join("models"))
+}
+
 /// Where workers note their pid (file name) and scheduler address (content).
 fn notes(driver: u32) -> PathBuf {
     std::env::temp_dir().join(format!("bp-dist-workers-{driver}"))
@@ -172,8 +177,7 @@ fn processes_compute_the_same_bits_and_write_the_checkpoints() {
         "processes_compute_the_same_bits_and_write_the_checkpoints",
         false,
     ));
-    let mut p = pipeline(0)
-        .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+    let mut p = pipeline(0).checkpoint(in_folder(&dir));
     let out = p
         .fit_transform(samples(600))
         .npartitions(12)
@@ -408,8 +412,7 @@ fn driver_child() {
         .heartbeat(Duration::from_millis(200))
         .secret_dir(dir.join("secrets"))
         .with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent));
-    let mut p = pipeline(300)
-        .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+    let mut p = pipeline(300).checkpoint(in_folder(&dir));
     let _ = p.fit_transform(samples(500)).npartitions(50).compute(&ex);
 }
 
@@ -521,8 +524,7 @@ fn a_resume_that_refits_from_checkpoints_ends() {
         "a_resume_that_refits_from_checkpoints_ends",
         false,
     ));
-    let mut p = pipeline(0)
-        .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+    let mut p = pipeline(0).checkpoint(in_folder(&dir));
     if !is_worker() {
         // The first run, in this process; then the model is lost.
         p.fit_transform(samples(600))
@@ -598,7 +600,7 @@ impl Case {
         }
         if checkpoint {
             let dir = self.dir();
-            p = p.checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+            p = p.checkpoint(in_folder(&dir));
         }
         p
     }
@@ -723,7 +725,7 @@ fn closure_steps_run_on_workers_and_checkpoint_under_their_name() {
             .then(Step::map("scaled", |x: &Array1<f64>| x * 2.0))
             .then(Step::fit(Mean).name("center"));
         if checkpointed {
-            p.checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")))
+            p.checkpoint(in_folder(&dir))
         } else {
             p
         }
