@@ -3,6 +3,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::step::{Stateless, Step};
 use crate::{Batch, BoxError, Failure, SampleResult, Transformer};
 
@@ -50,7 +53,7 @@ pub mod how {
 impl<T, U, F> Transformer for FnStep<T, U, F, how::Map>
 where
     T: Send + Sync + 'static,
-    U: Send + Sync + 'static,
+    U: Serialize + DeserializeOwned + Send + Sync + 'static,
     F: Fn(&T) -> U + Send + Sync + 'static,
 {
     type Input = T;
@@ -63,7 +66,7 @@ where
 impl<T, U, E, F> Transformer for FnStep<T, U, F, how::TryMap>
 where
     T: Send + Sync + 'static,
-    U: Send + Sync + 'static,
+    U: Serialize + DeserializeOwned + Send + Sync + 'static,
     E: fmt::Display + 'static,
     F: Fn(&T) -> Result<U, E> + Send + Sync + 'static,
 {
@@ -80,7 +83,7 @@ where
 impl<T, U, F> Transformer for FnStep<T, U, F, how::PerBatch>
 where
     T: Send + Sync + 'static,
-    U: Send + Sync + 'static,
+    U: Serialize + DeserializeOwned + Send + Sync + 'static,
     F: for<'b> Fn(&Batch<'b, T>) -> Result<Vec<SampleResult<U>>, BoxError> + Send + Sync + 'static,
 {
     type Input = T;
@@ -100,7 +103,7 @@ where
 impl<T, U, F> Step<Stateless<FnStep<T, U, F, how::Map>>>
 where
     T: Send + Sync + 'static,
-    U: Send + Sync + 'static,
+    U: Serialize + DeserializeOwned + Send + Sync + 'static,
     F: Fn(&T) -> U + Send + Sync + 'static,
 {
     /// A step that applies `f` to each datum (scikit-learn's
@@ -123,7 +126,7 @@ where
 impl<T, U, E, F> Step<Stateless<FnStep<T, U, F, how::TryMap>>>
 where
     T: Send + Sync + 'static,
-    U: Send + Sync + 'static,
+    U: Serialize + DeserializeOwned + Send + Sync + 'static,
     E: fmt::Display + 'static,
     F: Fn(&T) -> Result<U, E> + Send + Sync + 'static,
 {
@@ -137,7 +140,7 @@ where
 impl<T, U, F> Step<Stateless<FnStep<T, U, F, how::PerBatch>>>
 where
     T: Send + Sync + 'static,
-    U: Send + Sync + 'static,
+    U: Serialize + DeserializeOwned + Send + Sync + 'static,
     F: for<'b> Fn(&Batch<'b, T>) -> Result<Vec<SampleResult<U>>, BoxError> + Send + Sync + 'static,
 {
     /// A step that applies `f` to a whole batch (one result per sample, in

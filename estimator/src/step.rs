@@ -613,6 +613,17 @@ pub mod marker {
 /// Anything that can become a pipeline step reading samples of datum `D`:
 /// a [`Transformer`], a [`Fit`] or a [`Step`]. `M` only tells the
 /// implementations apart; it is always inferred.
+///
+/// The compiler's message when a pipeline is given something else says what
+/// the usual causes are, in the user's words (checked by the compile-fail
+/// tests in `tests/compile_fail.rs`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a step that reads `{D}`, the output of the step before it",
+    label = "not a step reading `{D}`",
+    note = "a step is a `Transformer`, a `Fit` or a `Step` whose `Input` type is the output of the step before it, `{D}`: check the order of the steps and their `Input` types",
+    note = "a step's output type must implement `serde::Serialize` and `serde::de::DeserializeOwned` (`#[derive(Serialize, Deserialize)]`): outputs are checkpointed and sent to workers",
+    note = "a closure is not a step: wrap it in `Step::map(\"name\", |x: &{D}| ...)`, `Step::try_map` or `Step::batch`"
+)]
 pub trait IntoStep<D, M> {
     /// The datum type of the step's output samples.
     type Output: Send + Sync + 'static;
@@ -623,7 +634,6 @@ pub trait IntoStep<D, M> {
 impl<T> IntoStep<T::Input, marker::Transformer> for T
 where
     T: Transformer,
-    T::Output: Serialize + DeserializeOwned,
 {
     type Output = T::Output;
     fn into_step(self) -> BuiltStep {
@@ -634,7 +644,6 @@ where
 impl<F> IntoStep<F::Input, marker::Fit> for F
 where
     F: Fit,
-    <F::Fitted as Transformer>::Output: Serialize + DeserializeOwned,
 {
     type Output = <F::Fitted as Transformer>::Output;
     fn into_step(self) -> BuiltStep {

@@ -122,11 +122,19 @@ impl Tags {
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Transformer`",
+    label = "not a `Transformer`",
+    note = "implement `Transformer` for `{Self}` (or `Fit`, for a step that learns from data)",
+    note = "a closure becomes a step with `Step::map(\"name\", |x: &T| ...)`, `Step::try_map` or `Step::batch`"
+)]
 pub trait Transformer: Send + Sync + 'static {
     /// The datum it reads.
     type Input: Send + Sync + 'static;
-    /// The datum it produces.
-    type Output: Send + Sync + 'static;
+    /// The datum it produces. It is serde because outputs are checkpointed
+    /// and sent between processes; a type without it is refused here, where
+    /// the compiler can say so (`#[derive(Serialize, Deserialize)]`).
+    type Output: Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// One result per sample of `batch`, in order.
     ///
@@ -174,6 +182,11 @@ pub trait Transformer: Send + Sync + 'static {
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Fit`",
+    label = "not a `Fit`",
+    note = "implement `Fit` for `{Self}`: its `fit` returns the fitted `Transformer`"
+)]
 pub trait Fit: Send + Sync + 'static {
     /// The datum it learns from (and its fitted transformer reads).
     type Input: Send + Sync + 'static;

@@ -329,7 +329,7 @@ where
 impl<M, C> Transformer for Fitted<M, Classifies<C>>
 where
     M: PredictInplace<Array2<f64>, Array1<C>> + Send + Sync + 'static,
-    C: Clone + Send + Sync + 'static,
+    C: Clone + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     type Input = Features;
     type Output = C;
