@@ -472,33 +472,50 @@ impl Entry {
     }
 }
 
-/// Anything a pipeline accepts as one input sample set.
+/// Anything a pipeline accepts as one input sample set: a [`SampleSet`] of
+/// [`Sample`](bob_pipelines_sample::Sample)s or of [`DelayedSample`](bob_pipelines_sample::DelayedSample)s, or a
+/// [`DelayedSampleSet`].
+///
+/// The members of a set are handled as plain input samples are: a delayed one
+/// is loaded only when a step has to compute it, so a set whose outputs are all
+/// checkpointed resumes without loading anything. A [`DelayedSampleSet`]'s
+/// loader, which gives loaded samples, runs when the run starts.
 pub trait SetSource<T> {
-    /// The set, loaded.
+    /// What the set holds, as the pipeline takes it.
+    type Member: SampleSource<T> + Send;
+
+    /// The set's members and its metadata.
     ///
     /// # Errors
     /// [`Error::SetLoad`] when a delayed set cannot be loaded.
-    fn into_set(self) -> Result<SampleSet<T>>;
+    fn into_members(self) -> Result<(Vec<Self::Member>, Arc<Meta>)>;
 }
 
-impl<T> SetSource<T> for SampleSet<T> {
-    fn into_set(self) -> Result<SampleSet<T>> {
-        Ok(self)
+impl<T, S> SetSource<T> for SampleSet<T, S>
+where
+    S: SampleSource<T> + Send,
+{
+    type Member = S;
+    fn into_members(self) -> Result<(Vec<S>, Arc<Meta>)> {
+        Ok(self.into_parts())
     }
 }
 
-impl<T> SetSource<T> for DelayedSampleSet<T> {
-    fn into_set(self) -> Result<SampleSet<T>> {
-        (&self).into_set()
+impl<T: Send> SetSource<T> for DelayedSampleSet<T> {
+    type Member = bob_pipelines_sample::Sample<T>;
+    fn into_members(self) -> Result<(Vec<Self::Member>, Arc<Meta>)> {
+        (&self).into_members()
     }
 }
 
-impl<T> SetSource<T> for &DelayedSampleSet<T> {
-    fn into_set(self) -> Result<SampleSet<T>> {
-        self.load().map_err(|source| Error::SetLoad {
+impl<T: Send> SetSource<T> for &DelayedSampleSet<T> {
+    type Member = bob_pipelines_sample::Sample<T>;
+    fn into_members(self) -> Result<(Vec<Self::Member>, Arc<Meta>)> {
+        let set = self.load().map_err(|source| Error::SetLoad {
             key: self.key().clone(),
             source: Box::new(source),
-        })
+        })?;
+        Ok(set.into_parts())
     }
 }
 
@@ -506,15 +523,15 @@ type Layout = Vec<(Arc<Meta>, usize)>;
 
 fn flatten<T, S: SetSource<T>>(
     sets: impl IntoIterator<Item = S>,
-) -> Result<(Layout, Vec<bob_pipelines_sample::Sample<T>>)> {
+) -> Result<(Layout, Vec<S::Member>)> {
     let mut layout = Vec::new();
-    let mut samples = Vec::new();
+    let mut members = Vec::new();
     for s in sets {
-        let (inner, meta) = s.into_set()?.into_parts();
+        let (inner, meta) = s.into_members()?;
         layout.push((meta, inner.len()));
-        samples.extend(inner);
+        members.extend(inner);
     }
-    Ok((layout, samples))
+    Ok((layout, members))
 }
 
 fn regroup<O>(layout: Layout, outputs: Outputs<O>) -> SetOutputs<O> {

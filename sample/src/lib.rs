@@ -15,4 +15,4 @@ pub use database::{ColumnType, FileListDatabase};
 pub use error::{BoxError, Error, Result};
 pub use key::Key;
 pub use sample::{DelayedSample, Meta, Sample};
-pub use set::{DelayedSampleSet, SampleSet};
+pub use set::{DelayedSampleSet, SampleSet, SetMember};

@@ -1,65 +1,105 @@
 //! Sample sets: groups of samples with a key and attributes of their own.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::sample::{Loader, meta_methods};
-use crate::{BoxError, Key, Meta, Result, Sample};
+use crate::{BoxError, DelayedSample, Key, Meta, Result, Sample};
+
+/// What a [`SampleSet`] holds: a [`Sample`], or a [`DelayedSample`] whose
+/// datum is loaded only when a pipeline needs it (so a subject's enrollment
+/// images stay lazy, and a set whose outputs are checkpointed resumes without
+/// reading one image).
+pub trait SetMember: sealed::Sealed {
+    /// The datum of the member, loaded.
+    type Datum;
+    /// The member's key.
+    fn key(&self) -> &Key;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T> Sealed for crate::Sample<T> {}
+    impl<T> Sealed for crate::DelayedSample<T> {}
+}
+
+impl<T> SetMember for Sample<T> {
+    type Datum = T;
+    fn key(&self) -> &Key {
+        Sample::key(self)
+    }
+}
+
+impl<T> SetMember for DelayedSample<T> {
+    type Datum = T;
+    fn key(&self) -> &Key {
+        DelayedSample::key(self)
+    }
+}
 
 /// Samples that belong together (the probes of one subject, the frames of one
 /// video), with a key and attributes of the set itself: bob's `SampleSet`.
 ///
 /// A pipeline transforms every inner sample of a list of sets and gives back the
-/// sets with the same keys and attributes.
+/// sets with the same keys and attributes. The members are [`Sample`]s, or
+/// [`DelayedSample`]s (`SampleSet<T, DelayedSample<T>>`), as in bob.
 ///
 /// ```
-/// use bob_pipelines_sample::{Sample, SampleSet};
+/// use bob_pipelines_sample::{DelayedSample, Sample, SampleSet};
 ///
 /// let set = SampleSet::new("subject01", vec![Sample::new("img1", 1.0), Sample::new("img2", 2.0)])
 ///     .with_attr("template_id", 7);
 /// assert_eq!(set.len(), 2);
 /// assert_eq!(set.attr::<u32>("template_id")?, 7);
+///
+/// // The same, with images read only when a pipeline reaches them.
+/// let lazy = SampleSet::new("subject01", vec![DelayedSample::new("img1", || Ok::<_, std::io::Error>(1.0))]);
+/// assert_eq!(lazy.samples()[0].key(), "img1");
 /// # Ok::<(), bob_pipelines_sample::Error>(())
 /// ```
-#[derive(Clone, PartialEq)]
-pub struct SampleSet<T> {
-    samples: Vec<Sample<T>>,
+pub struct SampleSet<T, S = Sample<T>> {
+    samples: Vec<S>,
     meta: Arc<Meta>,
+    _datum: PhantomData<fn() -> T>,
 }
 
-impl<T> SampleSet<T> {
+impl<T, S: SetMember<Datum = T>> SampleSet<T, S> {
     /// A set of samples with its own key.
-    pub fn new(key: impl Into<Key>, samples: Vec<Sample<T>>) -> Self {
-        SampleSet {
-            samples,
-            meta: Arc::new(Meta::new(key)),
-        }
+    pub fn new(key: impl Into<Key>, samples: Vec<S>) -> Self {
+        Self::from_meta(Arc::new(Meta::new(key)), samples)
     }
 
     /// A set of samples with the given (possibly shared) metadata.
-    pub fn from_meta(meta: Arc<Meta>, samples: Vec<Sample<T>>) -> Self {
-        SampleSet { samples, meta }
+    pub fn from_meta(meta: Arc<Meta>, samples: Vec<S>) -> Self {
+        SampleSet {
+            samples,
+            meta,
+            _datum: PhantomData,
+        }
     }
+}
 
+impl<T, S> SampleSet<T, S> {
     /// The inner samples.
-    pub fn samples(&self) -> &[Sample<T>] {
+    pub fn samples(&self) -> &[S] {
         &self.samples
     }
 
     /// The inner samples, mutably.
-    pub fn samples_mut(&mut self) -> &mut Vec<Sample<T>> {
+    pub fn samples_mut(&mut self) -> &mut Vec<S> {
         &mut self.samples
     }
 
     /// The inner samples, dropping the set's own metadata.
-    pub fn into_samples(self) -> Vec<Sample<T>> {
+    pub fn into_samples(self) -> Vec<S> {
         self.samples
     }
 
     /// The inner samples and the set's metadata.
-    pub fn into_parts(self) -> (Vec<Sample<T>>, Arc<Meta>) {
+    pub fn into_parts(self) -> (Vec<S>, Arc<Meta>) {
         (self.samples, self.meta)
     }
 
@@ -74,14 +114,30 @@ impl<T> SampleSet<T> {
     }
 
     /// The inner samples, in order.
-    pub fn iter(&self) -> std::slice::Iter<'_, Sample<T>> {
+    pub fn iter(&self) -> std::slice::Iter<'_, S> {
         self.samples.iter()
     }
 
     meta_methods!();
 }
 
-impl<T: fmt::Debug> fmt::Debug for SampleSet<T> {
+impl<T, S: Clone> Clone for SampleSet<T, S> {
+    fn clone(&self) -> Self {
+        SampleSet {
+            samples: self.samples.clone(),
+            meta: self.meta.clone(),
+            _datum: PhantomData,
+        }
+    }
+}
+
+impl<T, S: PartialEq> PartialEq for SampleSet<T, S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta == other.meta && self.samples == other.samples
+    }
+}
+
+impl<T, S: fmt::Debug> fmt::Debug for SampleSet<T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SampleSet")
             .field("key", self.key())
@@ -91,28 +147,28 @@ impl<T: fmt::Debug> fmt::Debug for SampleSet<T> {
     }
 }
 
-impl<'a, T> IntoIterator for &'a SampleSet<T> {
-    type Item = &'a Sample<T>;
-    type IntoIter = std::slice::Iter<'a, Sample<T>>;
+impl<'a, T, S> IntoIterator for &'a SampleSet<T, S> {
+    type Item = &'a S;
+    type IntoIter = std::slice::Iter<'a, S>;
     fn into_iter(self) -> Self::IntoIter {
         self.samples.iter()
     }
 }
 
 #[derive(Serialize)]
-struct SetRef<'a, T> {
+struct SetRef<'a, S> {
     meta: &'a Meta,
-    samples: &'a [Sample<T>],
+    samples: &'a [S],
 }
 
 #[derive(Deserialize)]
-struct SetOwned<T> {
+struct SetOwned<S> {
     meta: Meta,
-    samples: Vec<Sample<T>>,
+    samples: Vec<S>,
 }
 
-impl<T: Serialize> Serialize for SampleSet<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+impl<T, S: Serialize> Serialize for SampleSet<T, S> {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> std::result::Result<Ser::Ok, Ser::Error> {
         SetRef {
             meta: &self.meta,
             samples: &self.samples,
@@ -121,12 +177,13 @@ impl<T: Serialize> Serialize for SampleSet<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for SampleSet<T> {
+impl<'de, T, S: Deserialize<'de>> Deserialize<'de> for SampleSet<T, S> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let s = SetOwned::deserialize(d)?;
         Ok(SampleSet {
             samples: s.samples,
             meta: Arc::new(s.meta),
+            _datum: PhantomData,
         })
     }
 }
@@ -191,10 +248,10 @@ impl<T> DelayedSampleSet<T> {
     /// # Errors
     /// [`Error::Load`](crate::Error::Load) naming the set's key.
     pub fn load(&self) -> Result<SampleSet<T>> {
-        Ok(SampleSet {
-            samples: self.loader.load(self.meta.key())?,
-            meta: self.meta.clone(),
-        })
+        Ok(SampleSet::from_meta(
+            self.meta.clone(),
+            self.loader.load(self.meta.key())?,
+        ))
     }
 
     meta_methods!();

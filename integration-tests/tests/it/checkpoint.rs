@@ -929,3 +929,51 @@ fn a_failure_that_went_away_is_tried_again_when_asked() {
     std::fs::write(&restored, b"").unwrap();
     assert!(k5(&p(false).transform(inputs()).compute(&ex).unwrap()));
 }
+
+#[test]
+fn sets_of_delayed_samples_resume_without_loading_an_image() {
+    let t = TempDir::new("lazysets");
+    let ex = by_name("threads").unwrap();
+    let loads = Arc::new(AtomicUsize::new(0));
+    // Ten subjects of ten images each, every image read through a loader.
+    let sets = || {
+        (0..10)
+            .map(|s| {
+                let images = (0..10)
+                    .map(|i| {
+                        let loads = loads.clone();
+                        DelayedSample::new(format!("s{s}/img{i}"), move || {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            Ok::<_, std::io::Error>(Array1::from_elem(2, (s * 10 + i) as f64))
+                        })
+                        .with_attr("gain", 2.0)
+                    })
+                    .collect();
+                SampleSet::new(format!("s{s}"), images).with_attr("template_id", s)
+            })
+            .collect::<Vec<_>>()
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let p = Pipeline::new()
+        .then(
+            Step::new(Scale {
+                calls: calls.clone(),
+            })
+            .name("scale")
+            .transform_extra("gain", "gain"),
+        )
+        .checkpoint(Checkpoints::new(&t.0));
+    let first = p.transform_sets(sets(), &ex).unwrap();
+    assert_eq!(loads.load(Ordering::SeqCst), 100);
+    assert_eq!(calls.load(Ordering::SeqCst), 100);
+
+    let again = p.transform_sets(sets(), &ex).unwrap();
+    assert_eq!(loads.load(Ordering::SeqCst), 100, "a resumed set loaded images");
+    assert_eq!(calls.load(Ordering::SeqCst), 100);
+    assert_eq!(again.report().from_checkpoints, 100);
+    assert_eq!(again.sets(), first.sets());
+    let s3 = &again.sets()[3];
+    assert_eq!(s3.attr::<u32>("template_id").unwrap(), 3);
+    assert_eq!(s3.samples()[4].key(), "s3/img4");
+    assert_eq!(s3.samples()[4].data(), &Array1::from_elem(2, 68.0));
+}
