@@ -7,13 +7,22 @@ use serde::de::DeserializeOwned;
 
 use crate::{Error, Op, Result};
 
-/// The context a batch is built in: which step, which operation, and how extra
-/// arguments map to sample attributes.
-#[derive(Debug)]
+/// The source of an extra argument that names the sample's datum rather than
+/// an attribute, as in bob (`transform_extra_arguments=(("y", "data"),)`). It
+/// is the datum the sample carries into the step, also when the step reads an
+/// attribute instead (`input_attribute`).
+pub const DATA: &str = "data";
+
+/// Sample `i`'s datum as MessagePack, for extra arguments that name [`DATA`].
+pub(crate) type EncodeDatum<'a> = dyn Fn(usize) -> std::result::Result<Vec<u8>, String> + Sync + 'a;
+
+/// The context a batch is built in: which step, which operation, how extra
+/// arguments map to sample attributes, and how to reach the samples' datums.
 pub(crate) struct BatchCtx<'a> {
     pub(crate) step: &'a str,
     pub(crate) op: Op,
     pub(crate) extra: &'a [(String, String)],
+    pub(crate) datum: &'a EncodeDatum<'a>,
 }
 
 /// The samples an estimator fits on or transforms, failed ones already left out.
@@ -97,7 +106,8 @@ impl<'a, T> Batch<'a, T> {
     }
 
     /// Extra argument `argument` for every sample, in order: the value of the
-    /// sample attribute the step maps it to.
+    /// sample attribute the step maps it to, or the sample's datum when it maps
+    /// it to [`DATA`] (`"data"`, as in bob).
     ///
     /// # Errors
     /// [`Error::UnmappedExtra`] when the step maps no attribute to `argument`;
@@ -105,15 +115,29 @@ impl<'a, T> Batch<'a, T> {
     /// value does not convert to `V`.
     pub fn extra<V: DeserializeOwned>(&self, argument: &str) -> Result<Vec<V>> {
         let attribute = self.attribute_of(argument)?;
+        let failed = |source| Error::Extra {
+            step: self.ctx.step.to_owned(),
+            argument: argument.to_owned(),
+            source: Box::new(source),
+        };
+        if attribute == DATA {
+            return (0..self.len())
+                .map(|i| {
+                    let not_v = |reason: String| {
+                        failed(bob_pipelines_sample::Error::AttrType {
+                            key: self.key(i).clone(),
+                            name: DATA.to_owned(),
+                            reason,
+                        })
+                    };
+                    let bytes = (self.ctx.datum)(i).map_err(not_v)?;
+                    rmp_serde::from_slice(&bytes).map_err(|e| not_v(e.to_string()))
+                })
+                .collect();
+        }
         self.metas
             .iter()
-            .map(|m| {
-                m.attr::<V>(attribute).map_err(|source| Error::Extra {
-                    step: self.ctx.step.to_owned(),
-                    argument: argument.to_owned(),
-                    source: Box::new(source),
-                })
-            })
+            .map(|m| m.attr::<V>(attribute).map_err(failed))
             .collect()
     }
 

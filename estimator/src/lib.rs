@@ -10,7 +10,7 @@ mod pipeline;
 mod step;
 mod traits;
 
-pub use batch::Batch;
+pub use batch::{Batch, DATA};
 pub use bob_pipelines_graph::{
     Checkpoints, Executor, Failed, InMemory, OnChange, Report, Slot, StepReport,
 };

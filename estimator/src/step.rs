@@ -359,7 +359,8 @@ impl<K: Kind, IA, OA> Step<K, IA, OA> {
     }
 
     /// Transform receives sample attribute `attribute` as extra argument
-    /// `argument` (bob's `transform_extra_arguments`).
+    /// `argument` (bob's `transform_extra_arguments`); [`DATA`](crate::DATA)
+    /// (`"data"`) names the sample's datum.
     #[must_use]
     pub fn transform_extra(mut self, argument: &str, attribute: &str) -> Self {
         map_extra(&mut self.opts.transform_extra, argument, attribute);
@@ -550,7 +551,8 @@ const STEP_OPTIONS: &[&str] = &[
 
 impl<F: Fit, IA, OA> Step<Fitting<F>, IA, OA> {
     /// Fit receives sample attribute `attribute` as extra argument `argument`
-    /// (bob's `fit_extra_arguments`, e.g. `("y", "subject_id")`).
+    /// (bob's `fit_extra_arguments`, e.g. `("y", "subject_id")`);
+    /// [`DATA`](crate::DATA) (`"data"`) names the sample's datum.
     #[must_use]
     pub fn fit_extra(mut self, argument: &str, attribute: &str) -> Self {
         map_extra(&mut self.opts.fit_extra, argument, attribute);
@@ -634,6 +636,7 @@ pub trait IntoStep<D, M> {
 impl<T> IntoStep<T::Input, marker::Transformer> for T
 where
     T: Transformer,
+    T::Input: Serialize,
 {
     type Output = T::Output;
     fn into_step(self) -> BuiltStep {
@@ -644,6 +647,7 @@ where
 impl<F> IntoStep<F::Input, marker::Fit> for F
 where
     F: Fit,
+    F::Input: Serialize,
 {
     type Output = <F::Fitted as Transformer>::Output;
     fn into_step(self) -> BuiltStep {
@@ -653,7 +657,7 @@ where
 
 impl<D, K, IA, OA> IntoStep<D, marker::Step> for Step<K, IA, OA>
 where
-    D: Send + Sync + 'static,
+    D: Serialize + Send + Sync + 'static,
     K: Kind,
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
@@ -687,6 +691,14 @@ where
     }
 }
 
+/// Sample `i`'s datum as MessagePack: what an extra argument that names the
+/// datum (`"data"`) reads, only when one does.
+fn encode_datum<'a, D: Serialize + Sync>(
+    samples: &'a [&'a Sample<D>],
+) -> impl Fn(usize) -> std::result::Result<Vec<u8>, String> + Sync + 'a {
+    |i| rmp_serde::to_vec(samples[i].data()).map_err(|e| e.to_string())
+}
+
 /// A step's fit and transform, its types erased once for the executors.
 struct Erased<K, IA, OA, D> {
     kind: K,
@@ -715,7 +727,7 @@ fn step_error(e: Error) -> graph::Error {
 
 impl<D, K, IA, OA> StepOp for Erased<K, IA, OA, D>
 where
-    D: Send + Sync + 'static,
+    D: Serialize + Send + Sync + 'static,
     K: Kind,
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
@@ -736,10 +748,12 @@ where
             })?;
             valid.extend(part.iter().filter_map(|s| s.as_ref().ok()));
         }
+        let datum = encode_datum(&valid);
         let ctx = BatchCtx {
             step: name,
             op: Op::Fit,
             extra: &opts.fit_extra,
+            datum: &datum,
         };
         self.input
             .with_inputs(name, &valid, |data, metas| {
@@ -763,7 +777,7 @@ where
 
 impl<D, K, IA, OA> Erased<K, IA, OA, D>
 where
-    D: Send + Sync + 'static,
+    D: Serialize + Send + Sync + 'static,
     K: Kind,
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
@@ -775,17 +789,19 @@ where
         model: Option<&Model>,
         input: Vec<Slot<D>>,
     ) -> Result<(AnyPartition, Counts)> {
-        let ctx = BatchCtx {
-            step: name,
-            op: Op::Transform,
-            extra: &opts.transform_extra,
-        };
         let valid: Vec<&Sample<D>> = input.iter().filter_map(|s| s.as_ref().ok()).collect();
         let expected = valid.len();
         let results = if valid.is_empty() {
             // Nothing to do; the estimator is not asked to handle an empty batch.
             Vec::new()
         } else {
+            let datum = encode_datum(&valid);
+            let ctx = BatchCtx {
+                step: name,
+                op: Op::Transform,
+                extra: &opts.transform_extra,
+                datum: &datum,
+            };
             self.input.with_inputs(name, &valid, |data, metas| {
                 self.kind
                     .transform_with(name, model, &Batch::new(data, metas, &ctx))

@@ -72,7 +72,7 @@ impl Tags {
     }
 
     /// Transform receives sample attribute `attribute` as extra argument `argument`
-    /// (bob's `bob_transform_extra_input`).
+    /// (bob's `bob_transform_extra_input`); [`DATA`](crate::DATA) names the datum.
     #[must_use]
     pub fn transform_extra(mut self, argument: &str, attribute: &str) -> Self {
         map_extra(&mut self.transform_extra, argument, attribute);
@@ -80,7 +80,7 @@ impl Tags {
     }
 
     /// Fit receives sample attribute `attribute` as extra argument `argument`
-    /// (bob's `bob_fit_extra_input`).
+    /// (bob's `bob_fit_extra_input`); [`DATA`](crate::DATA) names the datum.
     #[must_use]
     pub fn fit_extra(mut self, argument: &str, attribute: &str) -> Self {
         map_extra(&mut self.fit_extra, argument, attribute);

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bob_pipelines_estimator::{
-    Batch, BoxError, Error, Failure, Fit, InMemory, LOAD_STEP, Options, Partitioning, Pipeline,
-    SampleResult, Step, Tags, Transformer,
+    Batch, BoxError, DATA, Error, Failure, Fit, InMemory, LOAD_STEP, Options, Partitioning,
+    Pipeline, SampleResult, Step, Tags, Transformer,
 };
 use bob_pipelines_graph::Error as RunError;
 use bob_pipelines_sample::{DelayedSample, DelayedSampleSet, Sample, SampleSet};
@@ -231,6 +231,62 @@ fn extra_arguments_come_from_the_mapped_attribute() {
     let p = Pipeline::new().then(Step::new(Scale).transform_extra("factor", "label"));
     let out = p.transform(samples(6)).compute(&InMemory).unwrap();
     assert_eq!(data(&out), [0, 1, 4, 0, 4, 10]);
+}
+
+#[test]
+fn an_extra_argument_can_name_the_datum_as_in_bob() {
+    // `("factor", "data")`: the datum itself.
+    let p = Pipeline::new().then(Step::new(Scale).transform_extra("factor", DATA));
+    let out = p.transform(samples(6)).compute(&InMemory).unwrap();
+    assert_eq!(data(&out), [0, 1, 4, 9, 16, 25]);
+
+    // Reading an attribute, the datum is still there as an argument.
+    let p = Pipeline::new().then(
+        Step::new(Scale)
+            .input_attribute("label")
+            .transform_extra("factor", "data"),
+    );
+    let out = p.transform(samples(6)).compute(&InMemory).unwrap();
+    assert_eq!(data(&out), [0, 1, 4, 0, 4, 10]);
+
+    // And in a fit: `fit_extra("y", "data")`, bob's supervised pattern.
+    struct SumOfY;
+    impl Fit for SumOfY {
+        type Input = u32;
+        type Fitted = AddSum;
+        fn fit(&self, b: &Batch<'_, u32>) -> Result<AddSum, BoxError> {
+            let y: Vec<u32> = b.extra("y")?;
+            Ok(AddSum {
+                sum: y.iter().sum(),
+            })
+        }
+    }
+    let mut p = Pipeline::new().then(
+        Step::fit(SumOfY)
+            .input_attribute("label")
+            .fit_extra("y", "data"),
+    );
+    let out = p.fit_transform(samples(4)).compute(&InMemory).unwrap();
+    assert_eq!(data(&out), [6, 7, 8, 6], "labels + (0 + 1 + 2 + 3)");
+
+    // A datum that is not of the argument's type names the sample and `data`.
+    let texts: Vec<_> = (0..3)
+        .map(|i| Sample::new(format!("t{i}"), format!("img{i}")).with_attr("label", i))
+        .collect();
+    let p = Pipeline::new().then(
+        Step::new(Scale)
+            .name("scale")
+            .input_attribute("label")
+            .transform_extra("factor", "data"),
+    );
+    let msg = p
+        .transform(texts)
+        .compute(&InMemory)
+        .unwrap_err()
+        .to_string();
+    for part in ["`scale`", "`factor`", "\"t0\"", "`data`"] {
+        assert!(msg.contains(part), "{part} missing in: {msg}");
+    }
 }
 
 #[test]

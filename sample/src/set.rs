@@ -168,7 +168,10 @@ struct SetOwned<S> {
 }
 
 impl<T, S: Serialize> Serialize for SampleSet<T, S> {
-    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> std::result::Result<Ser::Ok, Ser::Error> {
+    fn serialize<Ser: serde::Serializer>(
+        &self,
+        s: Ser,
+    ) -> std::result::Result<Ser::Ok, Ser::Error> {
         SetRef {
             meta: &self.meta,
             samples: &self.samples,

@@ -968,7 +968,11 @@ fn sets_of_delayed_samples_resume_without_loading_an_image() {
     assert_eq!(calls.load(Ordering::SeqCst), 100);
 
     let again = p.transform_sets(sets(), &ex).unwrap();
-    assert_eq!(loads.load(Ordering::SeqCst), 100, "a resumed set loaded images");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        100,
+        "a resumed set loaded images"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 100);
     assert_eq!(again.report().from_checkpoints, 100);
     assert_eq!(again.sets(), first.sets());
