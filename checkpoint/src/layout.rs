@@ -27,12 +27,10 @@ impl HashFn {
             HashFn::BobHashString => {
                 Some((key.chars().map(|c| c as u64).sum::<u64>() % 1000).to_string())
             }
-            HashFn::Uniform => {
-                let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-                });
-                Some(format!("{:03}", h % 1000))
-            }
+            HashFn::Uniform => Some(format!(
+                "{:03}",
+                bob_pipelines_sample::fnv64(key.as_bytes()) % 1000
+            )),
         }
     }
 }

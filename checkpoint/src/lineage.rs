@@ -115,15 +115,7 @@ fn shown(s: &str) -> &str {
     if s.is_empty() { "(none)" } else { s }
 }
 
-/// FNV-1a, 64 bits: stable across processes and versions, unlike std's hashers.
-pub fn fnv64(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+pub use bob_pipelines_sample::fnv64;
 
 /// What a stamp file says: `Ok(None)` when there is none.
 ///

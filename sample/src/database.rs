@@ -1,12 +1,13 @@
 //! File-list databases: `<root>/<protocol>/<group>.csv` → samples.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::attrs::Value;
 use crate::error::list;
-use crate::{BoxError, DelayedSample, Error, Key, Meta, Result, Sample};
+use crate::{BoxError, DelayedSample, Error, Key, Meta, Result, Sample, fnv64};
 
 /// The type a CSV column is converted to (bob's `Str_To_Types`); columns without
 /// one stay strings.
@@ -52,7 +53,10 @@ impl ColumnType {
 /// The folder `root/<protocol>/` holds one `<group>.csv` per group (`train.csv`,
 /// `dev.csv`, …). Each row becomes a sample whose attributes are the row's
 /// columns; its key comes from the `key` column, else from `path` (or the column
-/// set with [`key_column`](Self::key_column)).
+/// set with [`key_column`](Self::key_column)). A file with neither (as bob's own
+/// test lists) gets keys made from its rows, `<group>/<hash of the row's
+/// cells>`: they stay the same when rows are added or reordered and change
+/// when a row is edited, and reading such a file prints a warning saying so.
 ///
 /// ```
 /// use bob_pipelines_sample::{ColumnType, FileListDatabase};
@@ -228,26 +232,23 @@ impl FileListDatabase {
             .map(str::to_owned)
             .collect();
         let key_col = match &self.key_column {
-            Some(c) => header.iter().position(|h| h == c).ok_or_else(|| {
+            Some(c) => Some(header.iter().position(|h| h == c).ok_or_else(|| {
                 csv_err(
                     1,
                     format!("no key column `{c}`; columns: {}", list(&header)),
                 )
-            })?,
+            })?),
             None => ["key", "path"]
                 .iter()
-                .find_map(|c| header.iter().position(|h| h == c))
-                .ok_or_else(|| {
-                    csv_err(
-                        1,
-                        format!(
-                            "no `key` or `path` column to take sample keys from (columns: {}); \
-                             name one with key_column",
-                            list(&header)
-                        ),
-                    )
-                })?,
+                .find_map(|c| header.iter().position(|h| h == c)),
         };
+        if key_col.is_none() {
+            warn_row_keys(path, &header);
+        }
+        let group = path
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let mut row_keys = RowKeys::default();
         let types: Vec<ColumnType> = header
             .iter()
             .map(|h| {
@@ -266,7 +267,11 @@ impl FileListDatabase {
                 Err(e) => return Err(from_csv(path, e)),
             }
             let line = record.position().map_or(0, |p| p.line());
-            let mut meta = Meta::new(Key::from(&record[key_col]));
+            let key = match key_col {
+                Some(c) => Key::from(&record[c]),
+                None => row_keys.next(&group, &record),
+            };
+            let mut meta = Meta::new(key);
             for ((name, ty), cell) in header.iter().zip(&types).zip(record.iter()) {
                 let value = ty
                     .convert(cell)
@@ -277,6 +282,52 @@ impl FileListDatabase {
         }
         Ok(out)
     }
+}
+
+/// The keys of rows in a file without a key column: `<group>/<hash of the
+/// row's cells>`, so a key stays the same when rows are added, removed or
+/// reordered, and changes when its row does (a stale checkpoint is never
+/// served for an edited row). The `n`th copy of a repeated row gets `-n`.
+#[derive(Default)]
+struct RowKeys {
+    seen: HashMap<u64, usize>,
+}
+
+impl RowKeys {
+    fn next(&mut self, group: &str, record: &csv::StringRecord) -> Key {
+        let mut cells = Vec::new();
+        for cell in record {
+            // The unit separator keeps ("a", "bc") and ("ab", "c") apart.
+            cells.extend_from_slice(cell.as_bytes());
+            cells.push(0x1f);
+        }
+        let hash = fnv64(&cells);
+        let copies = self.seen.entry(hash).or_default();
+        *copies += 1;
+        match *copies {
+            1 => Key::from(format!("{group}/{hash:016x}")),
+            n => Key::from(format!("{group}/{hash:016x}-{n}")),
+        }
+    }
+}
+
+/// Says once per file and process that its keys are made from its rows.
+fn warn_row_keys(path: &Path, header: &[String]) {
+    static WARNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.iter().any(|p| p == path) {
+        return;
+    }
+    warned.push(path.to_path_buf());
+    eprintln!(
+        "warning: {} has no `key` or `path` column (columns: {}); each sample's key is \
+         made from its row (`<group>/<hash of the row>`), stable while the row does not \
+         change; name a column with key_column(..) for keys of your own",
+        path.display(),
+        list(header)
+    );
 }
 
 fn read_dir(dir: &Path) -> Result<fs::ReadDir> {
@@ -415,7 +466,6 @@ mod tests {
         let t = db();
         t.write("bad/g.csv", "path,a\nx,1\ny,2,3\n");
         t.write("types/g.csv", "path,age\nx,1\ny,old\n");
-        t.write("nokey/g.csv", "file,a\nx,1\n");
         let e = FileListDatabase::open(&t.0, "bad")
             .unwrap()
             .samples("g")
@@ -433,11 +483,40 @@ mod tests {
             e.contains("g.csv:3") && e.contains("`age`") && e.contains("`old`"),
             "{e}"
         );
-        let e = FileListDatabase::open(&t.0, "nokey")
-            .unwrap()
-            .samples("g")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("key_column") && e.contains("file, a"), "{e}");
+    }
+
+    #[test]
+    fn rows_without_a_key_column_get_keys_made_from_the_row() {
+        let t = db();
+        t.write("nokey/dev.csv", "file,a\nx,1\ny,2\nx,1\n");
+        let keys = |db: &FileListDatabase| -> Vec<String> {
+            db.samples("dev")
+                .unwrap()
+                .iter()
+                .map(|s| s.key().to_string())
+                .collect()
+        };
+        let d = FileListDatabase::open(&t.0, "nokey").unwrap();
+        let first = keys(&d);
+        assert!(
+            first[0].starts_with("dev/") && first[0].len() == 4 + 16,
+            "{first:?}"
+        );
+        assert_ne!(first[0], first[1]);
+        assert_eq!(first[2], format!("{}-2", first[0]), "a repeated row");
+
+        // Rows added and reordered keep their keys; an edited row gets a new one.
+        t.write("nokey/dev.csv", "file,a\nnew,0\ny,2\nx,1\nx,1\n");
+        let moved = keys(&d);
+        assert_eq!(
+            moved[1..],
+            [first[1].clone(), first[0].clone(), first[2].clone()]
+        );
+        t.write("nokey/dev.csv", "file,a\nx,1\ny,3\n");
+        assert!(!first.contains(&keys(&d)[1]));
+
+        // A key column named but absent is still an error naming the columns.
+        let e = d.key_column("id").samples("dev").unwrap_err().to_string();
+        assert!(e.contains("`id`") && e.contains("file, a"), "{e}");
     }
 }

@@ -194,6 +194,18 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
+/// FNV-1a, 64 bits: stable across processes, machines and versions, unlike
+/// std's hashers; for names that must not change between runs (checkpoint
+/// folders, lineage stamps, row keys).
+pub fn fnv64(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

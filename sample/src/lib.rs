@@ -13,6 +13,6 @@ pub use attrs::{Attrs, DelayedAttr, Value, to_value};
 pub use batch::{SampleBatch, Stack, Stacked, stack};
 pub use database::{ColumnType, FileListDatabase};
 pub use error::{BoxError, Error, Result};
-pub use key::Key;
+pub use key::{Key, fnv64};
 pub use sample::{DelayedSample, Meta, Sample};
 pub use set::{DelayedSampleSet, SampleSet, SetMember};
