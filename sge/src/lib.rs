@@ -38,7 +38,9 @@ use std::time::Duration;
 use bob_pipelines_executor::distributed::Distributed;
 
 pub use launcher::Sge;
-pub use spec::{Memory, QueueSpec, QueueSpecs, queue_default, queue_gpu, queue_iobig, queue_mth};
+pub use spec::{
+    Memory, QueueSpec, QueueSpecs, SpecEdit, queue_default, queue_gpu, queue_iobig, queue_mth,
+};
 
 /// What goes wrong here.
 #[derive(Debug, thiserror::Error)]

@@ -339,6 +339,43 @@ impl QueueSpecs {
         self.specs.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 
+    /// These specs with spec `name` changed by `edit`, the rest as they were:
+    /// a preset adjusted in part instead of rewritten whole.
+    ///
+    /// ```
+    /// use bob_pipelines_sge::{queue_default, Error};
+    ///
+    /// let specs = queue_default()
+    ///     .with("q_short_gpu", |s| s.memory("12GB"))?
+    ///     .with("default", |s| s.max_jobs(16))?;
+    /// assert_eq!(specs.get("q_short_gpu").unwrap().memory.as_ref().unwrap().as_sge(), "12G");
+    /// assert_eq!(specs.get("default").unwrap().max_jobs, Some(16));
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Spec`] for a spec that does not exist (naming those that do),
+    /// and what the edit or the spec's checks say.
+    pub fn with<E: SpecEdit>(
+        mut self,
+        name: &str,
+        edit: impl FnOnce(QueueSpec) -> E,
+    ) -> Result<Self, Error> {
+        let Some(i) = self.specs.iter().position(|(n, _)| n == name) else {
+            let names: Vec<&str> = self.specs.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(Error::Spec {
+                spec: name.to_owned(),
+                reason: format!("no such spec; the specs are {}", names.join(", ")),
+            });
+        };
+        let spec = edit(self.specs[i].1.clone())
+            .into_spec()
+            .map_err(|e| e.in_spec(name))?;
+        spec.check(name)?;
+        self.specs[i].1 = spec;
+        Ok(self)
+    }
+
     /// The largest `max_jobs` of the specs (bob's `get_max_jobs`), 1 if none has one.
     pub fn max_jobs(&self) -> usize {
         self.specs
@@ -346,6 +383,28 @@ impl QueueSpecs {
             .filter_map(|(_, s)| s.max_jobs)
             .max()
             .unwrap_or(1)
+    }
+}
+
+/// What an edit in [`QueueSpecs::with`] returns: the spec, or the result of a
+/// builder method that can fail ([`QueueSpec::memory`]).
+pub trait SpecEdit {
+    /// The edited spec.
+    ///
+    /// # Errors
+    /// The builder's error.
+    fn into_spec(self) -> Result<QueueSpec, Error>;
+}
+
+impl SpecEdit for QueueSpec {
+    fn into_spec(self) -> Result<QueueSpec, Error> {
+        Ok(self)
+    }
+}
+
+impl SpecEdit for Result<QueueSpec, Error> {
+    fn into_spec(self) -> Result<QueueSpec, Error> {
+        self
     }
 }
 
@@ -595,5 +654,33 @@ mod tests {
         assert!(e.contains("max_jobs"), "{e}");
         let e = err("[default]\nqueue = \"q\"\njob_extra = [\"pe smp 2\"]\n");
         assert!(e.contains("pe smp 2"), "{e}");
+    }
+
+    #[test]
+    fn a_preset_is_changed_in_part() {
+        let base = queue_default();
+        let specs = base
+            .clone()
+            .with("q_short_gpu", |s| s.memory("12GB"))
+            .unwrap()
+            .with("default", |s| s.max_jobs(16).job_extra("-l h_rt=01:00:00"))
+            .unwrap();
+        let gpu = specs.get("q_short_gpu").unwrap();
+        assert_eq!(gpu.memory.as_ref().unwrap().as_sge(), "12G");
+        assert_eq!(gpu.queue, "q_short_gpu", "the rest of the spec is kept");
+        assert_eq!(specs.get("default").unwrap().max_jobs, Some(16));
+        assert_eq!(specs.get("q_1week"), base.get("q_1week"), "other specs are kept");
+        assert_eq!(
+            specs.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            base.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            "and their order"
+        );
+
+        let e = base.clone().with("q_shrot_gpu", |s| s).unwrap_err().to_string();
+        assert!(e.contains("`q_shrot_gpu`") && e.contains("q_short_gpu"), "{e}");
+        let e = base.clone().with("q_gpu", |s| s.memory("lots")).unwrap_err().to_string();
+        assert!(e.contains("`q_gpu`") && e.contains("lots"), "{e}");
+        let e = base.with("q_gpu", |s| s.max_jobs(0)).unwrap_err().to_string();
+        assert!(e.contains("`q_gpu`") && e.contains("max_jobs"), "{e}");
     }
 }
