@@ -5,10 +5,11 @@ use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_executor::distributed::{
-    JobState, Launcher, WorkerEnv, WorkerKind, worker_command,
+    InterruptGuard, JobState, Launcher, WorkerEnv, WorkerKind, on_interrupt, worker_command,
 };
 use bob_pipelines_sample::BoxError;
 
@@ -21,6 +22,25 @@ use crate::{Error, bobrc};
 struct Tracked {
     /// How it ended, once known (asked of `qacct` once).
     ended: Option<String>,
+}
+
+/// The run's jobs as the Ctrl-C/SIGTERM cleanup sees them, from another
+/// thread: submitting holds the lock, so a job is either seen by the
+/// cleanup or never submitted.
+#[derive(Debug, Default)]
+struct Submitted {
+    /// Job numbers (an array job's one number covers its tasks).
+    numbers: Vec<String>,
+    /// The process is leaving on a signal: submit nothing more.
+    interrupted: bool,
+}
+
+impl Submitted {
+    fn delete_all(&mut self) {
+        self.interrupted = true;
+        let numbers = std::mem::take(&mut self.numbers);
+        Sge::qdel(&numbers.iter().map(String::as_str).collect::<Vec<_>>());
+    }
 }
 
 /// Starts workers as SGE jobs: one kind of worker per queue spec, each job
@@ -45,6 +65,10 @@ pub struct Sge {
     jobs: BTreeMap<String, Tracked>,
     /// When `qstat` last failed, and why (said once per failure streak).
     qstat_failing: Option<String>,
+    /// What Ctrl-C or SIGTERM of the driver deletes, and its registration
+    /// (from the first job on).
+    submitted: Arc<Mutex<Submitted>>,
+    on_interrupt: Option<InterruptGuard>,
 }
 
 impl Sge {
@@ -87,6 +111,8 @@ impl Sge {
             prologue: Vec::new(),
             jobs: BTreeMap::new(),
             qstat_failing: None,
+            submitted: Arc::default(),
+            on_interrupt: None,
         };
         sge.kinds[0].min = 1;
         sge
@@ -362,6 +388,21 @@ impl Launcher for Sge {
             )
         })?;
         let script = self.job_script(kind, n, env)?;
+        if self.on_interrupt.is_none() {
+            let submitted = Arc::clone(&self.submitted);
+            match on_interrupt("deleting the SGE jobs of the run", move || {
+                lock(&submitted).delete_all();
+            }) {
+                Ok(guard) => self.on_interrupt = Some(guard),
+                Err(e) => eprintln!(
+                    "bob-pipelines: {e}; Ctrl-C will leave this run's SGE jobs in the queue"
+                ),
+            }
+        }
+        let mut submitted = lock(&self.submitted);
+        if submitted.interrupted {
+            return Err("the driver is leaving on a signal".into());
+        }
         let out =
             run(Command::new("qsub").arg("-terse"), Some(script.as_bytes())).map_err(|e| {
                 format!("cannot run qsub (is Grid Engine's client installed and on PATH?): {e}")
@@ -380,6 +421,10 @@ impl Launcher for Sge {
         let ids = output::parse_terse(&String::from_utf8_lossy(&out.stdout))?;
         for id in &ids {
             self.jobs.insert(id.clone(), Tracked { ended: None });
+            let number = id.split('.').next().unwrap_or(id);
+            if !submitted.numbers.iter().any(|n| n == number) {
+                submitted.numbers.push(number.to_owned());
+            }
         }
         Ok(ids)
     }
@@ -470,6 +515,8 @@ impl Launcher for Sge {
             std::thread::sleep(Duration::from_millis(250));
         }
         self.jobs.clear();
+        lock(&self.submitted).numbers.clear();
+        self.on_interrupt = None;
     }
 }
 
@@ -477,6 +524,10 @@ impl Drop for Sge {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+fn lock(submitted: &Mutex<Submitted>) -> std::sync::MutexGuard<'_, Submitted> {
+    submitted.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The entry of `qstat` for job id `id` (`12`, or an array task `12.3`).

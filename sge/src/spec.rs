@@ -669,18 +669,36 @@ mod tests {
         assert_eq!(gpu.memory.as_ref().unwrap().as_sge(), "12G");
         assert_eq!(gpu.queue, "q_short_gpu", "the rest of the spec is kept");
         assert_eq!(specs.get("default").unwrap().max_jobs, Some(16));
-        assert_eq!(specs.get("q_1week"), base.get("q_1week"), "other specs are kept");
+        assert_eq!(
+            specs.get("q_1week"),
+            base.get("q_1week"),
+            "other specs are kept"
+        );
         assert_eq!(
             specs.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             base.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             "and their order"
         );
 
-        let e = base.clone().with("q_shrot_gpu", |s| s).unwrap_err().to_string();
-        assert!(e.contains("`q_shrot_gpu`") && e.contains("q_short_gpu"), "{e}");
-        let e = base.clone().with("q_gpu", |s| s.memory("lots")).unwrap_err().to_string();
+        let e = base
+            .clone()
+            .with("q_shrot_gpu", |s| s)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`q_shrot_gpu`") && e.contains("q_short_gpu"),
+            "{e}"
+        );
+        let e = base
+            .clone()
+            .with("q_gpu", |s| s.memory("lots"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`q_gpu`") && e.contains("lots"), "{e}");
-        let e = base.with("q_gpu", |s| s.max_jobs(0)).unwrap_err().to_string();
+        let e = base
+            .with("q_gpu", |s| s.max_jobs(0))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`q_gpu`") && e.contains("max_jobs"), "{e}");
     }
 }

@@ -29,6 +29,7 @@
 //! # let _ = executor;
 //! ```
 
+mod interrupt;
 mod launcher;
 mod protocol;
 mod scheduler;
@@ -42,6 +43,7 @@ use std::time::Duration;
 use bob_pipelines_graph::{Executed, Execution, Executor, Plan, Program, Result, Serve};
 pub use bob_pipelines_graph::{WORKER_ENV, is_worker};
 
+pub use interrupt::{InterruptGuard, on_interrupt};
 pub use launcher::{JobState, Launcher, LocalProcesses, WorkerKind, worker_command};
 pub use protocol::WorkerEnv;
 

@@ -400,3 +400,102 @@ fn worker_jobs_end_when_their_driver_is_killed() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+#[ignore = "a helper: the driver that `ctrl_c_or_sigterm_of_the_driver_deletes_every_job_of_the_run` stops"]
+fn sge_interrupted_driver_child() {
+    const TEST: &str = "sge_interrupted_driver_child";
+    let dir = match std::env::var_os(DRIVER_JOB_ENV) {
+        Some(d) => PathBuf::from(d),
+        None => test_dir(TEST),
+    };
+    // More jobs than all.q has slots: some run, the rest wait in the queue.
+    let ex = on_loopback(launcher(TEST, &dir, cpu_specs("all.q", 6), true));
+    let _ = pipeline(2000)
+        .fit_transform(samples(500))
+        .npartitions(50)
+        .compute(&ex);
+}
+
+#[test]
+fn ctrl_c_or_sigterm_of_the_driver_deletes_every_job_of_the_run() {
+    if is_worker() || !grid_engine("ctrl_c_or_sigterm_of_the_driver_deletes_every_job_of_the_run") {
+        return;
+    }
+    for (signal, status) in [("INT", 130), ("TERM", 143)] {
+        let dir = test_dir(&format!("interrupt-{signal}"));
+        let mut driver = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sge::sge_interrupted_driver_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(DRIVER_JOB_ENV, &dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = driver.stderr.take().unwrap();
+        let said = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            text
+        });
+        let prefix = format!("bpt{}", driver.id());
+        let t0 = Instant::now();
+        loop {
+            let listed = jobs(&prefix);
+            let running = listed.iter().filter(|j| j.state == "r").count();
+            if running >= 1 && listed.iter().any(|j| j.pending()) {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the driver never had jobs both running and waiting: {listed:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let kill = Command::new("kill")
+            .args(["-s", signal, &driver.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let signalled = Instant::now();
+        let ended = loop {
+            if let Some(ended) = driver.try_wait().unwrap() {
+                break ended;
+            }
+            if signalled.elapsed() > Duration::from_secs(40) {
+                let _ = driver.kill();
+                panic!("SIG{signal}: the driver was still there 40 s after the signal");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = said.join().unwrap();
+        assert_eq!(
+            ended.code(),
+            Some(status),
+            "SIG{signal}: the driver ended with {ended:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("deleting the SGE jobs of the run"),
+            "SIG{signal}: {stderr}"
+        );
+        // The driver waited for nothing: the queue forgets deleted jobs
+        // within a second or two of `qdel`.
+        while !jobs(&prefix).is_empty() {
+            assert!(
+                signalled.elapsed() < Duration::from_secs(20),
+                "SIG{signal}: jobs of the interrupted driver still in qstat: {:?}",
+                jobs(&prefix)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!(
+            "SIG{signal}: driver gone and its jobs deleted {:?} after the signal",
+            signalled.elapsed()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
