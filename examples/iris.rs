@@ -3,10 +3,11 @@
 //! `StandardScaler` → `PCA(2)` → logistic regression, fitted on `train`,
 //! predicting `test`, every step checkpointed.
 //!
-//! `cargo run --release --features linfa --example iris [EXECUTOR] [--out DIR]`
+//! `cargo run --release --features linfa --example iris -- [EXECUTOR] [--out DIR] …`
 //!
-//! EXECUTOR is any executor name (default: `$BOB_PIPELINES_EXECUTOR`, else
-//! `threads`). Under DIR (default `./bob_pipelines_iris`):
+//! The options are the standard ones of a run (`RunArgs`; `--help` lists
+//! them). EXECUTOR is any executor name (default: `$BOB_PIPELINES_EXECUTOR`,
+//! else `threads`). Under DIR (default `./bob_pipelines_iris`):
 //! - `iris_db/default/{train,test}.csv`: the database, protocol `default`,
 //!   75 rows per group (every other row of the 150, so 25 per species each),
 //!   written from the copy of the public iris data in `examples/data/`;
@@ -19,18 +20,17 @@
 //! numbers on reading (bob's `Str_To_Types`); the species stays a string and
 //! is the classifier's label.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use bob_pipelines::checkpoint::write_npy;
-use bob_pipelines::estimator::{Checkpoints, Step};
+use bob_pipelines::estimator::Step;
 use bob_pipelines::linfa::logistic::MultiLogisticRegression;
 use bob_pipelines::linfa::preprocessing::linear_scaling::LinearScaler;
 use bob_pipelines::linfa::reduction::Pca;
 use bob_pipelines::linfa::{Features, Fitted, Projects, classify, project, transform};
 use bob_pipelines::prelude::*;
 use bob_pipelines::sample::{ColumnType, FileListDatabase, Meta};
-use bob_pipelines::{all_names, by_name, from_env};
 use ndarray::Array1;
 
 /// The 150 rows of Fisher's iris data (UCI's copy, as linfa-datasets ships it).
@@ -78,30 +78,10 @@ fn features(meta: &Meta) -> Result<Features, BoxError> {
     Ok(Array1::from(x?))
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut executor_name = None;
-    let mut out = PathBuf::from("bob_pipelines_iris");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--out" => out = args.next().ok_or("--out needs a folder")?.into(),
-            "-h" | "--help" => {
-                println!(
-                    "usage: iris [EXECUTOR] [--out DIR]\nexecutors: {}",
-                    all_names().join(", ")
-                );
-                return Ok(());
-            }
-            name if executor_name.is_none() && !name.starts_with('-') => {
-                executor_name = Some(arg);
-            }
-            other => return Err(format!("unexpected argument `{other}` (see --help)").into()),
-        }
-    }
-    let executor = match executor_name {
-        Some(name) => by_name(&name)?,
-        None => from_env("threads")?,
-    };
+fn run() -> Result<(), BoxError> {
+    let run = RunArgs::parse();
+    let executor = run.executor_or("threads")?;
+    let out = run.out_or("bob_pipelines_iris");
 
     let db_root = out.join("iris_db");
     write_database(&db_root)?;
@@ -123,12 +103,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .then(
             Step::fit(classify::<_, String, _>(logistic).labels_from("species")).name("classifier"),
         )
-        .checkpoint(Checkpoints::new(out.join("features")).model_dir(out.join("models")));
+        .checkpoint(run.checkpoints(&out));
     println!("pipeline: {}", pipeline.step_names().join(" → "));
     println!("executor: {}", executor.name());
 
-    let fitted = pipeline.fit(train).compute(&executor)?;
-    let predicted = pipeline.transform(test).compute(&executor)?;
+    if run.dry_run {
+        println!("{}", TaskGraph::new(pipeline.fit(train).info()?).plan());
+        return Ok(());
+    }
+    let partitioning = run.partitioning();
+    let fitted = pipeline
+        .fit(train)
+        .partitioning(partitioning)
+        .compute(&executor)?;
+    let predicted = pipeline
+        .transform(test)
+        .partitioning(partitioning)
+        .compute(&executor)?;
 
     // Only the driver gets here.
     let mut right = 0;

@@ -2,9 +2,10 @@
 //! zero matrix with `metadata = 1`, a stateless step that receives `metadata` as
 //! an extra argument, then a step that learns `[[1, 2], [3, 4]]` and multiplies.
 //!
-//! `cargo run --release --example quickstart [EXECUTOR] [--out DIR] [--dry-run] [--force]`
+//! `cargo run --release --example quickstart -- [EXECUTOR] [--out DIR] [--dry-run] [--force] …`
 //!
-//! EXECUTOR is an executor name (`single-threaded`, `local-parallel`,
+//! The options are the standard ones of a run ([`RunArgs`], `--help` lists
+//! them). EXECUTOR is an executor name (`single-threaded`, `local-parallel`,
 //! `local-p4`, …; default: `$BOB_PIPELINES_EXECUTOR`, else `local-parallel`).
 //! Every step's outputs are checkpointed under DIR (default
 //! `./bob_pipelines_out`): `features/<step>/<key>.npy` and
@@ -16,12 +17,11 @@
 #[path = "common/seed.rs"]
 mod seed;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bob_pipelines::estimator::Checkpoints;
+use bob_pipelines::RunArgs;
 use bob_pipelines::graph::TaskGraph;
-use bob_pipelines::{all_names, from_env};
+use bob_pipelines::sample::BoxError;
 
 fn main() -> ExitCode {
     match run() {
@@ -33,44 +33,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut executor_name = None;
-    let mut out_dir = PathBuf::from("bob_pipelines_out");
-    let (mut dry_run, mut force) = (false, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--out" => out_dir = args.next().ok_or("--out needs a folder")?.into(),
-            "--dry-run" => dry_run = true,
-            "--force" => force = true,
-            "-h" | "--help" => {
-                println!(
-                    "usage: quickstart [EXECUTOR] [--out DIR] [--dry-run] [--force]\nexecutors: {}",
-                    all_names().join(", ")
-                );
-                return Ok(());
-            }
-            name if executor_name.is_none() && !name.starts_with('-') => executor_name = Some(arg),
-            other => return Err(format!("unexpected argument `{other}` (see --help)").into()),
-        }
-    }
-    let executor = match executor_name {
-        Some(name) => bob_pipelines::by_name(&name)?,
-        None => from_env("local-parallel")?,
-    };
-
-    let checkpoints = Checkpoints::new(out_dir.join("features"))
-        .model_dir(out_dir.join("models"))
-        .force(force);
-    let mut pipeline = seed::pipeline().checkpoint(checkpoints);
+fn run() -> Result<(), BoxError> {
+    let run = RunArgs::parse();
+    let executor = run.executor_or("local-parallel")?;
+    let out_dir = run.out_or("bob_pipelines_out");
+    let mut pipeline = seed::pipeline().checkpoint(run.checkpoints(&out_dir));
     println!("pipeline: {}", pipeline.step_names().join(" → "));
     println!("executor: {}", executor.name());
     println!("checkpoints: {}", out_dir.display());
-    let lazy = pipeline.fit_transform(seed::samples(10));
+    let lazy = pipeline
+        .fit_transform(seed::samples(10))
+        .partitioning(run.partitioning());
 
     let graph = TaskGraph::new(lazy.info()?);
     let plan = graph.plan();
-    if dry_run {
+    if run.dry_run {
         println!("\ndry run:\n{plan}");
         return Ok(());
     }

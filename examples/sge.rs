@@ -4,8 +4,9 @@
 //! `q_short_gpu` queue; the transforms run on `q_1day` workers. The report
 //! ends with which job (and queue) ran which step.
 //!
-//! `cargo run --release --example sge [-- --out DIR] [--samples N] [--partitions P]
-//! [--project NAME] [--specs FILE.toml] [--death-timeout SECONDS]`
+//! `cargo run --release --example sge -- [--out DIR] [--samples N] [--partitions P]
+//! [--project NAME] [--specs FILE.toml] [--death-timeout SECONDS] …`
+//! (`--help` lists them; the standard options of a run come from `RunArgs`)
 //!
 //! The project comes from `~/.config/bobrc.toml` (`bob-pipelines config set
 //! sge.project NAME`, or bob's `bob config set sge.project NAME`) unless
@@ -22,9 +23,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bob_pipelines::estimator::{Checkpoints, Step};
-use bob_pipelines::prelude::Pipeline;
+use bob_pipelines::estimator::{Partitioning, Step};
+use bob_pipelines::prelude::{BoxError, Pipeline, RunArgs, TaskGraph};
 use bob_pipelines::sge::{QueueSpec, QueueSpecs, Sge, executor};
+use clap::Parser;
 use ndarray::Array2;
 
 fn main() -> ExitCode {
@@ -59,35 +61,44 @@ fn specs() -> Result<QueueSpecs, bob_pipelines::sge::Error> {
     ])
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut out_dir = PathBuf::from("bob_pipelines_sge");
-    let (mut n, mut partitions) = (100usize, 8usize);
-    let mut project = None;
-    let mut spec_file = None;
-    let mut death = 30u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |what: &str| args.next().ok_or(format!("{arg} needs {what}"));
-        match arg.as_str() {
-            "--out" => out_dir = value("a folder")?.into(),
-            "--samples" => n = value("a number")?.parse()?,
-            "--partitions" => partitions = value("a number")?.parse()?,
-            "--project" => project = Some(value("a project name")?),
-            "--specs" => spec_file = Some(value("a TOML file")?),
-            "--death-timeout" => death = value("seconds")?.parse()?,
-            "-h" | "--help" => {
-                println!(
-                    "usage: sge [--out DIR] [--samples N] [--partitions P] [--project NAME] \
-                     [--specs FILE.toml] [--death-timeout SECONDS]"
-                );
-                return Ok(());
-            }
-            other => return Err(format!("unexpected argument `{other}` (see --help)").into()),
-        }
+/// This example's options, and the standard ones of a run.
+#[derive(Parser)]
+#[command(name = "sge")]
+struct Options {
+    /// How many samples of the seed.
+    #[arg(long, default_value_t = 100)]
+    samples: usize,
+    /// The SGE project (`-P`), instead of bobrc's `sge.project`.
+    #[arg(long, value_name = "NAME")]
+    project: Option<String>,
+    /// Queue specs in bob's TOML form, instead of the example's two.
+    #[arg(long, value_name = "FILE.toml")]
+    specs: Option<PathBuf>,
+    /// Seconds a worker waits for a scheduler that is gone.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    death_timeout: u64,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+fn run() -> Result<(), BoxError> {
+    let Options {
+        samples: n,
+        project,
+        specs: spec_file,
+        death_timeout: death,
+        run,
+    } = Options::parse();
+    if let Some(name) = &run.executor {
+        return Err(format!(
+            "this example builds its own SGE executor from its specs; it takes no executor name (`{name}`)"
+        )
+        .into());
     }
+    let out_dir = run.out_or("bob_pipelines_sge");
     let specs = match spec_file {
         Some(f) => QueueSpecs::from_toml(
-            &std::fs::read_to_string(&f).map_err(|e| format!("reading {f}: {e}"))?,
+            &std::fs::read_to_string(&f).map_err(|e| format!("reading {}: {e}", f.display()))?,
         )?,
         None => specs()?,
     };
@@ -99,15 +110,22 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let executor = executor(sge, "sge").death_timeout(Duration::from_secs(death));
 
-    let checkpoints = Checkpoints::new(out_dir.join("features")).model_dir(out_dir.join("models"));
+    let checkpoints = run.checkpoints(&out_dir);
     let mut pipeline: Pipeline<Array2<f64>, Array2<f64>> = Pipeline::new()
         .then(Step::new(seed::MyTransformer).transform_extra("metadata", "metadata"))
         .then(Step::fit(seed::MyFitTransformer).fit_tag("q_short_gpu"))
         .checkpoint(checkpoints);
-    let outputs = pipeline
+    let lazy = pipeline
         .fit_transform(seed::samples(n))
-        .npartitions(partitions)
-        .compute(&executor)?;
+        .partitioning(match run.partitioning() {
+            Partitioning::Auto => Partitioning::Count(8),
+            asked => asked,
+        });
+    if run.dry_run {
+        println!("{}", TaskGraph::new(lazy.info()?).plan());
+        return Ok(());
+    }
+    let outputs = lazy.compute(&executor)?;
 
     // Only the driver gets here: a worker's process ends in `compute`.
     let wrong = outputs

@@ -117,6 +117,9 @@ pub mod linfa {
     pub use linfa_reduction as reduction;
 }
 
+mod args;
+pub use args::RunArgs;
+
 use estimator::Executor;
 
 /// An executor name that does not exist, or an SGE executor that cannot be set up.
@@ -172,7 +175,7 @@ pub mod prelude {
     pub use crate::executor::{SingleThreaded, ThreadPool};
     pub use crate::graph::TaskGraph;
     pub use crate::sample::{DelayedSample, DelayedSampleSet, Key, Sample, SampleBatch, SampleSet};
-    pub use crate::{by_name, from_env};
+    pub use crate::{RunArgs, by_name, from_env};
 }
 
 #[cfg(test)]
