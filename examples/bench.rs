@@ -41,6 +41,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use bob_pipelines::checkpoint::{HashFn, Layout, Writer, write_npy};
+use bob_pipelines::estimator::Partitioning;
 use bob_pipelines::executor::distributed::{Distributed, LocalProcesses, is_worker};
 use bob_pipelines::executor::{Silent, ThreadPool, by_name};
 use bob_pipelines::prelude::*;
@@ -82,9 +83,10 @@ fn main() {
         "sge" => sge(n(1, 100_000)),
         "verify" => verify(n(1, 1_000_000)),
         "sge-first" => sge_first(),
+        "small" => small(),
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, verify"
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, verify, small"
             );
             std::process::exit(2);
         }
@@ -189,6 +191,47 @@ fn cpu() {
         "{{\"bench\":\"speedup\",\"input\":\"cpu\",\"threads_over_single_threaded\":{:.2},\"processes_over_threads\":{:.2}}}",
         rates[1] / rates[0],
         rates[2] / rates[1]
+    );
+}
+
+/// A small dataset: 200 samples through a step of 20 ms per sample (an
+/// image read and a face detector), `single-threaded` and `threads`, with
+/// the automatic partitioning and with one partition (what it gave before it
+/// never left a small run in one partition).
+fn small() {
+    let n: u32 = 200;
+    let pipeline = Pipeline::new().then(Step::map("detect", |x: &f64| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        *x
+    }));
+    let mut secs = Vec::new();
+    for (partitioning, label) in [
+        (Partitioning::Auto, "auto"),
+        (Partitioning::Count(1), "one"),
+    ] {
+        for name in ["single-threaded", "threads"] {
+            let executor = by_name(name).expect("a valid executor name");
+            let samples: Vec<_> = (0..n)
+                .map(|i| Sample::new(i.to_string(), f64::from(i)))
+                .collect();
+            let t0 = Instant::now();
+            let out = pipeline
+                .transform(samples)
+                .partitioning(partitioning)
+                .compute(&executor)
+                .expect("runs");
+            let s = t0.elapsed().as_secs_f64();
+            assert_eq!(out.len(), n as usize);
+            println!(
+                "{{\"bench\":\"small\",\"partitioning\":\"{label}\",\"executor\":\"{name}\",\"n\":{n},\"seconds\":{s:.2}}}"
+            );
+            secs.push(s);
+        }
+    }
+    println!(
+        "{{\"bench\":\"small_speedup\",\"threads_over_single_threaded_auto\":{:.2},\"threads_over_single_threaded_one_partition\":{:.2}}}",
+        secs[0] / secs[1],
+        secs[2] / secs[3]
     );
 }
 
