@@ -44,3 +44,9 @@ else
 fi
 # nextest does not run doctests (the READMEs and crate docs are doctested).
 cargo test --workspace --doc --all-features
+# The thread pool's sleep/wake protocol under the loom model checker: every
+# interleaving of two threads (up to three preemptions), with no park timeout
+# that could hide a lost wake-up. `--cfg loom` changes every crate's build, so
+# it has a target folder of its own.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$CARGO_TARGET_DIR/loom" \
+    cargo test --release -p bob-pipelines-executor --lib loom

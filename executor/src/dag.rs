@@ -2,32 +2,119 @@
 //! pool executor (and, later, each distributed worker) runs tasks with.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
-use std::thread::Thread;
-use std::time::Duration;
+use std::sync::PoisonError;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
-use crossbeam_utils::Backoff;
+
+use crate::sync::{AtomicBool, AtomicUsize, Mutex, Ordering, Thread, fence};
 
 /// How many ready tasks a thread takes from the shared queue at once: few, so
 /// that tasks start roughly in the order they were queued (input partitions
 /// are loaded nearly in order, and none is pulled far ahead of need).
 const BATCH: usize = 8;
 
-/// Sleeping threads, woken when work appears.
+/// Sleeping threads, and the protocol that never loses a wake-up.
+///
+/// A thread that found no work announces itself (`idle` + 1), then looks
+/// once more, and parks only if there is still nothing to do. A thread that
+/// makes work (or ends the run) publishes it first, then looks at `idle` and
+/// unparks the sleepers. Both sides put a `SeqCst` fence between their write
+/// and their read (the store-buffering pattern), so at least one of them sees
+/// the other: the sleeper sees the work, or the waker sees the sleeper (and
+/// an `unpark` that comes before its `park` makes the `park` return at once).
+/// `cargo test --cfg loom` checks this in every interleaving, with no park
+/// timeout that could hide a lost wake-up (`tests` below, `loom_*`).
 struct Sleepers {
     idle: AtomicUsize,
-    threads: Vec<OnceLock<Thread>>,
+    threads: Mutex<Vec<Option<Thread>>>,
 }
 
 impl Sleepers {
+    fn new(threads: usize) -> Self {
+        Sleepers {
+            idle: AtomicUsize::new(0),
+            threads: Mutex::new((0..threads).map(|_| None).collect()),
+        }
+    }
+
+    /// Thread `me` can be woken from now on.
+    fn register(&self, me: usize) {
+        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        threads[me] = Some(crate::sync::current());
+    }
+
+    /// Parks the calling thread unless `nothing_to_do`, asked after the thread
+    /// announced itself, says there is something to do after all. Returns
+    /// when woken (or spuriously): the caller looks for work again.
+    fn sleep(&self, nothing_to_do: impl FnOnce() -> bool) {
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if nothing_to_do() {
+            crate::sync::park();
+        }
+        self.idle.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes every sleeping thread; call it after publishing work or the end.
     fn wake_all(&self) {
-        if self.idle.load(Ordering::Acquire) > 0 {
-            for t in self.threads.iter().filter_map(OnceLock::get) {
+        fence(Ordering::SeqCst);
+        if self.idle.load(Ordering::SeqCst) > 0 {
+            let threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+            for t in threads.iter().flatten() {
                 t.unpark();
             }
         }
+    }
+}
+
+/// Where ready tasks wait: crossbeam's deques in the pool, a simpler model
+/// under loom (crossbeam's own atomics are not loom's).
+trait Queues {
+    /// A thread's own end of the queues.
+    type Local;
+    /// A task for thread `me`, if any waits anywhere.
+    fn find(&self, me: usize, local: &Self::Local) -> Option<usize>;
+    /// Queues a task that became ready on this thread.
+    fn push(&self, local: &Self::Local, task: usize);
+    /// Whether no task waits anywhere: a sleeper's last look before it parks.
+    fn is_empty(&self, local: &Self::Local) -> bool;
+}
+
+/// The pool's queues: a shared injector for the first ready tasks, a LIFO
+/// deque per thread, stolen from when a thread runs dry.
+struct Deques {
+    injector: Injector<usize>,
+    stealers: Vec<Stealer<usize>>,
+}
+
+impl Queues for Deques {
+    type Local = Worker<usize>;
+
+    fn find(&self, me: usize, local: &Worker<usize>) -> Option<usize> {
+        local.pop().or_else(|| {
+            std::iter::repeat_with(|| {
+                self.injector
+                    .steal_batch_with_limit_and_pop(local, BATCH)
+                    .or_else(|| {
+                        self.stealers
+                            .iter()
+                            .enumerate()
+                            .filter(|(j, _)| *j != me)
+                            .map(|(_, s)| s.steal())
+                            .collect::<Steal<usize>>()
+                    })
+            })
+            .find(|s| !s.is_retry())
+            .and_then(Steal::success)
+        })
+    }
+
+    fn push(&self, local: &Worker<usize>, task: usize) {
+        local.push(task);
+    }
+
+    fn is_empty(&self, local: &Worker<usize>) -> bool {
+        local.is_empty() && self.injector.is_empty() && self.stealers.iter().all(Stealer::is_empty)
     }
 }
 
@@ -53,117 +140,112 @@ where
         return Ok(());
     }
     let threads = threads.get().min(n);
-    let injector = Injector::new();
-    for (i, _) in indegree.iter().enumerate().filter(|(_, d)| **d == 0) {
-        injector.push(i);
-    }
-    let state = State {
-        pending: indegree.into_iter().map(AtomicUsize::new).collect(),
-        remaining: AtomicUsize::new(n),
-        abort: AtomicBool::new(false),
-        error: Mutex::new(None),
-        injector,
-        sleepers: Sleepers {
-            idle: AtomicUsize::new(0),
-            threads: (0..threads).map(|_| OnceLock::new()).collect(),
-        },
-        dependents,
-        run,
-    };
     let workers: Vec<Worker<usize>> = (0..threads).map(|_| Worker::new_lifo()).collect();
-    let stealers: Vec<Stealer<usize>> = workers.iter().map(Worker::stealer).collect();
+    let queues = Deques {
+        injector: Injector::new(),
+        stealers: workers.iter().map(Worker::stealer).collect(),
+    };
+    for (i, _) in indegree.iter().enumerate().filter(|(_, d)| **d == 0) {
+        queues.injector.push(i);
+    }
+    let state = State::new(threads, indegree, queues, dependents, run);
     std::thread::scope(|scope| {
         let mut workers = workers.into_iter().enumerate();
         let (me, mine) = workers
             .next()
             .unwrap_or_else(|| unreachable!("threads >= 1"));
         for (id, local) in workers {
-            let (state, stealers) = (&state, &stealers);
-            scope.spawn(move || state.work(id, &local, stealers));
+            let state = &state;
+            scope.spawn(move || state.work(id, &local));
         }
-        state.work(me, &mine, &stealers);
+        state.work(me, &mine);
     });
-    match state
-        .error
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner)
-    {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    state.into_result()
 }
 
-struct State<E, D, F> {
+struct State<E, Q, D, F> {
     pending: Vec<AtomicUsize>,
     remaining: AtomicUsize,
     abort: AtomicBool,
     error: Mutex<Option<E>>,
-    injector: Injector<usize>,
+    queues: Q,
     sleepers: Sleepers,
     dependents: D,
     run: F,
 }
 
-impl<'d, E, D, F> State<E, D, F>
+impl<'d, E, Q, D, F> State<E, Q, D, F>
 where
+    Q: Queues,
     D: Fn(usize) -> &'d [usize],
     F: Fn(usize) -> Result<(), E>,
 {
-    fn find(&self, me: usize, local: &Worker<usize>, stealers: &[Stealer<usize>]) -> Option<usize> {
-        local.pop().or_else(|| {
-            std::iter::repeat_with(|| {
-                self.injector
-                    .steal_batch_with_limit_and_pop(local, BATCH)
-                    .or_else(|| {
-                        stealers
-                            .iter()
-                            .enumerate()
-                            .filter(|(j, _)| *j != me)
-                            .map(|(_, s)| s.steal())
-                            .collect::<Steal<usize>>()
-                    })
-            })
-            .find(|s| !s.is_retry())
-            .and_then(Steal::success)
-        })
+    fn new(threads: usize, indegree: Vec<usize>, queues: Q, dependents: D, run: F) -> Self {
+        State {
+            remaining: AtomicUsize::new(indegree.len()),
+            pending: indegree.into_iter().map(AtomicUsize::new).collect(),
+            abort: AtomicBool::new(false),
+            error: Mutex::new(None),
+            queues,
+            sleepers: Sleepers::new(threads),
+            dependents,
+            run,
+        }
     }
 
-    fn work(&self, me: usize, local: &Worker<usize>, stealers: &[Stealer<usize>]) {
-        let _ = self.sleepers.threads[me].set(std::thread::current());
-        let backoff = Backoff::new();
+    fn into_result(self) -> Result<(), E> {
+        match self
+            .error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn work(&self, me: usize, local: &Q::Local) {
+        self.sleepers.register(me);
+        #[cfg(not(loom))]
+        let backoff = crossbeam_utils::Backoff::new();
         loop {
             if self.abort.load(Ordering::Acquire) {
                 return;
             }
-            let Some(task) = self.find(me, local, stealers) else {
+            let Some(task) = self.queues.find(me, local) else {
                 if self.remaining.load(Ordering::Acquire) == 0 {
                     return;
                 }
-                if backoff.is_completed() {
-                    // Long tasks elsewhere: sleep until woken (or briefly, so a
-                    // missed wake-up costs latency, never a hang).
-                    self.sleepers.idle.fetch_add(1, Ordering::AcqRel);
-                    std::thread::park_timeout(Duration::from_millis(1));
-                    self.sleepers.idle.fetch_sub(1, Ordering::AcqRel);
-                } else {
+                // Spin a little first: most waits are short. (Under loom,
+                // spinning only multiplies the interleavings.)
+                #[cfg(not(loom))]
+                if !backoff.is_completed() {
                     backoff.snooze();
+                    continue;
                 }
+                self.sleepers.sleep(|| {
+                    !self.abort.load(Ordering::SeqCst)
+                        && self.remaining.load(Ordering::SeqCst) != 0
+                        && self.queues.is_empty(local)
+                });
                 continue;
             };
+            #[cfg(not(loom))]
             backoff.reset();
             if let Err(e) = (self.run)(task) {
                 let mut slot = self.error.lock().unwrap_or_else(PoisonError::into_inner);
                 if slot.is_none() {
                     *slot = Some(e);
                 }
-                self.abort.store(true, Ordering::Release);
+                drop(slot);
+                self.abort.store(true, Ordering::SeqCst);
                 self.sleepers.wake_all();
                 return;
             }
             let mut woke = false;
             for &d in (self.dependents)(task) {
                 if self.pending[d].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    local.push(d);
+                    self.queues.push(local, d);
                     woke = true;
                 }
             }
@@ -177,6 +259,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(not(loom))]
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn nz(n: usize) -> NonZeroUsize {
         NonZeroUsize::new(n).unwrap()
@@ -238,5 +322,97 @@ mod tests {
             ran.load(Ordering::SeqCst) < n,
             "threads stopped before running everything"
         );
+    }
+}
+
+/// The sleep/wake protocol under loom: every interleaving of two threads
+/// over small DAGs, with the real `State::work` loop and a queue model. A lost
+/// wake-up is a thread parked for ever, which loom reports as a deadlock.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+
+    use super::*;
+
+    /// A flag per task, taken by compare-and-swap: lock-free, as crossbeam's
+    /// deques are (a lock here would let loom hand a thread's unpark to its
+    /// wait for the lock, which no real deque does).
+    struct Model {
+        ready: [AtomicBool; 3],
+    }
+
+    impl Queues for Model {
+        type Local = ();
+        fn find(&self, _: usize, (): &()) -> Option<usize> {
+            (0..self.ready.len()).find(|&t| {
+                self.ready[t]
+                    .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            })
+        }
+        fn push(&self, (): &(), task: usize) {
+            self.ready[task].store(true, Ordering::Release);
+        }
+        fn is_empty(&self, (): &()) -> bool {
+            self.ready.iter().all(|r| !r.load(Ordering::Acquire))
+        }
+    }
+
+    const DEPENDENTS: [&[usize]; 3] = [&[1, 2], &[], &[]];
+
+    /// Task 0, then tasks 1 and 2 (which become ready on one thread while
+    /// the other may be going to sleep); `fail` makes task 1 fail.
+    fn run_model(fail: bool) {
+        // Every interleaving with up to three preemptions (tokio's CI bound):
+        // a lost wake-up needs one, between a sleeper's last look and its park.
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(move || {
+            let ran: Arc<[AtomicUsize; 3]> = Arc::new([
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+            ]);
+            let counted = ran.clone();
+            let state = Arc::new(State::new(
+                2,
+                vec![0, 1, 1],
+                Model {
+                    ready: [
+                        AtomicBool::new(true),
+                        AtomicBool::new(false),
+                        AtomicBool::new(false),
+                    ],
+                },
+                |i| DEPENDENTS[i],
+                move |i| {
+                    counted[i].fetch_add(1, Ordering::SeqCst);
+                    if fail && i == 1 { Err(i) } else { Ok(()) }
+                },
+            ));
+            let other = state.clone();
+            let helper = loom::thread::spawn(move || other.work(1, &()));
+            state.work(0, &());
+            helper.join().unwrap();
+            let ran: Vec<usize> = ran.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+            let state = Arc::try_unwrap(state).unwrap_or_else(|_| panic!("both threads ended"));
+            if fail {
+                assert_eq!(state.into_result(), Err(1));
+                assert!(ran.iter().all(|&r| r <= 1), "{ran:?}");
+            } else {
+                assert_eq!(state.into_result(), Ok(()));
+                assert_eq!(ran, [1, 1, 1]);
+            }
+        });
+    }
+
+    #[test]
+    fn loom_no_wake_up_is_lost_and_every_task_runs_once() {
+        run_model(false);
+    }
+
+    #[test]
+    fn loom_an_error_wakes_the_sleepers_and_ends_every_thread() {
+        run_model(true);
     }
 }

@@ -6,6 +6,7 @@ mod error;
 mod local;
 mod names;
 mod progress;
+mod sync;
 pub mod wire;
 
 pub use error::{Error, Result};
