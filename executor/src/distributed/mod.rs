@@ -29,6 +29,7 @@
 //! # let _ = executor;
 //! ```
 
+mod core;
 mod interrupt;
 mod launcher;
 mod protocol;

@@ -4,8 +4,7 @@
 //! succeeded (so a lost worker's tasks are simply sent again), and asks its
 //! launcher for as many workers of each kind as the ready tasks need.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +17,7 @@ use bob_pipelines_graph::{
 };
 
 use super::Settings;
+use super::core::{Command, Core, Limits, Stop};
 use super::launcher::{JobState, Launcher};
 use super::protocol::{FromWorker, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout};
 use crate::local::run_task;
@@ -69,40 +69,19 @@ enum DriverWork {
     Decode(usize, Vec<u8>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum St {
-    Waiting,
-    Ready,
-    Loading,
-    Running(u32),
-    Done,
-}
-
-struct Worker {
-    name: String,
-    kind: Option<usize>,
-    resources: Vec<String>,
-    capacity: usize,
-    running: Vec<usize>,
-    models: Vec<bool>,
+/// The shell's side of a connected worker: where its messages go.
+struct Conn {
     tx: Sender<Out>,
     stream: TcpStream,
-    idle_ticks: usize,
 }
 
-impl Worker {
+impl Conn {
     fn send(&self, msg: &ToWorker, frames: Vec<Shared>) {
         // A closed writer means a lost worker; its reader reports that.
         if let Ok(header) = encode(msg) {
             let _ = self.tx.send((header, frames));
         }
     }
-}
-
-/// A launched job: its kind, and whether its worker has connected.
-struct Launched {
-    kind: usize,
-    connected: bool,
 }
 
 /// Runs the remote part of `job` on workers from `launcher`; the job holds
@@ -156,9 +135,13 @@ pub(crate) fn run(
     )
     .map_err(|e| io("listening for workers", e))?;
 
-    let mut s = Scheduler::new(job, settings, progress, executor, env, events_tx.clone());
-    s.kinds = launcher.kinds().to_vec();
-    s.ignored = ignored;
+    let mut s = Scheduler::new(
+        job,
+        settings,
+        (progress, executor),
+        (env, events_tx.clone()),
+        (launcher.kinds().to_vec(), ignored),
+    );
     let (work_tx, work_rx) = mpsc::channel::<DriverWork>();
     let work_rx = Mutex::new(work_rx);
     let outcome = std::thread::scope(|scope| {
@@ -174,15 +157,6 @@ pub(crate) fn run(
     stop.store(true, Ordering::Release);
     s.close(launcher);
     outcome
-}
-
-/// The kind of worker untagged tasks run on: the first that provides no
-/// resource, else the first.
-fn untagged_kind(kinds: &[super::WorkerKind]) -> usize {
-    kinds
-        .iter()
-        .position(|k| k.resources.is_empty())
-        .unwrap_or(0)
 }
 
 /// The resource tags that no kind of worker provides. On one machine they
@@ -457,6 +431,9 @@ fn write_worker(stream: TcpStream, rx: Receiver<Out>) {
     }
 }
 
+/// The shell around [`Core`]: sockets, threads, the launcher, the bytes of
+/// partitions and models, the job's records and the progress display. It
+/// turns what happens into the core's events, and carries out its commands.
 struct Scheduler<'j, 'a> {
     job: &'j Execution<'a>,
     graph: &'j TaskGraph,
@@ -465,34 +442,13 @@ struct Scheduler<'j, 'a> {
     executor: &'j str,
     env: Vec<(String, String)>,
     events_tx: Sender<Event>,
-    state: Vec<St>,
-    pending: Vec<usize>,
-    consumers: Vec<usize>,
-    failures: Vec<Vec<String>>,
+    core: Core<'j>,
+    /// Each task's output, encoded, while a task still needs it.
     data: Vec<Option<Shared>>,
     is_output: Vec<bool>,
-    ready: BTreeSet<(Reverse<usize>, usize)>,
-    loads: std::collections::VecDeque<usize>,
-    /// Loads that count against the window: in flight, or loaded and
-    /// waiting for a transform that can run without a fit.
-    loads_held: usize,
-    /// Whether a load's partition counts in `loads_held`. A partition that
-    /// feeds a fit does not once loaded: the fit needs every partition, so
-    /// holding it must never keep the others from loading.
-    counted: Vec<bool>,
-    window: usize,
+    /// Each fitted step's model, encoded once, sent once per worker.
     models: Vec<Option<Shared>>,
-    /// The launcher's kinds of worker.
-    kinds: Vec<super::WorkerKind>,
-    /// Resource tags no kind provides, ignored on one machine.
-    ignored: BTreeSet<String>,
-    workers: BTreeMap<u32, Worker>,
-    jobs: HashMap<String, Launched>,
-    launch_failures: Vec<(usize, String)>,
-    ever_connected: Vec<bool>,
-    remaining: usize,
-    /// Tasks loading in the driver or running on a worker.
-    under_way: usize,
+    conns: BTreeMap<u32, Conn>,
     decoding: usize,
     refused: usize,
     turned_away: usize,
@@ -500,13 +456,15 @@ struct Scheduler<'j, 'a> {
 }
 
 impl<'j, 'a> Scheduler<'j, 'a> {
+    /// The scheduler of `job`: its display and executor name, the workers'
+    /// environment and the event channel, the launcher's kinds of worker and
+    /// the resource tags ignored on one machine.
     fn new(
         job: &'j Execution<'a>,
         settings: &'j Settings,
-        progress: &'j dyn Progress,
-        executor: &'j str,
-        env: Vec<(String, String)>,
-        events_tx: Sender<Event>,
+        (progress, executor): (&'j dyn Progress, &'j str),
+        (env, events_tx): (Vec<(String, String)>, Sender<Event>),
+        (kinds, ignored): (Vec<super::WorkerKind>, BTreeSet<String>),
     ) -> Self {
         let graph = job.graph();
         let n = graph.len();
@@ -515,15 +473,22 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         for &o in graph.outputs() {
             is_output[o] = true;
         }
-        // Models the run starts with, encoded once, sent once per worker.
-        let models = (0..info.steps().len())
+        let models: Vec<Option<Shared>> = (0..info.steps().len())
             .map(|s| {
                 job.model(s)
                     .and_then(|m| info.steps()[s].encode_model(&m).ok())
                     .map(Arc::new)
             })
             .collect();
-        let mut s = Scheduler {
+        let limits = Limits {
+            window: settings
+                .load_window
+                .unwrap_or_else(|| Limits::window_for(&kinds)),
+            allowed_failures: settings.allowed_failures,
+            wait_count: settings.wait_count,
+        };
+        let have: Vec<bool> = models.iter().map(Option::is_some).collect();
+        Scheduler {
             job,
             graph,
             settings,
@@ -531,63 +496,20 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             executor,
             env,
             events_tx,
-            state: vec![St::Waiting; n],
-            pending: graph.tasks().iter().map(|t| t.deps().len()).collect(),
-            consumers: (0..n).map(|i| graph.dependents(i).len()).collect(),
-            failures: vec![Vec::new(); n],
+            core: Core::new(graph, kinds, ignored, limits, have),
             data: vec![None; n],
             is_output,
-            ready: BTreeSet::new(),
-            loads: std::collections::VecDeque::new(),
-            loads_held: 0,
-            counted: vec![false; n],
-            window: 2,
             models,
-            kinds: Vec::new(),
-            ignored: BTreeSet::new(),
-            workers: BTreeMap::new(),
-            jobs: HashMap::new(),
-            launch_failures: Vec::new(),
-            ever_connected: Vec::new(),
-            remaining: n,
-            under_way: 0,
+            conns: BTreeMap::new(),
             decoding: 0,
             refused: 0,
             turned_away: 0,
             lost: 0,
-        };
-        for i in 0..n {
-            if s.pending[i] == 0 {
-                s.make_ready(i);
-            }
         }
-        s
     }
 
     fn fail(&self, reason: String) -> Error {
         Error::Cannot(reason)
-    }
-
-    /// Moves task `i` to `st`, counting the tasks under way.
-    fn set_state(&mut self, i: usize, st: St) {
-        let busy = |st: St| matches!(st, St::Loading | St::Running(_));
-        match (busy(self.state[i]), busy(st)) {
-            (false, true) => self.under_way += 1,
-            (true, false) => self.under_way -= 1,
-            _ => {}
-        }
-        self.state[i] = st;
-    }
-
-    fn make_ready(&mut self, i: usize) {
-        self.set_state(i, St::Ready);
-        match self.graph.task(i).kind() {
-            TaskKind::Load { .. } => self.loads.push_back(i),
-            // Deeper steps first: partitions finish, and their memory goes.
-            TaskKind::Fit { step } | TaskKind::Transform { step, .. } => {
-                self.ready.insert((Reverse(step), i));
-            }
-        }
     }
 
     fn run(
@@ -596,19 +518,12 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         work: &Sender<DriverWork>,
         events: &Receiver<Event>,
     ) -> Result<()> {
-        self.ever_connected = vec![false; launcher.kinds().len()];
-        self.window = self.settings.load_window.unwrap_or_else(|| {
-            2 + 2 * launcher
-                .kinds()
-                .iter()
-                .map(|k| k.max * k.threads.get())
-                .sum::<usize>()
-        });
-        self.start_loads(work);
-        self.scale(launcher)?;
+        self.core.step();
+        self.core.scale();
+        self.apply(launcher, work)?;
         let mut next_tick = Instant::now() + self.settings.interval;
         loop {
-            if self.remaining == 0 && self.decoding == 0 {
+            if self.core.finished() && self.decoding == 0 {
                 return Ok(());
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
@@ -624,64 +539,105 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     return Err(internal("the event channel closed".to_owned()));
                 }
             }
-            self.assign()?;
-            self.start_loads(work);
-            self.check_progress()?;
+            self.core.step();
+            self.apply(launcher, work)?;
+            self.core
+                .check_progress(self.decoding > 0)
+                .map_err(|e| self.stopped(e, launcher))?;
             if Instant::now() >= next_tick {
                 self.tick(launcher)?;
+                self.apply(launcher, work)?;
                 next_tick = Instant::now() + self.settings.interval;
             }
         }
     }
 
-    /// The watchdog: a run in which nothing is under way and nothing can
-    /// start, yet tasks are left, would wait for ever. Say which tasks are
-    /// stuck and on what, instead.
-    fn check_progress(&self) -> Result<()> {
-        if self.remaining == 0 || self.under_way > 0 || self.decoding > 0 || !self.ready.is_empty()
-        {
-            return Ok(());
+    /// Carries out the core's commands.
+    fn apply(&mut self, launcher: &mut dyn Launcher, work: &Sender<DriverWork>) -> Result<()> {
+        // A launch answers with job names, which may bring more commands.
+        loop {
+            let commands = self.core.take_commands();
+            if commands.is_empty() {
+                return Ok(());
+            }
+            for c in commands {
+                match c {
+                    Command::Load(t) => {
+                        if work.send(DriverWork::Load(t)).is_err() {
+                            return Err(internal("driver threads stopped".to_owned()));
+                        }
+                    }
+                    Command::Run {
+                        worker,
+                        task,
+                        model,
+                    } => self.dispatch(worker, task, model)?,
+                    Command::Launch { kind, n } => {
+                        let name = launcher.kinds()[kind].name.clone();
+                        let jobs = launcher.launch(kind, n, &self.env).map_err(|e| {
+                            self.fail(format!(
+                                "cannot start workers of kind `{name}` ({}): {e}",
+                                launcher.name()
+                            ))
+                        })?;
+                        self.core.launched(kind, jobs);
+                    }
+                    Command::Release(id) => {
+                        if let Some(c) = self.conns.remove(&id) {
+                            c.send(&ToWorker::Shutdown, Vec::new());
+                        }
+                    }
+                    Command::Cancel(job) => launcher.cancel(&job),
+                    Command::Free(t) => self.data[t] = None,
+                }
+            }
         }
-        let graph = self.graph;
-        let id = |t: usize| format!("`{}`", graph.task(t).id());
-        let stuck: Vec<String> = (0..graph.len())
-            .filter(|&t| self.state[t] == St::Waiting)
-            .take(5)
-            .map(|t| {
-                let on: Vec<String> = graph
-                    .task(t)
-                    .deps()
-                    .iter()
-                    .filter(|&&d| self.state[d] != St::Done)
-                    .take(4)
-                    .map(|&d| id(d))
-                    .collect();
-                format!("{} waits for {}", id(t), on.join(", "))
-            })
-            .collect();
-        Err(internal(format!(
-            "the run cannot go on: nothing is running and nothing can start, yet {} of {} tasks \
-             are not done ({} load(s) wait for room in the driver's load window of {} \
-             partitions, {} held); stuck: {}",
-            self.remaining,
-            graph.len(),
-            self.loads.len(),
-            self.window,
-            self.loads_held,
-            stuck.join("; ")
-        )))
     }
 
-    fn start_loads(&mut self, work: &Sender<DriverWork>) {
-        while self.loads_held < self.window {
-            let Some(t) = self.loads.pop_front() else {
-                return;
-            };
-            self.set_state(t, St::Loading);
-            self.loads_held += 1;
-            self.counted[t] = true;
-            if work.send(DriverWork::Load(t)).is_err() {
-                return;
+    /// The error for a run the core stopped.
+    fn stopped(&self, stop: Stop, launcher: &dyn Launcher) -> Error {
+        match stop {
+            Stop::Stuck(why) => internal(why),
+            Stop::KillsWorkers { task, losses } => {
+                let t = self.graph.task(task);
+                let step = t
+                    .step()
+                    .map_or("", |s| self.graph.program().steps()[s].name());
+                let (keys, samples) = self.job.samples_of(task);
+                let last: Vec<&str> = losses.iter().rev().take(3).map(String::as_str).collect();
+                Error::Run(graph::Error::Task {
+                    task: t.id().to_owned(),
+                    keys,
+                    samples,
+                    source: Box::new(
+                        self.fail(format!(
+                            "step `{step}` was running on {} workers that were lost; it may be \
+                             what kills them (memory or time limits). Last: {}",
+                            losses.len(),
+                            last.join("; ")
+                        ))
+                        .into_run(self.executor),
+                    ),
+                })
+            }
+            Stop::NoWorkers { kind, ends } => {
+                let hint = if ends.iter().any(|m| m.contains("exited with status 0")) {
+                    format!(
+                        " Status 0 means a worker ran its program to the end without reaching \
+                         this run's compute (fingerprint {:016x}): every worker must run the same \
+                         program, with the same arguments, as its driver.",
+                        program_fingerprint(self.graph.program())
+                    )
+                } else {
+                    String::new()
+                };
+                self.fail(format!(
+                    "workers of kind `{}` ({}) end before they connect to the scheduler: {}. \
+                     Their standard error (or job log) says why.{hint}",
+                    launcher.kinds()[kind].name,
+                    launcher.name(),
+                    ends.join("; ")
+                ))
             }
         }
     }
@@ -731,9 +687,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 FromWorker::Failed { task, error } => {
                     let task = task as usize;
                     let worker = self
-                        .workers
-                        .get(&id)
-                        .map_or_else(|| format!("#{id}"), |w| w.name.clone());
+                        .core
+                        .worker(id)
+                        .map_or_else(|| format!("#{id}"), |(name, _)| name.to_owned());
                     let (keys, samples) = self.job.samples_of(task);
                     let e = graph::Error::Task {
                         task: self.graph.task(task).id().to_owned(),
@@ -751,22 +707,14 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     return Err(e.into());
                 }
             },
-            Event::Lost { id, reason } => self.lost(id, &reason, launcher)?,
+            Event::Lost { id, reason } => self.worker_lost(id, &reason, launcher)?,
             Event::Loaded { task, result } => {
                 let loaded = result?;
-                let feeds_fit = self
-                    .graph
-                    .dependents(task)
-                    .iter()
-                    .any(|&d| matches!(self.graph.task(d).kind(), TaskKind::Fit { .. }));
-                match loaded {
-                    Some(bytes) => self.data[task] = Some(Arc::new(bytes)),
-                    None => self.release(task), // an output: it stays in the job
+                let kept = loaded.is_some();
+                if let Some(bytes) = loaded {
+                    self.data[task] = Some(Arc::new(bytes));
                 }
-                if feeds_fit {
-                    self.release(task);
-                }
-                self.finish(task);
+                self.core.loaded(task, kept);
             }
             Event::Decoded { result } => {
                 self.decoding -= 1;
@@ -777,13 +725,6 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     }
 
     fn joined(&mut self, id: u32, info: WorkerInfo, stream: TcpStream) {
-        let kind = self.jobs.get_mut(&info.name).map(|j| {
-            j.connected = true;
-            j.kind
-        });
-        if let Some(k) = kind {
-            self.ever_connected[k] = true;
-        }
         let _ = stream.set_nodelay(true);
         let _ = stream.set_read_timeout(None);
         let (tx, rx) = mpsc::channel();
@@ -793,47 +734,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         std::thread::spawn(move || write_worker(w, rx));
         let (silence, events) = (self.settings.worker_timeout, self.events_tx.clone());
         std::thread::spawn(move || read_worker(id, r, silence, events));
-        let threads = usize::try_from(info.threads).unwrap_or(1).max(1);
-        self.workers.insert(
-            id,
-            Worker {
-                name: info.name,
-                kind,
-                resources: info.resources,
-                capacity: 2 * threads,
-                running: Vec::new(),
-                models: vec![false; self.graph.program().steps().len()],
-                tx,
-                stream,
-                idle_ticks: 0,
-            },
-        );
-    }
-
-    /// Load `i` no longer counts against the window.
-    fn release(&mut self, i: usize) {
-        if std::mem::take(&mut self.counted[i]) {
-            self.loads_held -= 1;
-        }
-    }
-
-    /// Marks task `i` done: frees the inputs no one else needs, readies what waited.
-    fn finish(&mut self, i: usize) {
-        self.set_state(i, St::Done);
-        self.remaining -= 1;
-        for &d in self.graph.task(i).deps() {
-            self.consumers[d] -= 1;
-            if self.consumers[d] == 0 {
-                self.data[d] = None;
-                self.release(d);
-            }
-        }
-        for &d in self.graph.dependents(i) {
-            self.pending[d] -= 1;
-            if self.pending[d] == 0 {
-                self.make_ready(d);
-            }
-        }
+        let threads = usize::try_from(info.threads).unwrap_or(1);
+        self.core.joined(id, info.name, threads, info.resources);
+        self.conns.insert(id, Conn { tx, stream });
     }
 
     fn done(
@@ -845,17 +748,15 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         bytes: Vec<u8>,
         work: &Sender<DriverWork>,
     ) -> Result<()> {
-        if task >= self.state.len() || self.state[task] != St::Running(id) {
+        if !self.core.running_on(id, task) {
             return Ok(()); // an answer from a worker already given up on
         }
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.running.retain(|&t| t != task);
-        }
         let info = self.graph.program();
-        if let (Some(w), Some(step)) = (self.workers.get(&id), self.graph.task(task).step()) {
-            let kind = w.kind.map_or("unknown", |k| self.kinds[k].name.as_str());
+        if let (Some((name, kind)), Some(step)) =
+            (self.core.worker(id), self.graph.task(task).step())
+        {
             let fit = matches!(self.graph.task(task).kind(), TaskKind::Fit { .. });
-            self.job.record_place(step, &w.name, kind, fit);
+            self.job.record_place(step, name, kind, fit);
         }
         match self.graph.task(task).kind() {
             TaskKind::Transform { step, .. } => {
@@ -873,9 +774,6 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 let encoded = self.graph.program().checkpoint().map(|_| bytes.as_slice());
                 self.job.record_fit(step, model, encoded, elapsed)?;
                 self.models[step] = Some(Arc::new(bytes));
-                if let Some(w) = self.workers.get_mut(&id) {
-                    w.models[step] = true;
-                }
             }
             TaskKind::Load { .. } => return Err(internal("a worker ran a load".to_owned())),
         }
@@ -887,60 +785,19 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 elapsed,
             },
         );
-        self.finish(task);
+        self.core.done(id, task);
         Ok(())
     }
 
-    /// The resource `task` needs here: its tag, unless the tag is ignored.
-    fn resource(&self, task: usize) -> Option<&str> {
-        self.graph
-            .task(task)
-            .resource()
-            .filter(|r| !self.ignored.contains(*r))
-    }
-
-    /// Whether worker `w` has room for `task` and is of the kind for it: a
-    /// tagged task needs a worker that provides its resource; an untagged one
-    /// goes to workers of the kind scaled for untagged tasks (a GPU job does
-    /// not take CPU work), or to a worker of no known kind.
-    fn fits(&self, w: &Worker, task: usize) -> bool {
-        w.running.len() < w.capacity
-            && match self.resource(task) {
-                Some(r) => w.resources.iter().any(|x| x == r),
-                None => w.kind.is_none_or(|k| k == untagged_kind(&self.kinds)),
-            }
-    }
-
-    /// Hands ready tasks to workers with room and the resources they need.
-    fn assign(&mut self) -> Result<()> {
-        loop {
-            if !self.workers.values().any(|w| w.running.len() < w.capacity) {
-                return Ok(());
-            }
-            let pick = self.ready.iter().find_map(|&(_, t)| {
-                self.workers
-                    .iter()
-                    .filter(|(_, w)| self.fits(w, t))
-                    .min_by_key(|(_, w)| w.running.len())
-                    .map(|(&id, _)| (t, id))
-            });
-            let Some((task, id)) = pick else {
-                return Ok(());
-            };
-            self.dispatch(task, id)?;
-        }
-    }
-
-    fn dispatch(&mut self, task: usize, id: u32) -> Result<()> {
+    /// Sends `task` to worker `id` with its inputs (and model `model` first).
+    fn dispatch(&mut self, id: u32, task: usize, model: Option<usize>) -> Result<()> {
         let t = self.graph.task(task);
-        let (op, step) = match t.kind() {
-            TaskKind::Fit { step } => (TaskOp::Fit { step: step as u32 }, step),
-            TaskKind::Transform { step, .. } => (TaskOp::Transform { step: step as u32 }, step),
+        let (op, inputs) = match t.kind() {
+            TaskKind::Fit { step } => (TaskOp::Fit { step: step as u32 }, t.deps().to_vec()),
+            TaskKind::Transform { step, .. } => {
+                (TaskOp::Transform { step: step as u32 }, vec![t.deps()[0]])
+            }
             TaskKind::Load { .. } => return Err(internal("a load in the remote queue".to_owned())),
-        };
-        let inputs = match t.kind() {
-            TaskKind::Fit { .. } => t.deps().to_vec(),
-            _ => vec![t.deps()[0]],
         };
         let frames = inputs
             .iter()
@@ -954,19 +811,16 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 })
             })
             .collect::<Result<Vec<Shared>>>()?;
-        let needs_model = matches!(op, TaskOp::Transform { .. })
-            && self.graph.program().steps()[step].requires_fit();
-        let model = self.models[step].clone();
-        let Some(w) = self.workers.get_mut(&id) else {
-            return Ok(());
+        let Some(c) = self.conns.get(&id) else {
+            return Ok(()); // lost meanwhile: its loss sends the task again
         };
-        if needs_model && !w.models[step] {
-            if let Some(m) = model {
-                w.send(&ToWorker::Model { step: step as u32 }, vec![m]);
-                w.models[step] = true;
-            }
+        if let Some(step) = model {
+            let bytes = self.models[step].clone().ok_or_else(|| {
+                internal(format!("the model of step {step} is not in the driver"))
+            })?;
+            c.send(&ToWorker::Model { step: step as u32 }, vec![bytes]);
         }
-        w.send(
+        c.send(
             &ToWorker::Run {
                 task: task as u32,
                 op,
@@ -974,222 +828,58 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             },
             frames,
         );
-        w.running.push(task);
-        w.idle_ticks = 0;
-        self.ready.remove(&(Reverse(step), task));
-        self.set_state(task, St::Running(id));
         self.progress.task_started(self.graph, task);
         Ok(())
     }
 
-    fn lost(&mut self, id: u32, reason: &str, launcher: &mut dyn Launcher) -> Result<()> {
-        let Some(w) = self.workers.remove(&id) else {
+    fn worker_lost(&mut self, id: u32, reason: &str, launcher: &mut dyn Launcher) -> Result<()> {
+        let Some(c) = self.conns.remove(&id) else {
             return Ok(());
         };
-        let _ = w.stream.shutdown(Shutdown::Both);
+        let _ = c.stream.shutdown(Shutdown::Both);
         // The launcher knows how it ended (killed, out of memory, …).
-        let ended = launcher
-            .poll()
-            .into_iter()
-            .find(|(j, _)| *j == w.name)
-            .and_then(|(_, s)| match s {
-                JobState::Ended(how) => Some(how),
-                _ => None,
-            });
+        let name = self.core.worker(id).map(|(n, _)| n.to_owned());
+        let ended = name.as_ref().and_then(|name| {
+            launcher
+                .poll()
+                .into_iter()
+                .find(|(j, _)| j == name)
+                .and_then(|(_, s)| match s {
+                    JobState::Ended(how) => Some(how),
+                    _ => None,
+                })
+        });
         let reason = ended.map_or_else(|| reason.to_owned(), |how| format!("{how}; {reason}"));
-        if self.jobs.remove(&w.name).is_some() {
-            launcher.cancel(&w.name);
-        }
-        self.lost += 1;
-        self.job.warn(format!(
-            "worker `{}` was lost ({reason}); its {} running task(s) were sent again",
-            w.name,
-            w.running.len()
-        ));
-        for task in w.running {
-            self.failures[task].push(format!("`{}`: {reason}", w.name));
-            if self.failures[task].len() > self.settings.allowed_failures {
-                let last = self.failures[task].iter().rev().take(3).cloned();
-                let t = self.graph.task(task);
-                let step = t
-                    .step()
-                    .map_or("", |s| self.graph.program().steps()[s].name());
-                let (keys, samples) = self.job.samples_of(task);
-                return Err(Error::Run(graph::Error::Task {
-                    task: t.id().to_owned(),
-                    keys,
-                    samples,
-                    source: Box::new(
-                        self.fail(format!(
-                            "step `{step}` was running on {} workers that were lost; it may be \
-                             what kills them (memory or time limits). Last: {}",
-                            self.failures[task].len(),
-                            last.collect::<Vec<_>>().join("; ")
-                        ))
-                        .into_run(self.executor),
-                    ),
-                }));
+        match self.core.lost(id, &reason) {
+            Ok(Some((name, running))) => {
+                self.lost += 1;
+                self.job.warn(format!(
+                    "worker `{name}` was lost ({reason}); its {running} running task(s) were sent again"
+                ));
+                Ok(())
             }
-            self.make_ready(task);
+            Ok(None) => Ok(()),
+            Err(stop) => Err(self.stopped(stop, launcher)),
         }
-        Ok(())
     }
 
-    /// Once per interval: heartbeats, launch failures, idle workers, scaling.
+    /// Once per interval: heartbeats, then the core's tick (launch failures,
+    /// idle workers, scaling).
     fn tick(&mut self, launcher: &mut dyn Launcher) -> Result<()> {
-        for w in self.workers.values_mut() {
-            w.send(&ToWorker::Heartbeat, Vec::new());
-            w.idle_ticks = if w.running.is_empty() {
-                w.idle_ticks + 1
-            } else {
-                0
-            };
+        for c in self.conns.values() {
+            c.send(&ToWorker::Heartbeat, Vec::new());
         }
-        for (job, state) in launcher.poll() {
-            let JobState::Ended(how) = state else {
-                continue;
-            };
-            let Some(l) = self.jobs.get(&job) else {
-                continue;
-            };
-            if l.connected {
-                continue; // its connection's end reports it
-            }
-            let kind = l.kind;
-            self.jobs.remove(&job);
-            launcher.cancel(&job);
-            self.launch_failures.push((kind, format!("`{job}` {how}")));
-            let failed = self
-                .launch_failures
-                .iter()
-                .filter(|(k, _)| *k == kind)
-                .count();
-            if failed >= 3 && !self.ever_connected[kind] {
-                let last: Vec<&str> = self
-                    .launch_failures
-                    .iter()
-                    .filter(|(k, _)| *k == kind)
-                    .map(|(_, m)| m.as_str())
-                    .collect();
-                let hint = if last.iter().any(|m| m.contains("exited with status 0")) {
-                    format!(
-                        " Status 0 means a worker ran its program to the end without reaching \
-                         this run's compute (fingerprint {:016x}): every worker must run the same \
-                         program, with the same arguments, as its driver.",
-                        program_fingerprint(self.graph.program())
-                    )
-                } else {
-                    String::new()
-                };
-                return Err(self.fail(format!(
-                    "workers of kind `{}` ({}) end before they connect to the scheduler: {}. \
-                     Their standard error (or job log) says why.{hint}",
-                    launcher.kinds()[kind].name,
-                    launcher.name(),
-                    last.join("; ")
-                )));
-            }
-        }
-        self.scale(launcher)
-    }
-
-    /// The kind of worker that serves a task: the first that provides its
-    /// resource, or for an untagged task [`untagged_kind`].
-    fn kind_of(&self, task: usize) -> usize {
-        match self.resource(task) {
-            Some(r) => self
-                .kinds
-                .iter()
-                .position(|k| k.resources.iter().any(|x| x == r))
-                .unwrap_or(0),
-            None => untagged_kind(&self.kinds),
-        }
-    }
-
-    /// Adaptive scaling: as many workers of each kind as its ready and
-    /// running tasks (and those about to be, after a load) can use, between
-    /// the kind's minimum and maximum; idle workers beyond that are released
-    /// after `wait_count` intervals.
-    fn scale(&mut self, launcher: &mut dyn Launcher) -> Result<()> {
-        let remote_left =
-            self.graph.tasks().iter().enumerate().any(|(i, t)| {
-                !matches!(t.kind(), TaskKind::Load { .. }) && self.state[i] != St::Done
-            });
-        if !remote_left {
-            return Ok(()); // nothing for a worker to do (all read from checkpoints)
-        }
-        let kinds = self.kinds.clone();
-        let mut demand = vec![0usize; kinds.len()];
-        for (i, t) in self.graph.tasks().iter().enumerate() {
-            if matches!(t.kind(), TaskKind::Load { .. }) {
-                continue;
-            }
-            let soon = match self.state[i] {
-                St::Ready | St::Running(_) => true,
-                St::Waiting => t
-                    .deps()
-                    .iter()
-                    .all(|&d| matches!(self.graph.task(d).kind(), TaskKind::Load { .. })),
-                St::Loading | St::Done => false,
-            };
-            if soon {
-                demand[self.kind_of(i)] += 1;
-            }
-        }
-        for (k, kind) in kinds.iter().enumerate() {
-            let wanted = demand[k]
-                .div_ceil(kind.threads.get())
-                .clamp(kind.min.min(kind.max), kind.max);
-            let have = self.jobs.values().filter(|j| j.kind == k).count();
-            if wanted > have {
-                let jobs = launcher.launch(k, wanted - have, &self.env).map_err(|e| {
-                    self.fail(format!(
-                        "cannot start workers of kind `{}` ({}): {e}",
-                        kind.name,
-                        launcher.name()
-                    ))
-                })?;
-                for j in jobs {
-                    self.jobs.insert(
-                        j,
-                        Launched {
-                            kind: k,
-                            connected: false,
-                        },
-                    );
-                }
-            } else if have > wanted {
-                let mut extra = have - wanted;
-                let idle: Vec<u32> = self
-                    .workers
-                    .iter()
-                    .filter(|(_, w)| {
-                        w.kind == Some(k)
-                            && w.running.is_empty()
-                            && w.idle_ticks >= self.settings.wait_count
-                    })
-                    .map(|(&id, _)| id)
-                    .collect();
-                for id in idle {
-                    if extra == 0 {
-                        break;
-                    }
-                    if let Some(w) = self.workers.remove(&id) {
-                        w.send(&ToWorker::Shutdown, Vec::new());
-                        self.jobs.remove(&w.name);
-                        extra -= 1;
-                    }
-                }
-            }
-        }
-        Ok(())
+        let states = launcher.poll();
+        self.core
+            .tick(&states)
+            .map_err(|stop| self.stopped(stop, launcher))
     }
 
     /// The run is over: workers are told to go, the launcher stops what is
     /// left, and temp files of lost workers are removed.
     fn close(&mut self, launcher: &mut dyn Launcher) {
-        for (_, w) in std::mem::take(&mut self.workers) {
-            w.send(&ToWorker::Shutdown, Vec::new());
+        for (_, c) in std::mem::take(&mut self.conns) {
+            c.send(&ToWorker::Shutdown, Vec::new());
         }
         launcher.shutdown();
         if self.refused > 0 {
@@ -1343,7 +1033,13 @@ mod tests {
                     .settings
                     .clone();
             let (events, _keep) = mpsc::channel();
-            let mut s = Scheduler::new(&job, &settings, &crate::Silent, "probe", vec![], events);
+            let mut s = Scheduler::new(
+                &job,
+                &settings,
+                (&crate::Silent, "probe"),
+                (vec![], events),
+                (Vec::new(), BTreeSet::new()),
+            );
             let (work, _loads) = mpsc::channel();
             (self.0)(&mut s, &work).map_err(|e| e.into_run("probe"))?;
             Err(graph::Error::bug("the probe ran no run"))
@@ -1362,44 +1058,6 @@ mod tests {
             bob_pipelines_estimator::BoxError,
         > {
             Ok(b.iter().map(|x| Ok(*x)).collect())
-        }
-    }
-
-    #[test]
-    fn the_watchdog_names_the_tasks_a_stuck_run_waits_for() {
-        use bob_pipelines_estimator::{Pipeline, Step};
-        let p = Pipeline::new().then(Step::new(Same).name("same"));
-        let samples = (0..30u32).map(|i| bob_pipelines_sample::Sample::new(format!("k{i}"), i));
-        let stuck = Probe(|s: &mut Scheduler<'_, '_>, work: &Sender<DriverWork>| {
-            // Loads under way: the run is going on.
-            s.window = 1;
-            s.start_loads(work);
-            s.check_progress()?;
-            // A window that admits nothing, with nothing under way: stuck.
-            s.window = 0;
-            s.loads_held = 0;
-            let t = s.loads.len();
-            let loading = (0..s.state.len())
-                .find(|&i| s.state[i] == St::Loading)
-                .unwrap();
-            s.set_state(loading, St::Ready);
-            s.loads.push_front(loading);
-            assert_eq!(s.loads.len(), t + 1);
-            s.check_progress()
-        });
-        let e = p
-            .transform(samples)
-            .npartitions(3)
-            .compute(&stuck)
-            .unwrap_err()
-            .to_string();
-        for part in [
-            "cannot go on",
-            "6 of 6 tasks",
-            "`same.transform-0` waits for `load-0`",
-            "3 load(s) wait for room",
-        ] {
-            assert!(e.contains(part), "{part} missing in: {e}");
         }
     }
 
