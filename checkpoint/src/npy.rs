@@ -30,11 +30,23 @@ pub fn write_npy<A: NpyElem, D: Dimension>(
     array: &ndarray::ArrayBase<impl ndarray::Data<Elem = A>, D>,
     out: &mut Vec<u8>,
 ) {
+    out.reserve(128 + array.len() * size_of::<A>());
+    write_npy_header::<A>(array.shape(), out);
+    match array.as_slice() {
+        Some(s) => out.extend_from_slice(bytemuck::cast_slice(s)),
+        None => array
+            .iter()
+            .for_each(|x| out.extend_from_slice(bytemuck::bytes_of(x))),
+    }
+}
+
+/// Appends the header of a C-order `.npy` array of `A` and `shape`; its data
+/// follow, aligned to 64 bytes.
+pub(crate) fn write_npy_header<A: NpyElem>(shape: &[usize], out: &mut Vec<u8>) {
     use std::io::Write as _;
     // Written in place, without building strings: this is per sample on the
     // wire between processes, not only per file.
     let at = out.len();
-    out.reserve(128 + array.len() * size_of::<A>());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0, 0, 0]);
     let _ = write!(
@@ -42,7 +54,7 @@ pub fn write_npy<A: NpyElem, D: Dimension>(
         "{{'descr': '{}', 'fortran_order': False, 'shape': (",
         A::DESCR
     );
-    match array.shape() {
+    match shape {
         [] => {}
         [n] => {
             let _ = write!(out, "{n},");
@@ -62,12 +74,6 @@ pub fn write_npy<A: NpyElem, D: Dimension>(
     out.push(b'\n');
     let header_len = (padded - MAGIC.len() - 4) as u16;
     out[at + 8..at + 10].copy_from_slice(&header_len.to_le_bytes());
-    match array.as_slice() {
-        Some(s) => out.extend_from_slice(bytemuck::cast_slice(s)),
-        None => array
-            .iter()
-            .for_each(|x| out.extend_from_slice(bytemuck::bytes_of(x))),
-    }
 }
 
 /// What a `.npy` header says.
