@@ -185,13 +185,17 @@ struct Typed<T> {
 }
 
 /// A partition on the wire, in columns: the valid samples' keys, their
-/// attributes, and their data as one column of the codec's (one header and
-/// one buffer for same-shaped arrays); failed samples with their positions.
+/// attributes (each sample's compact pairs, `Attrs::to_pairs`, one after
+/// the other, and their lengths), and their data as one column of the
+/// codec's (one header and one buffer for same-shaped arrays); failed
+/// samples with their positions.
 #[derive(Serialize)]
 struct ColumnsRef<'a> {
     len: usize,
     keys: Vec<&'a Key>,
-    attrs: Vec<&'a Attrs>,
+    #[serde(with = "bob_pipelines_sample::bin")]
+    attrs: Vec<u8>,
+    attr_lens: Vec<u32>,
     failed: Vec<(usize, &'a Failed)>,
     #[serde(with = "bob_pipelines_sample::bin")]
     data: Vec<u8>,
@@ -201,7 +205,9 @@ struct ColumnsRef<'a> {
 struct ColumnsOwned {
     len: usize,
     keys: Vec<Key>,
-    attrs: Vec<Attrs>,
+    #[serde(with = "bob_pipelines_sample::bin")]
+    attrs: Vec<u8>,
+    attr_lens: Vec<u32>,
     failed: Vec<(usize, Failed)>,
     #[serde(with = "bob_pipelines_sample::bin")]
     data: Vec<u8>,
@@ -318,7 +324,8 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
         let mut columns = ColumnsRef {
             len: part.len(),
             keys: Vec::with_capacity(part.len()),
-            attrs: Vec::with_capacity(part.len()),
+            attrs: Vec::new(),
+            attr_lens: Vec::with_capacity(part.len()),
             failed: Vec::new(),
             data: Vec::new(),
         };
@@ -326,8 +333,19 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
         for (i, s) in part.iter().enumerate() {
             match s {
                 Ok(s) => {
+                    let pairs = s
+                        .attrs()
+                        .to_pairs()
+                        .map_err(|e| Self::partition_error(format!("sample {:?}: {e}", s.key())))?;
+                    let len = u32::try_from(pairs.len()).map_err(|_| {
+                        Self::partition_error(format!(
+                            "sample {:?} has over 4 GiB of attributes",
+                            s.key()
+                        ))
+                    })?;
                     columns.keys.push(s.key());
-                    columns.attrs.push(s.attrs());
+                    columns.attrs.extend_from_slice(&pairs);
+                    columns.attr_lens.push(len);
                     values.push(s.data());
                 }
                 Err(f) => columns.failed.push((i, f)),
@@ -354,27 +372,42 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
     fn decode(&self, bytes: &[u8]) -> Result<AnyPartition> {
         let c: ColumnsOwned = rmp_serde::from_slice(bytes).map_err(Self::partition_error)?;
         let valid = c.len.checked_sub(c.failed.len());
-        if valid != Some(c.keys.len()) || c.attrs.len() != c.keys.len() {
+        let attr_bytes: u64 = c.attr_lens.iter().map(|&l| u64::from(l)).sum();
+        if valid != Some(c.keys.len())
+            || c.attr_lens.len() != c.keys.len()
+            || attr_bytes != c.attrs.len() as u64
+        {
             return Err(Self::partition_error(format!(
-                "{} samples, {} failed, but {} keys and {} attributes",
+                "{} samples, {} failed, but {} keys and {} attribute sets ({attr_bytes} of {} bytes)",
                 c.len,
                 c.failed.len(),
                 c.keys.len(),
+                c.attr_lens.len(),
                 c.attrs.len()
             )));
         }
+        let mut at = 0;
+        let attrs = c
+            .attr_lens
+            .iter()
+            .map(|&len| {
+                let pairs = &c.attrs[at..at + len as usize];
+                at += len as usize;
+                Attrs::from_pairs(pairs).map_err(|e| Self::partition_error(e.to_string()))
+            })
+            .collect::<Result<Vec<Attrs>>>()?;
         let values = self
             .codec
             .decode_column(&c.data, c.keys.len())
             .map_err(|e| Self::partition_error(format!("its data column: {e}")))?;
-        let mut samples =
-            c.keys
-                .into_iter()
-                .zip(c.attrs)
-                .zip(values)
-                .map(|((key, attrs), value)| {
-                    Sample::from_meta(Arc::new(Meta::with_attrs(key, attrs)), value)
-                });
+        let mut samples = c
+            .keys
+            .into_iter()
+            .zip(attrs)
+            .zip(values)
+            .map(|((key, attrs), value)| {
+                Sample::from_meta(Arc::new(Meta::with_attrs(key, attrs)), value)
+            });
         let mut failed = c.failed.into_iter().peekable();
         let mut part: Vec<Slot<T>> = Vec::with_capacity(c.len);
         for i in 0..c.len {

@@ -251,6 +251,45 @@ impl Attrs {
         self.resolved_of(&Key::from(""))
     }
 
+    /// The attributes as one MessagePack buffer of `(name, value)` pairs,
+    /// delayed ones loaded: the compact form in which a partition's
+    /// attributes cross between processes, read back by
+    /// [`from_pairs`](Self::from_pairs) without decoding a value.
+    ///
+    /// # Errors
+    /// [`Error::DelayedAttr`] from the first delayed loader that fails.
+    pub fn to_pairs(&self) -> Result<std::borrow::Cow<'_, [u8]>> {
+        if self.delayed.is_none() {
+            return Ok(std::borrow::Cow::Borrowed(self.plain.as_bytes()));
+        }
+        Ok(std::borrow::Cow::Owned(
+            self.resolved()?.plain.as_bytes().to_vec(),
+        ))
+    }
+
+    /// Attributes from a buffer that [`to_pairs`](Self::to_pairs) wrote.
+    ///
+    /// # Errors
+    /// [`Error::AttrValue`] when the bytes are not such pairs.
+    pub fn from_pairs(bytes: &[u8]) -> Result<Attrs> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let bad = |what: &str| Error::AttrValue {
+                name: String::new(),
+                reason: format!("not attribute pairs: {what}"),
+            };
+            let (_, after) = rmp::decode::read_str_from_slice(rest)
+                .map_err(|_| bad("no name where one was expected"))?;
+            let mut rd = after;
+            rmpv::decode::read_value_ref(&mut rd).map_err(|_| bad("a name without a value"))?;
+            rest = rd;
+        }
+        Ok(Attrs {
+            plain: SmallBytes::new(bytes),
+            delayed: None,
+        })
+    }
+
     pub(crate) fn resolved_of(&self, key: &Key) -> Result<Attrs> {
         let mut out = Attrs {
             plain: self.plain.clone(),
@@ -417,6 +456,36 @@ impl<'de> serde::de::Visitor<'de> for PairsVisitor {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn attributes_cross_as_their_pairs_with_delayed_ones_loaded() {
+        let mut a = Attrs::new();
+        a.insert("subject", "s01");
+        a.insert_serde("box", &[1, 2, 3, 4]).unwrap();
+        a.insert_delayed("annotations", || Ok::<_, BoxError>(vec![10u32, 12]));
+        let pairs = a.to_pairs().unwrap();
+        let back = Attrs::from_pairs(&pairs).unwrap();
+        assert_eq!(back.get::<String>("subject").unwrap(), "s01");
+        assert_eq!(back.get::<[u8; 4]>("box").unwrap(), [1, 2, 3, 4]);
+        assert_eq!(back.get::<Vec<u32>>("annotations").unwrap(), [10, 12]);
+        assert!(!back.is_delayed("annotations"));
+        assert!(Attrs::from_pairs(&[]).unwrap().is_empty());
+
+        // A failing loader is an error naming the attribute, not a panic.
+        let mut broken = Attrs::new();
+        broken.insert_delayed("img", || Err::<u8, BoxError>("no such file".into()));
+        let e = broken.to_pairs().unwrap_err().to_string();
+        assert!(e.contains("img") && e.contains("no such file"), "{e}");
+        // Bytes that are not pairs are refused, at every cut.
+        for cut in 1..pairs.len() {
+            let _ = Attrs::from_pairs(&pairs[..cut]);
+        }
+        assert!(Attrs::from_pairs(b"\x01\x02").is_err());
+        assert!(
+            Attrs::from_pairs(b"\xa1a").is_err(),
+            "a name without a value"
+        );
+    }
 
     #[test]
     fn delayed_attribute_loads_on_every_read_until_set() {
