@@ -280,13 +280,14 @@ fn npy_decode_column<A: NpyElem, D: Dimension>(
 }
 
 type DecodeAny = fn(&[u8]) -> std::result::Result<Box<dyn Any>, CodecError>;
+type DecodeColumn = fn(&[u8], usize) -> std::result::Result<Box<dyn Any>, CodecError>;
 
 /// `.npy` chosen at run time for a type that turned out to be an array.
 struct NpyAny<T> {
     encode: fn(&dyn Any, &mut Vec<u8>),
     decode: DecodeAny,
     encode_column: fn(&[&dyn Any], &mut Vec<u8>),
-    decode_column: fn(&[u8], usize) -> std::result::Result<Box<dyn Any>, CodecError>,
+    decode_column: DecodeColumn,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
