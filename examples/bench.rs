@@ -84,9 +84,10 @@ fn main() {
         "verify" => verify(n(1, 1_000_000)),
         "sge-first" => sge_first(),
         "small" => small(),
+        "scale" => scale(n(1, 128), n(2, 20_000)),
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, verify, small"
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, verify, small, scale"
             );
             std::process::exit(2);
         }
@@ -445,6 +446,60 @@ fn distributed(tasks: usize, n: usize) {
         "{{\"bench\":\"distributed_vs_threads\",\"n\":{n},\"processes_over_threads\":{:.2}}}",
         rates[1] / rates[0]
     );
+}
+
+/// `workers` worker processes on this machine, `tasks` tasks that sleep 20 ms
+/// each (one sample per partition): how busy the workers were over the whole
+/// compute (their start included), and the driver's CPU time per task (the
+/// scheduler, its threads and the wire; the workers' is not counted).
+fn scale(workers: usize, tasks: usize) {
+    const TASK_MS: u64 = 20;
+    let executor = Distributed::new(LocalProcesses::new(
+        NonZeroUsize::new(workers).expect("at least one worker"),
+        NonZeroUsize::MIN,
+    ))
+    .named("scale")
+    .with_progress(std::sync::Arc::new(Silent));
+    let pipeline = Pipeline::new().then(Step::map("sleep", |x: &u32| {
+        std::thread::sleep(std::time::Duration::from_millis(TASK_MS));
+        *x
+    }));
+    let samples = (0..tasks as u32).map(|i| Sample::new(i.to_string(), i));
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let out = pipeline
+        .transform(samples)
+        .partition_size(1)
+        .compute(&executor)
+        .expect("the sleeping tasks run");
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu0;
+    assert_eq!(out.samples().count(), tasks);
+    let busy = tasks as f64 * TASK_MS as f64 / 1000.0;
+    println!(
+        "{{\"bench\":\"scale\",\"workers\":{workers},\"tasks\":{tasks},\"wall_s\":{wall:.2},\"utilisation\":{:.2},\"scheduler_us_per_task\":{:.1}}}",
+        busy / (workers as f64 * wall),
+        cpu * 1e6 / tasks as f64
+    );
+}
+
+/// This process's CPU time so far, user and system, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are fields 14 and 15 of stat(5): 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Up to `workers` SGE workers on `q_1day`, all kept for the run, on
