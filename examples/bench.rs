@@ -85,9 +85,10 @@ fn main() {
         "sge-first" => sge_first(),
         "small" => small(),
         "scale" => scale(n(1, 128), n(2, 20_000)),
+        "driver-bytes" => driver_bytes(n(1, 10_000)),
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, verify, small, scale"
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, verify, small, scale, driver-bytes"
             );
             std::process::exit(2);
         }
@@ -481,6 +482,41 @@ fn scale(workers: usize, tasks: usize) {
         busy / (workers as f64 * wall),
         cpu * 1e6 / tasks as f64
     );
+}
+
+/// Bytes through the driver's sockets per sample, for a checkpointed run of
+/// two steps over delayed samples (16 `f32` each, read when reached) on
+/// `local-p2`, the last step checkpointed: what the report counts.
+fn driver_bytes(n: usize) {
+    let dir = std::path::PathBuf::from("target/bench-driver-bytes");
+    let _ = std::fs::remove_dir_all(&dir);
+    let executor = by_name("local-p2").expect("a valid executor name");
+    let pipeline = Pipeline::new()
+        .then(Step::new(Double).name("double"))
+        .then(Step::new(Double).name("again"))
+        .checkpoint(Checkpoints::new(dir.join("features")));
+    let samples: Vec<_> = (0..n)
+        .map(|i| {
+            DelayedSample::new(format!("s{i}"), move || {
+                Ok::<_, std::io::Error>(Array1::from_elem(16, i as f32))
+            })
+        })
+        .collect();
+    let key_bytes: usize = samples.iter().map(|s| s.key().len()).sum();
+    let out = pipeline
+        .transform(samples)
+        .compute(&executor)
+        .expect("the checkpointed run");
+    let r = out.report();
+    let bytes = r.driver_bytes_in + r.driver_bytes_out;
+    println!(
+        "{{\"bench\":\"driver_bytes\",\"n\":{n},\"bytes_in\":{},\"bytes_out\":{},\"bytes_per_sample\":{:.1},\"key_bytes_per_sample\":{:.1}}}",
+        r.driver_bytes_in,
+        r.driver_bytes_out,
+        bytes as f64 / n as f64,
+        key_bytes as f64 / n as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// This process's CPU time so far, user and system, from `/proc/self/stat`.

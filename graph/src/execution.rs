@@ -253,6 +253,14 @@ impl<'a> Execution<'a> {
         lock(&self.report).steps[step].add(counts, elapsed);
     }
 
+    /// Records the bytes that came into and went out of the driver's
+    /// sockets to its workers (a distributed executor's).
+    pub fn record_traffic(&self, read: u64, written: u64) {
+        let mut r = lock(&self.report);
+        r.driver_bytes_in += read;
+        r.driver_bytes_out += written;
+    }
+
     /// Records that worker `worker`, of kind `kind`, ran a task of `step`.
     pub fn record_place(&self, step: usize, worker: &str, kind: &str, fit: bool) {
         lock(&self.report).steps[step].ran(worker, kind, fit);

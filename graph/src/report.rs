@@ -80,6 +80,13 @@ pub struct Report {
     /// failure markers were read; see `Checkpoints::retry_failed`).
     #[serde(default)]
     pub known_failed: usize,
+    /// Bytes that came into the driver from its workers' sockets (after
+    /// their handshakes); 0 on executors without workers.
+    #[serde(default)]
+    pub driver_bytes_in: u64,
+    /// Bytes that went out of the driver to its workers' sockets.
+    #[serde(default)]
+    pub driver_bytes_out: u64,
     /// Things the user should know that did not stop the run.
     pub warnings: Vec<String>,
     /// Wall time of the whole run.
@@ -121,6 +128,13 @@ impl fmt::Display for Report {
                 write!(f, "{sep}{what} on `{}` [{}]", r.worker, r.kind)?;
             }
             writeln!(f)?;
+        }
+        if self.driver_bytes_in + self.driver_bytes_out > 0 {
+            writeln!(
+                f,
+                "the driver's sockets to workers: {} bytes in, {} out",
+                self.driver_bytes_in, self.driver_bytes_out
+            )?;
         }
         if self.from_checkpoints > 0 {
             writeln!(

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -364,9 +364,50 @@ fn internal(what: String) -> Error {
 }
 
 /// Reads a worker's messages until it goes away or falls silent.
-fn read_worker(id: u32, stream: TcpStream, silence: Duration, events: Sender<Event>) {
+/// A socket whose bytes are counted: what the report says crossed the
+/// driver's sockets.
+struct Counted<S> {
+    inner: S,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<S: std::io::Read> std::io::Read for Counted<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<S: Write> Write for Counted<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Bytes in and out of the driver's sockets to workers, after handshakes.
+#[derive(Default)]
+struct Traffic {
+    read: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+}
+
+fn read_worker(
+    id: u32,
+    stream: TcpStream,
+    (silence, bytes): (Duration, Arc<AtomicU64>),
+    events: Sender<Event>,
+) {
     let _ = stream.set_read_timeout(Some(silence));
-    let mut r = BufReader::new(stream);
+    let mut r = BufReader::new(Counted {
+        inner: stream,
+        bytes,
+    });
     loop {
         let msg = match get::<FromWorker>(&mut r) {
             Ok(msg) => msg,
@@ -403,10 +444,16 @@ fn read_worker(id: u32, stream: TcpStream, silence: Duration, events: Sender<Eve
 }
 
 /// Writes to a worker: batches what is queued into one flush.
-fn write_worker(stream: TcpStream, rx: Receiver<Out>) {
+fn write_worker(stream: TcpStream, rx: Receiver<Out>, bytes: Arc<AtomicU64>) {
     let shut = stream.try_clone();
-    let mut w = BufWriter::with_capacity(1 << 16, stream);
-    let write = |(header, frames): Out, w: &mut BufWriter<TcpStream>| {
+    let mut w = BufWriter::with_capacity(
+        1 << 16,
+        Counted {
+            inner: stream,
+            bytes,
+        },
+    );
+    let write = |(header, frames): Out, w: &mut BufWriter<Counted<TcpStream>>| {
         wire::write_frame(w, &header)?;
         for f in frames {
             wire::write_frame(w, &f)?;
@@ -449,6 +496,7 @@ struct Scheduler<'j, 'a> {
     /// Each fitted step's model, encoded once, sent once per worker.
     models: Vec<Option<Shared>>,
     conns: BTreeMap<u32, Conn>,
+    traffic: Traffic,
     decoding: usize,
     refused: usize,
     turned_away: usize,
@@ -501,6 +549,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             is_output,
             models,
             conns: BTreeMap::new(),
+            traffic: Traffic::default(),
             decoding: 0,
             refused: 0,
             turned_away: 0,
@@ -731,9 +780,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         let (Ok(r), Ok(w)) = (stream.try_clone(), stream.try_clone()) else {
             return;
         };
-        std::thread::spawn(move || write_worker(w, rx));
+        let written = Arc::clone(&self.traffic.written);
+        std::thread::spawn(move || write_worker(w, rx, written));
         let (silence, events) = (self.settings.worker_timeout, self.events_tx.clone());
-        std::thread::spawn(move || read_worker(id, r, silence, events));
+        let read = Arc::clone(&self.traffic.read);
+        std::thread::spawn(move || read_worker(id, r, (silence, read), events));
         let threads = usize::try_from(info.threads).unwrap_or(1);
         self.core.joined(id, info.name, threads, info.resources);
         self.conns.insert(id, Conn { tx, stream });
@@ -882,6 +933,10 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             c.send(&ToWorker::Shutdown, Vec::new());
         }
         launcher.shutdown();
+        self.job.record_traffic(
+            self.traffic.read.load(Ordering::Relaxed),
+            self.traffic.written.load(Ordering::Relaxed),
+        );
         if self.refused > 0 {
             self.job.warn(format!(
                 "{} connection(s) to the scheduler's port were refused: no proof of this run's \

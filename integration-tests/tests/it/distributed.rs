@@ -192,6 +192,19 @@ fn processes_compute_the_same_bits_and_write_the_checkpoints() {
         .count();
     assert!(on_disk > 500, "{on_disk} checkpoint files");
     assert_eq!(out.report().steps[0].samples, 600);
+    // Every input went out to a worker and every output came back: at
+    // least 3 f64 a sample each way, and the report says so.
+    let r = out.report();
+    assert!(
+        r.driver_bytes_out > 600 * 24 && r.driver_bytes_in > 600 * 24,
+        "{} in, {} out",
+        r.driver_bytes_in,
+        r.driver_bytes_out
+    );
+    assert!(
+        r.to_string().contains("the driver's sockets to workers"),
+        "{r}"
+    );
 
     // Again: everything comes from the checkpoints, nothing is sent.
     let again = p
@@ -201,6 +214,10 @@ fn processes_compute_the_same_bits_and_write_the_checkpoints() {
         .unwrap();
     assert_eq!(bits(&again), bits(&out));
     assert_eq!(again.report().from_checkpoints, 600);
+    assert_eq!(
+        again.report().driver_bytes_in + again.report().driver_bytes_out,
+        0
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
