@@ -1,7 +1,8 @@
-//! Progress events and the terminal progress bars they drive.
+//! Progress events, and what they drive: bars on a terminal, lines in a log.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use bob_pipelines_graph::{Done, TaskGraph, TaskKind};
 use bob_pipelines_graph::{Error, Report};
@@ -29,10 +30,65 @@ pub struct Silent;
 impl Progress for Silent {}
 
 /// One progress bar per step (samples transformed, failures) and one for
-/// loading, on standard error when it is a terminal; nothing otherwise.
-#[derive(Default)]
+/// loading, on standard error when it is a terminal. When it is not (a log
+/// file, `| tee`, `nohup`, a grid job's log), a line of every step's counts
+/// instead, at most every 10 s and once at the end, so a long run's log says
+/// how far it got.
 pub struct Bars {
-    state: Mutex<Option<BarsState>>,
+    state: Mutex<Option<Shown>>,
+    /// Where lines go when standard error is not a terminal (`None`: stderr).
+    lines_to: Mutex<Option<Box<dyn Write + Send>>>,
+    every: Duration,
+}
+
+impl Default for Bars {
+    fn default() -> Self {
+        Bars {
+            state: Mutex::new(None),
+            lines_to: Mutex::new(None),
+            every: Duration::from_secs(10),
+        }
+    }
+}
+
+enum Shown {
+    Bars(BarsState),
+    Lines(LinesState),
+}
+
+/// Counts per bar (index 0: loads; s + 1: step s), for the lines.
+struct LinesState {
+    names: Vec<String>,
+    done: Vec<u64>,
+    totals: Vec<u64>,
+    failed: Vec<usize>,
+    fit: Vec<Option<&'static str>>,
+    start: Instant,
+    last: Instant,
+}
+
+impl LinesState {
+    fn line(&self, last: bool) -> String {
+        let parts: Vec<String> = (0..self.names.len())
+            .filter(|&b| self.totals[b] > 0 || self.fit[b].is_some())
+            .map(|b| {
+                let mut p = format!("{} {}/{}", self.names[b], self.done[b], self.totals[b]);
+                if self.failed[b] > 0 {
+                    p.push_str(&format!(" ({} failed)", self.failed[b]));
+                }
+                if let Some(f) = self.fit[b] {
+                    p.push_str(&format!(" [{f}]"));
+                }
+                p
+            })
+            .collect();
+        format!(
+            "progress {:>6.0?}{} {}",
+            self.start.elapsed(),
+            if last { " (end)" } else { "" },
+            parts.join(" · ")
+        )
+    }
 }
 
 struct BarsState {
@@ -49,9 +105,42 @@ impl std::fmt::Debug for Bars {
 }
 
 impl Bars {
-    /// Bars on standard error if it is a terminal.
+    /// Bars on standard error if it is a terminal, lines otherwise.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Progress lines to `out`, at most every `every` and at the end,
+    /// whatever standard error is (for tests, and programs that keep their
+    /// own log).
+    pub fn lines_to(out: Box<dyn Write + Send>, every: Duration) -> Self {
+        Bars {
+            lines_to: Mutex::new(Some(out)),
+            every,
+            ..Self::default()
+        }
+    }
+
+    fn print(&self, line: &str) {
+        let mut to = self
+            .lines_to
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match to.as_mut() {
+            Some(w) => {
+                let _ = writeln!(w, "{line}");
+                let _ = w.flush();
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Prints the lines' state when `every` has passed (or `last`).
+    fn maybe_print(&self, state: &mut LinesState, last: bool) {
+        if last || state.last.elapsed() >= self.every {
+            state.last = Instant::now();
+            self.print(&state.line(last));
+        }
     }
 
     fn bar_of(graph: &TaskGraph, task: usize) -> usize {
@@ -61,14 +150,9 @@ impl Bars {
 
 impl Progress for Bars {
     fn started(&self, graph: &TaskGraph) {
-        if !std::io::stderr().is_terminal() || graph.is_empty() {
+        if graph.is_empty() {
             return;
         }
-        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let style =
-            ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} samples {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
         let info = graph.program();
         let mut totals = vec![0u64; info.steps().len() + 1];
         for t in graph.tasks() {
@@ -79,6 +163,34 @@ impl Progress for Bars {
             }
         }
         let names = std::iter::once("load").chain(info.steps().iter().map(|s| s.name()));
+        let to_file = self
+            .lines_to
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if to_file || !std::io::stderr().is_terminal() {
+            let now = Instant::now();
+            let n = totals.len();
+            *self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(Shown::Lines(LinesState {
+                    names: names.map(str::to_owned).collect(),
+                    done: vec![0; n],
+                    totals,
+                    failed: vec![0; n],
+                    fit: vec![None; n],
+                    start: now,
+                    last: now,
+                }));
+            return;
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let style =
+            ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} samples {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         let bars = names
             .zip(&totals)
             .map(|(name, &total)| {
@@ -91,22 +203,28 @@ impl Progress for Bars {
         *self
             .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(BarsState {
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Shown::Bars(BarsState {
             multi,
             bars,
             failed: vec![0; totals.len()],
-        });
+        }));
     }
 
     fn task_started(&self, graph: &TaskGraph, task: usize) {
         if let TaskKind::Fit { .. } = graph.task(task).kind() {
-            if let Some(s) = self
+            let b = Self::bar_of(graph, task);
+            match self
                 .state
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .as_ref()
+                .as_mut()
             {
-                s.bars[Self::bar_of(graph, task)].set_message("fitting…");
+                Some(Shown::Bars(s)) => s.bars[b].set_message("fitting…"),
+                Some(Shown::Lines(s)) => {
+                    s.fit[b] = Some("fitting");
+                    self.maybe_print(s, false);
+                }
+                None => {}
             }
         }
     }
@@ -116,9 +234,23 @@ impl Progress for Bars {
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(s) = guard.as_mut() else { return };
         let t = graph.task(done.task);
         let b = Self::bar_of(graph, done.task);
+        let s = match guard.as_mut() {
+            Some(Shown::Bars(s)) => s,
+            Some(Shown::Lines(s)) => {
+                match t.kind() {
+                    TaskKind::Fit { .. } => s.fit[b] = Some("fitted"),
+                    TaskKind::Load { .. } | TaskKind::Transform { .. } => {
+                        s.done[b] += t.samples() as u64;
+                        s.failed[b] += done.counts.failed;
+                    }
+                }
+                self.maybe_print(s, false);
+                return;
+            }
+            None => return,
+        };
         match t.kind() {
             TaskKind::Fit { .. } => s.bars[b].set_message("fitted"),
             TaskKind::Load { .. } | TaskKind::Transform { .. } => {
@@ -132,28 +264,40 @@ impl Progress for Bars {
     }
 
     fn task_failed(&self, graph: &TaskGraph, task: usize, _error: &Error) {
-        if let Some(s) = self
+        match self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
         {
-            s.bars[Self::bar_of(graph, task)]
-                .abandon_with_message(format!("{} failed", graph.task(task)));
+            Some(Shown::Bars(s)) => s.bars[Self::bar_of(graph, task)]
+                .abandon_with_message(format!("{} failed", graph.task(task))),
+            Some(Shown::Lines(s)) => {
+                self.print(&format!(
+                    "{}; task `{}` failed",
+                    s.line(true),
+                    graph.task(task).id()
+                ));
+            }
+            None => {}
         }
     }
 
     fn finished(&self, _report: &Report) {
-        if let Some(s) = self
+        match self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
         {
-            for b in &s.bars {
-                b.finish();
+            Some(Shown::Bars(s)) => {
+                for b in &s.bars {
+                    b.finish();
+                }
+                let _ = s.multi.clear();
             }
-            let _ = s.multi.clear();
+            Some(Shown::Lines(mut s)) => self.maybe_print(&mut s, true),
+            None => {}
         }
     }
 }

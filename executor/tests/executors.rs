@@ -380,3 +380,66 @@ fn not_fitted_is_an_error_before_any_task_runs() {
         "{e}"
     );
 }
+
+/// Bytes written by progress lines, shared with the test.
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn off_a_terminal_progress_is_lines_of_every_steps_counts() {
+    let log = Log::default();
+    let lines = bob_pipelines_executor::Bars::lines_to(Box::new(log.clone()), Duration::ZERO);
+    let ex = ThreadPool::new(nz(2)).with_progress(Arc::new(lines));
+    let mut p = Pipeline::new()
+        .then(
+            Step::new(Affine {
+                mul: 3,
+                add: 1,
+                fail_mod: 10,
+            })
+            .name("affine"),
+        )
+        .then(Step::fit(Center).name("center"));
+    let samples = (0..40u64).map(|i| Sample::new(format!("k{i}"), i));
+    p.fit_transform(samples)
+        .npartitions(4)
+        .compute(&ex)
+        .unwrap();
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let all: Vec<&str> = text.lines().collect();
+    assert!(all.len() > 4, "a line per event at interval 0: {text}");
+    let last = all.last().unwrap();
+    for part in [
+        "(end)",
+        "load 40/40",
+        "affine 40/40 (4 failed)",
+        "center 40/40",
+        "[fitted]",
+    ] {
+        assert!(
+            last.contains(part),
+            "{part} missing in the last line: {last}"
+        );
+    }
+    assert!(text.contains("[fitting]"), "{text}");
+    // Counts only grow, line after line.
+    let affine = |l: &str| -> u64 {
+        l.split("affine ")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let counts: Vec<u64> = all.iter().map(|l| affine(l)).collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+}
