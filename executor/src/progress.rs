@@ -21,6 +21,9 @@ pub trait Progress: Send + Sync {
     fn task_failed(&self, _graph: &TaskGraph, _task: usize, _error: &Error) {}
     /// The run ended (successfully).
     fn finished(&self, _report: &Report) {}
+    /// Something the user should know now (a job waiting, and why); it is
+    /// in the run's report too.
+    fn warning(&self, _message: &str) {}
 }
 
 /// Reports nothing.
@@ -280,6 +283,20 @@ impl Progress for Bars {
                 ));
             }
             None => {}
+        }
+    }
+
+    fn warning(&self, message: &str) {
+        match self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(Shown::Bars(s)) => {
+                let _ = s.multi.println(format!("warning: {message}"));
+            }
+            _ => self.print(&format!("warning: {message}")),
         }
     }
 

@@ -18,10 +18,14 @@ use crate::spec::QueueSpecs;
 use crate::{Error, bobrc};
 
 /// A job we submitted and have not seen end.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Tracked {
     /// How it ended, once known (asked of `qacct` once).
     ended: Option<String>,
+    /// When it was submitted.
+    since: Option<Instant>,
+    /// Why it waits, once asked of `qstat -j` (it has waited `report_after`).
+    why: Option<String>,
 }
 
 /// The run's jobs as the Ctrl-C/SIGTERM cleanup sees them, from another
@@ -65,6 +69,11 @@ pub struct Sge {
     jobs: BTreeMap<String, Tracked>,
     /// When `qstat` last failed, and why (said once per failure streak).
     qstat_failing: Option<String>,
+    /// Check each job at submit time (`qsub -w e`): a request no queue can
+    /// ever satisfy is refused then, in SGE's words.
+    validate: bool,
+    /// How long a job waits before its reason is asked and reported.
+    report_after: Duration,
     /// What Ctrl-C or SIGTERM of the driver deletes, and its registration
     /// (from the first job on).
     submitted: Arc<Mutex<Submitted>>,
@@ -111,6 +120,8 @@ impl Sge {
             prologue: Vec::new(),
             jobs: BTreeMap::new(),
             qstat_failing: None,
+            validate: true,
+            report_after: Duration::from_secs(60),
             submitted: Arc::default(),
             on_interrupt: None,
         };
@@ -159,6 +170,25 @@ impl Sge {
     #[must_use]
     pub fn project(mut self, project: &str) -> Self {
         self.project = Some(project.to_owned());
+        self
+    }
+
+    /// Whether `qsub` checks each job against the queues at submit time
+    /// (`-w e`, the default): a request no queue can ever satisfy (a
+    /// resource beyond every host's, an `h_rt` above the queue's limit) is
+    /// refused at once instead of waiting for ever. Turn it off for a site
+    /// whose `qsub` is slow to verify.
+    #[must_use]
+    pub fn validate(mut self, on: bool) -> Self {
+        self.validate = on;
+        self
+    }
+
+    /// After how long a waiting job's reason (SGE's scheduling info) is
+    /// asked and shown in the run's progress and report (default 60 s).
+    #[must_use]
+    pub fn report_pending_after(mut self, after: Duration) -> Self {
+        self.report_after = after;
         self
     }
 
@@ -341,6 +371,43 @@ impl Sge {
         }
     }
 
+    /// Why no queue can run `script`, from `qsub -w v`: the lines about
+    /// what hosts offer, without those about queues the job did not ask for.
+    fn verify(&self, script: &str) -> Option<String> {
+        let out = run(
+            Command::new("qsub").args(["-w", "v"]),
+            Some(script.as_bytes()),
+        )
+        .ok()?;
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = text
+            .lines()
+            .map(|l| l.trim_start_matches("Unable to run job:").trim())
+            .filter(|l| {
+                l.contains("cannot run") && !l.contains("not contained in its hard queue list")
+            })
+            // "Job 440 (-l gpu=3) cannot run at host …": from the request on.
+            .map(|l| l.find('(').map_or(l, |i| &l[i..]))
+            .collect();
+        (!lines.is_empty()).then(|| lines.join("; "))
+    }
+
+    /// Why a job waits, from the `scheduling info` of `qstat -j`.
+    fn why_waiting(job: &str) -> String {
+        let number = job.split('.').next().unwrap_or(job);
+        match run(Command::new("qstat").args(["-j", number]), None) {
+            Ok(out) => output::scheduling_info(&String::from_utf8_lossy(&out.stdout))
+                .unwrap_or_else(|| {
+                    "SGE gives no reason (is the scheduler's schedd_job_info on?)".to_owned()
+                }),
+            Err(e) => format!("qstat -j failed: {e}"),
+        }
+    }
+
     /// Our jobs that `qstat` still lists, and whether each is pending
     /// (`None` when `qstat` fails).
     fn still_listed(&mut self) -> Option<Vec<(String, bool)>> {
@@ -403,24 +470,58 @@ impl Launcher for Sge {
         if submitted.interrupted {
             return Err("the driver is leaving on a signal".into());
         }
-        let out =
-            run(Command::new("qsub").arg("-terse"), Some(script.as_bytes())).map_err(|e| {
+        let qsub = |validate: bool| {
+            let mut qsub = Command::new("qsub");
+            qsub.arg("-terse");
+            if validate {
+                qsub.args(["-w", "e"]);
+            }
+            run(&mut qsub, Some(script.as_bytes())).map_err(|e| {
                 format!("cannot run qsub (is Grid Engine's client installed and on PATH?): {e}")
-            })?;
+            })
+        };
+        let mut out = qsub(self.validate)?;
         if !out.status.success() {
-            return Err(format!(
-                "qsub refused the job for queue `{}`: {}",
-                self.specs
-                    .iter()
-                    .nth(kind)
-                    .map_or("?", |(_, s)| s.queue.as_str()),
-                said(&out)
-            )
-            .into());
+            let (name, queue) = self
+                .specs
+                .iter()
+                .nth(kind)
+                .map_or(("?", "?"), |(n, s)| (n, s.queue.as_str()));
+            let mut why = said(&out);
+            let no_queue = why.contains("no suitable queues");
+            let detail = if no_queue { self.verify(&script) } else { None };
+            // A load value a host has not reported lately (`mem_free` on a
+            // busy host) reads as an unknown resource to `-w e`, and may be
+            // back by the time `-w v` looks: not a request that can never
+            // run. Submit it unchecked; if it waits, the scheduler says why.
+            let only_unreported = no_queue
+                && detail
+                    .as_deref()
+                    .is_none_or(|d| d.split("; ").all(|l| l.contains("unknown resource")));
+            if only_unreported {
+                out = qsub(false)?;
+            }
+            if !out.status.success() {
+                if let Some(d) = detail.filter(|_| !only_unreported) {
+                    why = format!("{why}: {d}");
+                } else if only_unreported {
+                    why = said(&out);
+                }
+                return Err(format!(
+                    "qsub refused the job of spec `{name}` for queue `{queue}`: {why}"
+                )
+                .into());
+            }
         }
         let ids = output::parse_terse(&String::from_utf8_lossy(&out.stdout))?;
         for id in &ids {
-            self.jobs.insert(id.clone(), Tracked { ended: None });
+            self.jobs.insert(
+                id.clone(),
+                Tracked {
+                    since: Some(Instant::now()),
+                    ..Tracked::default()
+                },
+            );
             let number = id.split('.').next().unwrap_or(id);
             if !submitted.numbers.iter().any(|n| n == number) {
                 submitted.numbers.push(number.to_owned());
@@ -473,7 +574,18 @@ impl Launcher for Sge {
                     t.ended = Some(how.clone());
                     JobState::Ended(how)
                 }
-                Some(j) if j.pending() => JobState::Pending,
+                Some(j) if j.pending() => {
+                    let waited = t.since.map_or(Duration::ZERO, |s| s.elapsed());
+                    if waited < self.report_after {
+                        JobState::Pending
+                    } else {
+                        let why = t.why.get_or_insert_with(|| Self::why_waiting(id));
+                        JobState::Waiting {
+                            waited,
+                            why: why.clone(),
+                        }
+                    }
+                }
                 Some(_) => JobState::Running,
                 None => {
                     let how = Self::accounting(id);

@@ -176,6 +176,23 @@ pub fn error_reasons(qstat_j: &str) -> Vec<String> {
         .collect()
 }
 
+/// The `scheduling info` of `qstat -j` (why a job waits; the scheduler's
+/// `schedd_job_info` must be on): its lines, joined with `; `, or `None`.
+pub fn scheduling_info(qstat_j: &str) -> Option<String> {
+    let mut lines = qstat_j
+        .lines()
+        .skip_while(|l| !l.starts_with("scheduling info:"));
+    let first = lines.next()?.trim_start_matches("scheduling info:").trim();
+    let rest = lines
+        .take_while(|l| l.starts_with(char::is_whitespace))
+        .map(str::trim);
+    let all: Vec<&str> = std::iter::once(first)
+        .chain(rest)
+        .filter(|l| !l.is_empty())
+        .collect();
+    (!all.is_empty()).then(|| all.join("; "))
+}
+
 /// One `qacct -j` record: the fields a client needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accounting {

@@ -14,6 +14,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Duration;
 
 use bob_pipelines_graph::{TaskGraph, TaskKind};
 
@@ -40,6 +41,8 @@ pub(crate) enum Command {
     Cancel(String),
     /// Nothing needs task `task`'s output any more: drop its bytes.
     Free(usize),
+    /// Something the user should see now and find in the report.
+    Note(String),
 }
 
 /// Why the run cannot go on, in the state machine's terms; the shell adds
@@ -51,6 +54,14 @@ pub(crate) enum Stop {
     /// Three workers of kind `kind` ended before they connected, and none of
     /// that kind ever did.
     NoWorkers { kind: usize, ends: Vec<String> },
+    /// Job `job` of kind `kind` has waited longer than the pending limit to
+    /// start, and no worker of its kind ever connected.
+    NeverStarts {
+        job: String,
+        kind: usize,
+        waited: Duration,
+        why: String,
+    },
     /// Nothing is under way and nothing can start, yet tasks are left.
     Stuck(String),
 }
@@ -65,6 +76,8 @@ pub(crate) struct Limits {
     pub(crate) allowed_failures: usize,
     /// Ticks a worker stays idle before it is released (above the minimum).
     pub(crate) wait_count: usize,
+    /// How long a job of a kind that never connected may wait to start.
+    pub(crate) pending_limit: Option<Duration>,
 }
 
 impl Limits {
@@ -101,11 +114,13 @@ struct Worker {
     idle_ticks: usize,
 }
 
-/// A launched job: its kind, and whether its worker has connected.
+/// A launched job: its kind, whether its worker has connected, and the
+/// reason it waits that was last told.
 #[derive(Debug)]
 struct Launched {
     kind: usize,
     connected: bool,
+    told: Option<String>,
 }
 
 /// The kind of worker untagged tasks run on: the first that provides no
@@ -445,6 +460,10 @@ impl<'g> Core<'g> {
             };
         }
         for (job, state) in states {
+            if let JobState::Waiting { waited, why } = state {
+                self.waiting(job, *waited, why)?;
+                continue;
+            }
             let JobState::Ended(how) = state else {
                 continue;
             };
@@ -472,6 +491,38 @@ impl<'g> Core<'g> {
         Ok(())
     }
 
+    /// Job `job` has waited `waited` to start, because of `why`: said once
+    /// per reason; past the pending limit, the run stops if no worker of
+    /// its kind ever connected (a grid that runs some of them is only busy).
+    fn waiting(&mut self, job: &str, waited: Duration, why: &str) -> Result<(), Stop> {
+        let Some(l) = self.jobs.get_mut(job) else {
+            return Ok(());
+        };
+        if l.connected {
+            return Ok(());
+        }
+        let kind = l.kind;
+        if l.told.as_deref() != Some(why) {
+            l.told = Some(why.to_owned());
+            self.commands.push(Command::Note(format!(
+                "job `{job}` (workers of kind `{}`) has waited {}s to start: {why}",
+                self.kinds[kind].name,
+                waited.as_secs()
+            )));
+        }
+        match self.limits.pending_limit {
+            Some(limit) if waited >= limit && !self.ever_connected[kind] => {
+                Err(Stop::NeverStarts {
+                    job: job.to_owned(),
+                    kind,
+                    waited,
+                    why: why.to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Jobs `names` were started for kind `kind`.
     pub(crate) fn launched(&mut self, kind: usize, names: Vec<String>) {
         for name in names {
@@ -480,6 +531,7 @@ impl<'g> Core<'g> {
                 Launched {
                     kind,
                     connected: false,
+                    told: None,
                 },
             );
         }
@@ -661,6 +713,7 @@ mod tests {
             window,
             allowed_failures: 1,
             wait_count: 2,
+            pending_limit: Some(Duration::from_secs(60)),
         }
     }
 
@@ -1017,5 +1070,62 @@ mod tests {
             assert!(e.contains(part), "{part} missing in: {e}");
         }
         assert_eq!(stuck.check_progress(true), Ok(()), "the shell is busy");
+    }
+
+    #[test]
+    fn a_waiting_job_is_told_once_per_reason_and_past_the_limit_stops_the_run() {
+        let g = graph(4, 2);
+        let mut core = Core::new(
+            &g,
+            vec![kind("gpu", 1, &[])],
+            BTreeSet::new(),
+            limits(4),
+            vec![false],
+        );
+        core.launched(0, vec!["7".into()]);
+        let waiting = |secs, why: &str| {
+            vec![(
+                "7".to_owned(),
+                JobState::Waiting {
+                    waited: Duration::from_secs(secs),
+                    why: why.to_owned(),
+                },
+            )]
+        };
+        let full = "queue instance \"q@vm\" dropped because it is full";
+        assert_eq!(core.tick(&waiting(5, full)), Ok(()));
+        let notes: Vec<Command> = core
+            .take_commands()
+            .into_iter()
+            .filter(|c| matches!(c, Command::Note(_)))
+            .collect();
+        assert_eq!(
+            notes,
+            [Command::Note(format!(
+                "job `7` (workers of kind `gpu`) has waited 5s to start: {full}"
+            ))]
+        );
+        assert_eq!(core.tick(&waiting(20, full)), Ok(()));
+        assert!(
+            !core
+                .take_commands()
+                .iter()
+                .any(|c| matches!(c, Command::Note(_))),
+            "the same reason is told once"
+        );
+        let never = "(-l gpu=3) cannot run at host \"vm\" because it offers only hc:gpu=2.000000";
+        assert_eq!(
+            core.tick(&waiting(61, never)),
+            Err(Stop::NeverStarts {
+                job: "7".into(),
+                kind: 0,
+                waited: Duration::from_secs(61),
+                why: never.into(),
+            })
+        );
+        // A kind that has had a worker is only busy: it waits on.
+        core.launched(0, vec!["8".into()]);
+        core.joined(1, "8".into(), 1, Vec::new());
+        assert_eq!(core.tick(&waiting(600, never)), Ok(()));
     }
 }

@@ -57,6 +57,16 @@ impl WorkerKind {
 pub enum JobState {
     /// Waiting to start (queued on a cluster).
     Pending,
+    /// Waiting to start for a while: `waited` so far, and why, in the
+    /// grid's words (SGE's scheduling info). The scheduler says so in the
+    /// run's progress and report, and can give up on it
+    /// (`Distributed::pending_limit`).
+    Waiting {
+        /// How long the job has waited.
+        waited: std::time::Duration,
+        /// The grid's reason.
+        why: String,
+    },
     /// Running.
     Running,
     /// Gone, with the reason in plain words (exit status, kill, error state).

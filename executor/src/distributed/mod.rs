@@ -64,6 +64,7 @@ pub(crate) struct Settings {
     secret_dir: PathBuf,
     handshake_timeout: Duration,
     load_window: Option<usize>,
+    pending_limit: Option<Duration>,
 }
 
 /// The distributed executor: a scheduler here, workers from a [`Launcher`].
@@ -110,6 +111,7 @@ impl<L: Launcher> Distributed<L> {
                 secret_dir: std::env::temp_dir(),
                 handshake_timeout: Duration::from_secs(5),
                 load_window: None,
+                pending_limit: None,
             },
             progress: Arc::new(Bars::new()),
         }
@@ -197,6 +199,18 @@ impl<L: Launcher> Distributed<L> {
     #[must_use]
     pub fn load_window(mut self, partitions: usize) -> Self {
         self.settings.load_window = Some(partitions.max(1));
+        self
+    }
+
+    /// Fails the run when a worker's job has waited this long to start and
+    /// no worker of its kind has ever connected, with the grid's reason
+    /// (SGE's scheduling info). By default a run waits for ever: a busy grid
+    /// can keep jobs waiting for hours; the reason is shown in the progress
+    /// and the report from the launcher's first report of it on (SGE: after
+    /// 60 s, `Sge::report_pending_after`).
+    #[must_use]
+    pub fn pending_limit(mut self, limit: Option<Duration>) -> Self {
+        self.settings.pending_limit = limit;
         self
     }
 

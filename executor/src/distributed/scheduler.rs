@@ -534,6 +534,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 .unwrap_or_else(|| Limits::window_for(&kinds)),
             allowed_failures: settings.allowed_failures,
             wait_count: settings.wait_count,
+            pending_limit: settings.pending_limit,
         };
         let have: Vec<bool> = models.iter().map(Option::is_some).collect();
         Scheduler {
@@ -638,6 +639,10 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     }
                     Command::Cancel(job) => launcher.cancel(&job),
                     Command::Free(t) => self.data[t] = None,
+                    Command::Note(note) => {
+                        self.progress.warning(&note);
+                        self.job.warn(note);
+                    }
                 }
             }
         }
@@ -647,6 +652,20 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     fn stopped(&self, stop: Stop, launcher: &dyn Launcher) -> Error {
         match stop {
             Stop::Stuck(why) => internal(why),
+            Stop::NeverStarts {
+                job,
+                kind,
+                waited,
+                why,
+            } => self.fail(format!(
+                "job `{job}` of workers of kind `{}` ({}) has waited {}s to start, longer than \
+                 the pending limit, and no worker of its kind ever started: {why}. Ask for less \
+                 (the spec's memory, resources or time), or wait longer \
+                 (`Distributed::pending_limit`)",
+                launcher.kinds()[kind].name,
+                launcher.name(),
+                waited.as_secs()
+            )),
             Stop::KillsWorkers { task, losses } => {
                 let t = self.graph.task(task);
                 let step = t

@@ -499,3 +499,100 @@ fn ctrl_c_or_sigterm_of_the_driver_deletes_every_job_of_the_run() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A spec asking q_short_gpu for three GPUs, where the host has two.
+fn three_gpus() -> QueueSpecs {
+    QueueSpecs::new([(
+        "default",
+        QueueSpec::new("q_short_gpu")
+            .memory("1G")
+            .unwrap()
+            .resource_spec("gpu=3")
+            .max_jobs(1),
+    )])
+    .unwrap()
+}
+
+#[test]
+fn a_request_no_host_can_satisfy_is_refused_at_submit_time_in_sges_words() {
+    const TEST: &str = "a_request_no_host_can_satisfy_is_refused_at_submit_time_in_sges_words";
+    if is_worker() || !grid_engine(TEST) {
+        return;
+    }
+    let dir = test_dir("impossible");
+    let ex = on_loopback(launcher(TEST, &dir, three_gpus(), false));
+    let t0 = Instant::now();
+    let e = pipeline(0)
+        .fit_transform(samples(20))
+        .compute(&ex)
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "refused the job of spec `default`",
+        "no suitable queues",
+        "(-l gpu=3",
+        "offers only hc:gpu=2",
+    ] {
+        assert!(e.contains(part), "{part} missing in: {e}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert_no_jobs_left(&job_name(TEST));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_job_that_waits_is_reported_with_sges_reason_and_the_pending_limit_ends_the_run() {
+    const TEST: &str = "a_job_that_waits_is_reported_with_sges_reason_and_the_pending_limit_ends";
+    if is_worker() || !grid_engine(TEST) {
+        return;
+    }
+    let dir = test_dir("waits");
+    // Not checked at submit time: the job waits for ever.
+    let sge = launcher(TEST, &dir, three_gpus(), false)
+        .validate(false)
+        .report_pending_after(Duration::from_secs(1));
+    let log = Log::default();
+    let ex = on_loopback(sge)
+        .pending_limit(Some(Duration::from_secs(4)))
+        .with_progress(Arc::new(bob_pipelines::executor::Bars::lines_to(
+            Box::new(log.clone()),
+            Duration::from_secs(3600),
+        )));
+    let t0 = Instant::now();
+    let e = pipeline(0)
+        .fit_transform(samples(20))
+        .compute(&ex)
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "has waited",
+        "longer than the pending limit",
+        "(-l gpu=3",
+        "offers only hc:gpu=2",
+        "Distributed::pending_limit",
+    ] {
+        assert!(e.contains(part), "{part} missing in: {e}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    // Said while it waited, before the run gave up.
+    let said = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        said.contains("warning: job `") && said.contains("offers only hc:gpu=2"),
+        "{said}"
+    );
+    assert_no_jobs_left(&job_name(TEST));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What progress lines wrote, shared with the test.
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
