@@ -566,7 +566,9 @@ fn a_resume_that_refits_from_checkpoints_ends() {
 const CASE_ENV: &str = "BOB_PIPELINES_TEST_CASE";
 
 /// One random resume: a pipeline of stateless and fitted steps, a
-/// partitioning, which checkpoint files survive, and a load window.
+/// partitioning, which checkpoint files survive, a load window, and how
+/// many worker processes (`local-p2` or `local-p3`); one case in four runs
+/// without checkpoints at all.
 #[derive(Debug)]
 struct Case {
     seed: u64,
@@ -576,6 +578,8 @@ struct Case {
     window: usize,
     /// The chance, in percent, that a checkpoint or model file is lost.
     lose: u64,
+    workers: usize,
+    checkpointed: bool,
 }
 
 fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
@@ -599,6 +603,8 @@ impl Case {
             fitted: (0..steps).map(|_| next() % 2 == 0).collect(),
             window: 1 + (next() % 8) as usize,
             lose: [0, 20, 50, 100][(next() % 4) as usize],
+            workers: 2 + (next() % 2) as usize,
+            checkpointed: next() % 4 != 0,
         }
     }
 
@@ -622,9 +628,9 @@ impl Case {
         p
     }
 
-    /// The resumed run, on two worker processes (which run this too).
+    /// The resumed run, on the case's worker processes (which run this too).
     fn resume(&self) -> Outputs<Array1<f64>> {
-        let launcher = LocalProcesses::new(nz(2), NonZeroUsize::MIN)
+        let launcher = LocalProcesses::new(nz(self.workers), NonZeroUsize::MIN)
             .args([
                 "--exact",
                 "distributed::resume_case",
@@ -633,7 +639,7 @@ impl Case {
             ])
             .env(CASE_ENV, self.seed.to_string());
         let ex = silent(launcher).load_window(self.window);
-        let mut p = self.pipeline(true);
+        let mut p = self.pipeline(self.checkpointed);
         p.fit_transform(samples(self.samples))
             .npartitions(self.partitions)
             .compute(&ex)
@@ -649,27 +655,30 @@ fn resume_case() {
 }
 
 /// Random graphs (fitted steps anywhere, random partitionings, random
-/// subsets of their checkpoints and models on disk, random load windows) on
-/// worker processes: every run ends, with the bits of a single-threaded run.
+/// subsets of their checkpoints and models on disk or no checkpoints, random
+/// load windows) on two or three worker processes: every run ends, with the
+/// bits of a single-threaded run.
 #[test]
 fn random_resumes_on_worker_processes_end_with_the_same_bits() {
     for seed in 1..=24u64 {
         let case = Case::new(seed);
         let dir = case.dir();
         let _ = std::fs::remove_dir_all(&dir);
-        let mut first = case.pipeline(true);
-        first
-            .fit_transform(samples(case.samples))
-            .npartitions(case.partitions)
-            .compute(&by_name("threads-p2").unwrap())
-            .unwrap();
-        let mut next = xorshift(seed | 1);
         let mut lost = 0;
-        let _ = bob_pipelines::checkpoint::walk(&dir, &mut |f| {
-            if next() % 100 < case.lose && std::fs::remove_file(f).is_ok() {
-                lost += 1;
-            }
-        });
+        if case.checkpointed {
+            let mut first = case.pipeline(true);
+            first
+                .fit_transform(samples(case.samples))
+                .npartitions(case.partitions)
+                .compute(&by_name("threads-p2").unwrap())
+                .unwrap();
+            let mut next = xorshift(seed | 1);
+            let _ = bob_pipelines::checkpoint::walk(&dir, &mut |f| {
+                if next() % 100 < case.lose && std::fs::remove_file(f).is_ok() {
+                    lost += 1;
+                }
+            });
+        }
         let out = within(Duration::from_secs(60), &format!("{case:?}"), || {
             case.resume()
         });
