@@ -1,7 +1,8 @@
 //! Progress events, and what they drive: bars on a terminal, lines in a log.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_graph::{Done, TaskGraph, TaskKind};
@@ -35,22 +36,25 @@ impl Progress for Silent {}
 /// One progress bar per step (samples transformed, failures) and one for
 /// loading, on standard error when it is a terminal. When it is not (a log
 /// file, `| tee`, `nohup`, a grid job's log), a line of every step's counts
-/// instead, at most every 10 s and once at the end, so a long run's log says
-/// how far it got.
+/// instead, every 10 s (also while one long task runs), when a fit starts,
+/// and once at the end, so a long run's log says how far it got.
 pub struct Bars {
+    /// Shared with the thread that keeps lines coming during long tasks.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     state: Mutex<Option<Shown>>,
     /// Where lines go when standard error is not a terminal (`None`: stderr).
     lines_to: Mutex<Option<Box<dyn Write + Send>>>,
     every: Duration,
+    /// Which run the lines are of: a ticker of an earlier run stops.
+    run: AtomicU64,
 }
 
 impl Default for Bars {
     fn default() -> Self {
-        Bars {
-            state: Mutex::new(None),
-            lines_to: Mutex::new(None),
-            every: Duration::from_secs(10),
-        }
+        Self::with(None, Duration::from_secs(10))
     }
 }
 
@@ -117,13 +121,51 @@ impl Bars {
     /// whatever standard error is (for tests, and programs that keep their
     /// own log).
     pub fn lines_to(out: Box<dyn Write + Send>, every: Duration) -> Self {
+        Self::with(Some(out), every)
+    }
+
+    fn with(out: Option<Box<dyn Write + Send>>, every: Duration) -> Self {
         Bars {
-            lines_to: Mutex::new(Some(out)),
-            every,
-            ..Self::default()
+            inner: Arc::new(Inner {
+                state: Mutex::new(None),
+                lines_to: Mutex::new(out),
+                every,
+                run: AtomicU64::new(0),
+            }),
         }
     }
 
+    fn bar_of(graph: &TaskGraph, task: usize) -> usize {
+        graph.task(task).step().map_or(0, |s| s + 1)
+    }
+
+    /// Prints the lines every `every` while run `run` lasts, also when no
+    /// task ends for a long time (a fit of an hour).
+    fn tick(inner: &Arc<Inner>, run: u64) {
+        let inner = Arc::clone(inner);
+        let nap = inner
+            .every
+            .clamp(Duration::from_millis(10), Duration::from_millis(500));
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(nap);
+                if inner.run.load(Ordering::Acquire) != run {
+                    return;
+                }
+                let mut state = inner
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match state.as_mut() {
+                    Some(Shown::Lines(s)) => inner.maybe_print(s, false),
+                    _ => return,
+                }
+            }
+        });
+    }
+}
+
+impl Inner {
     fn print(&self, line: &str) {
         let mut to = self
             .lines_to
@@ -145,10 +187,6 @@ impl Bars {
             self.print(&state.line(last));
         }
     }
-
-    fn bar_of(graph: &TaskGraph, task: usize) -> usize {
-        graph.task(task).step().map_or(0, |s| s + 1)
-    }
 }
 
 impl Progress for Bars {
@@ -167,6 +205,7 @@ impl Progress for Bars {
         }
         let names = std::iter::once("load").chain(info.steps().iter().map(|s| s.name()));
         let to_file = self
+            .inner
             .lines_to
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -175,6 +214,7 @@ impl Progress for Bars {
             let now = Instant::now();
             let n = totals.len();
             *self
+                .inner
                 .state
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) =
@@ -187,6 +227,8 @@ impl Progress for Bars {
                     start: now,
                     last: now,
                 }));
+            let run = self.inner.run.fetch_add(1, Ordering::AcqRel) + 1;
+            Self::tick(&self.inner, run);
             return;
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -204,6 +246,7 @@ impl Progress for Bars {
             })
             .collect();
         *self
+            .inner
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Shown::Bars(BarsState {
@@ -217,6 +260,7 @@ impl Progress for Bars {
         if let TaskKind::Fit { .. } = graph.task(task).kind() {
             let b = Self::bar_of(graph, task);
             match self
+                .inner
                 .state
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -225,7 +269,7 @@ impl Progress for Bars {
                 Some(Shown::Bars(s)) => s.bars[b].set_message("fitting…"),
                 Some(Shown::Lines(s)) => {
                     s.fit[b] = Some("fitting");
-                    self.maybe_print(s, false);
+                    self.inner.maybe_print(s, false);
                 }
                 None => {}
             }
@@ -234,6 +278,7 @@ impl Progress for Bars {
 
     fn task_finished(&self, graph: &TaskGraph, done: &Done) {
         let mut guard = self
+            .inner
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -249,7 +294,7 @@ impl Progress for Bars {
                         s.failed[b] += done.counts.failed;
                     }
                 }
-                self.maybe_print(s, false);
+                self.inner.maybe_print(s, false);
                 return;
             }
             None => return,
@@ -268,6 +313,7 @@ impl Progress for Bars {
 
     fn task_failed(&self, graph: &TaskGraph, task: usize, _error: &Error) {
         match self
+            .inner
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -276,7 +322,7 @@ impl Progress for Bars {
             Some(Shown::Bars(s)) => s.bars[Self::bar_of(graph, task)]
                 .abandon_with_message(format!("{} failed", graph.task(task))),
             Some(Shown::Lines(s)) => {
-                self.print(&format!(
+                self.inner.print(&format!(
                     "{}; task `{}` failed",
                     s.line(true),
                     graph.task(task).id()
@@ -288,6 +334,7 @@ impl Progress for Bars {
 
     fn warning(&self, message: &str) {
         match self
+            .inner
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -296,12 +343,13 @@ impl Progress for Bars {
             Some(Shown::Bars(s)) => {
                 let _ = s.multi.println(format!("warning: {message}"));
             }
-            _ => self.print(&format!("warning: {message}")),
+            _ => self.inner.print(&format!("warning: {message}")),
         }
     }
 
     fn finished(&self, _report: &Report) {
         match self
+            .inner
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -313,7 +361,10 @@ impl Progress for Bars {
                 }
                 let _ = s.multi.clear();
             }
-            Some(Shown::Lines(mut s)) => self.maybe_print(&mut s, true),
+            Some(Shown::Lines(mut s)) => {
+                self.inner.run.fetch_add(1, Ordering::AcqRel);
+                self.inner.maybe_print(&mut s, true);
+            }
             None => {}
         }
     }

@@ -443,3 +443,32 @@ fn off_a_terminal_progress_is_lines_of_every_steps_counts() {
     let counts: Vec<u64> = all.iter().map(|l| affine(l)).collect();
     assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
 }
+
+#[test]
+fn off_a_terminal_lines_keep_coming_during_a_long_task() {
+    let log = Log::default();
+    let lines =
+        bob_pipelines_executor::Bars::lines_to(Box::new(log.clone()), Duration::from_millis(50));
+    let ex = SingleThreaded::new().with_progress(Arc::new(lines));
+    let p = Pipeline::new().then(Step::map("sleepy", |x: &u64| {
+        std::thread::sleep(Duration::from_millis(400));
+        *x
+    }));
+    p.transform(vec![Sample::new("only", 1u64)])
+        .compute(&ex)
+        .unwrap();
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let waiting = text.lines().filter(|l| l.contains("sleepy 0/1")).count();
+    assert!(waiting >= 3, "lines while the one task ran: {text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .contains("(end) load 1/1 · sleepy 1/1"),
+        "{text}"
+    );
+    // The ticker stops with the run: nothing is printed after the end.
+    let len = log.0.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(log.0.lock().unwrap().len(), len);
+}
