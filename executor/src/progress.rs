@@ -312,21 +312,23 @@ impl Progress for Bars {
     }
 
     fn task_failed(&self, graph: &TaskGraph, task: usize, _error: &Error) {
-        match self
+        let mut state = self
             .inner
             .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-        {
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match state.as_ref() {
             Some(Shown::Bars(s)) => s.bars[Self::bar_of(graph, task)]
                 .abandon_with_message(format!("{} failed", graph.task(task))),
             Some(Shown::Lines(s)) => {
+                // The run ends here: its last line, and no more ticks.
+                self.inner.run.fetch_add(1, Ordering::AcqRel);
                 self.inner.print(&format!(
                     "{}; task `{}` failed",
                     s.line(true),
                     graph.task(task).id()
                 ));
+                *state = None;
             }
             None => {}
         }

@@ -472,3 +472,32 @@ fn off_a_terminal_lines_keep_coming_during_a_long_task() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(log.0.lock().unwrap().len(), len);
 }
+
+#[test]
+fn off_a_terminal_a_failed_run_says_which_task_and_then_stops_ticking() {
+    let log = Log::default();
+    let lines =
+        bob_pipelines_executor::Bars::lines_to(Box::new(log.clone()), Duration::from_millis(20));
+    let ex = SingleThreaded::new().with_progress(Arc::new(lines));
+    let p = Pipeline::new().then(Step::batch("broken", |_: &Batch<'_, u64>| {
+        Err::<Vec<SampleResult<u64>>, BoxError>("no model file".into())
+    }));
+    assert!(
+        p.transform(vec![Sample::new("a", 1u64)])
+            .compute(&ex)
+            .is_err()
+    );
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("(end)") && last.contains("task `broken.transform-0` failed"),
+        "{text}"
+    );
+    let len = log.0.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(
+        log.0.lock().unwrap().len(),
+        len,
+        "ticks after the failure: {text}"
+    );
+}
