@@ -1,8 +1,10 @@
-//! The scheduler, in the driver process: it loads the input partitions,
-//! hands fits and transforms to workers that have the resources they need,
-//! keeps every partition it shipped until the task that consumes it
-//! succeeded (so a lost worker's tasks are simply sent again), and asks its
-//! launcher for as many workers of each kind as the ready tasks need.
+//! The scheduler's shell, in the driver process: the sockets (the acceptor,
+//! a reader and a writer thread per worker), the driver's threads that load
+//! input partitions and decode outputs, the bytes of partitions and models,
+//! the launcher, and the job's records. It turns all of that into events for
+//! [`Core`], the state machine that decides what runs where, and carries out
+//! the core's commands. A partition it shipped is kept until the task that
+//! consumes it succeeded, so a lost worker's tasks are simply sent again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, BufWriter, Write};
