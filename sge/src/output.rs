@@ -337,4 +337,28 @@ mod tests {
         );
         assert!(parse_qacct("error: job id 5 not found\n").is_none());
     }
+
+    #[test]
+    fn the_scheduling_info_of_a_waiting_job_is_its_reason() {
+        // The tail of `qstat -j` for a pending job, as a real Grid Engine
+        // printed it (schedd_job_info true).
+        let qstat_j = "job_number:                 7
+hard resource_list:         gpu=3
+job_name:                   pending_job
+hard_queue_list:            q_short_gpu
+scheduling info:            queue instance \"q_1day@vm\" dropped because it is full
+                            cannot run in queue \"all.q\" because it is not contained in its hard queue list (-q)
+                            (-l gpu=3) cannot run at host \"vm\" because it offers only hc:gpu=2.000000
+";
+        let why = scheduling_info(qstat_j).unwrap();
+        assert!(why.starts_with("queue instance \"q_1day@vm\" dropped because it is full; "));
+        assert!(why.ends_with(
+            "(-l gpu=3) cannot run at host \"vm\" because it offers only hc:gpu=2.000000"
+        ));
+        assert_eq!(why.matches("; ").count(), 2);
+        assert_eq!(
+            scheduling_info("job_number: 7\nusage 1: cpu=00:00:00\n"),
+            None
+        );
+    }
 }
