@@ -66,14 +66,7 @@ pub trait Codec<T>: Send + Sync + 'static {
         values: &[&T],
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), CodecError> {
-        for v in values {
-            let at = out.len();
-            out.extend_from_slice(&[0; 8]);
-            self.encode(v, out)?;
-            let len = (out.len() - at - 8) as u64;
-            out[at..at + 8].copy_from_slice(&len.to_le_bytes());
-        }
-        Ok(())
+        encode_each(values, out, |v, out| self.encode(v, out))
     }
 
     /// The `n` values of a column that [`encode_column`](Self::encode_column)
@@ -84,6 +77,22 @@ pub trait Codec<T>: Send + Sync + 'static {
     fn decode_column(&self, bytes: &[u8], n: usize) -> std::result::Result<Vec<T>, CodecError> {
         decode_each(bytes, n, |b| self.decode(b))
     }
+}
+
+/// The default column: each value after its length.
+fn encode_each<T>(
+    values: &[&T],
+    out: &mut Vec<u8>,
+    encode: impl Fn(&T, &mut Vec<u8>) -> std::result::Result<(), CodecError>,
+) -> std::result::Result<(), CodecError> {
+    for v in values {
+        let at = out.len();
+        out.extend_from_slice(&[0; 8]);
+        encode(v, out)?;
+        let len = (out.len() - at - 8) as u64;
+        out[at..at + 8].copy_from_slice(&len.to_le_bytes());
+    }
+    Ok(())
 }
 
 /// The default column: `n` length-prefixed values.
@@ -197,13 +206,10 @@ fn npy_encode_column<A: NpyElem, D: Dimension>(values: &[&Array<A, D>], out: &mu
         .is_some_and(|v0| values.iter().all(|v| v.shape() == v0.shape()));
     if !same {
         out.push(0);
-        for v in values {
-            let at = out.len();
-            out.extend_from_slice(&[0; 8]);
-            write_npy(*v, out);
-            let len = (out.len() - at - 8) as u64;
-            out[at..at + 8].copy_from_slice(&len.to_le_bytes());
-        }
+        let _ = encode_each(values, out, |v, out| {
+            write_npy(v, out);
+            Ok(())
+        });
         return;
     }
     out.push(1);

@@ -748,19 +748,11 @@ where
             })?;
             valid.extend(part.iter().filter_map(|s| s.as_ref().ok()));
         }
-        let datum = encode_datum(&valid);
-        let ctx = BatchCtx {
-            step: name,
-            op: Op::Fit,
-            extra: &opts.fit_extra,
-            datum: &datum,
-        };
-        self.input
-            .with_inputs(name, &valid, |data, metas| {
-                self.kind.fit_model(&Batch::new(data, metas, &ctx))
-            })
-            .map_err(step_error)?
-            .map_err(|e| step_error(estimator_error(name, Op::Fit, e)))
+        self.with_batch(name, (Op::Fit, &opts.fit_extra), &valid, |batch| {
+            self.kind.fit_model(batch)
+        })
+        .map_err(step_error)?
+        .map_err(|e| step_error(estimator_error(name, Op::Fit, e)))
     }
 
     fn transform(
@@ -782,6 +774,26 @@ where
     IA: InputAdapter<D, K::Input>,
     OA: OutputAdapter<D, K::Output>,
 {
+    /// `f` on the batch of `valid` samples as step `name` sees them in
+    /// operation `op`, with its extra-argument mapping.
+    fn with_batch<R>(
+        &self,
+        name: &str,
+        (op, extra): (Op, &[(String, String)]),
+        valid: &[&Sample<D>],
+        f: impl FnOnce(&Batch<'_, K::Input>) -> R,
+    ) -> Result<R> {
+        let datum = encode_datum(valid);
+        let ctx = BatchCtx {
+            step: name,
+            op,
+            extra,
+            datum: &datum,
+        };
+        self.input
+            .with_inputs(name, valid, |data, metas| f(&Batch::new(data, metas, &ctx)))
+    }
+
     fn transform_typed(
         &self,
         name: &str,
@@ -795,17 +807,12 @@ where
             // Nothing to do; the estimator is not asked to handle an empty batch.
             Vec::new()
         } else {
-            let datum = encode_datum(&valid);
-            let ctx = BatchCtx {
-                step: name,
-                op: Op::Transform,
-                extra: &opts.transform_extra,
-                datum: &datum,
-            };
-            self.input.with_inputs(name, &valid, |data, metas| {
-                self.kind
-                    .transform_with(name, model, &Batch::new(data, metas, &ctx))
-            })??
+            self.with_batch(
+                name,
+                (Op::Transform, &opts.transform_extra),
+                &valid,
+                |batch| self.kind.transform_with(name, model, batch),
+            )??
         };
         if results.len() != expected {
             return Err(Error::OutputCount {

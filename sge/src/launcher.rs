@@ -373,7 +373,7 @@ impl Sge {
 
     /// Why no queue can run `script`, from `qsub -w v`: the lines about
     /// what hosts offer, without those about queues the job did not ask for.
-    fn verify(&self, script: &str) -> Option<String> {
+    fn verify(script: &str) -> Option<String> {
         let out = run(
             Command::new("qsub").args(["-w", "v"]),
             Some(script.as_bytes()),
@@ -487,9 +487,12 @@ impl Launcher for Sge {
                 .iter()
                 .nth(kind)
                 .map_or(("?", "?"), |(n, s)| (n, s.queue.as_str()));
-            let mut why = said(&out);
-            let no_queue = why.contains("no suitable queues");
-            let detail = if no_queue { self.verify(&script) } else { None };
+            let no_queue = said(&out).contains("no suitable queues");
+            let detail = if no_queue {
+                Self::verify(&script)
+            } else {
+                None
+            };
             // A load value a host has not reported lately (`mem_free` on a
             // busy host) reads as an unknown resource to `-w e`, and may be
             // back by the time `-w v` looks: not a request that can never
@@ -502,11 +505,10 @@ impl Launcher for Sge {
                 out = qsub(false)?;
             }
             if !out.status.success() {
-                if let Some(d) = detail.filter(|_| !only_unreported) {
-                    why = format!("{why}: {d}");
-                } else if only_unreported {
-                    why = said(&out);
-                }
+                let why = match detail {
+                    Some(d) if !only_unreported => format!("{}: {d}", said(&out)),
+                    _ => said(&out),
+                };
                 return Err(format!(
                     "qsub refused the job of spec `{name}` for queue `{queue}`: {why}"
                 )

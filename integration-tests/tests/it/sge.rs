@@ -500,6 +500,21 @@ fn ctrl_c_or_sigterm_of_the_driver_deletes_every_job_of_the_run() {
     }
 }
 
+/// Runs the test pipeline on `ex`: it must fail within 20 s, saying each of
+/// `parts`.
+fn fails_soon_saying(ex: &Distributed<Sge>, parts: &[&str]) {
+    let t0 = Instant::now();
+    let e = pipeline(0)
+        .fit_transform(samples(20))
+        .compute(ex)
+        .unwrap_err()
+        .to_string();
+    for part in parts {
+        assert!(e.contains(part), "{part} missing in: {e}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+}
+
 /// A spec asking q_short_gpu for three GPUs, where the host has two.
 fn three_gpus() -> QueueSpecs {
     QueueSpecs::new([(
@@ -521,21 +536,15 @@ fn a_request_no_host_can_satisfy_is_refused_at_submit_time_in_sges_words() {
     }
     let dir = test_dir("impossible");
     let ex = on_loopback(launcher(TEST, &dir, three_gpus(), false));
-    let t0 = Instant::now();
-    let e = pipeline(0)
-        .fit_transform(samples(20))
-        .compute(&ex)
-        .unwrap_err()
-        .to_string();
-    for part in [
-        "refused the job of spec `default`",
-        "no suitable queues",
-        "(-l gpu=3",
-        "offers only hc:gpu=2",
-    ] {
-        assert!(e.contains(part), "{part} missing in: {e}");
-    }
-    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    fails_soon_saying(
+        &ex,
+        &[
+            "refused the job of spec `default`",
+            "no suitable queues",
+            "(-l gpu=3",
+            "offers only hc:gpu=2",
+        ],
+    );
     assert_no_jobs_left(&job_name(TEST));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -558,22 +567,16 @@ fn a_job_that_waits_is_reported_with_sges_reason_and_the_pending_limit_ends_the_
             Box::new(log.clone()),
             Duration::from_secs(3600),
         )));
-    let t0 = Instant::now();
-    let e = pipeline(0)
-        .fit_transform(samples(20))
-        .compute(&ex)
-        .unwrap_err()
-        .to_string();
-    for part in [
-        "has waited",
-        "longer than the pending limit",
-        "(-l gpu=3",
-        "offers only hc:gpu=2",
-        "Distributed::pending_limit",
-    ] {
-        assert!(e.contains(part), "{part} missing in: {e}");
-    }
-    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    fails_soon_saying(
+        &ex,
+        &[
+            "has waited",
+            "longer than the pending limit",
+            "(-l gpu=3",
+            "offers only hc:gpu=2",
+            "Distributed::pending_limit",
+        ],
+    );
     // Said while it waited, before the run gave up.
     let said = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     assert!(
