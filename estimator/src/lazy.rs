@@ -52,13 +52,24 @@ struct Puller<'a, S> {
     lens: Vec<usize>,
     next: usize,
     ahead: HashMap<usize, Vec<S>>,
+    /// Partitions passed over are dropped, not kept (a distributed worker's
+    /// source: see `PartitionSource::drop_passed`).
+    drop_passed: bool,
 }
 
 impl<S> Puller<'_, S> {
     fn pull_to(&mut self, p: usize) {
         while self.next <= p && self.next < self.lens.len() {
-            let part: Vec<S> = self.iter.by_ref().take(self.lens[self.next]).collect();
-            self.ahead.insert(self.next, part);
+            let len = self.lens[self.next];
+            if self.drop_passed && self.next < p {
+                // `nth` skips without building for a `Vec` or a range.
+                if len > 0 {
+                    let _ = self.iter.nth(len - 1);
+                }
+            } else {
+                let part: Vec<S> = self.iter.by_ref().take(len).collect();
+                self.ahead.insert(self.next, part);
+            }
             self.next += 1;
         }
     }
@@ -133,6 +144,13 @@ where
         }
         Ok((metas, Box::new(again)))
     }
+
+    fn drop_passed(&self) {
+        self.puller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drop_passed = true;
+    }
 }
 
 /// The caller's samples with their item type erased.
@@ -158,6 +176,7 @@ where
                 lens: lens.to_vec(),
                 next: 0,
                 ahead: HashMap::new(),
+                drop_passed: false,
             }),
             _data: std::marker::PhantomData,
         });
@@ -372,10 +391,20 @@ where
             // A distributed worker serves its scheduler and ends there, unless
             // this is an earlier compute than its driver's: then it runs here,
             // with the samples and the disk, as the driver ran it.
-            match executor.serve(self.info()?.clone()) {
-                Serve::Earlier => {
+            // The inputs go with the plan, not pulled: a worker loads only
+            // the partitions it is told to.
+            let program = self.info()?.clone();
+            let source = self
+                .source
+                .borrow_mut()
+                .take()
+                .ok_or(graph::Error::InputTaken { partition: 0 })?;
+            let inputs = source.into_partitions(program.partition_lens());
+            match executor.serve(Plan { program, inputs }) {
+                Serve::Earlier(plan) => {
                     self.here = true;
                     self.info = OnceCell::new();
+                    *self.inputs.borrow_mut() = Some(plan.inputs);
                 }
                 Serve::Failed(e) => return Err(e.into()),
             }

@@ -7,7 +7,7 @@
 //! before anything is allocated, so a hostile or confused peer cannot make a
 //! process reserve gigabytes.
 //!
-//! The handshake (protocol version 1), scheduler `S`, worker `W`, shared secret `k`:
+//! The handshake (protocol version 2), scheduler `S`, worker `W`, shared secret `k`:
 //! 1. `S → W` `Challenge { protocol, nonce_s }` (32 random bytes).
 //! 2. `W → S` `Hello { protocol, proof = HMAC-SHA256(k, "worker" ‖ nonce_s), nonce_w, fingerprint, … }`.
 //! 3. `S` checks the proof (in constant time). A wrong proof closes the
@@ -22,8 +22,12 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use serde::de::DeserializeOwned;
@@ -31,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// The largest frame accepted unless a peer is told otherwise: 256 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
@@ -305,6 +309,9 @@ pub struct WorkerInfo {
     pub threads: u32,
     /// A name for reports: host and pid, or the cluster's job id.
     pub name: String,
+    /// Where other workers fetch the partitions it holds (`host:port`);
+    /// empty when it serves none (a peer asking, on the peer port).
+    pub peer: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -433,6 +440,145 @@ pub fn connect<S: Read + Write>(
     }
 }
 
+/// How many connections may be in their handshake at once: beyond it, a new
+/// connection is closed at once (a flood or a port scan cannot hold the
+/// scheduler's threads and descriptors).
+pub(crate) const MAX_HANDSHAKES: usize = 64;
+
+/// A connection in its handshake, with an overall deadline: each read or
+/// write may take only what is left of it, so a peer that trickles a byte at
+/// a time is cut off all the same.
+struct Deadline<'s> {
+    stream: &'s TcpStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handshake took longer than its deadline",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        (&mut &*self.stream).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&mut &*self.stream).flush()
+    }
+}
+
+/// Gives a handshake slot back when its thread ends, however it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What became of a connection to a port whose peers must prove the run's
+/// secret: the scheduler's port, or a worker's peer port.
+pub(crate) enum Arrival {
+    /// Authenticated, as connection number `id`.
+    Joined {
+        /// The connection's number on this port.
+        id: u32,
+        /// What the peer said about itself.
+        info: WorkerInfo,
+        /// The connection, blocking, with a 10 s write timeout.
+        stream: TcpStream,
+    },
+    /// Not one of the run's (or it failed its handshake); closed.
+    Refused {
+        /// Who connected.
+        peer: SocketAddr,
+        /// Why it was refused.
+        error: WireError,
+    },
+    /// Closed at once: too many were in their handshake.
+    TurnedAway,
+}
+
+/// Accepts connections until `stop`; each is authenticated on its own
+/// thread within `deadline`, and at most `cap` at once, so a silent, slow or
+/// hostile peer holds up no one. Each outcome goes to `on`, from the thread
+/// that saw it; `on` returning false stops the acceptor.
+pub(crate) fn accept_peers(
+    listener: TcpListener,
+    secret: Secret,
+    fingerprint: u64,
+    (deadline, cap): (Duration, usize),
+    on: impl Fn(Arrival) -> bool + Send + Sync + 'static,
+    stop: Arc<AtomicBool>,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let open = Arc::new(AtomicUsize::new(0));
+    let on = Arc::new(on);
+    std::thread::spawn(move || {
+        let mut next = 0u32;
+        while !stop.load(Ordering::Acquire) {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if open.load(Ordering::Acquire) >= cap {
+                        let _ = stream.shutdown(Shutdown::Both);
+                        if !on(Arrival::TurnedAway) {
+                            return;
+                        }
+                        continue;
+                    }
+                    open.fetch_add(1, Ordering::AcqRel);
+                    let slot = Slot(open.clone());
+                    next += 1;
+                    let id = next;
+                    let (secret, on) = (secret.clone(), on.clone());
+                    std::thread::spawn(move || {
+                        let _ = stream.set_nonblocking(false);
+                        let mut conn = Deadline {
+                            stream: &stream,
+                            until: Instant::now() + deadline,
+                        };
+                        let outcome = accept(&mut conn, &secret, fingerprint, id);
+                        drop(slot);
+                        let arrival = match outcome {
+                            Ok(info) => {
+                                let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+                                Arrival::Joined { id, info, stream }
+                            }
+                            Err(error) => {
+                                let _ = stream.shutdown(Shutdown::Both);
+                                Arrival::Refused { peer, error }
+                            }
+                        };
+                        on(arrival);
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +591,7 @@ mod tests {
             resources: vec!["q_short_gpu".into()],
             threads: 2,
             name: "test".into(),
+            peer: String::new(),
         }
     }
 

@@ -45,7 +45,7 @@ pub struct Execution<'a> {
 }
 
 /// How many keys name a partition in errors.
-const KEYS_SHOWN: usize = 3;
+pub const KEYS_SHOWN: usize = 3;
 
 impl std::fmt::Debug for Execution<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -246,6 +246,13 @@ impl<'a> Execution<'a> {
     /// Sets the result of task `i`, computed elsewhere.
     pub fn put_result(&self, i: usize, part: AnyPartition) {
         *lock(&self.results[i]) = Some(part);
+    }
+
+    /// Records a load of input partition `partition` that ran elsewhere: its
+    /// first keys (for errors) and the samples whose loader failed.
+    pub fn record_load(&self, partition: usize, keys: Vec<Key>, load_failed: usize) {
+        *lock(&self.keys[partition]) = keys;
+        lock(&self.report).load_failed += load_failed;
     }
 
     /// Records a transform of `step` that ran elsewhere.

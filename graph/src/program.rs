@@ -195,6 +195,14 @@ pub trait PartitionSource: Send + Sync {
     /// # Errors
     /// [`Error::InputTaken`] when it was already handed out.
     fn split(&self, p: usize, redo: &[usize]) -> Result<(Metas, AnyPartition)>;
+    /// From now on, partitions passed over on the way to the one asked for
+    /// are dropped instead of kept: a distributed worker loads only the
+    /// partitions it is told to, and skips the others without holding them
+    /// (a `Vec` or a range skips for free; a `map` builds and drops each
+    /// sample it skips, which for delayed samples loads nothing). A
+    /// partition asked for after it was passed is then
+    /// [`Error::InputTaken`]. By default sources keep them.
+    fn drop_passed(&self) {}
 }
 
 /// The key and attributes of each sample of a partition (or why it failed to
@@ -249,6 +257,12 @@ impl<'a> InputPartition<'a> {
     pub fn split(self, redo: &[usize]) -> Result<(Metas, AnyPartition)> {
         self.source.split(self.index, redo)
     }
+
+    /// See [`PartitionSource::drop_passed`]: it applies to every partition
+    /// of the same source.
+    pub fn drop_passed(&self) {
+        self.source.drop_passed();
+    }
 }
 
 impl std::fmt::Debug for InputPartition<'_> {
@@ -292,13 +306,15 @@ pub trait Executor: Send + Sync {
     fn execute(&self, plan: Plan<'_>) -> Result<Executed>;
 
     /// In a worker process (one started with [`WORKER_ENV`] set), `compute`
-    /// hands the run's program — steps, mode, partitions, checkpoint options,
-    /// no data and nothing read from disk — to the executor instead of running
-    /// it. A distributed executor serves its scheduler and ends the process
-    /// there, or says that this compute comes before its driver's
-    /// ([`Serve::Earlier`]). Any other executor cannot serve and says so.
-    fn serve(&self, program: Program) -> Serve {
-        let _ = program;
+    /// hands the run's plan — steps, mode, partitions, checkpoint options,
+    /// nothing read from disk, and the inputs, not pulled yet — to the
+    /// executor instead of running it. A distributed executor serves its
+    /// scheduler (loading the input partitions it is told to) and ends the
+    /// process there, or gives the plan back untouched when this compute
+    /// comes before its driver's ([`Serve::Earlier`]). Any other executor
+    /// cannot serve and says so.
+    fn serve<'a>(&self, plan: Plan<'a>) -> Serve<'a> {
+        drop(plan);
         Serve::Failed(Error::executor(
             &self.name(),
             format!(
@@ -311,13 +327,14 @@ pub trait Executor: Send + Sync {
     }
 }
 
-/// What [`Executor::serve`] did with a worker's program, when it returned.
+/// What [`Executor::serve`] did with a worker's plan, when it returned.
 #[must_use]
 #[derive(Debug)]
-pub enum Serve {
+pub enum Serve<'a> {
     /// The driver runs a later compute of the program: this one runs here,
     /// in this process, as it ran in the driver, and the worker goes on.
-    Earlier,
+    /// The plan comes back as it was given.
+    Earlier(Plan<'a>),
     /// Serving failed, or this executor cannot serve a scheduler.
     Failed(Error),
 }
@@ -344,8 +361,8 @@ impl<E: Executor + ?Sized> Executor for &E {
     fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
         (**self).execute(plan)
     }
-    fn serve(&self, program: Program) -> Serve {
-        (**self).serve(program)
+    fn serve<'a>(&self, plan: Plan<'a>) -> Serve<'a> {
+        (**self).serve(plan)
     }
 }
 
@@ -356,7 +373,7 @@ impl<E: Executor + ?Sized> Executor for Box<E> {
     fn execute(&self, plan: Plan<'_>) -> Result<Executed> {
         (**self).execute(plan)
     }
-    fn serve(&self, program: Program) -> Serve {
-        (**self).serve(program)
+    fn serve<'a>(&self, plan: Plan<'a>) -> Serve<'a> {
+        (**self).serve(plan)
     }
 }

@@ -21,17 +21,42 @@ use bob_pipelines_graph::{TaskGraph, TaskKind};
 use super::WorkerKind;
 use super::launcher::JobState;
 
+/// Where a task's output is held while tasks still need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// In the driver (a load that ran there), as bytes.
+    Driver,
+    /// In worker `id`'s memory, where the task ran.
+    Worker(u32),
+}
+
+/// Where a task's input comes from, for the worker that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum From {
+    /// The driver sends it.
+    Driver,
+    /// The worker holds it; `last`: no other task needs it (a transform may
+    /// take it instead of copying it).
+    Here { last: bool },
+    /// Worker `id` holds it: the worker fetches it from there.
+    Peer(u32),
+}
+
 /// What the shell does for the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
     /// Load input partition `task` in the driver; answer with [`Core::loaded`].
     Load(usize),
-    /// Send task `task` to worker `worker`, with its inputs; first the model
-    /// of step `model`, which that worker does not have yet.
+    /// Send task `task` (a load, a fit or a transform) to worker `worker`,
+    /// with where each of its inputs is; first the model of step `model`,
+    /// which that worker does not have yet. `ship`: its output is an output
+    /// of the run, sent to the driver instead of kept on the worker.
     Run {
         worker: u32,
         task: usize,
         model: Option<usize>,
+        inputs: Vec<(usize, From)>,
+        ship: bool,
     },
     /// Start `n` workers of kind `kind`; answer with [`Core::launched`].
     Launch { kind: usize, n: usize },
@@ -39,8 +64,8 @@ pub(crate) enum Command {
     Release(u32),
     /// Stop job `name` (its worker was lost, or it ended before connecting).
     Cancel(String),
-    /// Nothing needs task `task`'s output any more: drop its bytes.
-    Free(usize),
+    /// Nothing needs task `task`'s output any more: drop it where it is.
+    Free { task: usize, at: Place },
     /// Something the user should see now and find in the report.
     Note(String),
 }
@@ -51,6 +76,9 @@ pub(crate) enum Command {
 pub(crate) enum Stop {
     /// Task `task` was running on more workers that were lost than allowed.
     KillsWorkers { task: usize, losses: Vec<String> },
+    /// Task `task` could not fetch its inputs from other workers, again and
+    /// again, though their producers ran again each time.
+    CannotFetch { task: usize, tries: Vec<String> },
     /// Three workers of kind `kind` ended before they connected, and none of
     /// that kind ever did.
     NoWorkers { kind: usize, ends: Vec<String> },
@@ -78,7 +106,14 @@ pub(crate) struct Limits {
     pub(crate) wait_count: usize,
     /// How long a job of a kind that never connected may wait to start.
     pub(crate) pending_limit: Option<Duration>,
+    /// Whether input partitions load on the workers (they rebuild the same
+    /// inputs) rather than in the driver.
+    pub(crate) worker_loads: bool,
 }
+
+/// How many times a task may fail to fetch an input from another worker
+/// (each time its producer runs again) before the run stops.
+const FETCH_TRIES: usize = 3;
 
 impl Limits {
     /// The load window for `kinds`: `2 + 2 × Σ max × threads`. Each thread
@@ -111,6 +146,9 @@ struct Worker {
     running: Vec<usize>,
     /// The fitted steps whose model it has.
     models: Vec<bool>,
+    /// Tasks whose outputs it holds for tasks still to run: a worker that
+    /// holds some is never released as idle.
+    holding: BTreeSet<usize>,
     idle_ticks: usize,
 }
 
@@ -158,12 +196,22 @@ pub(crate) struct Core<'g> {
     counted: Vec<bool>,
     /// Whether a model of each step exists (from the start, or fitted).
     models: Vec<bool>,
+    /// Where each task's output is, while tasks still need it.
+    held: Vec<Option<Place>>,
+    /// Loads that run in the driver: any when loads do not run on workers,
+    /// outputs of the run, reads of checkpoints, and partitions a worker had
+    /// already passed (its input goes only forward).
+    driver_load: Vec<bool>,
+    /// Whether each task has finished once (a rebuilt one finishes again).
+    completed: Vec<bool>,
     workers: BTreeMap<u32, Worker>,
     jobs: HashMap<String, Launched>,
     launch_failures: Vec<(usize, String)>,
     ever_connected: Vec<bool>,
     /// Why each task's workers were lost.
     failures: Vec<Vec<String>>,
+    /// Why each task could not fetch an input from another worker.
+    fetches: Vec<Vec<String>>,
     remaining: usize,
     /// Tasks loading in the driver or running on a worker.
     under_way: usize,
@@ -181,6 +229,14 @@ impl<'g> Core<'g> {
         models: Vec<bool>,
     ) -> Self {
         let n = graph.len();
+        let driver_load = (0..n)
+            .map(|i| match graph.task(i).kind() {
+                TaskKind::Load { from, .. } => {
+                    !limits.worker_loads || from.is_some() || graph.dependents(i).is_empty()
+                }
+                _ => false,
+            })
+            .collect();
         let mut core = Core {
             graph,
             ever_connected: vec![false; kinds.len()],
@@ -195,10 +251,14 @@ impl<'g> Core<'g> {
             loads_held: 0,
             counted: vec![false; n],
             models,
+            held: vec![None; n],
+            driver_load,
+            completed: vec![false; n],
             workers: BTreeMap::new(),
             jobs: HashMap::new(),
             launch_failures: Vec::new(),
             failures: vec![Vec::new(); n],
+            fetches: vec![Vec::new(); n],
             remaining: n,
             under_way: 0,
             commands: Vec::new(),
@@ -256,24 +316,34 @@ impl<'g> Core<'g> {
         }
     }
 
-    /// Starts loads while the window has room, then hands ready tasks to
-    /// workers: what the shell calls after every batch of events.
+    /// Hands ready tasks to workers, then starts loads while the window has
+    /// room (in the driver, or on a worker with room for the task that reads
+    /// the partition): what the shell calls after every batch of events.
     pub(crate) fn step(&mut self) {
         self.assign();
         while self.loads_held < self.limits.window {
-            let Some(t) = self.loads.pop_front() else {
+            let Some(&t) = self.loads.front() else {
                 break;
             };
-            self.set_state(t, St::Loading);
+            if self.driver_load[t] {
+                self.loads.pop_front();
+                self.set_state(t, St::Loading);
+                self.commands.push(Command::Load(t));
+            } else {
+                let Some(id) = self.least_busy(t) else {
+                    break; // no room yet: loads keep their order
+                };
+                self.loads.pop_front();
+                self.dispatch(t, id);
+            }
             self.loads_held += 1;
             self.counted[t] = true;
-            self.commands.push(Command::Load(t));
         }
     }
 
-    /// Load `task` finished; `kept` is false when its partition is an output
-    /// of the run that stays in the driver (nothing to ship).
-    pub(crate) fn loaded(&mut self, task: usize, kept: bool) {
+    /// A load finished: a partition that feeds a fit no longer counts
+    /// against the window (see `counted`), nor one that stays in the driver.
+    fn load_done(&mut self, task: usize, kept: bool) {
         let graph = self.graph;
         let feeds_fit = graph
             .dependents(task)
@@ -282,6 +352,16 @@ impl<'g> Core<'g> {
         if !kept || feeds_fit {
             self.release(task);
         }
+    }
+
+    /// Load `task` finished in the driver; `kept` is false when its partition
+    /// is an output of the run that stays in the driver (nothing to ship).
+    pub(crate) fn loaded(&mut self, task: usize, kept: bool) {
+        self.load_done(task, kept);
+        if kept {
+            self.held[task] = Some(Place::Driver);
+        }
+        self.completed[task] = true;
         self.finish(task);
     }
 
@@ -301,15 +381,31 @@ impl<'g> Core<'g> {
         for &d in graph.task(i).deps() {
             self.consumers[d] -= 1;
             if self.consumers[d] == 0 {
-                self.commands.push(Command::Free(d));
+                self.free(d);
                 self.release(d);
             }
         }
         for &d in graph.dependents(i) {
-            self.pending[d] -= 1;
-            if self.pending[d] == 0 {
-                self.make_ready(d);
+            // A dependent that runs already took its inputs before this
+            // task was rebuilt.
+            if self.state[d] == St::Waiting {
+                self.pending[d] -= 1;
+                if self.pending[d] == 0 {
+                    self.make_ready(d);
+                }
             }
+        }
+    }
+
+    /// Drops task `d`'s output where it is held.
+    fn free(&mut self, d: usize) {
+        if let Some(at) = self.held[d].take() {
+            if let Place::Worker(w) = at {
+                if let Some(w) = self.workers.get_mut(&w) {
+                    w.holding.remove(&d);
+                }
+            }
+            self.commands.push(Command::Free { task: d, at });
         }
     }
 
@@ -331,68 +427,136 @@ impl<'g> Core<'g> {
                 capacity: 2 * threads.max(1),
                 running: Vec::new(),
                 models: vec![false; self.graph.program().steps().len()],
+                holding: BTreeSet::new(),
                 idle_ticks: 0,
             },
         );
     }
 
+    /// Whether `task`'s output goes to the driver: a transform or load that
+    /// no task reads is an output of the run.
+    fn ships(&self, task: usize) -> bool {
+        self.graph.dependents(task).is_empty()
+            && !matches!(self.graph.task(task).kind(), TaskKind::Fit { .. })
+    }
+
     /// Worker `id` finished `task` (check [`running_on`](Self::running_on)
-    /// first). A fit's model is the worker's from now on.
-    pub(crate) fn done(&mut self, id: u32, task: usize) {
+    /// first): a fit's model is the worker's from now on, and any other
+    /// output stays on it until no task needs it. Returns whether the task
+    /// finished for the first time (not a rebuild of a lost output).
+    pub(crate) fn done(&mut self, id: u32, task: usize) -> bool {
         if !self.running_on(id, task) {
-            return;
+            return false;
         }
-        let fit = match self.graph.task(task).kind() {
-            TaskKind::Fit { step } => Some(step),
-            _ => None,
-        };
+        let kind = self.graph.task(task).kind();
+        let keep = !self.ships(task) && !matches!(kind, TaskKind::Fit { .. });
         if let Some(w) = self.workers.get_mut(&id) {
             w.running.retain(|&t| t != task);
-            if let Some(step) = fit {
+            if let TaskKind::Fit { step } = kind {
                 w.models[step] = true;
             }
+            if keep {
+                w.holding.insert(task);
+            }
         }
-        if let Some(step) = fit {
-            self.models[step] = true;
+        match kind {
+            TaskKind::Fit { step } => self.models[step] = true,
+            TaskKind::Load { .. } => self.load_done(task, true),
+            TaskKind::Transform { .. } => {}
         }
+        if keep {
+            self.held[task] = Some(Place::Worker(id));
+        }
+        let first = !std::mem::replace(&mut self.completed[task], true);
         self.finish(task);
+        first
     }
 
     /// The resource `task` needs here: its tag, unless the tag is ignored.
+    /// A load needs what the task that reads its partition needs: it runs
+    /// where that task will.
     fn resource(&self, task: usize) -> Option<&'g str> {
         let graph: &'g TaskGraph = self.graph;
+        let task = match graph.task(task).kind() {
+            TaskKind::Load { .. } => match graph.dependents(task).first() {
+                Some(&d) => d,
+                None => return None,
+            },
+            _ => task,
+        };
         graph
             .task(task)
             .resource()
             .filter(|r| !self.ignored.contains(*r))
     }
 
-    /// Whether worker `w` has room for `task` and is of the kind for it: a
-    /// tagged task needs a worker that provides its resource; an untagged one
-    /// goes to workers of the kind scaled for untagged tasks (a GPU job does
-    /// not take CPU work), or to a worker of no known kind.
+    /// Whether worker `w` is of the kind for `task`: a tagged task needs a
+    /// worker that provides its resource; an untagged one goes to workers of
+    /// the kind scaled for untagged tasks (a GPU job does not take CPU work),
+    /// or to a worker of no known kind.
+    fn serves(&self, w: &Worker, task: usize) -> bool {
+        match self.resource(task) {
+            Some(r) => w.resources.iter().any(|x| x == r),
+            None => w.kind.is_none_or(|k| k == untagged_kind(&self.kinds)),
+        }
+    }
+
+    /// Whether worker `w` has room for `task` and is of the kind for it.
     fn fits(&self, w: &Worker, task: usize) -> bool {
-        w.running.len() < w.capacity
-            && match self.resource(task) {
-                Some(r) => w.resources.iter().any(|x| x == r),
-                None => w.kind.is_none_or(|k| k == untagged_kind(&self.kinds)),
+        w.running.len() < w.capacity && self.serves(w, task)
+    }
+
+    /// The least busy worker with room for `task`.
+    fn least_busy(&self, task: usize) -> Option<u32> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| self.fits(w, task))
+            .min_by_key(|(_, w)| w.running.len())
+            .map(|(&id, _)| id)
+    }
+
+    /// Where `task` runs, if anywhere now. Locality first: the worker that
+    /// holds its input (for a fit, most of its inputs) when it has room.
+    /// A transform whose input's worker is busy waits for it, unless another
+    /// worker of its kind is idle: then it moves, and its input follows.
+    fn place(&self, task: usize) -> Option<u32> {
+        let mut count: BTreeMap<u32, usize> = BTreeMap::new();
+        for &d in self.graph.task(task).deps() {
+            if let Some(Place::Worker(w)) = self.held[d] {
+                *count.entry(w).or_default() += 1;
             }
+        }
+        let mut holders: Vec<(usize, u32)> = count.into_iter().map(|(w, n)| (n, w)).collect();
+        holders.sort_unstable_by_key(|&(n, w)| (Reverse(n), w));
+        let fit = matches!(self.graph.task(task).kind(), TaskKind::Fit { .. });
+        let mut wait = false;
+        for &(_, id) in &holders {
+            let Some(w) = self.workers.get(&id) else {
+                continue;
+            };
+            if self.fits(w, task) {
+                return Some(id);
+            }
+            wait |= !fit && self.serves(w, task);
+        }
+        let best = self.least_busy(task)?;
+        if wait && !self.workers[&best].running.is_empty() {
+            return None;
+        }
+        Some(best)
     }
 
     /// Hands ready tasks to workers with room and the resources they need,
-    /// the least busy first.
+    /// where their inputs are when it can.
     fn assign(&mut self) {
         loop {
             if !self.workers.values().any(|w| w.running.len() < w.capacity) {
                 return;
             }
-            let pick = self.ready.iter().find_map(|&(_, t)| {
-                self.workers
-                    .iter()
-                    .filter(|(_, w)| self.fits(w, t))
-                    .min_by_key(|(_, w)| w.running.len())
-                    .map(|(&id, _)| (t, id))
-            });
+            let pick = self
+                .ready
+                .iter()
+                .find_map(|&(_, t)| self.place(t).map(|id| (t, id)));
             let Some((task, id)) = pick else {
                 return;
             };
@@ -403,9 +567,28 @@ impl<'g> Core<'g> {
     fn dispatch(&mut self, task: usize, id: u32) {
         let graph = self.graph;
         let step = graph.task(task).step().unwrap_or_default();
-        let needs_model = matches!(graph.task(task).kind(), TaskKind::Transform { .. })
+        let kind = graph.task(task).kind();
+        let needs_model = matches!(kind, TaskKind::Transform { .. })
             && graph.program().steps()[step].requires_fit();
         let have_model = self.models[step];
+        let inputs: Vec<(usize, From)> = match kind {
+            TaskKind::Load { .. } => Vec::new(),
+            TaskKind::Transform { .. } => vec![graph.task(task).deps()[0]],
+            TaskKind::Fit { .. } => graph.task(task).deps().to_vec(),
+        }
+        .into_iter()
+        .map(|d| {
+            let from = match self.held[d] {
+                Some(Place::Worker(w)) if w == id => From::Here {
+                    last: self.consumers[d] == 1,
+                },
+                Some(Place::Worker(w)) => From::Peer(w),
+                Some(Place::Driver) | None => From::Driver,
+            };
+            (d, from)
+        })
+        .collect();
+        let ship = self.ships(task);
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -415,20 +598,101 @@ impl<'g> Core<'g> {
         }
         w.running.push(task);
         w.idle_ticks = 0;
-        self.ready.remove(&(Reverse(step), task));
+        if !matches!(kind, TaskKind::Load { .. }) {
+            self.ready.remove(&(Reverse(step), task));
+        }
         self.set_state(task, St::Running(id));
         self.commands.push(Command::Run {
             worker: id,
             task,
             model,
+            inputs,
+            ship,
         });
+    }
+
+    /// Task `t`, done, must run again: its output was lost (with its worker,
+    /// or on the way to another). What reads it waits again; what it reads
+    /// is rebuilt first when that is gone too — exactly the tasks needed,
+    /// back to the loads or to outputs still held.
+    fn undo(&mut self, t: usize) {
+        let graph = self.graph;
+        self.release(t); // a load counts again when it runs again
+        self.set_state(t, St::Waiting);
+        self.remaining += 1;
+        self.pending[t] = 0;
+        for &x in graph.dependents(t) {
+            match self.state[x] {
+                St::Ready => {
+                    self.unready(x);
+                    self.pending[x] += 1;
+                }
+                St::Waiting => self.pending[x] += 1,
+                _ => {}
+            }
+        }
+        for &d in graph.task(t).deps() {
+            self.consumers[d] += 1;
+            let gone = self.state[d] == St::Done
+                && self.held[d].is_none()
+                && !matches!(graph.task(d).kind(), TaskKind::Fit { .. });
+            if gone {
+                self.undo(d); // counts itself in `pending[t]`
+            } else if self.state[d] != St::Done {
+                self.pending[t] += 1;
+            }
+        }
+        if self.pending[t] == 0 {
+            self.make_ready(t);
+        }
+    }
+
+    /// Ready task `x` waits again.
+    fn unready(&mut self, x: usize) {
+        match self.graph.task(x).kind() {
+            TaskKind::Load { .. } => self.loads.retain(|&l| l != x),
+            TaskKind::Fit { step } | TaskKind::Transform { step, .. } => {
+                self.ready.remove(&(Reverse(step), x));
+            }
+        }
+        self.set_state(x, St::Waiting);
+    }
+
+    /// Running task `task` goes back: ready, or waiting for inputs that
+    /// must be rebuilt.
+    fn requeue(&mut self, task: usize) {
+        if matches!(self.graph.task(task).kind(), TaskKind::Load { .. }) {
+            self.release(task);
+        }
+        self.set_state(task, St::Waiting);
+        self.pending[task] = 0;
+        let graph = self.graph;
+        for &d in graph.task(task).deps() {
+            let gone = self.state[d] == St::Done
+                && self.held[d].is_none()
+                && !matches!(graph.task(d).kind(), TaskKind::Fit { .. });
+            if gone {
+                self.undo(d); // counts itself in `pending[task]`
+            } else if self.state[d] != St::Done {
+                self.pending[task] += 1;
+            }
+        }
+        if self.pending[task] == 0 {
+            self.make_ready(task);
+        }
     }
 
     /// Worker `id` was lost, because of `reason`: its running tasks are sent
     /// again, unless one of them has now been running on more lost workers
-    /// than allowed. Returns its name and how many tasks it was running
-    /// (`None`: not a worker of this run).
-    pub(crate) fn lost(&mut self, id: u32, reason: &str) -> Result<Option<(String, usize)>, Stop> {
+    /// than allowed, and the outputs it held that tasks still need are
+    /// rebuilt. Returns its name, how many tasks it was running, and how
+    /// many tasks run again to rebuild what it held (`None`: not a worker
+    /// of this run).
+    pub(crate) fn lost(
+        &mut self,
+        id: u32,
+        reason: &str,
+    ) -> Result<Option<(String, usize, usize)>, Stop> {
         let Some(w) = self.workers.remove(&id) else {
             return Ok(None);
         };
@@ -436,7 +700,7 @@ impl<'g> Core<'g> {
             self.commands.push(Command::Cancel(w.name.clone()));
         }
         let running = w.running.len();
-        for task in w.running {
+        for &task in &w.running {
             self.failures[task].push(format!("`{}`: {reason}", w.name));
             if self.failures[task].len() > self.limits.allowed_failures {
                 return Err(Stop::KillsWorkers {
@@ -444,9 +708,66 @@ impl<'g> Core<'g> {
                     losses: self.failures[task].clone(),
                 });
             }
-            self.make_ready(task);
         }
-        Ok(Some((w.name, running)))
+        for &t in &w.holding {
+            self.held[t] = None;
+        }
+        let before = self.remaining;
+        for &t in &w.holding {
+            if self.state[t] == St::Done && self.consumers[t] > 0 {
+                self.undo(t);
+            }
+        }
+        let rebuilt = self.remaining - before;
+        for &task in &w.running {
+            if self.state[task] == St::Running(id) {
+                self.requeue(task);
+            }
+        }
+        Ok(Some((w.name, running, rebuilt)))
+    }
+
+    /// Worker `id` could not get input `input` of `task` (from the worker
+    /// that held it, or from itself: gone from its memory), because of
+    /// `why`: the input's producer runs again and the task waits for it.
+    pub(crate) fn unreachable(
+        &mut self,
+        id: u32,
+        task: usize,
+        input: usize,
+        why: &str,
+    ) -> Result<(), Stop> {
+        if !self.running_on(id, task) || !self.graph.task(task).deps().contains(&input) {
+            return Ok(());
+        }
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.running.retain(|&t| t != task);
+        }
+        self.fetches[task].push(why.to_owned());
+        if self.fetches[task].len() > FETCH_TRIES {
+            return Err(Stop::CannotFetch {
+                task,
+                tries: self.fetches[task].clone(),
+            });
+        }
+        self.free(input);
+        self.requeue(task);
+        Ok(())
+    }
+
+    /// Worker `id` cannot load `task`'s partition: its input had gone past
+    /// it. The driver loads it instead.
+    pub(crate) fn cannot_load(&mut self, id: u32, task: usize) {
+        if !self.running_on(id, task) {
+            return;
+        }
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.running.retain(|&t| t != task);
+        }
+        self.release(task);
+        self.driver_load[task] = true;
+        self.set_state(task, St::Ready);
+        self.loads.push_front(task);
     }
 
     /// Once per interval, with the launcher's job states: idle counts, jobs
@@ -591,6 +912,7 @@ impl<'g> Core<'g> {
                     .filter(|(_, w)| {
                         w.kind == Some(k)
                             && w.running.is_empty()
+                            && w.holding.is_empty()
                             && w.idle_ticks >= self.limits.wait_count
                     })
                     .map(|(&id, _)| id)
@@ -611,7 +933,12 @@ impl<'g> Core<'g> {
     /// stuck and on what, instead. `busy` is the shell's own work in flight
     /// (outputs being decoded).
     pub(crate) fn check_progress(&self, busy: bool) -> Result<(), Stop> {
-        if self.remaining == 0 || self.under_way > 0 || busy || !self.ready.is_empty() {
+        // Loads for workers with room in the window wait for a worker, as
+        // ready tasks do: workers that never come are the launcher's to tell.
+        let loads_wait = self.loads_held < self.limits.window
+            && self.loads.iter().any(|&l| !self.driver_load[l]);
+        if self.remaining == 0 || self.under_way > 0 || busy || !self.ready.is_empty() || loads_wait
+        {
             return Ok(());
         }
         let graph = self.graph;
@@ -714,6 +1041,7 @@ mod tests {
             allowed_failures: 1,
             wait_count: 2,
             pending_limit: Some(Duration::from_secs(60)),
+            worker_loads: false,
         }
     }
 
@@ -777,7 +1105,10 @@ mod tests {
         core.done(7, task);
         let after = core.take_commands();
         assert!(
-            after.contains(&Command::Free(g.task(task).deps()[0])),
+            after.contains(&Command::Free {
+                task: g.task(task).deps()[0],
+                at: Place::Driver
+            }),
             "{after:?}"
         );
         core.step();
@@ -863,6 +1194,7 @@ mod tests {
                         worker,
                         task,
                         model,
+                        ..
                     } => {
                         if task == fit {
                             core.joined(2, "b".into(), 1, Vec::new());
@@ -870,7 +1202,7 @@ mod tests {
                         if model.is_some() {
                             models.push(worker);
                         }
-                        core.done(worker, task);
+                        assert!(core.done(worker, task));
                     }
                     _ => {}
                 }
@@ -898,7 +1230,7 @@ mod tests {
         core.joined(1, "j1".into(), 1, Vec::new());
         core.step();
         assert_eq!(runs(&g, &core.take_commands()), [("same.transform-0", 1)]);
-        assert_eq!(core.lost(1, "killed"), Ok(Some(("j1".to_owned(), 1))));
+        assert_eq!(core.lost(1, "killed"), Ok(Some(("j1".to_owned(), 1, 0))));
         assert_eq!(core.take_commands(), [Command::Cancel("j1".into())]);
         core.joined(2, "j2".into(), 1, Vec::new());
         core.step();
@@ -955,32 +1287,26 @@ mod tests {
 
     #[test]
     fn idle_workers_beyond_the_need_leave_after_wait_count_ticks() {
-        let g = fitted(None, 8, 4);
-        let mut core = Core::new(
-            &g,
-            vec![kind("default", 3, &[])],
-            BTreeSet::new(),
-            limits(10),
-            vec![false, false],
-        );
-        core.launched(0, vec!["a".into(), "b".into(), "c".into()]);
-        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            core.joined(i as u32, name.into(), 1, Vec::new());
-        }
-        // Hold the fit back: loads done, transforms of `same` done; only the
-        // fit is left (one task: one worker is enough).
-        let fit = g.find("learn.fit").unwrap();
-        for _ in 0..10 {
-            core.step();
-            for c in core.take_commands() {
-                match c {
-                    Command::Load(t) => core.loaded(t, true),
-                    Command::Run { worker, task, .. } if task != fit => core.done(worker, task),
-                    _ => {}
-                }
+        let three = |g| {
+            let mut core = Core::new(
+                g,
+                vec![kind("default", 3, &[])],
+                BTreeSet::new(),
+                limits(10),
+                vec![false; g.program().steps().len()],
+            );
+            core.launched(0, vec!["a".into(), "b".into(), "c".into()]);
+            for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+                core.joined(i as u32, name.into(), 1, Vec::new());
             }
-        }
-        let busy: Vec<u32> = (0..3).filter(|&w| core.running_on(w, fit)).collect();
+            core
+        };
+        // One transform is held back: one worker is enough for it.
+        let g = graph(8, 4);
+        let mut core = three(&g);
+        let last = g.find("same.transform-3").unwrap();
+        drive(&mut core, &[last]);
+        let busy: Vec<u32> = (0..3).filter(|&w| core.running_on(w, last)).collect();
         assert_eq!(busy.len(), 1);
         assert_eq!(core.tick(&[]), Ok(()));
         assert!(core.take_commands().is_empty(), "idle for one tick only");
@@ -991,6 +1317,19 @@ mod tests {
             released
                 .iter()
                 .all(|c| matches!(c, Command::Release(w) if *w != busy[0]))
+        );
+        // Idle workers that hold partitions a task still needs stay: the
+        // `same` outputs wait for the fit, then for `learn`'s transforms.
+        let g = fitted(None, 8, 4);
+        let mut core = three(&g);
+        drive(&mut core, &[g.find("learn.fit").unwrap()]);
+        for _ in 0..5 {
+            assert_eq!(core.tick(&[]), Ok(()));
+        }
+        let kept = core.take_commands();
+        assert!(
+            !kept.iter().any(|c| matches!(c, Command::Release(_))),
+            "{kept:?}"
         );
     }
 
@@ -1127,5 +1466,207 @@ mod tests {
         core.launched(0, vec!["8".into()]);
         core.joined(1, "8".into(), 1, Vec::new());
         assert_eq!(core.tick(&waiting(600, never)), Ok(()));
+    }
+
+    /// A core over `g` with loads on two workers (ids 1 and 2, one thread
+    /// each) of one kind, and a window of `window`.
+    fn on_workers(g: &TaskGraph, window: usize) -> Core<'_> {
+        let mut l = limits(window);
+        l.worker_loads = true;
+        let mut core = Core::new(
+            g,
+            vec![kind("default", 2, &[])],
+            BTreeSet::new(),
+            l,
+            vec![false; g.program().steps().len()],
+        );
+        core.launched(0, vec!["j1".into(), "j2".into()]);
+        core.joined(1, "j1".into(), 1, Vec::new());
+        core.joined(2, "j2".into(), 1, Vec::new());
+        core
+    }
+
+    /// The `Run` commands of `commands`: worker, task, inputs.
+    fn sent(commands: &[Command]) -> Vec<(u32, usize, Vec<(usize, From)>)> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Run {
+                    worker,
+                    task,
+                    inputs,
+                    ..
+                } => Some((*worker, *task, inputs.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Steps the core, finishing every task it sends (but `hold`) at once,
+    /// until nothing more is sent; returns what ran, in order.
+    fn drive(core: &mut Core<'_>, hold: &[usize]) -> Vec<(u32, usize, Vec<(usize, From)>)> {
+        let mut ran = Vec::new();
+        loop {
+            core.step();
+            let commands = core.take_commands();
+            for t in loads(&commands) {
+                core.loaded(t, true);
+            }
+            let runs = sent(&commands);
+            if runs.is_empty() && loads(&commands).is_empty() {
+                return ran;
+            }
+            for (w, t, _) in &runs {
+                if !hold.contains(t) {
+                    core.done(*w, *t);
+                }
+            }
+            ran.extend(runs);
+        }
+    }
+
+    #[test]
+    fn loads_run_on_workers_and_each_partition_stays_where_it_was_made() {
+        let g = fitted(None, 8, 4);
+        let mut core = on_workers(&g, 10);
+        let ran = drive(&mut core, &[]);
+        assert!(core.finished());
+        let on = |id: &str| {
+            let t = g.find(id).unwrap();
+            ran.iter().find(|(_, task, _)| *task == t).unwrap().clone()
+        };
+        for p in 0..4 {
+            let (w, _, _) = on(&format!("load-{p}"));
+            let (w1, t1, from1) = on(&format!("same.transform-{p}"));
+            let (w2, _, from2) = on(&format!("learn.transform-{p}"));
+            assert_eq!((w1, w2), (w, w), "partition {p} moved");
+            assert_eq!(
+                from1,
+                [(
+                    g.find(&format!("load-{p}")).unwrap(),
+                    From::Here { last: true }
+                )]
+            );
+            assert_eq!(from2, [(t1, From::Here { last: true })]);
+        }
+        // The fit reads what its worker holds in place, and fetches the rest
+        // from the worker that holds it.
+        let (fw, _, from) = on("learn.fit");
+        assert_eq!(from.len(), 4);
+        for (d, f) in from {
+            let holder = on(g.task(d).id()).0;
+            let want = if holder == fw {
+                From::Here { last: false }
+            } else {
+                From::Peer(holder)
+            };
+            assert_eq!(f, want, "{}", g.task(d).id());
+        }
+    }
+
+    #[test]
+    fn a_lost_worker_costs_exactly_the_tasks_that_made_what_it_held() {
+        let g = fitted(None, 8, 4);
+        let mut core = on_workers(&g, 10);
+        let fit = g.find("learn.fit").unwrap();
+        let ran = drive(&mut core, &[fit]);
+        let fw = ran.iter().find(|r| r.1 == fit).unwrap().0;
+        let other = 3 - fw;
+        let held: Vec<&str> = ran
+            .iter()
+            .filter(|r| r.0 == other && g.task(r.1).id().starts_with("same."))
+            .map(|r| g.task(r.1).id())
+            .collect();
+        assert!(!held.is_empty());
+        // The other worker dies with its `same` outputs: the fit goes on
+        // where it runs, but it cannot finish without them.
+        let (_, running, rebuilt) = core.lost(other, "killed").unwrap().unwrap();
+        assert_eq!(
+            (running, rebuilt),
+            (0, 2 * held.len()),
+            "loads and transforms"
+        );
+        // The fit's fetch from the lost worker fails: it waits for the rebuild.
+        let dep = g.find(held[0]).unwrap();
+        core.unreachable(fw, fit, dep, "connection refused")
+            .unwrap();
+        let again = drive(&mut core, &[]);
+        let mut redone: Vec<&str> = again.iter().map(|r| g.task(r.1).id()).collect();
+        redone.sort_unstable();
+        let mut want: Vec<String> = held
+            .iter()
+            .flat_map(|h| [h.replace("same.transform", "load"), (*h).to_owned()])
+            .collect();
+        want.push("learn.fit".to_owned());
+        want.extend((0..4).map(|p| format!("learn.transform-{p}")));
+        want.sort_unstable();
+        assert_eq!(redone, want);
+        assert!(again.iter().all(|r| r.0 == fw), "only one worker is left");
+        assert!(core.finished());
+    }
+
+    #[test]
+    fn an_input_that_cannot_be_fetched_is_made_again_and_at_last_stops_the_run() {
+        let g = graph(8, 2);
+        let mut core = on_workers(&g, 2);
+        core.step();
+        let first = sent(&core.take_commands());
+        assert_eq!(first.len(), 2, "both loads on workers: {first:?}");
+        let (w0, load0, _) = first[0].clone();
+        // Worker `w0` loaded partition 0; worker 1 is busy; the transform
+        // goes to the only idle worker, with its input fetched.
+        core.done(w0, load0);
+        core.step();
+        let next = sent(&core.take_commands());
+        assert_eq!(next[0].0, w0);
+        assert_eq!(next[0].2, [(load0, From::Here { last: true })]);
+        let t = next[0].1;
+        for n in 0..=FETCH_TRIES {
+            let r = core.unreachable(w0, t, load0, "gone from memory");
+            if n == FETCH_TRIES {
+                match r {
+                    Err(Stop::CannotFetch { task, tries }) => {
+                        assert_eq!((task, tries.len()), (t, FETCH_TRIES + 1));
+                    }
+                    other => panic!("{other:?}"),
+                }
+                return;
+            }
+            r.unwrap();
+            let cmds = core.take_commands();
+            assert!(cmds.contains(&Command::Free {
+                task: load0,
+                at: Place::Worker(w0)
+            }));
+            // The load runs again, then the transform.
+            core.step();
+            let again = sent(&core.take_commands());
+            assert_eq!(again[0].1, load0, "{again:?}");
+            core.done(again[0].0, load0);
+            core.step();
+            let again = sent(&core.take_commands());
+            assert_eq!(again[0].1, t);
+        }
+    }
+
+    #[test]
+    fn a_partition_a_worker_has_passed_is_loaded_by_the_driver() {
+        let g = graph(8, 2);
+        let mut core = on_workers(&g, 2);
+        core.step();
+        let first = sent(&core.take_commands());
+        let (w, load, _) = first[0].clone();
+        core.cannot_load(w, load);
+        core.step();
+        assert_eq!(loads(&core.take_commands()), [load]);
+        core.loaded(load, true);
+        core.step();
+        let next = sent(&core.take_commands());
+        assert_eq!(
+            next.iter()
+                .find(|r| r.2 == [(load, From::Driver)])
+                .map(|r| r.1),
+            g.find("same.transform-0")
+        );
     }
 }

@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bob_pipelines_graph::{Executed, Execution, Executor, Plan, Program, Result, Serve};
+use bob_pipelines_graph::{Executed, Execution, Executor, Plan, Result, Serve};
 pub use bob_pipelines_graph::{WORKER_ENV, is_worker};
 
 pub use interrupt::{InterruptGuard, on_interrupt};
@@ -65,6 +65,7 @@ pub(crate) struct Settings {
     handshake_timeout: Duration,
     load_window: Option<usize>,
     pending_limit: Option<Duration>,
+    worker_loads: bool,
 }
 
 /// The distributed executor: a scheduler here, workers from a [`Launcher`].
@@ -112,6 +113,7 @@ impl<L: Launcher> Distributed<L> {
                 handshake_timeout: Duration::from_secs(5),
                 load_window: None,
                 pending_limit: None,
+                worker_loads: true,
             },
             progress: Arc::new(Bars::new()),
         }
@@ -214,6 +216,24 @@ impl<L: Launcher> Distributed<L> {
         self
     }
 
+    /// Whether workers load input partitions from their own copy of the
+    /// inputs (the default), or the driver loads them and sends them.
+    ///
+    /// A worker builds the same inputs as the driver (it runs the same
+    /// program) and reads them forward only, skipping the partitions it is
+    /// not told to load: free for a `Vec`, a slice or a range; for a
+    /// `map` (a file list's delayed samples) each skipped sample is built and
+    /// dropped, but nothing is read. A partition a worker has already passed
+    /// is loaded by the driver (the report counts them). Turn this off when
+    /// the inputs are not the same in every process (built from a clock, a
+    /// random source without a fixed seed, or a file that changes), or when
+    /// only the driver can read them.
+    #[must_use]
+    pub fn worker_loads(mut self, on: bool) -> Self {
+        self.settings.worker_loads = on;
+        self
+    }
+
     /// With another progress sink.
     #[must_use]
     pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
@@ -258,14 +278,14 @@ impl<L: Launcher> Executor for Distributed<L> {
         Ok(executed)
     }
 
-    fn serve(&self, program: Program) -> Serve {
-        if worker::earlier_compute(&program) {
+    fn serve<'a>(&self, plan: Plan<'a>) -> Serve<'a> {
+        if worker::earlier_compute(&plan.program) {
             eprintln!(
                 "bob-pipelines worker: this compute is not the one the driver runs; running \
                  it here, as the driver did, to reach the next one"
             );
-            return Serve::Earlier;
+            return Serve::Earlier(plan);
         }
-        worker::serve(program)
+        worker::serve(plan)
     }
 }

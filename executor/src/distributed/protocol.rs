@@ -22,6 +22,11 @@ use crate::wire::{WireError, encode, read_frame, write_frame};
 /// by kind, not by the driver's graph index, so a worker needs no graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum TaskOp {
+    /// Load input partition `partition` from this process's own inputs.
+    Load {
+        /// The partition.
+        partition: u32,
+    },
     /// Fit step `step` on the partitions that follow (its inputs).
     Fit {
         /// The step.
@@ -34,6 +39,45 @@ pub(crate) enum TaskOp {
     },
 }
 
+/// Where one input of a task is, for the worker that runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Input {
+    /// The next data frame after the message.
+    Sent,
+    /// This worker holds task `task`'s output; `last`: no other task needs
+    /// it, so a transform may take it.
+    Here {
+        /// The task whose output it is.
+        task: u32,
+        /// Whether this is its last reader.
+        last: bool,
+    },
+    /// The worker whose peer port is `addr` holds task `task`'s output.
+    Peer {
+        /// The task whose output it is.
+        task: u32,
+        /// That worker's peer address, `host:port`.
+        addr: String,
+    },
+}
+
+/// Worker → worker, on the peer port, after the handshake: send task
+/// `task`'s output. The answer is a [`Held`], and a frame when it is there.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Fetch {
+    /// The task whose output is asked for.
+    pub(crate) task: u32,
+}
+
+/// The answer to a [`Fetch`].
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Held {
+    /// The partition's bytes follow.
+    Here,
+    /// This worker does not hold it (any more).
+    Missing,
+}
+
 /// Scheduler → worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
@@ -42,14 +86,23 @@ pub(crate) enum ToWorker {
         /// The step.
         step: u32,
     },
-    /// Run a task; `inputs` partitions follow.
+    /// Run a task; one frame follows for each input that is
+    /// [`Input::Sent`].
     Run {
         /// The driver's id of the task, echoed in the answer.
         task: u32,
         /// What to do.
         op: TaskOp,
-        /// How many frames follow.
-        inputs: u32,
+        /// Where its inputs are, in order.
+        inputs: Vec<Input>,
+        /// Send the output to the driver (an output of the run) instead
+        /// of keeping it. A fit's model is always sent.
+        ship: bool,
+    },
+    /// Drop task `task`'s output: no task needs it any more.
+    Free {
+        /// The task.
+        task: u32,
     },
     /// The scheduler is alive.
     Heartbeat,
@@ -60,17 +113,43 @@ pub(crate) enum ToWorker {
 /// Worker → scheduler.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
-    /// A task finished; its result follows (one frame: the transformed
-    /// partition, or the fitted model).
+    /// A task finished; when `shipped`, its result follows (one frame: the
+    /// transformed partition, or the fitted model), else the worker keeps it.
     Done {
         /// The driver's id of the task.
         task: u32,
-        /// Samples transformed.
+        /// Samples transformed (or loaded).
         samples: u64,
-        /// Samples that failed in it.
+        /// Samples that failed in it (or failed to load).
         failed: u64,
         /// How long it ran, in microseconds.
         micros: u64,
+        /// A load's first keys, for the driver's errors.
+        keys: Vec<String>,
+        /// Whether a frame follows.
+        shipped: bool,
+    },
+    /// This worker's input had already gone past the partition of load
+    /// `task` (inputs are read forward only): the driver loads it.
+    CannotLoad {
+        /// The driver's id of the task.
+        task: u32,
+    },
+    /// Input `input` of `task` could not be had from the worker that held
+    /// it (or was gone from this one's memory).
+    Unreachable {
+        /// The driver's id of the task.
+        task: u32,
+        /// The task whose output it is.
+        input: u32,
+        /// Why.
+        error: String,
+    },
+    /// A connection to this worker's peer port was refused (no proof of the
+    /// run's secret, garbage, or too many at once).
+    Refused {
+        /// Who connected, and why it was refused.
+        what: String,
     },
     /// A task failed.
     Failed {

@@ -1,15 +1,16 @@
 //! The scheduler's shell, in the driver process: the sockets (the acceptor,
 //! a reader and a writer thread per worker), the driver's threads that load
-//! input partitions and decode outputs, the bytes of partitions and models,
-//! the launcher, and the job's records. It turns all of that into events for
-//! [`Core`], the state machine that decides what runs where, and carries out
-//! the core's commands. A partition it shipped is kept until the task that
-//! consumes it succeeded, so a lost worker's tasks are simply sent again.
+//! the partitions workers cannot and decode outputs, the bytes the driver
+//! holds (those loads, and models), the launcher, and the job's records. It
+//! turns all of that into events for [`Core`], the state machine that
+//! decides what runs where, and carries out the core's commands. Workers
+//! keep what their tasks make and hand it to each other; only the run's
+//! outputs and the fitted models come to the driver.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,12 +20,16 @@ use bob_pipelines_graph::{
 };
 
 use super::Settings;
-use super::core::{Command, Core, Limits, Stop};
+use super::core::{Command, Core, From, Limits, Place, Stop};
 use super::launcher::{JobState, Launcher};
-use super::protocol::{FromWorker, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout};
+use super::protocol::{
+    FromWorker, Input, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout,
+};
 use crate::local::run_task;
 use crate::progress::Progress;
-use crate::wire::{self, Secret, SecretFile, WireError, WorkerInfo, encode};
+use crate::wire::{
+    self, Arrival, MAX_HANDSHAKES, Secret, SecretFile, WireError, WorkerInfo, encode,
+};
 use crate::{Error, Result};
 
 /// Bytes shared between the scheduler and the threads that write them.
@@ -75,6 +80,8 @@ enum DriverWork {
 struct Conn {
     tx: Sender<Out>,
     stream: TcpStream,
+    /// Its peer port, where other workers fetch what it holds.
+    peer: String,
 }
 
 impl Conn {
@@ -202,118 +209,36 @@ fn check_resources(
     Ok(ignored)
 }
 
-/// How many connections may be in their handshake at once: beyond it, a new
-/// connection is closed at once (a flood or a port scan cannot hold the
-/// scheduler's threads and descriptors).
-pub(crate) const MAX_HANDSHAKES: usize = 64;
-
-/// A connection in its handshake, with an overall deadline: each read or
-/// write may take only what is left of it, so a peer that trickles a byte at
-/// a time is cut off all the same.
-struct Deadline<'s> {
-    stream: &'s TcpStream,
-    until: Instant,
-}
-
-impl Deadline<'_> {
-    fn left(&self) -> std::io::Result<Duration> {
-        let left = self.until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the handshake took longer than its deadline",
-            ));
-        }
-        Ok(left)
-    }
-}
-
-impl std::io::Read for Deadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.stream.set_read_timeout(Some(self.left()?))?;
-        (&mut &*self.stream).read(buf)
-    }
-}
-
-impl Write for Deadline<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.stream.set_write_timeout(Some(self.left()?))?;
-        (&mut &*self.stream).write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        (&mut &*self.stream).flush()
-    }
-}
-
-/// Gives a handshake slot back when its thread ends, however it ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Accepts connections until `stop`; each is authenticated on its own
-/// thread within `deadline`, and at most `cap` at once, so a silent, slow or
-/// hostile peer holds up no one.
+/// Accepts workers until `stop` (see [`wire::accept_peers`]): each
+/// connection becomes an event.
 fn accept_workers(
     listener: TcpListener,
     secret: Secret,
     fingerprint: u64,
-    (deadline, cap): (Duration, usize),
+    limits: (Duration, usize),
     events: Sender<Event>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let open = Arc::new(AtomicUsize::new(0));
-    std::thread::spawn(move || {
-        let mut next = 0u32;
-        while !stop.load(Ordering::Acquire) {
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if open.load(Ordering::Acquire) >= cap {
-                        let _ = stream.shutdown(Shutdown::Both);
-                        if events.send(Event::TurnedAway).is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    open.fetch_add(1, Ordering::AcqRel);
-                    let slot = Slot(open.clone());
-                    next += 1;
-                    let id = next;
-                    let (secret, events) = (secret.clone(), events.clone());
-                    std::thread::spawn(move || {
-                        let _ = stream.set_nonblocking(false);
-                        let mut conn = Deadline {
-                            stream: &stream,
-                            until: Instant::now() + deadline,
-                        };
-                        let outcome = wire::accept(&mut conn, &secret, fingerprint, id);
-                        drop(slot);
-                        let event = match outcome {
-                            Ok(info) => {
-                                let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-                                Event::Joined { id, info, stream }
-                            }
-                            Err(error) => {
-                                let _ = stream.shutdown(Shutdown::Both);
-                                Event::Refused { peer, error }
-                            }
-                        };
-                        let _ = events.send(event);
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    });
-    Ok(())
+    let events = Mutex::new(events);
+    wire::accept_peers(
+        listener,
+        secret,
+        fingerprint,
+        limits,
+        move |arrival| {
+            let event = match arrival {
+                Arrival::Joined { id, info, stream } => Event::Joined { id, info, stream },
+                Arrival::Refused { peer, error } => Event::Refused { peer, error },
+                Arrival::TurnedAway => Event::TurnedAway,
+            };
+            let tx = events
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            tx.send(event).is_ok()
+        },
+        stop,
+    )
 }
 
 /// Loads input partitions and decodes output partitions for the scheduler.
@@ -425,7 +350,7 @@ fn read_worker(
                 return;
             }
         };
-        let data = if matches!(msg, FromWorker::Done { .. }) {
+        let data = if matches!(msg, FromWorker::Done { shipped: true, .. }) {
             match get_frames(&mut r, 1) {
                 Ok(mut f) => f.pop(),
                 Err(e) => {
@@ -501,6 +426,11 @@ struct Scheduler<'j, 'a> {
     traffic: Traffic,
     decoding: usize,
     refused: usize,
+    /// Connections refused on workers' peer ports: how many, and why for
+    /// the first few.
+    refused_peers: (usize, Vec<String>),
+    /// Loads the driver ran because a worker's input had passed them.
+    driver_loads: usize,
     turned_away: usize,
     lost: usize,
 }
@@ -537,6 +467,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             allowed_failures: settings.allowed_failures,
             wait_count: settings.wait_count,
             pending_limit: settings.pending_limit,
+            worker_loads: settings.worker_loads,
         };
         let have: Vec<bool> = models.iter().map(Option::is_some).collect();
         Scheduler {
@@ -555,6 +486,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             traffic: Traffic::default(),
             decoding: 0,
             refused: 0,
+            refused_peers: (0, Vec::new()),
+            driver_loads: 0,
             turned_away: 0,
             lost: 0,
         }
@@ -623,7 +556,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         worker,
                         task,
                         model,
-                    } => self.dispatch(worker, task, model)?,
+                        inputs,
+                        ship,
+                    } => self.dispatch(worker, task, model, &inputs, ship)?,
                     Command::Launch { kind, n } => {
                         let name = launcher.kinds()[kind].name.clone();
                         let jobs = launcher.launch(kind, n, &self.env).map_err(|e| {
@@ -640,7 +575,14 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         }
                     }
                     Command::Cancel(job) => launcher.cancel(&job),
-                    Command::Free(t) => self.data[t] = None,
+                    Command::Free { task, at } => match at {
+                        Place::Driver => self.data[task] = None,
+                        Place::Worker(id) => {
+                            if let Some(c) = self.conns.get(&id) {
+                                c.send(&ToWorker::Free { task: task as u32 }, Vec::new());
+                            }
+                        }
+                    },
                     Command::Note(note) => {
                         self.progress.warning(&note);
                         self.job.warn(note);
@@ -685,6 +627,26 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                              what kills them (memory or time limits). Last: {}",
                             losses.len(),
                             last.join("; ")
+                        ))
+                        .into_run(self.executor),
+                    ),
+                })
+            }
+            Stop::CannotFetch { task, tries } => {
+                let t = self.graph.task(task);
+                let (keys, samples) = self.job.samples_of(task);
+                Error::Run(graph::Error::Task {
+                    task: t.id().to_owned(),
+                    keys,
+                    samples,
+                    source: Box::new(
+                        self.fail(format!(
+                            "it could not get its inputs from other workers {} times, though \
+                             they were computed again each time: {}. Workers fetch partitions \
+                             from each other on the address they reach the scheduler from; \
+                             a firewall between the hosts must let them",
+                            tries.len(),
+                            tries.join("; ")
                         ))
                         .into_run(self.executor),
                     ),
@@ -739,20 +701,42 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     samples,
                     failed,
                     micros,
+                    keys,
+                    shipped: _,
                 } => {
                     let counts = Counts {
                         samples: usize::try_from(samples).unwrap_or(usize::MAX),
                         failed: usize::try_from(failed).unwrap_or(usize::MAX),
                     };
                     let elapsed = Duration::from_micros(micros);
-                    self.done(
-                        id,
-                        task as usize,
-                        counts,
-                        elapsed,
-                        data.unwrap_or_default(),
-                        work,
-                    )?;
+                    self.done(id, task as usize, (counts, elapsed, keys), data, work)?;
+                }
+                FromWorker::CannotLoad { task } => {
+                    if self.core.running_on(id, task as usize) {
+                        self.driver_loads += 1;
+                    }
+                    self.core.cannot_load(id, task as usize);
+                }
+                FromWorker::Unreachable { task, input, error } => {
+                    let (task, input) = (task as usize, input as usize);
+                    if self.core.running_on(id, task) {
+                        let worker = self.core.worker(id).map_or("?", |(n, _)| n).to_owned();
+                        self.job.warn(format!(
+                            "worker `{worker}` could not get the output of `{}` for `{}` ({error}); \
+                             it is computed again",
+                            self.graph.task(input).id(),
+                            self.graph.task(task).id()
+                        ));
+                    }
+                    self.core
+                        .unreachable(id, task, input, &error)
+                        .map_err(|stop| self.stopped(stop, launcher))?;
+                }
+                FromWorker::Refused { what } => {
+                    self.refused_peers.0 += 1;
+                    if self.refused_peers.1.len() < 3 {
+                        self.refused_peers.1.push(what);
+                    }
                 }
                 FromWorker::Failed { task, error } => {
                     let task = task as usize;
@@ -808,81 +792,132 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         std::thread::spawn(move || read_worker(id, r, (silence, read), events));
         let threads = usize::try_from(info.threads).unwrap_or(1);
         self.core.joined(id, info.name, threads, info.resources);
-        self.conns.insert(id, Conn { tx, stream });
+        self.conns.insert(
+            id,
+            Conn {
+                tx,
+                stream,
+                peer: info.peer,
+            },
+        );
     }
 
+    /// Worker `id` finished `task`: `counts`, `elapsed`, a load's first
+    /// `keys`, and the output when the worker sent it (an output of the run,
+    /// or a fit's model).
     fn done(
         &mut self,
         id: u32,
         task: usize,
-        counts: Counts,
-        elapsed: Duration,
-        bytes: Vec<u8>,
+        (counts, elapsed, keys): (Counts, Duration, Vec<String>),
+        bytes: Option<Vec<u8>>,
         work: &Sender<DriverWork>,
     ) -> Result<()> {
         if !self.core.running_on(id, task) {
             return Ok(()); // an answer from a worker already given up on
         }
         let info = self.graph.program();
-        if let (Some((name, kind)), Some(step)) =
+        let kind = self.graph.task(task).kind();
+        if let (Some((name, worker_kind)), Some(step)) =
             (self.core.worker(id), self.graph.task(task).step())
         {
-            let fit = matches!(self.graph.task(task).kind(), TaskKind::Fit { .. });
-            self.job.record_place(step, name, kind, fit);
+            let fit = matches!(kind, TaskKind::Fit { .. });
+            self.job.record_place(step, name, worker_kind, fit);
         }
-        match self.graph.task(task).kind() {
+        let shipped = |what: &str| {
+            bytes.ok_or_else(|| internal(format!("worker #{id} kept {what} it was told to send")))
+        };
+        // A rebuilt output was counted when it was first made.
+        let first = self.core.done(id, task);
+        match kind {
+            TaskKind::Load { partition, .. } => {
+                if first {
+                    let keys = keys
+                        .into_iter()
+                        .map(bob_pipelines_sample::Key::from)
+                        .collect();
+                    self.job.record_load(partition, keys, counts.failed);
+                }
+            }
             TaskKind::Transform { step, .. } => {
-                self.job.record_transform(step, counts, elapsed);
+                if first {
+                    self.job.record_transform(step, counts, elapsed);
+                }
                 if self.is_output[task] {
                     self.decoding += 1;
-                    work.send(DriverWork::Decode(task, bytes))
+                    work.send(DriverWork::Decode(task, shipped("an output")?))
                         .map_err(|_| internal("driver threads stopped".to_owned()))?;
-                } else {
-                    self.data[task] = Some(Arc::new(bytes));
                 }
             }
             TaskKind::Fit { step } => {
+                let bytes = shipped("a model")?;
                 let model = info.steps()[step].decode_model(&bytes)?;
                 let encoded = self.graph.program().checkpoint().map(|_| bytes.as_slice());
                 self.job.record_fit(step, model, encoded, elapsed)?;
                 self.models[step] = Some(Arc::new(bytes));
             }
-            TaskKind::Load { .. } => return Err(internal("a worker ran a load".to_owned())),
         }
-        self.progress.task_finished(
-            self.graph,
-            &Done {
-                task,
-                counts,
-                elapsed,
-            },
-        );
-        self.core.done(id, task);
+        if first {
+            self.progress.task_finished(
+                self.graph,
+                &Done {
+                    task,
+                    counts,
+                    elapsed,
+                },
+            );
+        }
         Ok(())
     }
 
-    /// Sends `task` to worker `id` with its inputs (and model `model` first).
-    fn dispatch(&mut self, id: u32, task: usize, model: Option<usize>) -> Result<()> {
+    /// Sends `task` to worker `id` with where its inputs are (and model
+    /// `model` first).
+    fn dispatch(
+        &mut self,
+        id: u32,
+        task: usize,
+        model: Option<usize>,
+        inputs: &[(usize, From)],
+        ship: bool,
+    ) -> Result<()> {
         let t = self.graph.task(task);
-        let (op, inputs) = match t.kind() {
-            TaskKind::Fit { step } => (TaskOp::Fit { step: step as u32 }, t.deps().to_vec()),
-            TaskKind::Transform { step, .. } => {
-                (TaskOp::Transform { step: step as u32 }, vec![t.deps()[0]])
-            }
-            TaskKind::Load { .. } => return Err(internal("a load in the remote queue".to_owned())),
+        let op = match t.kind() {
+            TaskKind::Fit { step } => TaskOp::Fit { step: step as u32 },
+            TaskKind::Transform { step, .. } => TaskOp::Transform { step: step as u32 },
+            TaskKind::Load { partition, .. } => TaskOp::Load {
+                partition: partition as u32,
+            },
         };
-        let frames = inputs
-            .iter()
-            .map(|&d| {
-                self.data[d].clone().ok_or_else(|| {
-                    internal(format!(
-                        "the input of `{}` from `{}` is gone",
-                        t.id(),
-                        self.graph.task(d).id()
-                    ))
-                })
-            })
-            .collect::<Result<Vec<Shared>>>()?;
+        let mut frames = Vec::new();
+        let mut from = Vec::with_capacity(inputs.len());
+        for &(d, f) in inputs {
+            from.push(match f {
+                From::Driver => {
+                    frames.push(self.data[d].clone().ok_or_else(|| {
+                        internal(format!(
+                            "the input of `{}` from `{}` is gone",
+                            t.id(),
+                            self.graph.task(d).id()
+                        ))
+                    })?);
+                    Input::Sent
+                }
+                From::Here { last } => Input::Here {
+                    task: d as u32,
+                    last,
+                },
+                From::Peer(w) => Input::Peer {
+                    task: d as u32,
+                    // A peer lost meanwhile: the fetch fails, and its loss
+                    // rebuilds the input.
+                    addr: self
+                        .conns
+                        .get(&w)
+                        .map(|c| c.peer.clone())
+                        .unwrap_or_default(),
+                },
+            });
+        }
         let Some(c) = self.conns.get(&id) else {
             return Ok(()); // lost meanwhile: its loss sends the task again
         };
@@ -896,7 +931,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             &ToWorker::Run {
                 task: task as u32,
                 op,
-                inputs: frames.len() as u32,
+                inputs: from,
+                ship,
             },
             frames,
         );
@@ -923,10 +959,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         });
         let reason = ended.map_or_else(|| reason.to_owned(), |how| format!("{how}; {reason}"));
         match self.core.lost(id, &reason) {
-            Ok(Some((name, running))) => {
+            Ok(Some((name, running, rebuilt))) => {
                 self.lost += 1;
                 self.job.warn(format!(
-                    "worker `{name}` was lost ({reason}); its {running} running task(s) were sent again"
+                    "worker `{name}` was lost ({reason}); its {running} running task(s) were \
+                     sent again, and {rebuilt} task(s) run again to rebuild the partitions it held"
                 ));
                 Ok(())
             }
@@ -970,6 +1007,21 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 "{} connection(s) to the scheduler's port were closed at once: {MAX_HANDSHAKES} \
                  others were still in their handshake (a flood, or a port scan)",
                 self.turned_away
+            ));
+        }
+        let (refused, why) = &self.refused_peers;
+        if *refused > 0 {
+            self.job.warn(format!(
+                "{refused} connection(s) to workers' peer ports were refused: no proof of this \
+                 run's secret (or not a worker at all): {}",
+                why.join("; ")
+            ));
+        }
+        if self.driver_loads > 0 {
+            self.job.warn(format!(
+                "{} input partition(s) were loaded in the driver: the worker told to load each \
+                 had read its inputs past it (inputs are read forward only)",
+                self.driver_loads
             ));
         }
         if self.lost > 0 {

@@ -1,27 +1,38 @@
 //! The worker: the user's own program, started again by a launcher with the
 //! scheduler's address in its environment. Its `compute` call lands here.
+//!
+//! A worker loads the input partitions it is told to from its own copy of
+//! the inputs (it built them as the driver did), keeps what its tasks make
+//! in memory until the scheduler says no task needs it, and hands it to
+//! other workers that ask on its peer port (authenticated with the run's
+//! secret, as the scheduler's port is). Only the run's outputs and fitted
+//! models go to the driver.
 
+use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_graph::{
-    self as graph, AnyPartition, Counts, Model, Program, name_checkpoint_input, panic_message,
-    program_fingerprint, save_model, save_outputs,
+    self as graph, AnyPartition, Counts, DataCodec, InputPartition, KEYS_SHOWN, Model, Plan,
+    Program, name_checkpoint_input, panic_message, program_fingerprint, save_model, save_outputs,
 };
+use bob_pipelines_sample::Key;
 
-use super::protocol::{FromWorker, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout, put};
-use crate::wire::{self, WireError, WorkerInfo, read_secret};
+use super::protocol::{
+    Fetch, FromWorker, Held, Input, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout, put,
+};
+use crate::wire::{self, Arrival, MAX_HANDSHAKES, Secret, WireError, WorkerInfo, read_secret};
 
 /// Serves the scheduler named in the environment, then ends the process:
 /// status 0 when the scheduler said the work is done, 1 (with the reason on
 /// stderr) when it could not be reached, rejected this worker, or went away.
-pub(crate) fn serve(program: Program) -> ! {
-    let code = match run(program) {
+pub(crate) fn serve(plan: Plan<'_>) -> ! {
+    let code = match run(plan) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("bob-pipelines worker {}: {e}", name());
@@ -44,17 +55,91 @@ fn name() -> String {
         .unwrap_or_else(|| format!("pid-{}", std::process::id()))
 }
 
-type Models = Arc<RwLock<Vec<Option<Model>>>>;
-/// The connection's writing end, shared by the task threads and the heartbeat.
-type Outbox = Arc<Mutex<BufWriter<TcpStream>>>;
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
+/// Whose bytes a held partition's are: the input's, or a step's output's.
+#[derive(Debug, Clone, Copy)]
+enum Of {
+    Input,
+    Step(usize),
+}
+
+impl Of {
+    fn codec(self, info: &Program) -> &dyn DataCodec {
+        match self {
+            Of::Input => info.input(),
+            Of::Step(s) => info.steps()[s].output(),
+        }
+    }
+}
+
+/// A partition this worker holds for tasks still to run.
+struct Entry {
+    of: Of,
+    part: Mutex<Option<AnyPartition>>,
+}
+
+/// What a worker shares between its reader, its task threads and the
+/// threads of its peer port.
+struct Shared {
+    info: Program,
+    models: RwLock<Vec<Option<Model>>>,
+    /// The partitions it holds, by the task that made them.
+    store: Mutex<HashMap<u32, Arc<Entry>>>,
+    /// The connection's writing end.
+    outbox: Mutex<BufWriter<TcpStream>>,
+    secret: Secret,
+    name: String,
+    /// Idle connections to other workers' peer ports, by address.
+    peers: Mutex<HashMap<String, Vec<TcpStream>>>,
+}
+
+impl Shared {
+    /// Sends a message to the scheduler (frames after it), flushed.
+    fn tell(&self, msg: &FromWorker, frames: &[&[u8]]) -> Result<(), WireError> {
+        let mut w = lock(&self.outbox);
+        put(&mut *w, msg, frames)?;
+        w.flush()?;
+        Ok(())
+    }
+
+    fn held(&self, task: u32) -> Option<Arc<Entry>> {
+        lock(&self.store).get(&task).cloned()
+    }
+
+    /// The bytes of a held partition, for a peer (`None`: not held).
+    fn encode(&self, task: u32) -> Option<graph::Result<Vec<u8>>> {
+        let entry = self.held(task)?;
+        let part = lock(&entry.part);
+        part.as_ref().map(|p| entry.of.codec(&self.info).encode(p))
+    }
+}
+
+/// A task as the reader received it.
 struct Work {
     task: u32,
     op: TaskOp,
-    inputs: Vec<Vec<u8>>,
+    inputs: Vec<Input>,
+    frames: Vec<Vec<u8>>,
+    ship: bool,
+    /// A load's keys, read when it arrived (loads arrive in partition
+    /// order, so the forward-only input is read in that order however the
+    /// task threads take them); `None`: the input had passed it.
+    keys: Option<Vec<Key>>,
 }
 
-fn run(info: Program) -> std::result::Result<(), String> {
+fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
+    let Plan {
+        program: info,
+        inputs,
+    } = plan;
+    if let Some(first) = inputs.first() {
+        first.drop_passed();
+    }
+    let inputs: Vec<Mutex<Option<InputPartition<'_>>>> =
+        inputs.into_iter().map(|i| Mutex::new(Some(i))).collect();
     let contract = WorkerEnv::from_env()?;
     let addr = contract.scheduler.clone();
     let secret = read_secret(&contract.secret_file).map_err(|e| {
@@ -70,13 +155,23 @@ fn run(info: Program) -> std::result::Result<(), String> {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
+    // Other workers reach this one on the address it reaches the scheduler
+    // from.
+    let ip = stream.local_addr().map_err(|e| e.to_string())?.ip();
+    let listener = TcpListener::bind((ip, 0)).map_err(|e| format!("binding a peer port: {e}"))?;
+    let peer = listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string();
+    let fingerprint = program_fingerprint(&info);
     let me = WorkerInfo {
-        fingerprint: program_fingerprint(&info),
+        fingerprint,
         resources: contract.resources,
         threads: u32::try_from(threads).unwrap_or(u32::MAX),
         name: name(),
+        peer,
     };
-    wire::connect(&mut stream, &secret, me).map_err(|e| match e {
+    wire::connect(&mut stream, &secret, me.clone()).map_err(|e| match e {
         WireError::Rejected(reason) => {
             format!("the scheduler at {addr} rejected this worker: {reason}")
         }
@@ -87,58 +182,110 @@ fn run(info: Program) -> std::result::Result<(), String> {
         .set_read_timeout(Some(death))
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    let writer: Outbox = Arc::new(Mutex::new(BufWriter::new(
-        stream.try_clone().map_err(|e| e.to_string())?,
-    )));
-    let models: Models = Arc::new(RwLock::new(vec![None; info.steps().len()]));
-    let info = Arc::new(info);
+    let shared = Arc::new(Shared {
+        models: RwLock::new(vec![None; info.steps().len()]),
+        info,
+        store: Mutex::new(HashMap::new()),
+        outbox: Mutex::new(BufWriter::new(
+            stream.try_clone().map_err(|e| e.to_string())?,
+        )),
+        secret: secret.clone(),
+        name: me.name,
+        peers: Mutex::new(HashMap::new()),
+    });
+    serve_peers(listener, &shared, fingerprint).map_err(|e| format!("the peer port: {e}"))?;
+    {
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            while shared.tell(&FromWorker::Heartbeat, &[]).is_ok() {
+                std::thread::sleep(heartbeat);
+            }
+        });
+    }
 
     let (tx, rx) = mpsc::channel::<Work>();
-    let rx = Arc::new(Mutex::new(rx));
-    for _ in 0..threads {
-        let (rx, info, models, writer) = (rx.clone(), info.clone(), models.clone(), writer.clone());
-        std::thread::spawn(move || {
-            loop {
-                let work = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                let Ok(work) = work else { return };
-                if execute(&info, &models, &writer, work).is_err() {
-                    return; // the connection is gone; the reader ends the process
+    let rx = Mutex::new(rx);
+    let inputs = &inputs;
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let (rx, shared) = (&rx, &*shared);
+            scope.spawn(move || {
+                loop {
+                    let work = lock(rx).recv();
+                    let Ok(work) = work else { return };
+                    if execute(shared, inputs, work).is_err() {
+                        return; // the connection is gone; the reader ends the process
+                    }
                 }
+            });
+        }
+        let outcome = read(&shared, inputs, stream, &tx, (&addr, death));
+        // The process ends here: task threads still running end with it.
+        std::process::exit(match outcome {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("bob-pipelines worker {}: {e}", shared.name);
+                1
             }
-        });
-    }
-    {
-        let writer = writer.clone();
-        std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(heartbeat);
-                let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
-                if put(&mut *w, &FromWorker::Heartbeat, &[]).is_err() || w.flush().is_err() {
-                    return;
-                }
-            }
-        });
-    }
+        })
+    })
+}
 
+/// Reads the scheduler's messages until it says to leave.
+fn read(
+    shared: &Shared,
+    inputs: &[Mutex<Option<InputPartition<'_>>>],
+    stream: TcpStream,
+    tx: &mpsc::Sender<Work>,
+    (addr, death): (&str, Duration),
+) -> std::result::Result<(), String> {
+    let info = &shared.info;
     let mut reader = BufReader::new(stream);
     loop {
-        let msg: ToWorker = get(&mut reader).map_err(|e| gone(&addr, death, &e))?;
+        let msg: ToWorker = get(&mut reader).map_err(|e| gone(addr, death, &e))?;
         match msg {
             ToWorker::Model { step } => {
-                let bytes = get_frames(&mut reader, 1).map_err(|e| gone(&addr, death, &e))?;
+                let bytes = get_frames(&mut reader, 1).map_err(|e| gone(addr, death, &e))?;
                 let step = step as usize;
-                let s = info
-                    .steps()
-                    .get(step)
-                    .ok_or_else(|| format!("the scheduler sent a model for step {step}, which this program does not have"))?;
+                let s = info.steps().get(step).ok_or_else(|| {
+                    format!("the scheduler sent a model for step {step}, which this program does not have")
+                })?;
                 let model = s.decode_model(&bytes[0]).map_err(|e| e.to_string())?;
-                models.write().unwrap_or_else(PoisonError::into_inner)[step] = Some(model);
+                shared
+                    .models
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)[step] = Some(model);
             }
-            ToWorker::Run { task, op, inputs } => {
-                let inputs = get_frames(&mut reader, inputs).map_err(|e| gone(&addr, death, &e))?;
-                if tx.send(Work { task, op, inputs }).is_err() {
+            ToWorker::Run {
+                task,
+                op,
+                inputs: from,
+                ship,
+            } => {
+                let sent = from.iter().filter(|i| matches!(i, Input::Sent)).count();
+                let frames = get_frames(&mut reader, u32::try_from(sent).unwrap_or(u32::MAX))
+                    .map_err(|e| gone(addr, death, &e))?;
+                let keys = match op {
+                    TaskOp::Load { partition } => inputs
+                        .get(partition as usize)
+                        .and_then(|i| lock(i).as_ref().map(InputPartition::keys))
+                        .and_then(std::result::Result::ok),
+                    _ => None,
+                };
+                let work = Work {
+                    task,
+                    op,
+                    inputs: from,
+                    frames,
+                    ship,
+                    keys,
+                };
+                if tx.send(work).is_err() {
                     return Err("its task threads stopped".to_owned());
                 }
+            }
+            ToWorker::Free { task } => {
+                lock(&shared.store).remove(&task);
             }
             ToWorker::Heartbeat => {}
             ToWorker::Shutdown => return Ok(()),
@@ -175,91 +322,357 @@ fn gone(addr: &str, death: Duration, e: &WireError) -> String {
     }
 }
 
+/// How a task ended, short of an error.
+enum Outcome {
+    /// Done; `shipped` is the output sent to the driver (when it is).
+    Done {
+        counts: Counts,
+        keys: Vec<Key>,
+        shipped: Option<Vec<u8>>,
+    },
+    /// The input had passed the partition to load.
+    CannotLoad,
+    /// Input `input` could not be had.
+    Unreachable { input: u32, error: String },
+}
+
 /// Runs one task and sends its answer.
 fn execute(
-    info: &Program,
-    models: &Models,
-    writer: &Outbox,
+    shared: &Shared,
+    inputs: &[Mutex<Option<InputPartition<'_>>>],
     work: Work,
 ) -> std::result::Result<(), WireError> {
     let t0 = Instant::now();
-    let Work { task, op, inputs } = work;
-    let outcome = catch_unwind(AssertUnwindSafe(|| run_op(info, models, op, inputs)))
-        .unwrap_or_else(|panic| {
+    let (task, op) = (work.task, work.op);
+    let info = &shared.info;
+    let outcome =
+        catch_unwind(AssertUnwindSafe(|| run_op(shared, inputs, work))).unwrap_or_else(|panic| {
             let message = panic_message(&*panic);
-            let (step, what) = match op {
-                TaskOp::Fit { step } => (step, "fit"),
-                TaskOp::Transform { step } => (step, "transform"),
+            let what = match op {
+                TaskOp::Load { partition } => format!("loading partition {partition}"),
+                TaskOp::Fit { step } => {
+                    format!("step `{}`: fit", info.steps()[step as usize].name())
+                }
+                TaskOp::Transform { step } => {
+                    format!("step `{}`: transform", info.steps()[step as usize].name())
+                }
             };
-            let step = info.steps()[step as usize].name();
             Err(graph::Error::Step(
-                format!("step `{step}`: {what} failed: panicked: {message}").into(),
+                format!("{what} failed: panicked: {message}").into(),
             ))
         });
-    let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
     match outcome {
-        Ok((counts, bytes)) => put(
-            &mut *w,
-            &FromWorker::Done {
-                task,
-                samples: counts.samples as u64,
-                failed: counts.failed as u64,
-                micros: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
-            },
-            &[&bytes],
-        )?,
-        Err(e) => put(
-            &mut *w,
+        Ok(Outcome::Done {
+            counts,
+            keys,
+            shipped,
+        }) => {
+            let frame: Vec<&[u8]> = shipped.as_deref().into_iter().collect();
+            shared.tell(
+                &FromWorker::Done {
+                    task,
+                    samples: counts.samples as u64,
+                    failed: counts.failed as u64,
+                    micros: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    keys: keys.iter().map(|k| k.as_str().to_owned()).collect(),
+                    shipped: shipped.is_some(),
+                },
+                &frame,
+            )
+        }
+        Ok(Outcome::CannotLoad) => shared.tell(&FromWorker::CannotLoad { task }, &[]),
+        Ok(Outcome::Unreachable { input, error }) => {
+            shared.tell(&FromWorker::Unreachable { task, input, error }, &[])
+        }
+        Err(e) => shared.tell(
             &FromWorker::Failed {
                 task,
                 error: e.to_string(),
             },
             &[],
-        )?,
+        ),
     }
-    w.flush()?;
-    Ok(())
 }
 
-/// A fit or a transform on decoded inputs; returns the encoded result.
+/// An input of a task, had: its own partition, or one held here that a fit
+/// reads in place.
+enum Got {
+    Own(AnyPartition),
+    Held(Arc<Entry>),
+}
+
+/// Gets `input`, a partition of `codec`'s type; `take`: the task needs its
+/// own partition (a transform), not one it may read in place (a fit).
+/// `Err((task, why))` when it cannot be had.
+fn get_input(
+    shared: &Shared,
+    input: &Input,
+    frames: &mut impl Iterator<Item = Vec<u8>>,
+    codec: &dyn DataCodec,
+    take: bool,
+) -> graph::Result<std::result::Result<Got, (u32, String)>> {
+    match input {
+        Input::Sent => {
+            let bytes = frames.next().unwrap_or_default();
+            Ok(Ok(Got::Own(codec.decode(&bytes)?)))
+        }
+        Input::Peer { task, addr } => match fetch(shared, addr, *task) {
+            Ok(bytes) => Ok(Ok(Got::Own(codec.decode(&bytes)?))),
+            Err(why) => Ok(Err((*task, why))),
+        },
+        Input::Here { task, last } => {
+            let missing = || (*task, format!("`{}` no longer holds it", shared.name));
+            let entry = if take && *last {
+                lock(&shared.store).remove(task)
+            } else {
+                shared.held(*task)
+            };
+            let Some(entry) = entry else {
+                return Ok(Err(missing()));
+            };
+            if !take {
+                return Ok(Ok(Got::Held(entry)));
+            }
+            let mut part = lock(&entry.part);
+            if *last {
+                return Ok(part.take().map(Got::Own).ok_or_else(missing));
+            }
+            // Another task reads it too: this one gets a copy.
+            let Some(p) = part.as_ref() else {
+                return Ok(Err(missing()));
+            };
+            let bytes = codec.encode(p)?;
+            drop(part);
+            Ok(Ok(Got::Own(codec.decode(&bytes)?)))
+        }
+    }
+}
+
+/// A load, a fit or a transform.
 fn run_op(
-    info: &Program,
-    models: &Models,
-    op: TaskOp,
-    inputs: Vec<Vec<u8>>,
-) -> graph::Result<(Counts, Vec<u8>)> {
+    shared: &Shared,
+    inputs: &[Mutex<Option<InputPartition<'_>>>],
+    work: Work,
+) -> graph::Result<Outcome> {
+    let info = &shared.info;
     let steps = info.steps();
-    match op {
+    let Work {
+        task,
+        op,
+        inputs: from,
+        frames,
+        ship,
+        keys,
+    } = work;
+    let mut frames = frames.into_iter();
+    let (out, of, counts, keys) = match op {
+        TaskOp::Load { partition } => {
+            let input = inputs.get(partition as usize).and_then(|i| lock(i).take());
+            let (Some(input), Some(keys)) = (input, keys) else {
+                return Ok(Outcome::CannotLoad);
+            };
+            let loaded = match input.load() {
+                Ok(l) => l,
+                Err(graph::Error::InputTaken { .. }) => return Ok(Outcome::CannotLoad),
+                Err(e) => return Err(e),
+            };
+            let counts = Counts {
+                samples: keys.len(),
+                failed: loaded.load_failed,
+            };
+            let first = keys.into_iter().take(KEYS_SHOWN).collect();
+            (loaded.partition, Of::Input, counts, first)
+        }
         TaskOp::Transform { step } => {
             let step = step as usize;
-            let bytes = inputs.into_iter().next().unwrap_or_default();
-            let input = info.input_of(step).decode(&bytes)?;
-            drop(bytes);
-            let model = models.read().unwrap_or_else(PoisonError::into_inner)[step].clone();
+            let codec = info.input_of(step);
+            let Some(input) = from.first() else {
+                return Err(graph::Error::bug("a transform with no input"));
+            };
+            let input = match get_input(shared, input, &mut frames, codec, true)? {
+                Ok(Got::Own(p)) => p,
+                Ok(Got::Held(_)) => return Err(graph::Error::bug("a transform's input in place")),
+                Err((input, error)) => return Ok(Outcome::Unreachable { input, error }),
+            };
+            let model = shared.models.read().unwrap_or_else(PoisonError::into_inner)[step].clone();
             let (out, counts) = steps[step]
                 .transform(model.as_ref(), input)
                 .map_err(|e| name_checkpoint_input(info, step, e))?;
             save_outputs(info, step, &out)?;
-            let bytes = steps[step].output().encode(&out)?;
-            Ok((counts, bytes))
+            (out, Of::Step(step), counts, Vec::new())
         }
         TaskOp::Fit { step } => {
             let step = step as usize;
-            let data = info.input_of(step);
-            let parts = inputs
+            let codec = info.input_of(step);
+            let mut got = Vec::with_capacity(from.len());
+            for input in &from {
+                match get_input(shared, input, &mut frames, codec, false)? {
+                    Ok(g) => got.push(g),
+                    Err((input, error)) => return Ok(Outcome::Unreachable { input, error }),
+                }
+            }
+            // Partitions held here are read in place, under their locks:
+            // no other task reads them while their step fits.
+            let guards: Vec<Option<MutexGuard<'_, Option<AnyPartition>>>> = got
                 .iter()
-                .map(|b| data.decode(b))
-                .collect::<graph::Result<Vec<AnyPartition>>>()?;
-            drop(inputs);
-            let refs: Vec<&AnyPartition> = parts.iter().collect();
+                .map(|g| match g {
+                    Got::Held(e) => Some(lock(&e.part)),
+                    Got::Own(_) => None,
+                })
+                .collect();
+            let mut refs = Vec::with_capacity(got.len());
+            for (i, (g, guard)) in got.iter().zip(&guards).enumerate() {
+                match (g, guard) {
+                    (Got::Own(p), _) => refs.push(p),
+                    (Got::Held(_), Some(guard)) => match guard.as_ref() {
+                        Some(p) => refs.push(p),
+                        None => {
+                            let input = match &from[i] {
+                                Input::Here { task, .. } => *task,
+                                _ => 0,
+                            };
+                            let error = format!("`{}` no longer holds it", shared.name);
+                            return Ok(Outcome::Unreachable { input, error });
+                        }
+                    },
+                    (Got::Held(_), None) => return Err(graph::Error::bug("an unlocked input")),
+                }
+            }
             let model = steps[step]
                 .fit(&refs)
                 .map_err(|e| name_checkpoint_input(info, step, e))?;
-            drop(parts);
+            drop(refs);
+            drop(guards);
             let bytes = steps[step].encode_model(&model)?;
             save_model(info, step, &bytes)?;
-            models.write().unwrap_or_else(PoisonError::into_inner)[step] = Some(model);
-            Ok((Counts::default(), bytes))
+            shared
+                .models
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)[step] = Some(model);
+            return Ok(Outcome::Done {
+                counts: Counts::default(),
+                keys: Vec::new(),
+                shipped: Some(bytes),
+            });
+        }
+    };
+    let shipped = if ship {
+        Some(of.codec(info).encode(&out)?)
+    } else {
+        let entry = Arc::new(Entry {
+            of,
+            part: Mutex::new(Some(out)),
+        });
+        lock(&shared.store).insert(task, entry);
+        None
+    };
+    Ok(Outcome::Done {
+        counts,
+        keys,
+        shipped,
+    })
+}
+
+/// How long a peer may take to send a partition it was asked for.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Task `task`'s output from the worker whose peer port is `addr`.
+fn fetch(shared: &Shared, addr: &str, task: u32) -> std::result::Result<Vec<u8>, String> {
+    let pooled = lock(&shared.peers).get_mut(addr).and_then(Vec::pop);
+    let mut conn = match pooled {
+        Some(c) => c,
+        None => dial(shared, addr).map_err(|e| format!("connecting to {addr}: {e}"))?,
+    };
+    let answer = (|| -> std::result::Result<Option<Vec<u8>>, WireError> {
+        put(&mut conn, &Fetch { task }, &[])?;
+        conn.flush()?;
+        match get::<Held>(&mut conn)? {
+            Held::Here => Ok(get_frames(&mut conn, 1)?.pop()),
+            Held::Missing => Ok(None),
+        }
+    })();
+    match answer {
+        Ok(Some(bytes)) => {
+            lock(&shared.peers)
+                .entry(addr.to_owned())
+                .or_default()
+                .push(conn);
+            Ok(bytes)
+        }
+        Ok(None) => Err(format!("the worker at {addr} no longer holds it")),
+        Err(e) => Err(format!("fetching from the worker at {addr}: {e}")),
+    }
+}
+
+/// A new, authenticated connection to a peer port.
+fn dial(shared: &Shared, addr: &str) -> std::result::Result<TcpStream, WireError> {
+    let to: SocketAddr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| WireError::Malformed(format!("no address for {addr}")))?;
+    let mut conn = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let me = WorkerInfo {
+        fingerprint: program_fingerprint(&shared.info),
+        resources: Vec::new(),
+        threads: 0,
+        name: shared.name.clone(),
+        peer: String::new(),
+    };
+    wire::connect(&mut conn, &shared.secret, me)?;
+    conn.set_read_timeout(Some(FETCH_TIMEOUT))?;
+    let _ = conn.set_nodelay(true);
+    Ok(conn)
+}
+
+/// Serves other workers on `listener`: each authenticated connection asks
+/// for partitions this worker holds. A refused connection is told to the
+/// scheduler, which names it in the report.
+fn serve_peers(
+    listener: TcpListener,
+    shared: &Arc<Shared>,
+    fingerprint: u64,
+) -> std::io::Result<()> {
+    let shared = shared.clone();
+    let secret = shared.secret.clone();
+    wire::accept_peers(
+        listener,
+        secret,
+        fingerprint,
+        (Duration::from_secs(5), MAX_HANDSHAKES),
+        move |arrival| {
+            let what = match arrival {
+                Arrival::Joined { stream, .. } => {
+                    let shared = shared.clone();
+                    std::thread::spawn(move || serve_peer(&shared, stream));
+                    return true;
+                }
+                Arrival::Refused { peer, error } => format!("from {peer}: {error}"),
+                Arrival::TurnedAway => {
+                    format!("closed at once: {MAX_HANDSHAKES} others were in their handshake")
+                }
+            };
+            shared.tell(&FromWorker::Refused { what }, &[]).is_ok()
+        },
+        Arc::new(AtomicBool::new(false)),
+    )
+}
+
+/// Answers one peer's fetches until it leaves.
+fn serve_peer(shared: &Shared, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(None);
+    let Ok(w) = stream.try_clone() else { return };
+    let mut r = BufReader::new(stream);
+    let mut w = BufWriter::new(w);
+    while let Ok(Fetch { task }) = get::<Fetch>(&mut r) {
+        let sent = match shared.encode(task) {
+            Some(Ok(bytes)) => put(&mut w, &Held::Here, &[&bytes]),
+            Some(Err(_)) | None => put(&mut w, &Held::Missing, &[]),
+        };
+        if sent.is_err() || w.flush().is_err() {
+            return;
         }
     }
 }
