@@ -48,15 +48,19 @@ pub(crate) enum Command {
     /// Load input partition `task` in the driver; answer with [`Core::loaded`].
     Load(usize),
     /// Send task `task` (a load, a fit or a transform) to worker `worker`,
-    /// with where each of its inputs is; first the model of step `model`,
+    /// with where each of its inputs is; first the models of steps `models`,
     /// which that worker does not have yet. `ship`: its output is an output
-    /// of the run, sent to the driver instead of kept on the worker.
+    /// of the run, sent to the driver instead of kept on the worker. `then`:
+    /// transforms that read only its output, run right after it on the same
+    /// worker, each on the previous one's output (task, ship) — a chain of
+    /// one partition's steps costs one message, as dask fuses linear chains.
     Run {
         worker: u32,
         task: usize,
-        model: Option<usize>,
+        models: Vec<usize>,
         inputs: Vec<(usize, From)>,
         ship: bool,
+        then: Vec<(usize, bool)>,
     },
     /// Start `n` workers of kind `kind`; answer with [`Core::launched`].
     Launch { kind: usize, n: usize },
@@ -141,8 +145,11 @@ struct Worker {
     name: String,
     kind: Option<usize>,
     resources: Vec<String>,
-    /// Tasks it may hold at once: two per thread (see [`Limits::window_for`]).
+    /// Runs (chains of tasks) it may hold at once: two per thread (see
+    /// [`Limits::window_for`]).
     capacity: usize,
+    /// Runs sent and not finished.
+    runs: usize,
     running: Vec<usize>,
     /// The fitted steps whose model it has.
     models: Vec<bool>,
@@ -204,6 +211,12 @@ pub(crate) struct Core<'g> {
     driver_load: Vec<bool>,
     /// Whether each task has finished once (a rebuilt one finishes again).
     completed: Vec<bool>,
+    /// For a running task, the next task of its chain (same run, same
+    /// worker).
+    next: Vec<Option<usize>>,
+    /// Outputs their worker dropped itself: a transform took it as its
+    /// last reader.
+    taken: Vec<bool>,
     workers: BTreeMap<u32, Worker>,
     jobs: HashMap<String, Launched>,
     launch_failures: Vec<(usize, String)>,
@@ -254,6 +267,8 @@ impl<'g> Core<'g> {
             held: vec![None; n],
             driver_load,
             completed: vec![false; n],
+            next: vec![None; n],
+            taken: vec![false; n],
             workers: BTreeMap::new(),
             jobs: HashMap::new(),
             launch_failures: Vec::new(),
@@ -405,7 +420,9 @@ impl<'g> Core<'g> {
                     w.holding.remove(&d);
                 }
             }
-            self.commands.push(Command::Free { task: d, at });
+            if !std::mem::take(&mut self.taken[d]) {
+                self.commands.push(Command::Free { task: d, at });
+            }
         }
     }
 
@@ -425,6 +442,7 @@ impl<'g> Core<'g> {
                 kind,
                 resources,
                 capacity: 2 * threads.max(1),
+                runs: 0,
                 running: Vec::new(),
                 models: vec![false; self.graph.program().steps().len()],
                 holding: BTreeSet::new(),
@@ -450,8 +468,10 @@ impl<'g> Core<'g> {
         }
         let kind = self.graph.task(task).kind();
         let keep = !self.ships(task) && !matches!(kind, TaskKind::Fit { .. });
+        let end = self.next[task].take().is_none();
         if let Some(w) = self.workers.get_mut(&id) {
             w.running.retain(|&t| t != task);
+            w.runs -= usize::from(end);
             if let TaskKind::Fit { step } = kind {
                 w.models[step] = true;
             }
@@ -503,7 +523,7 @@ impl<'g> Core<'g> {
 
     /// Whether worker `w` has room for `task` and is of the kind for it.
     fn fits(&self, w: &Worker, task: usize) -> bool {
-        w.running.len() < w.capacity && self.serves(w, task)
+        w.runs < w.capacity && self.serves(w, task)
     }
 
     /// The least busy worker with room for `task`.
@@ -550,7 +570,7 @@ impl<'g> Core<'g> {
     /// where their inputs are when it can.
     fn assign(&mut self) {
         loop {
-            if !self.workers.values().any(|w| w.running.len() < w.capacity) {
+            if !self.workers.values().any(|w| w.runs < w.capacity) {
                 return;
             }
             let pick = self
@@ -564,13 +584,24 @@ impl<'g> Core<'g> {
         }
     }
 
+    /// The transform that may run right after `t` on the same worker, in
+    /// the same run: `t`'s only reader, waiting for nothing else, of the
+    /// kind of worker `id`.
+    fn fusable(&self, t: usize, id: u32) -> Option<usize> {
+        let graph = self.graph;
+        let &[d] = graph.dependents(t) else {
+            return None;
+        };
+        let ok = matches!(graph.task(d).kind(), TaskKind::Transform { .. })
+            && self.state[d] == St::Waiting
+            && self.pending[d] == 1
+            && self.workers.get(&id).is_some_and(|w| self.serves(w, d));
+        ok.then_some(d)
+    }
+
     fn dispatch(&mut self, task: usize, id: u32) {
         let graph = self.graph;
-        let step = graph.task(task).step().unwrap_or_default();
         let kind = graph.task(task).kind();
-        let needs_model = matches!(kind, TaskKind::Transform { .. })
-            && graph.program().steps()[step].requires_fit();
-        let have_model = self.models[step];
         let inputs: Vec<(usize, From)> = match kind {
             TaskKind::Load { .. } => Vec::new(),
             TaskKind::Transform { .. } => vec![graph.task(task).deps()[0]],
@@ -588,27 +619,81 @@ impl<'g> Core<'g> {
             (d, from)
         })
         .collect();
-        let ship = self.ships(task);
-        let Some(w) = self.workers.get_mut(&id) else {
+        let mut chain = vec![task];
+        while let Some(d) = self.fusable(chain[chain.len() - 1], id) {
+            chain.push(d);
+        }
+        if !self.workers.contains_key(&id) {
             return;
-        };
-        let model = (needs_model && have_model && !w.models[step]).then_some(step);
-        if model.is_some() {
-            w.models[step] = true;
         }
-        w.running.push(task);
-        w.idle_ticks = 0;
-        if !matches!(kind, TaskKind::Load { .. }) {
-            self.ready.remove(&(Reverse(step), task));
+        let mut models = Vec::new();
+        for &t in &chain {
+            let step = graph.task(t).step().unwrap_or_default();
+            let needs_model = matches!(graph.task(t).kind(), TaskKind::Transform { .. })
+                && graph.program().steps()[step].requires_fit()
+                && self.models[step];
+            if let Some(w) = self.workers.get_mut(&id) {
+                if needs_model && !w.models[step] {
+                    w.models[step] = true;
+                    models.push(step);
+                }
+                w.running.push(t);
+                w.idle_ticks = 0;
+            }
+            if t == task && !matches!(kind, TaskKind::Load { .. }) {
+                self.ready.remove(&(Reverse(step), t));
+            }
+            if t != task {
+                self.pending[t] = 0;
+            }
+            self.set_state(t, St::Running(id));
         }
-        self.set_state(task, St::Running(id));
+        for pair in chain.windows(2) {
+            self.next[pair[0]] = Some(pair[1]);
+            self.taken[pair[0]] = true;
+        }
+        if let (TaskKind::Transform { .. }, [(d, From::Here { last: true })]) =
+            (kind, inputs.as_slice())
+        {
+            self.taken[*d] = true;
+        }
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.runs += 1;
+        }
+        let then = chain[1..].iter().map(|&t| (t, self.ships(t))).collect();
         self.commands.push(Command::Run {
             worker: id,
             task,
-            model,
+            models,
             inputs,
-            ship,
+            ship: self.ships(task),
+            then,
         });
+    }
+
+    /// The tasks chained after `task` in its run, which did not run: back
+    /// to waiting for it.
+    fn unchain(&mut self, id: u32, task: usize) {
+        let mut cur = self.next[task].take();
+        while let Some(t) = cur {
+            cur = self.next[t].take();
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.running.retain(|&r| r != t);
+            }
+            if self.state[t] == St::Running(id) {
+                self.set_state(t, St::Waiting);
+                self.pending[t] = self
+                    .graph
+                    .task(t)
+                    .deps()
+                    .iter()
+                    .filter(|&&d| self.state[d] != St::Done)
+                    .count();
+            }
+        }
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.runs -= 1;
+        }
     }
 
     /// Task `t`, done, must run again: its output was lost (with its worker,
@@ -720,6 +805,9 @@ impl<'g> Core<'g> {
         }
         let rebuilt = self.remaining - before;
         for &task in &w.running {
+            self.next[task] = None;
+        }
+        for &task in &w.running {
             if self.state[task] == St::Running(id) {
                 self.requeue(task);
             }
@@ -740,6 +828,7 @@ impl<'g> Core<'g> {
         if !self.running_on(id, task) || !self.graph.task(task).deps().contains(&input) {
             return Ok(());
         }
+        self.unchain(id, task);
         if let Some(w) = self.workers.get_mut(&id) {
             w.running.retain(|&t| t != task);
         }
@@ -761,6 +850,7 @@ impl<'g> Core<'g> {
         if !self.running_on(id, task) {
             return;
         }
+        self.unchain(id, task);
         if let Some(w) = self.workers.get_mut(&id) {
             w.running.retain(|&t| t != task);
         }
@@ -933,10 +1023,10 @@ impl<'g> Core<'g> {
     /// stuck and on what, instead. `busy` is the shell's own work in flight
     /// (outputs being decoded).
     pub(crate) fn check_progress(&self, busy: bool) -> Result<(), Stop> {
-        // Loads for workers with room in the window wait for a worker, as
-        // ready tasks do: workers that never come are the launcher's to tell.
-        let loads_wait = self.loads_held < self.limits.window
-            && self.loads.iter().any(|&l| !self.driver_load[l]);
+        // Loads with room in the window wait for a worker (`step` sends a
+        // driver's load at once), as ready tasks do: workers that never
+        // come are the launcher's to tell.
+        let loads_wait = self.loads_held < self.limits.window && !self.loads.is_empty();
         if self.remaining == 0 || self.under_way > 0 || busy || !self.ready.is_empty() || loads_wait
         {
             return Ok(());
@@ -1193,13 +1283,13 @@ mod tests {
                     Command::Run {
                         worker,
                         task,
-                        model,
+                        models: sent,
                         ..
                     } => {
                         if task == fit {
                             core.joined(2, "b".into(), 1, Vec::new());
                         }
-                        if model.is_some() {
+                        if !sent.is_empty() {
                             models.push(worker);
                         }
                         assert!(core.done(worker, task));
@@ -1486,20 +1576,28 @@ mod tests {
         core
     }
 
-    /// The `Run` commands of `commands`: worker, task, inputs.
+    /// The tasks `Run` commands of `commands` send, chains unrolled:
+    /// worker, task, inputs.
     fn sent(commands: &[Command]) -> Vec<(u32, usize, Vec<(usize, From)>)> {
-        commands
-            .iter()
-            .filter_map(|c| match c {
-                Command::Run {
-                    worker,
-                    task,
-                    inputs,
-                    ..
-                } => Some((*worker, *task, inputs.clone())),
-                _ => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for c in commands {
+            if let Command::Run {
+                worker,
+                task,
+                inputs,
+                then,
+                ..
+            } = c
+            {
+                out.push((*worker, *task, inputs.clone()));
+                let mut prev = *task;
+                for &(t, _) in then {
+                    out.push((*worker, t, vec![(prev, From::Here { last: true })]));
+                    prev = t;
+                }
+            }
+        }
+        out
     }
 
     /// Steps the core, finishing every task it sends (but `hold`) at once,
@@ -1610,17 +1708,14 @@ mod tests {
         let g = graph(8, 2);
         let mut core = on_workers(&g, 2);
         core.step();
+        // Each load goes to a worker with the transform that reads it, in
+        // one run.
         let first = sent(&core.take_commands());
-        assert_eq!(first.len(), 2, "both loads on workers: {first:?}");
+        assert_eq!(first.len(), 4, "{first:?}");
         let (w0, load0, _) = first[0].clone();
-        // Worker `w0` loaded partition 0; worker 1 is busy; the transform
-        // goes to the only idle worker, with its input fetched.
+        let (w, t, from) = first[1].clone();
+        assert_eq!((w, from), (w0, vec![(load0, From::Here { last: true })]));
         core.done(w0, load0);
-        core.step();
-        let next = sent(&core.take_commands());
-        assert_eq!(next[0].0, w0);
-        assert_eq!(next[0].2, [(load0, From::Here { last: true })]);
-        let t = next[0].1;
         for n in 0..=FETCH_TRIES {
             let r = core.unreachable(w0, t, load0, "gone from memory");
             if n == FETCH_TRIES {
@@ -1633,19 +1728,11 @@ mod tests {
                 return;
             }
             r.unwrap();
-            let cmds = core.take_commands();
-            assert!(cmds.contains(&Command::Free {
-                task: load0,
-                at: Place::Worker(w0)
-            }));
-            // The load runs again, then the transform.
+            // The load runs again, with the transform.
             core.step();
             let again = sent(&core.take_commands());
-            assert_eq!(again[0].1, load0, "{again:?}");
+            assert_eq!((again[0].1, again[1].1), (load0, t), "{again:?}");
             core.done(again[0].0, load0);
-            core.step();
-            let again = sent(&core.take_commands());
-            assert_eq!(again[0].1, t);
         }
     }
 

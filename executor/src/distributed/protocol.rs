@@ -78,6 +78,17 @@ pub(crate) enum Held {
     Missing,
 }
 
+/// A transform chained after a task in the same [`ToWorker::Run`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Next {
+    /// The driver's id of the task.
+    pub(crate) task: u32,
+    /// What it does.
+    pub(crate) op: TaskOp,
+    /// Whether its output goes to the driver.
+    pub(crate) ship: bool,
+}
+
 /// Scheduler → worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
@@ -98,6 +109,11 @@ pub(crate) enum ToWorker {
         /// Send the output to the driver (an output of the run) instead
         /// of keeping it. A fit's model is always sent.
         ship: bool,
+        /// Transforms to run right after it, each on the previous one's
+        /// output (which it takes): one message for a partition's chain of
+        /// steps. Each is answered on its own; when one cannot run, the
+        /// rest are dropped (the scheduler sends them again).
+        then: Vec<Next>,
     },
     /// Drop task `task`'s output: no task needs it any more.
     Free {

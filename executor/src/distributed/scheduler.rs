@@ -23,7 +23,7 @@ use super::Settings;
 use super::core::{Command, Core, From, Limits, Place, Stop};
 use super::launcher::{JobState, Launcher};
 use super::protocol::{
-    FromWorker, Input, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout,
+    FromWorker, Input, Next, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout,
 };
 use crate::local::run_task;
 use crate::progress::Progress;
@@ -555,10 +555,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     Command::Run {
                         worker,
                         task,
-                        model,
+                        models,
                         inputs,
                         ship,
-                    } => self.dispatch(worker, task, model, &inputs, ship)?,
+                        then,
+                    } => self.dispatch(worker, (task, ship, &then), &models, &inputs)?,
                     Command::Launch { kind, n } => {
                         let name = launcher.kinds()[kind].name.clone();
                         let jobs = launcher.launch(kind, n, &self.env).map_err(|e| {
@@ -870,24 +871,33 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         Ok(())
     }
 
-    /// Sends `task` to worker `id` with where its inputs are (and model
-    /// `model` first).
+    /// Sends `task` (whether it ships, and the transforms chained after
+    /// it) to worker `id` with where its inputs are, and the models of
+    /// steps `models` first.
     fn dispatch(
         &mut self,
         id: u32,
-        task: usize,
-        model: Option<usize>,
+        (task, ship, then): (usize, bool, &[(usize, bool)]),
+        models: &[usize],
         inputs: &[(usize, From)],
-        ship: bool,
     ) -> Result<()> {
         let t = self.graph.task(task);
-        let op = match t.kind() {
+        let op_of = |task: usize| match self.graph.task(task).kind() {
             TaskKind::Fit { step } => TaskOp::Fit { step: step as u32 },
             TaskKind::Transform { step, .. } => TaskOp::Transform { step: step as u32 },
             TaskKind::Load { partition, .. } => TaskOp::Load {
                 partition: partition as u32,
             },
         };
+        let op = op_of(task);
+        let then: Vec<Next> = then
+            .iter()
+            .map(|&(task, ship)| Next {
+                task: task as u32,
+                op: op_of(task),
+                ship,
+            })
+            .collect();
         let mut frames = Vec::new();
         let mut from = Vec::with_capacity(inputs.len());
         for &(d, f) in inputs {
@@ -921,11 +931,14 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         let Some(c) = self.conns.get(&id) else {
             return Ok(()); // lost meanwhile: its loss sends the task again
         };
-        if let Some(step) = model {
+        for &step in models {
             let bytes = self.models[step].clone().ok_or_else(|| {
                 internal(format!("the model of step {step} is not in the driver"))
             })?;
             c.send(&ToWorker::Model { step: step as u32 }, vec![bytes]);
+        }
+        for n in &then {
+            self.progress.task_started(self.graph, n.task as usize);
         }
         c.send(
             &ToWorker::Run {
@@ -933,6 +946,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 op,
                 inputs: from,
                 ship,
+                then,
             },
             frames,
         );

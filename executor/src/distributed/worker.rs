@@ -24,7 +24,8 @@ use bob_pipelines_graph::{
 use bob_pipelines_sample::Key;
 
 use super::protocol::{
-    Fetch, FromWorker, Held, Input, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout, put,
+    Fetch, FromWorker, Held, Input, Next, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout,
+    put,
 };
 use crate::wire::{self, Arrival, MAX_HANDSHAKES, Secret, WireError, WorkerInfo, read_secret};
 
@@ -124,6 +125,8 @@ struct Work {
     inputs: Vec<Input>,
     frames: Vec<Vec<u8>>,
     ship: bool,
+    /// Transforms to run after it, each on the previous one's output.
+    then: Vec<Next>,
     /// A load's keys, read when it arrived (loads arrive in partition
     /// order, so the forward-only input is read in that order however the
     /// task threads take them); `None`: the input had passed it.
@@ -213,7 +216,7 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
                 loop {
                     let work = lock(rx).recv();
                     let Ok(work) = work else { return };
-                    if execute(shared, inputs, work).is_err() {
+                    if chain(shared, inputs, work).is_err() {
                         return; // the connection is gone; the reader ends the process
                     }
                 }
@@ -261,6 +264,7 @@ fn read(
                 op,
                 inputs: from,
                 ship,
+                then,
             } => {
                 let sent = from.iter().filter(|i| matches!(i, Input::Sent)).count();
                 let frames = get_frames(&mut reader, u32::try_from(sent).unwrap_or(u32::MAX))
@@ -278,6 +282,7 @@ fn read(
                     inputs: from,
                     frames,
                     ship,
+                    then,
                     keys,
                 };
                 if tx.send(work).is_err() {
@@ -336,12 +341,45 @@ enum Outcome {
     Unreachable { input: u32, error: String },
 }
 
-/// Runs one task and sends its answer.
+/// Runs a task and the transforms chained after it, each on the previous
+/// one's output, while they succeed; each is answered on its own.
+fn chain(
+    shared: &Shared,
+    inputs: &[Mutex<Option<InputPartition<'_>>>],
+    mut work: Work,
+) -> std::result::Result<(), WireError> {
+    let mut then = std::mem::take(&mut work.then).into_iter();
+    let mut prev = work.task;
+    if !execute(shared, inputs, work)? {
+        return Ok(());
+    }
+    for next in then.by_ref() {
+        let work = Work {
+            task: next.task,
+            op: next.op,
+            inputs: vec![Input::Here {
+                task: prev,
+                last: true,
+            }],
+            frames: Vec::new(),
+            ship: next.ship,
+            then: Vec::new(),
+            keys: None,
+        };
+        prev = next.task;
+        if !execute(shared, inputs, work)? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Runs one task and sends its answer; returns whether it is done.
 fn execute(
     shared: &Shared,
     inputs: &[Mutex<Option<InputPartition<'_>>>],
     work: Work,
-) -> std::result::Result<(), WireError> {
+) -> std::result::Result<bool, WireError> {
     let t0 = Instant::now();
     let (task, op) = (work.task, work.op);
     let info = &shared.info;
@@ -361,6 +399,7 @@ fn execute(
                 format!("{what} failed: panicked: {message}").into(),
             ))
         });
+    let done = matches!(outcome, Ok(Outcome::Done { .. }));
     match outcome {
         Ok(Outcome::Done {
             counts,
@@ -391,7 +430,8 @@ fn execute(
             },
             &[],
         ),
-    }
+    }?;
+    Ok(done)
 }
 
 /// An input of a task, had: its own partition, or one held here that a fit
@@ -462,6 +502,7 @@ fn run_op(
         inputs: from,
         frames,
         ship,
+        then: _,
         keys,
     } = work;
     let mut frames = frames.into_iter();
