@@ -94,8 +94,8 @@ impl<L: Launcher> Distributed<L> {
     /// above its kind's minimum) is released after 5 such intervals (bob's
     /// `wait_count`); the secret file goes to the temp folder; a connection
     /// must prove it knows the run's secret within 5 s (and at most
-    /// 64 connections may be proving it at once); the driver loads input
-    /// partitions at most `2 + 2 × Σ workers × threads` ahead of its workers.
+    /// 64 connections may be proving it at once); input partitions load at
+    /// most `2 + 4 × Σ workers × threads` ahead of the tasks that read them.
     pub fn new(launcher: L) -> Self {
         Distributed {
             name: launcher.name(),
@@ -194,9 +194,10 @@ impl<L: Launcher> Distributed<L> {
         self
     }
 
-    /// How many input partitions the driver keeps loaded (or loading) ahead
-    /// of its workers (at least 1; by default `2 + 2 × Σ max workers ×
-    /// threads`): the bound on the driver's memory for loads. Partitions that
+    /// How many input partitions are kept loaded (or loading) ahead of the
+    /// tasks that read them, on the workers or in the driver (at least 1; by
+    /// default `2 + 4 × Σ max workers × threads`): the bound on the memory
+    /// that loads hold. Partitions that
     /// a fit is waiting for do not count: a fit needs them all.
     #[must_use]
     pub fn load_window(mut self, partitions: usize) -> Self {

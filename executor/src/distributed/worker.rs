@@ -100,9 +100,17 @@ struct Shared {
 impl Shared {
     /// Sends a message to the scheduler (frames after it), flushed.
     fn tell(&self, msg: &FromWorker, frames: &[&[u8]]) -> Result<(), WireError> {
+        self.queue(msg, frames, true)
+    }
+
+    /// Sends a message to the scheduler, flushed unless `flush` is false
+    /// (more answers follow at once: they go out together).
+    fn queue(&self, msg: &FromWorker, frames: &[&[u8]], flush: bool) -> Result<(), WireError> {
         let mut w = lock(&self.outbox);
         put(&mut *w, msg, frames)?;
-        w.flush()?;
+        if flush {
+            w.flush()?;
+        }
         Ok(())
     }
 
@@ -348,12 +356,13 @@ fn chain(
     inputs: &[Mutex<Option<InputPartition<'_>>>],
     mut work: Work,
 ) -> std::result::Result<(), WireError> {
-    let mut then = std::mem::take(&mut work.then).into_iter();
+    let mut then = std::mem::take(&mut work.then).into_iter().peekable();
     let mut prev = work.task;
-    if !execute(shared, inputs, work)? {
+    // Answers before the chain's last go out with the next one.
+    if !execute(shared, inputs, work, then.peek().is_none())? {
         return Ok(());
     }
-    for next in then.by_ref() {
+    while let Some(next) = then.next() {
         let work = Work {
             task: next.task,
             op: next.op,
@@ -367,18 +376,20 @@ fn chain(
             keys: None,
         };
         prev = next.task;
-        if !execute(shared, inputs, work)? {
+        if !execute(shared, inputs, work, then.peek().is_none())? {
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// Runs one task and sends its answer; returns whether it is done.
+/// Runs one task and sends its answer (flushed when `last`, or when it
+/// is not done); returns whether it is done.
 fn execute(
     shared: &Shared,
     inputs: &[Mutex<Option<InputPartition<'_>>>],
     work: Work,
+    last: bool,
 ) -> std::result::Result<bool, WireError> {
     let t0 = Instant::now();
     let (task, op) = (work.task, work.op);
@@ -407,7 +418,7 @@ fn execute(
             shipped,
         }) => {
             let frame: Vec<&[u8]> = shipped.as_deref().into_iter().collect();
-            shared.tell(
+            shared.queue(
                 &FromWorker::Done {
                     task,
                     samples: counts.samples as u64,
@@ -417,6 +428,7 @@ fn execute(
                     shipped: shipped.is_some(),
                 },
                 &frame,
+                last,
             )
         }
         Ok(Outcome::CannotLoad) => shared.tell(&FromWorker::CannotLoad { task }, &[]),
