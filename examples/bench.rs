@@ -150,6 +150,9 @@ fn pipeline(executor: &str, n: usize, prebuilt: bool) {
     };
     let out = out.expect("the seed pipeline runs");
     assert_eq!(out.samples().count(), n);
+    if std::env::var_os("BENCH_REPORT").is_some() {
+        eprintln!("{secs:.3} s\n{}", out.report());
+    }
     println!(
         "{{\"bench\":\"pipeline\",\"executor\":\"{}\",\"input\":\"{}\",\"n\":{n},\"samples_per_s\":{:.0},\"peak_rss_mib\":{:.1}}}",
         executor.name(),

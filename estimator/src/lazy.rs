@@ -55,13 +55,16 @@ struct Puller<'a, S> {
     /// Partitions passed over are dropped, not kept (a distributed worker's
     /// source: see `PartitionSource::drop_passed`).
     drop_passed: bool,
+    /// Partitions that will never be asked for, not pulled yet: skipped
+    /// when the iterator reaches them.
+    forgotten: HashSet<usize>,
 }
 
 impl<S> Puller<'_, S> {
     fn pull_to(&mut self, p: usize) {
         while self.next <= p && self.next < self.lens.len() {
             let len = self.lens[self.next];
-            if self.drop_passed && self.next < p {
+            if self.forgotten.remove(&self.next) || (self.drop_passed && self.next < p) {
                 // `nth` skips without building for a `Vec` or a range.
                 if len > 0 {
                     let _ = self.iter.nth(len - 1);
@@ -71,6 +74,18 @@ impl<S> Puller<'_, S> {
                 self.ahead.insert(self.next, part);
             }
             self.next += 1;
+        }
+    }
+
+    /// Drops partition `p`: at once if it was pulled, else when the
+    /// iterator reaches it (the forgotten partitions right ahead, now).
+    fn forget(&mut self, p: usize) {
+        if self.ahead.remove(&p).is_some() || p < self.next {
+            return;
+        }
+        self.forgotten.insert(p);
+        while self.forgotten.contains(&self.next) {
+            self.pull_to(self.next);
         }
     }
 
@@ -151,6 +166,13 @@ where
             .unwrap_or_else(PoisonError::into_inner)
             .drop_passed = true;
     }
+
+    fn forget(&self, p: usize) {
+        self.puller
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget(p);
+    }
 }
 
 /// The caller's samples with their item type erased.
@@ -177,6 +199,7 @@ where
                 next: 0,
                 ahead: HashMap::new(),
                 drop_passed: false,
+                forgotten: HashSet::new(),
             }),
             _data: std::marker::PhantomData,
         });

@@ -248,6 +248,14 @@ impl<'a> Execution<'a> {
         *lock(&self.results[i]) = Some(part);
     }
 
+    /// Input partition `partition` will never be loaded here (a worker
+    /// loaded it, and the outputs it led to are in): its samples go.
+    pub fn forget_input(&self, partition: usize) {
+        if let Some(input) = lock(&self.inputs[partition]).take() {
+            input.forget();
+        }
+    }
+
     /// Records a load of input partition `partition` that ran elsewhere: its
     /// first keys (for errors) and the samples whose loader failed.
     pub fn record_load(&self, partition: usize, keys: Vec<Key>, load_failed: usize) {

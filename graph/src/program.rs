@@ -203,6 +203,12 @@ pub trait PartitionSource: Send + Sync {
     /// partition asked for after it was passed is then
     /// [`Error::InputTaken`]. By default sources keep them.
     fn drop_passed(&self) {}
+    /// Partition `p` will never be asked for: its samples may go (a
+    /// distributed driver whose workers loaded it, once its outputs are
+    /// in). By default nothing happens.
+    fn forget(&self, p: usize) {
+        let _ = p;
+    }
 }
 
 /// The key and attributes of each sample of a partition (or why it failed to
@@ -262,6 +268,12 @@ impl<'a> InputPartition<'a> {
     /// of the same source.
     pub fn drop_passed(&self) {
         self.source.drop_passed();
+    }
+
+    /// Drops the partition's samples without loading them (see
+    /// [`PartitionSource::forget`]).
+    pub fn forget(self) {
+        self.source.forget(self.index);
     }
 }
 

@@ -1027,15 +1027,13 @@ impl<'g> Core<'g> {
 
     /// The watchdog: a run in which nothing is under way and nothing can
     /// start, yet tasks are left, would wait for ever. Say which tasks are
-    /// stuck and on what, instead. `busy` is the shell's own work in flight
-    /// (outputs being decoded).
-    pub(crate) fn check_progress(&self, busy: bool) -> Result<(), Stop> {
+    /// stuck and on what, instead.
+    pub(crate) fn check_progress(&self) -> Result<(), Stop> {
         // Loads with room in the window wait for a worker (`step` sends a
         // driver's load at once), as ready tasks do: workers that never
         // come are the launcher's to tell.
         let loads_wait = self.loads_held < self.limits.window && !self.loads.is_empty();
-        if self.remaining == 0 || self.under_way > 0 || busy || !self.ready.is_empty() || loads_wait
-        {
+        if self.remaining == 0 || self.under_way > 0 || !self.ready.is_empty() || loads_wait {
             return Ok(());
         }
         let graph = self.graph;
@@ -1238,7 +1236,7 @@ mod tests {
             }
         }
         assert_eq!(loaded, 10);
-        assert_eq!(core.check_progress(false), Ok(()), "the fit is ready");
+        assert_eq!(core.check_progress(), Ok(()), "the fit is ready");
     }
 
     #[test]
@@ -1334,7 +1332,7 @@ mod tests {
         core.joined(2, "j2".into(), 1, Vec::new());
         core.step();
         assert_eq!(runs(&g, &core.take_commands()), [("same.transform-0", 2)]);
-        assert!(!core.running_on(1, 0) && core.check_progress(false).is_ok());
+        assert!(!core.running_on(1, 0) && core.check_progress().is_ok());
         match core.lost(2, "out of memory") {
             Err(Stop::KillsWorkers { task, losses }) => {
                 assert_eq!(id(&g, task), "same.transform-0");
@@ -1487,7 +1485,7 @@ mod tests {
             vec![false],
         );
         core.step();
-        assert_eq!(core.check_progress(false), Ok(()));
+        assert_eq!(core.check_progress(), Ok(()));
         // A window that admits nothing, with nothing under way: stuck.
         let stuck = Core::new(
             &g,
@@ -1496,7 +1494,7 @@ mod tests {
             limits(0),
             vec![false],
         );
-        let Err(Stop::Stuck(e)) = stuck.check_progress(false) else {
+        let Err(Stop::Stuck(e)) = stuck.check_progress() else {
             panic!("not stuck");
         };
         for part in [
@@ -1507,7 +1505,6 @@ mod tests {
         ] {
             assert!(e.contains(part), "{part} missing in: {e}");
         }
-        assert_eq!(stuck.check_progress(true), Ok(()), "the shell is busy");
     }
 
     #[test]

@@ -65,15 +65,11 @@ enum Event {
         task: usize,
         result: graph::Result<Option<Vec<u8>>>,
     },
-    Decoded {
-        result: graph::Result<()>,
-    },
 }
 
-/// Work for the driver's own threads.
+/// Work for the driver's own threads: loads workers cannot run.
 enum DriverWork {
     Load(usize),
-    Decode(usize, Vec<u8>),
 }
 
 /// The shell's side of a connected worker: where its messages go.
@@ -241,7 +237,7 @@ fn accept_workers(
     )
 }
 
-/// Loads input partitions and decodes output partitions for the scheduler.
+/// Loads the input partitions that workers cannot, for the scheduler.
 fn driver_thread(
     job: &Execution<'_>,
     progress: &dyn Progress,
@@ -269,14 +265,6 @@ fn driver_thread(
                     };
                     Ok(Some(data.encode(&part)?))
                 }),
-            },
-            DriverWork::Decode(task, bytes) => Event::Decoded {
-                result: graph
-                    .task(task)
-                    .step()
-                    .ok_or_else(|| graph::Error::bug(format!("task {task} has no step")))
-                    .and_then(|s| info.steps()[s].output().decode(&bytes))
-                    .map(|part| job.put_result(task, part)),
             },
         };
         if events.send(event).is_err() {
@@ -424,7 +412,6 @@ struct Scheduler<'j, 'a> {
     models: Vec<Option<Shared>>,
     conns: BTreeMap<u32, Conn>,
     traffic: Traffic,
-    decoding: usize,
     refused: usize,
     /// Connections refused on workers' peer ports: how many, and why for
     /// the first few.
@@ -484,7 +471,6 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             models,
             conns: BTreeMap::new(),
             traffic: Traffic::default(),
-            decoding: 0,
             refused: 0,
             refused_peers: (0, Vec::new()),
             driver_loads: 0,
@@ -508,15 +494,15 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.apply(launcher, work)?;
         let mut next_tick = Instant::now() + self.settings.interval;
         loop {
-            if self.core.finished() && self.decoding == 0 {
+            if self.core.finished() {
                 return Ok(());
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
             match events.recv_timeout(wait) {
                 Ok(ev) => {
-                    self.handle(ev, launcher, work)?;
+                    self.handle(ev, launcher)?;
                     while let Ok(ev) = events.try_recv() {
-                        self.handle(ev, launcher, work)?;
+                        self.handle(ev, launcher)?;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -527,7 +513,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             self.core.step();
             self.apply(launcher, work)?;
             self.core
-                .check_progress(self.decoding > 0)
+                .check_progress()
                 .map_err(|e| self.stopped(e, launcher))?;
             if Instant::now() >= next_tick {
                 self.tick(launcher)?;
@@ -675,12 +661,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         }
     }
 
-    fn handle(
-        &mut self,
-        ev: Event,
-        launcher: &mut dyn Launcher,
-        work: &Sender<DriverWork>,
-    ) -> Result<()> {
+    fn handle(&mut self, ev: Event, launcher: &mut dyn Launcher) -> Result<()> {
         match ev {
             Event::Joined { id, info, stream } => self.joined(id, info, stream),
             Event::Refused { peer, error } => match error {
@@ -710,7 +691,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         failed: usize::try_from(failed).unwrap_or(usize::MAX),
                     };
                     let elapsed = Duration::from_micros(micros);
-                    self.done(id, task as usize, (counts, elapsed, keys), data, work)?;
+                    self.done(id, task as usize, (counts, elapsed, keys), data)?;
                 }
                 FromWorker::CannotLoad { task } => {
                     if self.core.running_on(id, task as usize) {
@@ -771,10 +752,6 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 }
                 self.core.loaded(task, kept);
             }
-            Event::Decoded { result } => {
-                self.decoding -= 1;
-                result?;
-            }
         }
         Ok(())
     }
@@ -812,7 +789,6 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         task: usize,
         (counts, elapsed, keys): (Counts, Duration, Vec<String>),
         bytes: Option<Vec<u8>>,
-        work: &Sender<DriverWork>,
     ) -> Result<()> {
         if !self.core.running_on(id, task) {
             return Ok(()); // an answer from a worker already given up on
@@ -840,14 +816,21 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     self.job.record_load(partition, keys, counts.failed);
                 }
             }
-            TaskKind::Transform { step, .. } => {
+            TaskKind::Transform {
+                step, partition, ..
+            } => {
                 if first {
                     self.job.record_transform(step, counts, elapsed);
                 }
                 if self.is_output[task] {
-                    self.decoding += 1;
-                    work.send(DriverWork::Decode(task, shipped("an output")?))
-                        .map_err(|_| internal("driver threads stopped".to_owned()))?;
+                    // Nothing will rebuild this partition now: the driver's
+                    // own copy of its samples goes. The output is decoded
+                    // here, on the thread that made the inputs: the memory
+                    // they leave is reused (a thread of its own would take
+                    // fresh memory from an allocator arena of its own).
+                    self.job.forget_input(partition);
+                    let part = info.steps()[step].output().decode(&shipped("an output")?)?;
+                    self.job.put_result(task, part);
                 }
             }
             TaskKind::Fit { step } => {

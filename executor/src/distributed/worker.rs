@@ -468,10 +468,17 @@ fn get_input(
             let bytes = frames.next().unwrap_or_default();
             Ok(Ok(Got::Own(codec.decode(&bytes)?)))
         }
-        Input::Peer { task, addr } => match fetch(shared, addr, *task) {
-            Ok(bytes) => Ok(Ok(Got::Own(codec.decode(&bytes)?))),
-            Err(why) => Ok(Err((*task, why))),
-        },
+        Input::Peer { task, addr } => {
+            let mut part = None;
+            let fetched = fetch_many(shared, addr, &[*task], |_, bytes| {
+                part = Some(codec.decode(&bytes)?);
+                Ok(())
+            })?;
+            Ok(fetched.and_then(|()| {
+                part.map(Got::Own)
+                    .ok_or_else(|| (*task, format!("the worker at {addr} sent nothing")))
+            }))
+        }
         Input::Here { task, last } => {
             let missing = || (*task, format!("`{}` no longer holds it", shared.name));
             let entry = if take && *last {
@@ -557,13 +564,32 @@ fn run_op(
         TaskOp::Fit { step } => {
             let step = step as usize;
             let codec = info.input_of(step);
-            let mut got = Vec::with_capacity(from.len());
-            for input in &from {
+            let mut got: Vec<Option<Got>> = (0..from.len()).map(|_| None).collect();
+            let mut peers: HashMap<&str, Vec<(usize, u32)>> = HashMap::new();
+            for (i, input) in from.iter().enumerate() {
+                if let Input::Peer { task, addr } = input {
+                    peers.entry(addr.as_str()).or_default().push((i, *task));
+                    continue;
+                }
                 match get_input(shared, input, &mut frames, codec, false)? {
-                    Ok(g) => got.push(g),
+                    Ok(g) => got[i] = Some(g),
                     Err((input, error)) => return Ok(Outcome::Unreachable { input, error }),
                 }
             }
+            for fetched in fetch_from_peers(shared, codec, &peers) {
+                match fetched? {
+                    Ok(parts) => {
+                        for (i, p) in parts {
+                            got[i] = Some(Got::Own(p));
+                        }
+                    }
+                    Err((input, error)) => return Ok(Outcome::Unreachable { input, error }),
+                }
+            }
+            let got: Vec<Got> = got
+                .into_iter()
+                .map(|g| g.ok_or_else(|| graph::Error::bug("a fit's input was not had")))
+                .collect::<graph::Result<_>>()?;
             // Partitions held here are read in place, under their locks:
             // no other task reads them while their step fits.
             let guards: Vec<Option<MutexGuard<'_, Option<AnyPartition>>>> = got
@@ -626,35 +652,110 @@ fn run_op(
     })
 }
 
+/// What a fit gets from one peer: its inputs (place, partition), or the
+/// first that could not be had.
+type FromPeer = graph::Result<std::result::Result<Vec<(usize, AnyPartition)>, (u32, String)>>;
+
+/// A fit's inputs held by other workers (by peer address: place among the
+/// fit's inputs, task), fetched from every peer at once, each on a thread
+/// of its own that decodes as the partitions come.
+fn fetch_from_peers(
+    shared: &Shared,
+    codec: &dyn DataCodec,
+    peers: &HashMap<&str, Vec<(usize, u32)>>,
+) -> Vec<FromPeer> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = peers
+            .iter()
+            .map(|(addr, wanted)| {
+                scope.spawn(move || {
+                    let tasks: Vec<u32> = wanted.iter().map(|w| w.1).collect();
+                    let mut parts = Vec::with_capacity(wanted.len());
+                    let fetched = fetch_many(shared, addr, &tasks, |k, bytes| {
+                        parts.push((wanted[k].0, codec.decode(&bytes)?));
+                        Ok(())
+                    })?;
+                    Ok(fetched.map(|()| parts))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|panic| {
+                    Err(graph::Error::Step(
+                        format!(
+                            "decoding a fetched partition panicked: {}",
+                            panic_message(&*panic)
+                        )
+                        .into(),
+                    ))
+                })
+            })
+            .collect()
+    })
+}
+
 /// How long a peer may take to send a partition it was asked for.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Task `task`'s output from the worker whose peer port is `addr`.
-fn fetch(shared: &Shared, addr: &str, task: u32) -> std::result::Result<Vec<u8>, String> {
+/// The outputs of `tasks` from the worker whose peer port is `addr`, all
+/// asked for at once (it encodes the next while this one decodes), each
+/// handed to `got` (with its place in `tasks`) as it comes. `Ok(Err((task,
+/// why)))` when one cannot be had; `Err` is `got`'s own.
+fn fetch_many(
+    shared: &Shared,
+    addr: &str,
+    tasks: &[u32],
+    mut got: impl FnMut(usize, Vec<u8>) -> graph::Result<()>,
+) -> graph::Result<std::result::Result<(), (u32, String)>> {
+    let first = tasks.first().copied().unwrap_or_default();
     let pooled = lock(&shared.peers).get_mut(addr).and_then(Vec::pop);
     let mut conn = match pooled {
         Some(c) => c,
-        None => dial(shared, addr).map_err(|e| format!("connecting to {addr}: {e}"))?,
+        None => match dial(shared, addr) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err((first, format!("connecting to {addr}: {e}")))),
+        },
     };
-    let answer = (|| -> std::result::Result<Option<Vec<u8>>, WireError> {
-        put(&mut conn, &Fetch { task }, &[])?;
-        conn.flush()?;
-        match get::<Held>(&mut conn)? {
-            Held::Here => Ok(get_frames(&mut conn, 1)?.pop()),
-            Held::Missing => Ok(None),
+    let asked = (|| -> std::result::Result<(), WireError> {
+        let mut asks = Vec::new();
+        for &task in tasks {
+            put(&mut asks, &Fetch { task }, &[])?;
         }
+        conn.write_all(&asks)?;
+        Ok(())
     })();
-    match answer {
-        Ok(Some(bytes)) => {
-            lock(&shared.peers)
-                .entry(addr.to_owned())
-                .or_default()
-                .push(conn);
-            Ok(bytes)
-        }
-        Ok(None) => Err(format!("the worker at {addr} no longer holds it")),
-        Err(e) => Err(format!("fetching from the worker at {addr}: {e}")),
+    if let Err(e) = asked {
+        return Ok(Err((first, format!("asking the worker at {addr}: {e}"))));
     }
+    for (i, &task) in tasks.iter().enumerate() {
+        let answer = match get::<Held>(&mut conn) {
+            Ok(Held::Here) => get_frames(&mut conn, 1).map(|mut f| f.pop()),
+            Ok(Held::Missing) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(Some(bytes)) => got(i, bytes)?,
+            Ok(None) => {
+                return Ok(Err((
+                    task,
+                    format!("the worker at {addr} no longer holds it"),
+                )));
+            }
+            Err(e) => {
+                return Ok(Err((
+                    task,
+                    format!("fetching from the worker at {addr}: {e}"),
+                )));
+            }
+        }
+    }
+    lock(&shared.peers)
+        .entry(addr.to_owned())
+        .or_default()
+        .push(conn);
+    Ok(Ok(()))
 }
 
 /// A new, authenticated connection to a peer port.
