@@ -493,7 +493,13 @@ fn scale(workers: usize, tasks: usize) {
 fn driver_bytes(n: usize) {
     let dir = std::path::PathBuf::from("target/bench-driver-bytes");
     let _ = std::fs::remove_dir_all(&dir);
-    let executor = by_name("local-p2").expect("a valid executor name");
+    let executor = Distributed::new(LocalProcesses::new(
+        NonZeroUsize::new(2).expect("2 > 0"),
+        NonZeroUsize::MIN,
+    ))
+    .named("local-p2")
+    .outputs_from_checkpoints(true)
+    .with_progress(std::sync::Arc::new(Silent));
     let pipeline = Pipeline::new()
         .then(Step::new(Double).name("double"))
         .then(Step::new(Double).name("again"))

@@ -157,7 +157,7 @@ impl<'a> Execution<'a> {
                         (loaded.partition, info.input())
                     }
                     Some(step) => (
-                        self.load_checkpoint(step, input)?,
+                        self.read_checkpoint(step, input, true)?,
                         info.steps()[step].output(),
                     ),
                 };
@@ -246,6 +246,34 @@ impl<'a> Execution<'a> {
     /// Sets the result of task `i`, computed elsewhere.
     pub fn put_result(&self, i: usize, part: AnyPartition) {
         *lock(&self.results[i]) = Some(part);
+    }
+
+    /// Reads output task `task`'s partition back from the checkpoint files
+    /// its worker wrote (a distributed driver that did not receive it):
+    /// the samples' keys and attributes from the input, not loaded; a
+    /// sample whose file is missing or damaged is computed again here.
+    ///
+    /// # Errors
+    /// When `task` is not a transform whose step saves checkpoints, its
+    /// input partition was taken, or reading or computing fails.
+    pub fn read_output(&self, task: usize) -> Result<()> {
+        let TaskKind::Transform {
+            step, partition, ..
+        } = self.graph.task(task).kind()
+        else {
+            return Err(Error::bug(format!(
+                "task {task} has no checkpointed output"
+            )));
+        };
+        let input = lock(&self.inputs[partition])
+            .take()
+            .ok_or(Error::InputTaken { partition })?;
+        let part = self.read_checkpoint(step, input, false)?;
+        *lock(&self.keys[partition]) = self.graph.program().steps()[step]
+            .output()
+            .first_keys(&part, KEYS_SHOWN)?;
+        *lock(&self.results[task]) = Some(part);
+        Ok(())
     }
 
     /// Input partition `partition` will never be loaded here (a worker
@@ -344,14 +372,22 @@ impl<'a> Execution<'a> {
     /// A partition whose outputs of `step` are on disk: read them, and compute
     /// again, through the steps up to `step`, the samples whose file turned out
     /// missing or corrupt (their input samples are loaded only then).
-    fn load_checkpoint(&self, step: usize, input: InputPartition<'_>) -> Result<AnyPartition> {
+    /// `resumed`: the run starts from them (counted in the report as read
+    /// from checkpoints), rather than reading back what it just wrote.
+    fn read_checkpoint(
+        &self,
+        step: usize,
+        input: InputPartition<'_>,
+        resumed: bool,
+    ) -> Result<AnyPartition> {
         let info = self.graph.program();
         let ck = info
             .checkpoint()
             .ok_or_else(|| self.missing("a checkpoint plan".to_owned()))?;
         let keys = input.keys()?;
-        // Failure markers count unless known failures are tried again.
-        let earlier = if ck.options().retries_failed() {
+        // Failure markers count unless known failures are tried again (this
+        // run's own, read back, always count).
+        let earlier = if resumed && ck.options().retries_failed() {
             Vec::new()
         } else {
             ck.saving_steps_through(info.steps(), step)
@@ -415,8 +451,12 @@ impl<'a> Execution<'a> {
             .count();
         let part = assemble(data, found, metas, recomputed)?;
         let mut r = lock(&self.report);
-        r.known_failed += known_failed;
-        r.from_checkpoints += keys.len() - redo.len();
+        if resumed {
+            r.known_failed += known_failed;
+        }
+        if resumed {
+            r.from_checkpoints += keys.len() - redo.len();
+        }
         r.recomputed += redo.len();
         for w in warnings {
             if !r.warnings.contains(&w) {

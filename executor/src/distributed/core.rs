@@ -20,6 +20,7 @@ use bob_pipelines_graph::{TaskGraph, TaskKind};
 
 use super::WorkerKind;
 use super::launcher::JobState;
+use super::protocol::Output;
 
 /// Where a task's output is held while tasks still need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,18 +50,18 @@ pub(crate) enum Command {
     Load(usize),
     /// Send task `task` (a load, a fit or a transform) to worker `worker`,
     /// with where each of its inputs is; first the models of steps `models`,
-    /// which that worker does not have yet. `ship`: its output is an output
-    /// of the run, sent to the driver instead of kept on the worker. `then`:
-    /// transforms that read only its output, run right after it on the same
-    /// worker, each on the previous one's output (task, ship) — a chain of
-    /// one partition's steps costs one message, as dask fuses linear chains.
+    /// which that worker does not have yet. `output`: what becomes of its
+    /// output. `then`: transforms that read only its output, run right after
+    /// it on the same worker, each on the previous one's output (task,
+    /// output) — a chain of one partition's steps costs one message, as dask
+    /// fuses linear chains.
     Run {
         worker: u32,
         task: usize,
         models: Vec<usize>,
         inputs: Vec<(usize, From)>,
-        ship: bool,
-        then: Vec<(usize, bool)>,
+        output: Output,
+        then: Vec<(usize, Output)>,
     },
     /// Start `n` workers of kind `kind`; answer with [`Core::launched`].
     Launch { kind: usize, n: usize },
@@ -224,6 +225,10 @@ pub(crate) struct Core<'g> {
     /// Outputs their worker dropped itself: a transform took it as its
     /// last reader.
     taken: Vec<bool>,
+    /// Output tasks whose outputs the driver reads back from disk.
+    read_back: Vec<bool>,
+    /// Each input partition's load task.
+    load_of: Vec<usize>,
     workers: BTreeMap<u32, Worker>,
     jobs: HashMap<String, Launched>,
     launch_failures: Vec<(usize, String)>,
@@ -276,6 +281,16 @@ impl<'g> Core<'g> {
             completed: vec![false; n],
             next: vec![None; n],
             taken: vec![false; n],
+            read_back: vec![false; n],
+            load_of: {
+                let mut of = vec![0; graph.program().npartitions()];
+                for (i, t) in graph.tasks().iter().enumerate() {
+                    if let TaskKind::Load { partition, .. } = t.kind() {
+                        of[partition] = i;
+                    }
+                }
+                of
+            },
             workers: BTreeMap::new(),
             jobs: HashMap::new(),
             launch_failures: Vec::new(),
@@ -458,11 +473,38 @@ impl<'g> Core<'g> {
         );
     }
 
-    /// Whether `task`'s output goes to the driver: a transform or load that
-    /// no task reads is an output of the run.
-    fn ships(&self, task: usize) -> bool {
-        self.graph.dependents(task).is_empty()
-            && !matches!(self.graph.task(task).kind(), TaskKind::Fit { .. })
+    /// What becomes of `task`'s output: kept while tasks read it; an output
+    /// of the run goes to the driver, or is dropped when the driver reads
+    /// it back from its checkpoint (it still holds the partition's input:
+    /// a worker loaded it).
+    fn output(&self, task: usize) -> Output {
+        let graph = self.graph;
+        if !graph.dependents(task).is_empty() {
+            return Output::Keep;
+        }
+        let from_disk = match graph.task(task).kind() {
+            TaskKind::Transform { partition, .. } => {
+                self.read_back[task] && !self.driver_load[self.load_of[partition]]
+            }
+            _ => false,
+        };
+        if from_disk {
+            Output::Drop
+        } else {
+            Output::Send
+        }
+    }
+
+    /// Outputs of output task `task` are read back from the checkpoint
+    /// files by the driver when it can, instead of sent.
+    pub(crate) fn read_back(&mut self, task: usize) {
+        self.read_back[task] = true;
+    }
+
+    /// Whether the driver reads `task`'s output back from its checkpoint
+    /// (the worker neither sends nor keeps it).
+    pub(crate) fn reads_back(&self, task: usize) -> bool {
+        self.output(task) == Output::Drop
     }
 
     /// Worker `id` finished `task` (check [`running_on`](Self::running_on)
@@ -474,7 +516,7 @@ impl<'g> Core<'g> {
             return false;
         }
         let kind = self.graph.task(task).kind();
-        let keep = !self.ships(task) && !matches!(kind, TaskKind::Fit { .. });
+        let keep = self.output(task) == Output::Keep && !matches!(kind, TaskKind::Fit { .. });
         let end = self.next[task].take().is_none();
         if let Some(w) = self.workers.get_mut(&id) {
             w.running.retain(|&t| t != task);
@@ -667,13 +709,13 @@ impl<'g> Core<'g> {
         if let Some(w) = self.workers.get_mut(&id) {
             w.runs += 1;
         }
-        let then = chain[1..].iter().map(|&t| (t, self.ships(t))).collect();
+        let then = chain[1..].iter().map(|&t| (t, self.output(t))).collect();
         self.commands.push(Command::Run {
             worker: id,
             task,
             models,
             inputs,
-            ship: self.ships(task),
+            output: self.output(task),
             then,
         });
     }
@@ -1027,13 +1069,15 @@ impl<'g> Core<'g> {
 
     /// The watchdog: a run in which nothing is under way and nothing can
     /// start, yet tasks are left, would wait for ever. Say which tasks are
-    /// stuck and on what, instead.
-    pub(crate) fn check_progress(&self) -> Result<(), Stop> {
+    /// stuck and on what, instead. `busy`: the shell's own work in flight
+    /// (outputs being read back).
+    pub(crate) fn check_progress(&self, busy: bool) -> Result<(), Stop> {
         // Loads with room in the window wait for a worker (`step` sends a
         // driver's load at once), as ready tasks do: workers that never
         // come are the launcher's to tell.
         let loads_wait = self.loads_held < self.limits.window && !self.loads.is_empty();
-        if self.remaining == 0 || self.under_way > 0 || !self.ready.is_empty() || loads_wait {
+        if self.remaining == 0 || self.under_way > 0 || busy || !self.ready.is_empty() || loads_wait
+        {
             return Ok(());
         }
         let graph = self.graph;
@@ -1236,7 +1280,7 @@ mod tests {
             }
         }
         assert_eq!(loaded, 10);
-        assert_eq!(core.check_progress(), Ok(()), "the fit is ready");
+        assert_eq!(core.check_progress(false), Ok(()), "the fit is ready");
     }
 
     #[test]
@@ -1332,7 +1376,7 @@ mod tests {
         core.joined(2, "j2".into(), 1, Vec::new());
         core.step();
         assert_eq!(runs(&g, &core.take_commands()), [("same.transform-0", 2)]);
-        assert!(!core.running_on(1, 0) && core.check_progress().is_ok());
+        assert!(!core.running_on(1, 0) && core.check_progress(false).is_ok());
         match core.lost(2, "out of memory") {
             Err(Stop::KillsWorkers { task, losses }) => {
                 assert_eq!(id(&g, task), "same.transform-0");
@@ -1485,7 +1529,7 @@ mod tests {
             vec![false],
         );
         core.step();
-        assert_eq!(core.check_progress(), Ok(()));
+        assert_eq!(core.check_progress(false), Ok(()));
         // A window that admits nothing, with nothing under way: stuck.
         let stuck = Core::new(
             &g,
@@ -1494,7 +1538,7 @@ mod tests {
             limits(0),
             vec![false],
         );
-        let Err(Stop::Stuck(e)) = stuck.check_progress() else {
+        let Err(Stop::Stuck(e)) = stuck.check_progress(false) else {
             panic!("not stuck");
         };
         for part in [
@@ -1760,6 +1804,40 @@ mod tests {
                 .find(|r| r.2 == [(load, From::Driver)])
                 .map(|r| r.1),
             g.find("same.transform-0")
+        );
+    }
+
+    #[test]
+    fn outputs_read_back_are_dropped_on_workers_unless_the_driver_loaded_them() {
+        let g = graph(8, 2);
+        let mut core = on_workers(&g, 4);
+        for p in 0..2 {
+            core.read_back(g.find(&format!("same.transform-{p}")).unwrap());
+        }
+        core.step();
+        let commands = core.take_commands();
+        let outputs: Vec<Output> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Run { then, .. } => Some(then[0].1),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outputs, [Output::Drop, Output::Drop]);
+        // A partition the driver loaded is no longer its to read back.
+        let (w, load, _) = sent(&commands)[2].clone();
+        core.cannot_load(w, load);
+        core.step();
+        for t in loads(&core.take_commands()) {
+            core.loaded(t, true);
+        }
+        core.step();
+        let again = core.take_commands();
+        let t = g.find("same.transform-1").unwrap();
+        assert!(
+            again.iter().any(|c| matches!(c,
+                Command::Run { task, output: Output::Send, .. } if *task == t)),
+            "{again:?}"
         );
     }
 }

@@ -66,6 +66,7 @@ pub(crate) struct Settings {
     load_window: Option<usize>,
     pending_limit: Option<Duration>,
     worker_loads: bool,
+    outputs_from_checkpoints: bool,
 }
 
 /// The distributed executor: a scheduler here, workers from a [`Launcher`].
@@ -114,6 +115,7 @@ impl<L: Launcher> Distributed<L> {
                 load_window: None,
                 pending_limit: None,
                 worker_loads: true,
+                outputs_from_checkpoints: false,
             },
             progress: Arc::new(Bars::new()),
         }
@@ -232,6 +234,21 @@ impl<L: Launcher> Distributed<L> {
     #[must_use]
     pub fn worker_loads(mut self, on: bool) -> Self {
         self.settings.worker_loads = on;
+        self
+    }
+
+    /// Whether the driver reads the run's outputs back from their checkpoint
+    /// files (when the last step saves them) instead of receiving them from
+    /// the workers: nothing but tasks and answers then crosses the driver's
+    /// sockets. Off by default: it reads a file per sample, which on a
+    /// shared file system costs a round trip to the file server each, where
+    /// the workers' sockets send a partition at once. It pays when the
+    /// driver's link is the narrow one, or the files are local. A partition
+    /// the driver loaded itself (see [`worker_loads`](Self::worker_loads))
+    /// is sent all the same.
+    #[must_use]
+    pub fn outputs_from_checkpoints(mut self, on: bool) -> Self {
+        self.settings.outputs_from_checkpoints = on;
         self
     }
 

@@ -78,6 +78,18 @@ pub(crate) enum Held {
     Missing,
 }
 
+/// What a worker does with a task's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Output {
+    /// Keep it: other tasks read it (here or from other workers).
+    Keep,
+    /// Send it to the driver: an output of the run.
+    Send,
+    /// Neither: an output of the run that the driver reads back from its
+    /// checkpoint files.
+    Drop,
+}
+
 /// A transform chained after a task in the same [`ToWorker::Run`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Next {
@@ -85,8 +97,8 @@ pub(crate) struct Next {
     pub(crate) task: u32,
     /// What it does.
     pub(crate) op: TaskOp,
-    /// Whether its output goes to the driver.
-    pub(crate) ship: bool,
+    /// What becomes of its output.
+    pub(crate) output: Output,
 }
 
 /// Scheduler → worker.
@@ -106,9 +118,8 @@ pub(crate) enum ToWorker {
         op: TaskOp,
         /// Where its inputs are, in order.
         inputs: Vec<Input>,
-        /// Send the output to the driver (an output of the run) instead
-        /// of keeping it. A fit's model is always sent.
-        ship: bool,
+        /// What becomes of the output. A fit's model is always sent.
+        output: Output,
         /// Transforms to run right after it, each on the previous one's
         /// output (which it takes): one message for a partition's chain of
         /// steps. Each is answered on its own; when one cannot run, the

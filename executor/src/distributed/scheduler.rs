@@ -23,7 +23,7 @@ use super::Settings;
 use super::core::{Command, Core, From, Limits, Place, Stop};
 use super::launcher::{JobState, Launcher};
 use super::protocol::{
-    FromWorker, Input, Next, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout,
+    FromWorker, Input, Next, Output, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout,
 };
 use crate::local::run_task;
 use crate::progress::Progress;
@@ -65,11 +65,17 @@ enum Event {
         task: usize,
         result: graph::Result<Option<Vec<u8>>>,
     },
+    /// An output was read back from its checkpoint files.
+    ReadBack {
+        result: graph::Result<()>,
+    },
 }
 
-/// Work for the driver's own threads: loads workers cannot run.
+/// Work for the driver's own threads: loads workers cannot run, and outputs
+/// read back from their checkpoint files.
 enum DriverWork {
     Load(usize),
+    ReadBack(usize),
 }
 
 /// The shell's side of a connected worker: where its messages go.
@@ -266,6 +272,9 @@ fn driver_thread(
                     Ok(Some(data.encode(&part)?))
                 }),
             },
+            DriverWork::ReadBack(task) => Event::ReadBack {
+                result: job.read_output(task),
+            },
         };
         if events.send(event).is_err() {
             return;
@@ -418,6 +427,8 @@ struct Scheduler<'j, 'a> {
     refused_peers: (usize, Vec<String>),
     /// Loads the driver ran because a worker's input had passed them.
     driver_loads: usize,
+    /// Outputs being read back from their checkpoint files.
+    reading: usize,
     turned_away: usize,
     lost: usize,
 }
@@ -457,6 +468,18 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             worker_loads: settings.worker_loads,
         };
         let have: Vec<bool> = models.iter().map(Option::is_some).collect();
+        let mut core = Core::new(graph, kinds, ignored, limits, have);
+        if settings.outputs_from_checkpoints {
+            if let Some(ck) = info.checkpoint() {
+                for &o in graph.outputs() {
+                    if let TaskKind::Transform { step, .. } = graph.task(o).kind() {
+                        if ck.saves(step) {
+                            core.read_back(o);
+                        }
+                    }
+                }
+            }
+        }
         Scheduler {
             job,
             graph,
@@ -465,7 +488,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             executor,
             env,
             events_tx,
-            core: Core::new(graph, kinds, ignored, limits, have),
+            core,
             data: vec![None; n],
             is_output,
             models,
@@ -474,6 +497,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             refused: 0,
             refused_peers: (0, Vec::new()),
             driver_loads: 0,
+            reading: 0,
             turned_away: 0,
             lost: 0,
         }
@@ -494,15 +518,15 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.apply(launcher, work)?;
         let mut next_tick = Instant::now() + self.settings.interval;
         loop {
-            if self.core.finished() {
+            if self.core.finished() && self.reading == 0 {
                 return Ok(());
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
             match events.recv_timeout(wait) {
                 Ok(ev) => {
-                    self.handle(ev, launcher)?;
+                    self.handle(ev, launcher, work)?;
                     while let Ok(ev) = events.try_recv() {
-                        self.handle(ev, launcher)?;
+                        self.handle(ev, launcher, work)?;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -513,7 +537,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             self.core.step();
             self.apply(launcher, work)?;
             self.core
-                .check_progress()
+                .check_progress(self.reading > 0)
                 .map_err(|e| self.stopped(e, launcher))?;
             if Instant::now() >= next_tick {
                 self.tick(launcher)?;
@@ -543,9 +567,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         task,
                         models,
                         inputs,
-                        ship,
+                        output,
                         then,
-                    } => self.dispatch(worker, (task, ship, &then), &models, &inputs)?,
+                    } => self.dispatch(worker, (task, output, &then), &models, &inputs)?,
                     Command::Launch { kind, n } => {
                         let name = launcher.kinds()[kind].name.clone();
                         let jobs = launcher.launch(kind, n, &self.env).map_err(|e| {
@@ -661,7 +685,12 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         }
     }
 
-    fn handle(&mut self, ev: Event, launcher: &mut dyn Launcher) -> Result<()> {
+    fn handle(
+        &mut self,
+        ev: Event,
+        launcher: &mut dyn Launcher,
+        work: &Sender<DriverWork>,
+    ) -> Result<()> {
         match ev {
             Event::Joined { id, info, stream } => self.joined(id, info, stream),
             Event::Refused { peer, error } => match error {
@@ -691,7 +720,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         failed: usize::try_from(failed).unwrap_or(usize::MAX),
                     };
                     let elapsed = Duration::from_micros(micros);
-                    self.done(id, task as usize, (counts, elapsed, keys), data)?;
+                    self.done(id, task as usize, (counts, elapsed, keys), data, work)?;
                 }
                 FromWorker::CannotLoad { task } => {
                     if self.core.running_on(id, task as usize) {
@@ -744,6 +773,10 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 }
             },
             Event::Lost { id, reason } => self.worker_lost(id, &reason, launcher)?,
+            Event::ReadBack { result } => {
+                self.reading -= 1;
+                result?;
+            }
             Event::Loaded { task, result } => {
                 let loaded = result?;
                 let kept = loaded.is_some();
@@ -789,6 +822,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         task: usize,
         (counts, elapsed, keys): (Counts, Duration, Vec<String>),
         bytes: Option<Vec<u8>>,
+        work: &Sender<DriverWork>,
     ) -> Result<()> {
         if !self.core.running_on(id, task) {
             return Ok(()); // an answer from a worker already given up on
@@ -804,6 +838,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         let shipped = |what: &str| {
             bytes.ok_or_else(|| internal(format!("worker #{id} kept {what} it was told to send")))
         };
+        let read_back = self.core.reads_back(task);
         // A rebuilt output was counted when it was first made.
         let first = self.core.done(id, task);
         match kind {
@@ -822,7 +857,12 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 if first {
                     self.job.record_transform(step, counts, elapsed);
                 }
-                if self.is_output[task] {
+                if read_back {
+                    // Read on a driver thread: files may be slow to come.
+                    self.reading += 1;
+                    work.send(DriverWork::ReadBack(task))
+                        .map_err(|_| internal("driver threads stopped".to_owned()))?;
+                } else if self.is_output[task] {
                     // Nothing will rebuild this partition now: the driver's
                     // own copy of its samples goes. The output is decoded
                     // here, on the thread that made the inputs: the memory
@@ -854,13 +894,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         Ok(())
     }
 
-    /// Sends `task` (whether it ships, and the transforms chained after
-    /// it) to worker `id` with where its inputs are, and the models of
+    /// Sends `task` (what becomes of its output, and the transforms chained
+    /// after it) to worker `id` with where its inputs are, and the models of
     /// steps `models` first.
     fn dispatch(
         &mut self,
         id: u32,
-        (task, ship, then): (usize, bool, &[(usize, bool)]),
+        (task, output, then): (usize, Output, &[(usize, Output)]),
         models: &[usize],
         inputs: &[(usize, From)],
     ) -> Result<()> {
@@ -875,10 +915,10 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         let op = op_of(task);
         let then: Vec<Next> = then
             .iter()
-            .map(|&(task, ship)| Next {
+            .map(|&(task, output)| Next {
                 task: task as u32,
                 op: op_of(task),
-                ship,
+                output,
             })
             .collect();
         let mut frames = Vec::new();
@@ -928,7 +968,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 task: task as u32,
                 op,
                 inputs: from,
-                ship,
+                output,
                 then,
             },
             frames,

@@ -24,8 +24,8 @@ use bob_pipelines_graph::{
 use bob_pipelines_sample::Key;
 
 use super::protocol::{
-    Fetch, FromWorker, Held, Input, Next, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout,
-    put,
+    Fetch, FromWorker, Held, Input, Next, Output, TaskOp, ToWorker, WorkerEnv, get, get_frames,
+    is_timeout, put,
 };
 use crate::wire::{self, Arrival, MAX_HANDSHAKES, Secret, WireError, WorkerInfo, read_secret};
 
@@ -132,7 +132,7 @@ struct Work {
     op: TaskOp,
     inputs: Vec<Input>,
     frames: Vec<Vec<u8>>,
-    ship: bool,
+    output: Output,
     /// Transforms to run after it, each on the previous one's output.
     then: Vec<Next>,
     /// A load's keys, read when it arrived (loads arrive in partition
@@ -271,7 +271,7 @@ fn read(
                 task,
                 op,
                 inputs: from,
-                ship,
+                output,
                 then,
             } => {
                 let sent = from.iter().filter(|i| matches!(i, Input::Sent)).count();
@@ -289,7 +289,7 @@ fn read(
                     op,
                     inputs: from,
                     frames,
-                    ship,
+                    output,
                     then,
                     keys,
                 };
@@ -371,7 +371,7 @@ fn chain(
                 last: true,
             }],
             frames: Vec::new(),
-            ship: next.ship,
+            output: next.output,
             then: Vec::new(),
             keys: None,
         };
@@ -520,7 +520,7 @@ fn run_op(
         op,
         inputs: from,
         frames,
-        ship,
+        output,
         then: _,
         keys,
     } = work;
@@ -635,15 +635,17 @@ fn run_op(
             });
         }
     };
-    let shipped = if ship {
-        Some(of.codec(info).encode(&out)?)
-    } else {
-        let entry = Arc::new(Entry {
-            of,
-            part: Mutex::new(Some(out)),
-        });
-        lock(&shared.store).insert(task, entry);
-        None
+    let shipped = match output {
+        Output::Send => Some(of.codec(info).encode(&out)?),
+        Output::Keep => {
+            let entry = Arc::new(Entry {
+                of,
+                part: Mutex::new(Some(out)),
+            });
+            lock(&shared.store).insert(task, entry);
+            None
+        }
+        Output::Drop => None,
     };
     Ok(Outcome::Done {
         counts,

@@ -222,6 +222,37 @@ fn processes_compute_the_same_bits_and_write_the_checkpoints() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The driver reads the outputs back from the checkpoints its workers wrote:
+/// the same bits, failures with their reasons included, and none of the
+/// outputs' data through the driver's sockets.
+#[test]
+fn outputs_read_back_from_checkpoints_are_the_same_and_skip_the_sockets() {
+    let dir = run_dir("read-back");
+    let ex = silent(workers(
+        2,
+        "outputs_read_back_from_checkpoints_are_the_same_and_skip_the_sockets",
+        false,
+    ))
+    .outputs_from_checkpoints(true);
+    let mut p = pipeline(0).checkpoint(in_folder(&dir));
+    let out = p
+        .fit_transform(samples(600))
+        .npartitions(12)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(bits(&out), reference(600, 12));
+    let r = out.report();
+    // Outputs sent would be at least 3 f64 a sample.
+    assert!(
+        r.driver_bytes_in < 600 * 24,
+        "{} bytes in",
+        r.driver_bytes_in
+    );
+    assert_eq!((r.from_checkpoints, r.known_failed), (0, 0), "{r}");
+    assert_eq!(r.steps[0].failed, 60, "{r}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_killed_worker_costs_the_run_nothing() {
     let ex = silent(workers(2, "a_killed_worker_costs_the_run_nothing", false));
