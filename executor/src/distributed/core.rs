@@ -1626,9 +1626,11 @@ mod tests {
         core
     }
 
-    /// The tasks `Run` commands of `commands` send, chains unrolled:
-    /// worker, task, inputs.
-    fn sent(commands: &[Command]) -> Vec<(u32, usize, Vec<(usize, From)>)> {
+    /// A task sent: worker, task, where its inputs are.
+    type Sent = (u32, usize, Vec<(usize, From)>);
+
+    /// The tasks `Run` commands of `commands` send, chains unrolled.
+    fn sent(commands: &[Command]) -> Vec<Sent> {
         let mut out = Vec::new();
         for c in commands {
             if let Command::Run {
@@ -1652,7 +1654,7 @@ mod tests {
 
     /// Steps the core, finishing every task it sends (but `hold`) at once,
     /// until nothing more is sent; returns what ran, in order.
-    fn drive(core: &mut Core<'_>, hold: &[usize]) -> Vec<(u32, usize, Vec<(usize, From)>)> {
+    fn drive(core: &mut Core<'_>, hold: &[usize]) -> Vec<Sent> {
         let mut ran = Vec::new();
         loop {
             core.step();

@@ -832,3 +832,109 @@ fn serve_peer(shared: &Shared, stream: TcpStream) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use bob_pipelines_estimator::{Batch, BoxError, Pipeline, SampleResult, Step, Transformer};
+    use bob_pipelines_sample::Sample;
+
+    use super::*;
+
+    struct Same;
+    impl Transformer for Same {
+        type Input = u32;
+        type Output = u32;
+        fn transform(&self, b: &Batch<'_, u32>) -> Result<Vec<SampleResult<u32>>, BoxError> {
+            Ok(b.iter().map(|x| Ok(*x)).collect())
+        }
+    }
+
+    /// A worker's shared state over a one-step program, holding task 5's
+    /// output (the input partition `[7, 8]`), whose scheduler is the far
+    /// end of the returned connection.
+    fn worker(secret: &Secret) -> (Arc<Shared>, TcpStream) {
+        let p = Pipeline::new().then(Step::new(Same).name("same"));
+        let samples = (7..9u32).map(|i| Sample::new(format!("k{i}"), i));
+        let info = p.transform(samples).npartitions(1).info().unwrap().clone();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let outbox = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (scheduler, _) = listener.accept().unwrap();
+        let part: AnyPartition = Box::new(vec![
+            Ok::<_, graph::Failed>(Sample::new("k7", 7u32)),
+            Ok(Sample::new("k8", 8u32)),
+        ]);
+        let shared = Arc::new(Shared {
+            models: RwLock::new(vec![None]),
+            info,
+            store: Mutex::new(HashMap::from([(
+                5,
+                Arc::new(Entry {
+                    of: Of::Input,
+                    part: Mutex::new(Some(part)),
+                }),
+            )])),
+            outbox: Mutex::new(BufWriter::new(outbox)),
+            secret: secret.clone(),
+            name: "test".to_owned(),
+            peers: Mutex::new(HashMap::new()),
+        });
+        (shared, scheduler)
+    }
+
+    #[test]
+    fn a_peer_port_refuses_strangers_tells_the_scheduler_and_serves_peers() {
+        let secret = Secret::random().unwrap();
+        let (shared, scheduler) = worker(&secret);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        serve_peers(listener, &shared, program_fingerprint(&shared.info)).unwrap();
+
+        // Garbage, a huge length prefix, and the wrong secret.
+        for junk in [
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            (1u32 << 30).to_le_bytes().to_vec(),
+        ] {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(&junk).unwrap();
+        }
+        let (impostor, _) = worker(&Secret::random().unwrap());
+        let mut missing = None;
+        let fetched = fetch_many(&impostor, &addr, &[5], |_, _| {
+            missing = Some(());
+            Ok(())
+        })
+        .unwrap();
+        assert!(fetched.is_err() && missing.is_none(), "{fetched:?}");
+        let mut r = BufReader::new(scheduler);
+        r.get_ref()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        for _ in 0..3 {
+            match get::<FromWorker>(&mut r).unwrap() {
+                FromWorker::Refused { what } => assert!(what.contains("from 127.0.0.1"), "{what}"),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        // A peer with the secret gets the partition, then learns what is
+        // not held.
+        let (peer, _keep) = worker(&secret);
+        let codec = peer.info.input();
+        let mut got = Vec::new();
+        let ok = fetch_many(&peer, &addr, &[5], |_, bytes| {
+            got = codec.first_keys(&codec.decode(&bytes)?, 5)?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(ok, Ok(()));
+        let keys: Vec<&str> = got.iter().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["k7", "k8"]);
+        let gone = fetch_many(&peer, &addr, &[6], |_, _| Ok(())).unwrap();
+        assert!(
+            matches!(&gone, Err((6, why)) if why.contains("no longer holds it")),
+            "{gone:?}"
+        );
+    }
+}
