@@ -457,12 +457,22 @@ fn distributed(tasks: usize, n: usize) {
 /// compute (their start included), and the driver's CPU time per task (the
 /// scheduler, its threads and the wire; the workers' is not counted).
 fn scale(workers: usize, tasks: usize) {
+    for worker_loads in [true, false] {
+        scale_one(workers, tasks, worker_loads);
+    }
+}
+
+/// [`scale`] with loads on the workers (each worker builds the samples its
+/// input passes on the way to its partitions: 128 workers on 2 cores build
+/// 128 × `tasks` of them) or in the driver.
+fn scale_one(workers: usize, tasks: usize, worker_loads: bool) {
     const TASK_MS: u64 = 20;
     let executor = Distributed::new(LocalProcesses::new(
         NonZeroUsize::new(workers).expect("at least one worker"),
         NonZeroUsize::MIN,
     ))
     .named("scale")
+    .worker_loads(worker_loads)
     .with_progress(std::sync::Arc::new(Silent));
     let pipeline = Pipeline::new().then(Step::map("sleep", |x: &u32| {
         std::thread::sleep(std::time::Duration::from_millis(TASK_MS));
@@ -481,7 +491,8 @@ fn scale(workers: usize, tasks: usize) {
     assert_eq!(out.samples().count(), tasks);
     let busy = tasks as f64 * TASK_MS as f64 / 1000.0;
     println!(
-        "{{\"bench\":\"scale\",\"workers\":{workers},\"tasks\":{tasks},\"wall_s\":{wall:.2},\"utilisation\":{:.2},\"scheduler_us_per_task\":{:.1}}}",
+        "{{\"bench\":\"scale\",\"workers\":{workers},\"tasks\":{tasks},\"loads\":\"{}\",\"wall_s\":{wall:.2},\"utilisation\":{:.2},\"scheduler_us_per_task\":{:.1}}}",
+        if worker_loads { "workers" } else { "driver" },
         busy / (workers as f64 * wall),
         cpu * 1e6 / tasks as f64
     );

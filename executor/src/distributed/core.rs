@@ -120,21 +120,31 @@ pub(crate) struct Limits {
 /// (each time its producer runs again) before the run stops.
 const FETCH_TRIES: usize = 3;
 
-/// Runs a worker holds at once per thread: one running, three queued. A
-/// run of a partition's cheap steps takes less than a round trip through
-/// the scheduler (~100 µs here: two processes, four threads, a socket each
-/// way), so with one queued a thread would wait for the network between
-/// runs; with three it does not (the `distributed` benchmark: 46 µs per
-/// trivial task with two, 25–29 with four).
-pub(crate) const RUNS_PER_THREAD: usize = 4;
+/// Runs a worker holds at once per thread: one running, one queued, so a
+/// thread does not wait for the network between runs.
+pub(crate) const RUNS_PER_THREAD: usize = 2;
+
+/// Runs per thread while runs are short (see [`SHORT_RUN`]): one running,
+/// three queued. A run of a partition's cheap steps takes less than a round
+/// trip through the scheduler (~100 µs here: two processes, four threads, a
+/// socket each way), so with one queued a thread waits for the network
+/// (the `distributed` benchmark: 46 µs per trivial task with two, 25–29
+/// with four). Long runs keep two: more queued on one worker is more left
+/// waiting there at the end while others are idle (the `scale` benchmark,
+/// 20 ms tasks on 128 workers: utilisation 0.85–0.86 with two, 0.82–0.83
+/// with four).
+pub(crate) const SHORT_RUNS_PER_THREAD: usize = 4;
+
+/// Runs that take less than this on average (over the run so far) are short.
+pub(crate) const SHORT_RUN: Duration = Duration::from_millis(1);
 
 impl Limits {
     /// The load window for `kinds`: `2 + 4 × Σ max × threads`. Each thread
-    /// of each worker can hold [`RUNS_PER_THREAD`] partitions (one running,
-    /// the rest queued); the 2 keeps loads going while the first workers
-    /// start. More would only hold memory.
+    /// of each worker can hold up to [`SHORT_RUNS_PER_THREAD`] partitions
+    /// (one running, the rest queued); the 2 keeps loads going while the
+    /// first workers start. More would only hold memory.
     pub(crate) fn window_for(kinds: &[WorkerKind]) -> usize {
-        2 + RUNS_PER_THREAD * kinds.iter().map(|k| k.max * k.threads.get()).sum::<usize>()
+        2 + SHORT_RUNS_PER_THREAD * kinds.iter().map(|k| k.max * k.threads.get()).sum::<usize>()
     }
 }
 
@@ -153,9 +163,9 @@ struct Worker {
     name: String,
     kind: Option<usize>,
     resources: Vec<String>,
-    /// Runs (chains of tasks) it may hold at once: [`RUNS_PER_THREAD`] per
-    /// thread.
-    capacity: usize,
+    /// Its threads: it holds [`RUNS_PER_THREAD`] runs (chains of tasks) per
+    /// thread, or [`SHORT_RUNS_PER_THREAD`] while runs are short.
+    threads: usize,
     /// Runs sent and not finished.
     runs: usize,
     running: Vec<usize>,
@@ -229,6 +239,8 @@ pub(crate) struct Core<'g> {
     read_back: Vec<bool>,
     /// Each input partition's load task.
     load_of: Vec<usize>,
+    /// The time tasks ran on workers so far, and how many.
+    run_time: (Duration, usize),
     workers: BTreeMap<u32, Worker>,
     jobs: HashMap<String, Launched>,
     launch_failures: Vec<(usize, String)>,
@@ -282,6 +294,7 @@ impl<'g> Core<'g> {
             next: vec![None; n],
             taken: vec![false; n],
             read_back: vec![false; n],
+            run_time: (Duration::ZERO, 0),
             load_of: {
                 let mut of = vec![0; graph.program().npartitions()];
                 for (i, t) in graph.tasks().iter().enumerate() {
@@ -463,7 +476,7 @@ impl<'g> Core<'g> {
                 name,
                 kind,
                 resources,
-                capacity: RUNS_PER_THREAD * threads.max(1),
+                threads: threads.max(1),
                 runs: 0,
                 running: Vec::new(),
                 models: vec![false; self.graph.program().steps().len()],
@@ -572,7 +585,26 @@ impl<'g> Core<'g> {
 
     /// Whether worker `w` has room for `task` and is of the kind for it.
     fn fits(&self, w: &Worker, task: usize) -> bool {
-        w.runs < w.capacity && self.serves(w, task)
+        self.has_room(w) && self.serves(w, task)
+    }
+
+    /// Whether worker `w` can take one more run.
+    fn has_room(&self, w: &Worker) -> bool {
+        let short = self.run_time.1 > 0
+            && self.run_time.0 < SHORT_RUN * u32::try_from(self.run_time.1).unwrap_or(u32::MAX);
+        let per_thread = if short {
+            SHORT_RUNS_PER_THREAD
+        } else {
+            RUNS_PER_THREAD
+        };
+        w.runs < per_thread * w.threads
+    }
+
+    /// A task ran for `elapsed` (on a worker): the average that says
+    /// whether runs are short.
+    pub(crate) fn ran(&mut self, elapsed: Duration) {
+        self.run_time.0 += elapsed;
+        self.run_time.1 += 1;
     }
 
     /// The least busy worker with room for `task`.
@@ -619,7 +651,7 @@ impl<'g> Core<'g> {
     /// where their inputs are when it can.
     fn assign(&mut self) {
         loop {
-            if !self.workers.values().any(|w| w.runs < w.capacity) {
+            if !self.workers.values().any(|w| self.has_room(w)) {
                 return;
             }
             let pick = self
@@ -1240,7 +1272,7 @@ mod tests {
             ref c => panic!("{c:?}"),
         };
         assert_eq!(worker, 7);
-        assert_eq!(runs(&g, &sent).len(), 3, "every partition loaded");
+        assert_eq!(runs(&g, &sent).len(), RUNS_PER_THREAD, "runs per thread");
         core.done(7, task);
         let after = core.take_commands();
         assert!(
@@ -1841,5 +1873,32 @@ mod tests {
                 Command::Run { task, output: Output::Send, .. } if *task == t)),
             "{again:?}"
         );
+    }
+
+    #[test]
+    fn a_worker_holds_more_runs_while_runs_are_short() {
+        let g = graph(40, 20);
+        let mut core = on_workers(&g, 100);
+        let runs = |c: &[Command]| {
+            c.iter()
+                .filter(|c| matches!(c, Command::Run { .. }))
+                .count()
+        };
+        core.step();
+        let first = core.take_commands();
+        assert_eq!(runs(&first), 2 * RUNS_PER_THREAD, "two workers");
+        core.ran(Duration::from_micros(200));
+        core.step();
+        let more = runs(&core.take_commands());
+        assert_eq!(more, 2 * (SHORT_RUNS_PER_THREAD - RUNS_PER_THREAD));
+        // Long runs on average: a worker that finishes one gets no more
+        // until it is down to two.
+        core.ran(Duration::from_millis(50));
+        let (w, load, _) = sent(&first)[0].clone();
+        let (_, t, _) = sent(&first)[1].clone();
+        core.done(w, load);
+        core.done(w, t);
+        core.step();
+        assert_eq!(runs(&core.take_commands()), 0);
     }
 }

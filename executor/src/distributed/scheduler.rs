@@ -838,6 +838,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         let shipped = |what: &str| {
             bytes.ok_or_else(|| internal(format!("worker #{id} kept {what} it was told to send")))
         };
+        self.core.ran(elapsed);
         let read_back = self.core.reads_back(task);
         // A rebuilt output was counted when it was first made.
         let first = self.core.done(id, task);
