@@ -131,8 +131,8 @@ pub(crate) const RUNS_PER_THREAD: usize = 2;
 /// (the `distributed` benchmark: 46 µs per trivial task with two, 25–29
 /// with four). Long runs keep two: more queued on one worker is more left
 /// waiting there at the end while others are idle (the `scale` benchmark,
-/// 20 ms tasks on 128 workers: utilisation 0.85–0.86 with two, 0.82–0.83
-/// with four).
+/// 20 ms tasks on 128 workers: utilisation 0.82–0.83 in three runs with four
+/// for every run, 0.84–0.87 in three with two).
 pub(crate) const SHORT_RUNS_PER_THREAD: usize = 4;
 
 /// Runs that take less than this on average (over the run so far) are short.
