@@ -29,6 +29,7 @@
 //! # let _ = executor;
 //! ```
 
+mod conns;
 mod core;
 mod interrupt;
 mod launcher;

@@ -194,7 +194,7 @@ pub(crate) enum FromWorker {
 pub(crate) const MAX_DATA_FRAME: usize = u32::MAX as usize;
 
 /// Messages (not data) stay small.
-const MAX_MESSAGE: usize = 1 << 20;
+pub(crate) const MAX_MESSAGE: usize = 1 << 20;
 
 /// Writes a message and the frames that go with it (not flushed).
 pub(crate) fn put<T: Serialize>(

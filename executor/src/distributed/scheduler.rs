@@ -1,5 +1,6 @@
 //! The scheduler's shell, in the driver process: the sockets (the acceptor,
-//! a reader and a writer thread per worker), the driver's threads that load
+//! and the workers' connections, polled by the scheduler's own thread:
+//! `conns.rs`), the driver's threads that load
 //! the partitions workers cannot and decode outputs, the bytes the driver
 //! holds (those loads, and models), the launcher, and the job's records. It
 //! turns all of that into events for [`Core`], the state machine that
@@ -8,10 +9,9 @@
 //! outputs and the fitted models come to the driver.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufReader, BufWriter, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,23 +20,17 @@ use bob_pipelines_graph::{
 };
 
 use super::Settings;
+use super::conns::{Conns, Incoming, Wake};
 use super::core::{Command, Core, From, Limits, Place, Stop};
 use super::launcher::{JobState, Launcher};
-use super::protocol::{
-    FromWorker, Input, Next, Output, TaskOp, ToWorker, WorkerEnv, get, get_frames, is_timeout,
-};
+use super::protocol::{FromWorker, Input, Next, Output, TaskOp, ToWorker, WorkerEnv};
 use crate::local::run_task;
 use crate::progress::Progress;
-use crate::wire::{
-    self, Arrival, MAX_HANDSHAKES, Secret, SecretFile, WireError, WorkerInfo, encode,
-};
+use crate::wire::{self, Arrival, MAX_HANDSHAKES, Secret, SecretFile, WireError, WorkerInfo};
 use crate::{Error, Result};
 
 /// Bytes shared between the scheduler and the threads that write them.
 type Shared = Arc<Vec<u8>>;
-
-/// What a writer thread sends: a message and the data frames after it.
-type Out = (Vec<u8>, Vec<Shared>);
 
 enum Event {
     Joined {
@@ -50,15 +44,6 @@ enum Event {
     },
     /// A connection closed at once: too many were in their handshake.
     TurnedAway,
-    Msg {
-        id: u32,
-        msg: FromWorker,
-        data: Option<Vec<u8>>,
-    },
-    Lost {
-        id: u32,
-        reason: String,
-    },
     /// A load finished in the driver: its encoded partition (none when the
     /// load is itself an output and stays in the job).
     Loaded {
@@ -76,23 +61,6 @@ enum Event {
 enum DriverWork {
     Load(usize),
     ReadBack(usize),
-}
-
-/// The shell's side of a connected worker: where its messages go.
-struct Conn {
-    tx: Sender<Out>,
-    stream: TcpStream,
-    /// Its peer port, where other workers fetch what it holds.
-    peer: String,
-}
-
-impl Conn {
-    fn send(&self, msg: &ToWorker, frames: Vec<Shared>) {
-        // A closed writer means a lost worker; its reader reports that.
-        if let Ok(header) = encode(msg) {
-            let _ = self.tx.send((header, frames));
-        }
-    }
 }
 
 /// Runs the remote part of `job` on workers from `launcher`; the job holds
@@ -135,13 +103,14 @@ pub(crate) fn run(
     .run_vars();
 
     let (events_tx, events) = mpsc::channel();
+    let (conns, wake) = Conns::new(events_tx).map_err(|e| io("the scheduler's wake pipe", e))?;
     let stop = Arc::new(AtomicBool::new(false));
     accept_workers(
         listener,
         secret.secret().clone(),
         program_fingerprint(graph.program()),
         (settings.handshake_timeout, MAX_HANDSHAKES),
-        events_tx.clone(),
+        wake.clone(),
         stop.clone(),
     )
     .map_err(|e| io("listening for workers", e))?;
@@ -150,7 +119,7 @@ pub(crate) fn run(
         job,
         settings,
         (progress, executor),
-        (env, events_tx.clone()),
+        (env, conns),
         (launcher.kinds().to_vec(), ignored),
     );
     let (work_tx, work_rx) = mpsc::channel::<DriverWork>();
@@ -158,7 +127,7 @@ pub(crate) fn run(
     let outcome = std::thread::scope(|scope| {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         for _ in 0..threads {
-            let (rx, tx) = (&work_rx, events_tx.clone());
+            let (rx, tx) = (&work_rx, wake.clone());
             scope.spawn(move || driver_thread(job, progress, rx, &tx));
         }
         let outcome = s.run(launcher, &work_tx, &events);
@@ -218,10 +187,9 @@ fn accept_workers(
     secret: Secret,
     fingerprint: u64,
     limits: (Duration, usize),
-    events: Sender<Event>,
+    events: Wake<Event>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let events = Mutex::new(events);
     wire::accept_peers(
         listener,
         secret,
@@ -233,11 +201,7 @@ fn accept_workers(
                 Arrival::Refused { peer, error } => Event::Refused { peer, error },
                 Arrival::TurnedAway => Event::TurnedAway,
             };
-            let tx = events
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            tx.send(event).is_ok()
+            events.send(event)
         },
         stop,
     )
@@ -248,7 +212,7 @@ fn driver_thread(
     job: &Execution<'_>,
     progress: &dyn Progress,
     work: &Mutex<Receiver<DriverWork>>,
-    events: &Sender<Event>,
+    events: &Wake<Event>,
 ) {
     let graph = job.graph();
     let info = graph.program();
@@ -276,7 +240,7 @@ fn driver_thread(
                 result: job.read_output(task),
             },
         };
-        if events.send(event).is_err() {
+        if !events.send(event) {
             return;
         }
     }
@@ -285,121 +249,6 @@ fn driver_thread(
 /// A broken guarantee of the scheduler's.
 fn internal(what: String) -> Error {
     Error::Run(graph::Error::bug(format!("the scheduler: {what}")))
-}
-
-/// Reads a worker's messages until it goes away or falls silent.
-/// A socket whose bytes are counted: what the report says crossed the
-/// driver's sockets.
-struct Counted<S> {
-    inner: S,
-    bytes: Arc<AtomicU64>,
-}
-
-impl<S: std::io::Read> std::io::Read for Counted<S> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-impl<S: Write> Write for Counted<S> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Bytes in and out of the driver's sockets to workers, after handshakes.
-#[derive(Default)]
-struct Traffic {
-    read: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
-}
-
-fn read_worker(
-    id: u32,
-    stream: TcpStream,
-    (silence, bytes): (Duration, Arc<AtomicU64>),
-    events: Sender<Event>,
-) {
-    let _ = stream.set_read_timeout(Some(silence));
-    let mut r = BufReader::new(Counted {
-        inner: stream,
-        bytes,
-    });
-    loop {
-        let msg = match get::<FromWorker>(&mut r) {
-            Ok(msg) => msg,
-            Err(e) => {
-                let reason = match &e {
-                    e if is_timeout(e) => format!("silent for {silence:?} (no heartbeat)"),
-                    WireError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        "connection closed".to_owned()
-                    }
-                    e => e.to_string(),
-                };
-                let _ = events.send(Event::Lost { id, reason });
-                return;
-            }
-        };
-        let data = if matches!(msg, FromWorker::Done { shipped: true, .. }) {
-            match get_frames(&mut r, 1) {
-                Ok(mut f) => f.pop(),
-                Err(e) => {
-                    let _ = events.send(Event::Lost {
-                        id,
-                        reason: e.to_string(),
-                    });
-                    return;
-                }
-            }
-        } else {
-            None
-        };
-        if events.send(Event::Msg { id, msg, data }).is_err() {
-            return;
-        }
-    }
-}
-
-/// Writes to a worker: batches what is queued into one flush.
-fn write_worker(stream: TcpStream, rx: Receiver<Out>, bytes: Arc<AtomicU64>) {
-    let shut = stream.try_clone();
-    let mut w = BufWriter::with_capacity(
-        1 << 16,
-        Counted {
-            inner: stream,
-            bytes,
-        },
-    );
-    let write = |(header, frames): Out, w: &mut BufWriter<Counted<TcpStream>>| {
-        wire::write_frame(w, &header)?;
-        for f in frames {
-            wire::write_frame(w, &f)?;
-        }
-        Ok::<(), WireError>(())
-    };
-    while let Ok(out) = rx.recv() {
-        let mut ok = write(out, &mut w).is_ok();
-        while ok {
-            match rx.try_recv() {
-                Ok(out) => ok = write(out, &mut w).is_ok(),
-                Err(_) => break,
-            }
-        }
-        if !ok || w.flush().is_err() {
-            break;
-        }
-    }
-    let _ = w.flush();
-    if let Ok(s) = shut {
-        let _ = s.shutdown(Shutdown::Both);
-    }
 }
 
 /// The shell around [`Core`]: sockets, threads, the launcher, the bytes of
@@ -412,15 +261,15 @@ struct Scheduler<'j, 'a> {
     progress: &'j dyn Progress,
     executor: &'j str,
     env: Vec<(String, String)>,
-    events_tx: Sender<Event>,
     core: Core<'j>,
     /// Each task's output, encoded, while a task still needs it.
     data: Vec<Option<Shared>>,
     is_output: Vec<bool>,
     /// Each fitted step's model, encoded once, sent once per worker.
     models: Vec<Option<Shared>>,
-    conns: BTreeMap<u32, Conn>,
-    traffic: Traffic,
+    conns: Conns,
+    /// Each worker's peer port, where other workers fetch what it holds.
+    peers: BTreeMap<u32, String>,
     refused: usize,
     /// Connections refused on workers' peer ports: how many, and why for
     /// the first few.
@@ -435,13 +284,13 @@ struct Scheduler<'j, 'a> {
 
 impl<'j, 'a> Scheduler<'j, 'a> {
     /// The scheduler of `job`: its display and executor name, the workers'
-    /// environment and the event channel, the launcher's kinds of worker and
+    /// environment and connections, the launcher's kinds of worker and
     /// the resource tags ignored on one machine.
     fn new(
         job: &'j Execution<'a>,
         settings: &'j Settings,
         (progress, executor): (&'j dyn Progress, &'j str),
-        (env, events_tx): (Vec<(String, String)>, Sender<Event>),
+        (env, conns): (Vec<(String, String)>, Conns),
         (kinds, ignored): (Vec<super::WorkerKind>, BTreeSet<String>),
     ) -> Self {
         let graph = job.graph();
@@ -487,13 +336,12 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             progress,
             executor,
             env,
-            events_tx,
             core,
             data: vec![None; n],
             is_output,
             models,
-            conns: BTreeMap::new(),
-            traffic: Traffic::default(),
+            conns,
+            peers: BTreeMap::new(),
             refused: 0,
             refused_peers: (0, Vec::new()),
             driver_loads: 0,
@@ -517,22 +365,24 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.core.scale();
         self.apply(launcher, work)?;
         let mut next_tick = Instant::now() + self.settings.interval;
+        let mut incoming = Vec::new();
         loop {
             if self.core.finished() && self.reading == 0 {
                 return Ok(());
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match events.recv_timeout(wait) {
-                Ok(ev) => {
-                    self.handle(ev, launcher, work)?;
-                    while let Ok(ev) = events.try_recv() {
-                        self.handle(ev, launcher, work)?;
+            self.conns.poll(wait, &mut incoming);
+            loop {
+                match events.try_recv() {
+                    Ok(ev) => self.handle(ev)?,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        return Err(internal("the event channel closed".to_owned()));
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(internal("the event channel closed".to_owned()));
-                }
+            }
+            for inc in incoming.drain(..) {
+                self.incoming(inc, launcher, work)?;
             }
             self.core.step();
             self.apply(launcher, work)?;
@@ -544,6 +394,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 self.apply(launcher, work)?;
                 next_tick = Instant::now() + self.settings.interval;
             }
+            self.conns.flush(&mut incoming);
         }
     }
 
@@ -581,17 +432,15 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         self.core.launched(kind, jobs);
                     }
                     Command::Release(id) => {
-                        if let Some(c) = self.conns.remove(&id) {
-                            c.send(&ToWorker::Shutdown, Vec::new());
-                        }
+                        self.peers.remove(&id);
+                        self.conns.release(id);
                     }
                     Command::Cancel(job) => launcher.cancel(&job),
                     Command::Free { task, at } => match at {
                         Place::Driver => self.data[task] = None,
                         Place::Worker(id) => {
-                            if let Some(c) = self.conns.get(&id) {
-                                c.send(&ToWorker::Free { task: task as u32 }, Vec::new());
-                            }
+                            self.conns
+                                .send(id, &ToWorker::Free { task: task as u32 }, &[]);
                         }
                     },
                     Command::Note(note) => {
@@ -685,12 +534,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         }
     }
 
-    fn handle(
-        &mut self,
-        ev: Event,
-        launcher: &mut dyn Launcher,
-        work: &Sender<DriverWork>,
-    ) -> Result<()> {
+    /// An event from another thread: a connection's handshake ended, or a
+    /// driver thread's work.
+    fn handle(&mut self, ev: Event) -> Result<()> {
         match ev {
             Event::Joined { id, info, stream } => self.joined(id, info, stream),
             Event::Refused { peer, error } => match error {
@@ -705,74 +551,6 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 _ => self.refused += 1,
             },
             Event::TurnedAway => self.turned_away += 1,
-            Event::Msg { id, msg, data } => match msg {
-                FromWorker::Heartbeat => {}
-                FromWorker::Done {
-                    task,
-                    samples,
-                    failed,
-                    micros,
-                    keys,
-                    shipped: _,
-                } => {
-                    let counts = Counts {
-                        samples: usize::try_from(samples).unwrap_or(usize::MAX),
-                        failed: usize::try_from(failed).unwrap_or(usize::MAX),
-                    };
-                    let elapsed = Duration::from_micros(micros);
-                    self.done(id, task as usize, (counts, elapsed, keys), data, work)?;
-                }
-                FromWorker::CannotLoad { task } => {
-                    if self.core.running_on(id, task as usize) {
-                        self.driver_loads += 1;
-                    }
-                    self.core.cannot_load(id, task as usize);
-                }
-                FromWorker::Unreachable { task, input, error } => {
-                    let (task, input) = (task as usize, input as usize);
-                    if self.core.running_on(id, task) {
-                        let worker = self.core.worker(id).map_or("?", |(n, _)| n).to_owned();
-                        self.job.warn(format!(
-                            "worker `{worker}` could not get the output of `{}` for `{}` ({error}); \
-                             it is computed again",
-                            self.graph.task(input).id(),
-                            self.graph.task(task).id()
-                        ));
-                    }
-                    self.core
-                        .unreachable(id, task, input, &error)
-                        .map_err(|stop| self.stopped(stop, launcher))?;
-                }
-                FromWorker::Refused { what } => {
-                    self.refused_peers.0 += 1;
-                    if self.refused_peers.1.len() < 3 {
-                        self.refused_peers.1.push(what);
-                    }
-                }
-                FromWorker::Failed { task, error } => {
-                    let task = task as usize;
-                    let worker = self
-                        .core
-                        .worker(id)
-                        .map_or_else(|| format!("#{id}"), |(name, _)| name.to_owned());
-                    let (keys, samples) = self.job.samples_of(task);
-                    let e = graph::Error::Task {
-                        task: self.graph.task(task).id().to_owned(),
-                        keys,
-                        samples,
-                        source: Box::new(
-                            Error::Remote {
-                                worker,
-                                message: error,
-                            }
-                            .into_run(self.executor),
-                        ),
-                    };
-                    self.progress.task_failed(self.graph, task, &e);
-                    return Err(e.into());
-                }
-            },
-            Event::Lost { id, reason } => self.worker_lost(id, &reason, launcher)?,
             Event::ReadBack { result } => {
                 self.reading -= 1;
                 result?;
@@ -789,28 +567,92 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         Ok(())
     }
 
-    fn joined(&mut self, id: u32, info: WorkerInfo, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(None);
-        let (tx, rx) = mpsc::channel();
-        let (Ok(r), Ok(w)) = (stream.try_clone(), stream.try_clone()) else {
-            return;
+    /// What came from a worker's socket: a message, or its loss.
+    fn incoming(
+        &mut self,
+        inc: Incoming,
+        launcher: &mut dyn Launcher,
+        work: &Sender<DriverWork>,
+    ) -> Result<()> {
+        let (id, msg, data) = match inc {
+            Incoming::Lost { id, reason } => return self.worker_lost(id, &reason, launcher),
+            Incoming::Msg { id, msg, data } => (id, msg, data),
         };
-        let written = Arc::clone(&self.traffic.written);
-        std::thread::spawn(move || write_worker(w, rx, written));
-        let (silence, events) = (self.settings.worker_timeout, self.events_tx.clone());
-        let read = Arc::clone(&self.traffic.read);
-        std::thread::spawn(move || read_worker(id, r, (silence, read), events));
+        match msg {
+            FromWorker::Heartbeat => {}
+            FromWorker::Done {
+                task,
+                samples,
+                failed,
+                micros,
+                keys,
+                shipped: _,
+            } => {
+                let counts = Counts {
+                    samples: usize::try_from(samples).unwrap_or(usize::MAX),
+                    failed: usize::try_from(failed).unwrap_or(usize::MAX),
+                };
+                let elapsed = Duration::from_micros(micros);
+                self.done(id, task as usize, (counts, elapsed, keys), data, work)?;
+            }
+            FromWorker::CannotLoad { task } => {
+                if self.core.running_on(id, task as usize) {
+                    self.driver_loads += 1;
+                }
+                self.core.cannot_load(id, task as usize);
+            }
+            FromWorker::Unreachable { task, input, error } => {
+                let (task, input) = (task as usize, input as usize);
+                if self.core.running_on(id, task) {
+                    let worker = self.core.worker(id).map_or("?", |(n, _)| n).to_owned();
+                    self.job.warn(format!(
+                        "worker `{worker}` could not get the output of `{}` for `{}` ({error}); \
+                         it is computed again",
+                        self.graph.task(input).id(),
+                        self.graph.task(task).id()
+                    ));
+                }
+                self.core
+                    .unreachable(id, task, input, &error)
+                    .map_err(|stop| self.stopped(stop, launcher))?;
+            }
+            FromWorker::Refused { what } => {
+                self.refused_peers.0 += 1;
+                if self.refused_peers.1.len() < 3 {
+                    self.refused_peers.1.push(what);
+                }
+            }
+            FromWorker::Failed { task, error } => {
+                let task = task as usize;
+                let worker = self
+                    .core
+                    .worker(id)
+                    .map_or_else(|| format!("#{id}"), |(name, _)| name.to_owned());
+                let (keys, samples) = self.job.samples_of(task);
+                let e = graph::Error::Task {
+                    task: self.graph.task(task).id().to_owned(),
+                    keys,
+                    samples,
+                    source: Box::new(
+                        Error::Remote {
+                            worker,
+                            message: error,
+                        }
+                        .into_run(self.executor),
+                    ),
+                };
+                self.progress.task_failed(self.graph, task, &e);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn joined(&mut self, id: u32, info: WorkerInfo, stream: TcpStream) {
         let threads = usize::try_from(info.threads).unwrap_or(1);
         self.core.joined(id, info.name, threads, info.resources);
-        self.conns.insert(
-            id,
-            Conn {
-                tx,
-                stream,
-                peer: info.peer,
-            },
-        );
+        self.conns.add(id, stream);
+        self.peers.insert(id, info.peer);
     }
 
     /// Worker `id` finished `task`: `counts`, `elapsed`, a load's first
@@ -944,27 +786,26 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     task: d as u32,
                     // A peer lost meanwhile: the fetch fails, and its loss
                     // rebuilds the input.
-                    addr: self
-                        .conns
-                        .get(&w)
-                        .map(|c| c.peer.clone())
-                        .unwrap_or_default(),
+                    addr: self.peers.get(&w).cloned().unwrap_or_default(),
                 },
             });
         }
-        let Some(c) = self.conns.get(&id) else {
+        if !self.conns.has(id) {
             return Ok(()); // lost meanwhile: its loss sends the task again
-        };
+        }
         for &step in models {
             let bytes = self.models[step].clone().ok_or_else(|| {
                 internal(format!("the model of step {step} is not in the driver"))
             })?;
-            c.send(&ToWorker::Model { step: step as u32 }, vec![bytes]);
+            self.conns
+                .send(id, &ToWorker::Model { step: step as u32 }, &[&bytes]);
         }
         for n in &then {
             self.progress.task_started(self.graph, n.task as usize);
         }
-        c.send(
+        let frames: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        self.conns.send(
+            id,
             &ToWorker::Run {
                 task: task as u32,
                 op,
@@ -972,17 +813,18 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 output,
                 then,
             },
-            frames,
+            &frames,
         );
         self.progress.task_started(self.graph, task);
         Ok(())
     }
 
     fn worker_lost(&mut self, id: u32, reason: &str, launcher: &mut dyn Launcher) -> Result<()> {
-        let Some(c) = self.conns.remove(&id) else {
+        if !self.conns.has(id) {
             return Ok(());
-        };
-        let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        self.conns.drop_conn(id);
+        self.peers.remove(&id);
         // The launcher knows how it ended (killed, out of memory, …).
         let name = self.core.worker(id).map(|(n, _)| n.to_owned());
         let ended = name.as_ref().and_then(|name| {
@@ -1013,8 +855,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// Once per interval: heartbeats, then the core's tick (launch failures,
     /// idle workers, scaling).
     fn tick(&mut self, launcher: &mut dyn Launcher) -> Result<()> {
-        for c in self.conns.values() {
-            c.send(&ToWorker::Heartbeat, Vec::new());
+        self.conns.send_all(&ToWorker::Heartbeat);
+        let silence = self.settings.worker_timeout;
+        for id in self.conns.silent(silence) {
+            let reason = format!("silent for {silence:?} (no heartbeat)");
+            self.worker_lost(id, &reason, launcher)?;
         }
         let states = launcher.poll();
         self.core
@@ -1025,14 +870,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// The run is over: workers are told to go, the launcher stops what is
     /// left, and temp files of lost workers are removed.
     fn close(&mut self, launcher: &mut dyn Launcher) {
-        for (_, c) in std::mem::take(&mut self.conns) {
-            c.send(&ToWorker::Shutdown, Vec::new());
-        }
+        self.conns.shutdown(Duration::from_secs(2));
         launcher.shutdown();
-        self.job.record_traffic(
-            self.traffic.read.load(Ordering::Relaxed),
-            self.traffic.written.load(Ordering::Relaxed),
-        );
+        self.job.record_traffic(self.conns.read, self.conns.written);
         if self.refused > 0 {
             self.job.warn(format!(
                 "{} connection(s) to the scheduler's port were refused: no proof of this run's \
@@ -1079,20 +919,25 @@ impl<'j, 'a> Scheduler<'j, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
+    use std::io::{Read as _, Write as _};
 
     use bob_pipelines_graph::{Executed, Executor};
 
     /// The acceptor with `cap` handshakes at once and `deadline` for each;
-    /// returns its address and its events.
-    fn acceptor(deadline: Duration, cap: usize) -> (SocketAddr, Receiver<Event>, Arc<AtomicBool>) {
+    /// returns its address, its events, its stop switch and the
+    /// connections whose wake pipe it writes to.
+    fn acceptor(
+        deadline: Duration,
+        cap: usize,
+    ) -> (SocketAddr, Receiver<Event>, Arc<AtomicBool>, Conns) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel();
+        let (conns, wake) = Conns::new(tx).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let secret = Secret::random().unwrap();
-        accept_workers(listener, secret, 1, (deadline, cap), tx, stop.clone()).unwrap();
-        (addr, rx, stop)
+        accept_workers(listener, secret, 1, (deadline, cap), wake, stop.clone()).unwrap();
+        (addr, rx, stop, conns)
     }
 
     /// Whether the scheduler closed `s` (after its challenge) within `limit`.
@@ -1104,7 +949,7 @@ mod tests {
 
     #[test]
     fn a_peer_that_trickles_bytes_is_cut_off_at_the_handshake_deadline() {
-        let (addr, events, stop) = acceptor(Duration::from_millis(300), 8);
+        let (addr, events, stop, _conns) = acceptor(Duration::from_millis(300), 8);
         let mut s = TcpStream::connect(addr).unwrap();
         let writer = s.try_clone().unwrap();
         let trickle = std::thread::spawn(move || {
@@ -1135,7 +980,7 @@ mod tests {
 
     #[test]
     fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
-        let (addr, events, stop) = acceptor(Duration::from_secs(30), 4);
+        let (addr, events, stop, _conns) = acceptor(Duration::from_secs(30), 4);
         // Four silent peers hold every handshake slot.
         let silent: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
         let mut held = 0;
@@ -1198,12 +1043,12 @@ mod tests {
                 super::super::Distributed::new(super::super::LocalProcesses::all_cores())
                     .settings
                     .clone();
-            let (events, _keep) = mpsc::channel();
+            let (events, _keep) = mpsc::channel::<Event>();
             let mut s = Scheduler::new(
                 &job,
                 &settings,
                 (&crate::Silent, "probe"),
-                (vec![], events),
+                (vec![], Conns::new(events).unwrap().0),
                 (Vec::new(), BTreeSet::new()),
             );
             let (work, _loads) = mpsc::channel();
