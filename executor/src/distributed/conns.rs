@@ -12,7 +12,7 @@
 //! scheduler their events over a channel and wake its `poll` with a byte on
 //! the wake pipe ([`Wake`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -201,7 +201,9 @@ pub(crate) struct Conns {
     wake: UnixStream,
     epoll: OwnedFd,
     /// Connections whose socket is watched for room to write.
-    watching_out: std::collections::BTreeSet<u32>,
+    watching_out: BTreeSet<u32>,
+    /// Connections with bytes queued since the last flush.
+    dirty: BTreeSet<u32>,
     /// Where reads land before they are parsed.
     chunk: Vec<u8>,
     /// Bytes read from and written to workers' sockets.
@@ -228,7 +230,8 @@ impl Conns {
             conns: BTreeMap::new(),
             wake,
             epoll,
-            watching_out: std::collections::BTreeSet::new(),
+            watching_out: BTreeSet::new(),
+            dirty: BTreeSet::new(),
             chunk: vec![0; 64 << 10],
             read: 0,
             written: 0,
@@ -280,13 +283,15 @@ impl Conns {
     pub(crate) fn send(&mut self, id: u32, msg: &ToWorker, frames: &[&[u8]]) {
         if let Some(c) = self.conns.get_mut(&id) {
             c.queue(msg, frames);
+            self.dirty.insert(id);
         }
     }
 
     /// Queues a message for every worker.
     pub(crate) fn send_all(&mut self, msg: &ToWorker) {
-        for c in self.conns.values_mut() {
+        for (&id, c) in &mut self.conns {
             c.queue(msg, &[]);
+            self.dirty.insert(id);
         }
     }
 
@@ -296,6 +301,7 @@ impl Conns {
         if let Some(c) = self.conns.get_mut(&id) {
             c.queue(&ToWorker::Shutdown, &[]);
             c.closing = true;
+            self.dirty.insert(id);
         }
     }
 
@@ -309,14 +315,14 @@ impl Conns {
         self.watching_out.remove(&id);
     }
 
-    /// Writes every buffer as far as its socket takes it; a worker whose
-    /// socket fails is lost.
+    /// Writes every buffer queued to since the last flush as far as its
+    /// socket takes it (the rest when the socket has room: [`poll`](Self::poll));
+    /// a worker whose socket fails is lost.
     pub(crate) fn flush(&mut self, out: &mut Vec<Incoming>) {
-        let mut done = Vec::new();
-        for (&id, c) in &mut self.conns {
-            if c.outbuf.is_empty() {
+        for id in std::mem::take(&mut self.dirty) {
+            let Some(c) = self.conns.get_mut(&id) else {
                 continue;
-            }
+            };
             match c.flush() {
                 Ok(n) => self.written += n as u64,
                 Err(e) if !c.closing => out.push(Incoming::Lost {
@@ -325,35 +331,36 @@ impl Conns {
                 }),
                 Err(_) => {}
             }
-            if c.closing && c.outbuf.is_empty() {
-                done.push(id);
-            }
+            self.settle(id);
         }
-        for id in done {
-            self.drop_conn(id);
-        }
-        self.watch_output();
     }
 
-    /// Watches for room to write exactly the sockets with bytes left.
-    fn watch_output(&mut self) {
-        for (&id, c) in &self.conns {
-            let want = !c.outbuf.is_empty();
-            if want == self.watching_out.contains(&id) {
-                continue;
-            }
-            let events = if want {
-                libc::EPOLLIN | libc::EPOLLOUT
+    /// After writing to worker `id`: closes a leaving connection whose
+    /// buffer is written, and watches the socket for room to write exactly
+    /// while bytes are left.
+    fn settle(&mut self, id: u32) {
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        if c.closing && c.outbuf.is_empty() {
+            self.drop_conn(id);
+            return;
+        }
+        let want = !c.outbuf.is_empty();
+        if want == self.watching_out.contains(&id) {
+            return;
+        }
+        let events = if want {
+            libc::EPOLLIN | libc::EPOLLOUT
+        } else {
+            libc::EPOLLIN
+        };
+        let fd = c.stream.as_raw_fd();
+        if epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, fd, events, u64::from(id)).is_ok() {
+            if want {
+                self.watching_out.insert(id);
             } else {
-                libc::EPOLLIN
-            };
-            let fd = c.stream.as_raw_fd();
-            if epoll_ctl(&self.epoll, libc::EPOLL_CTL_MOD, fd, events, u64::from(id)).is_ok() {
-                if want {
-                    self.watching_out.insert(id);
-                } else {
-                    self.watching_out.remove(&id);
-                }
+                self.watching_out.remove(&id);
             }
         }
     }
@@ -382,6 +389,7 @@ impl Conns {
                 if let Ok(n) = c.flush() {
                     self.written += n as u64;
                 }
+                self.dirty.insert(id); // settled by the next flush
             }
             let readable = (libc::EPOLLIN | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             if flags & readable == 0 {
@@ -412,7 +420,6 @@ impl Conns {
                 out.push(Incoming::Lost { id, reason });
             }
         }
-        self.watch_output();
     }
 
     /// Workers that have sent nothing for `silence` (not even a heartbeat).
@@ -427,12 +434,14 @@ impl Conns {
     /// Tells every worker to leave, and writes it (for at most `patience`).
     pub(crate) fn shutdown(&mut self, patience: Duration) {
         let until = Instant::now() + patience;
-        for c in self.conns.values_mut() {
+        for (&id, c) in &mut self.conns {
             c.queue(&ToWorker::Shutdown, &[]);
             c.closing = true;
+            self.dirty.insert(id);
         }
         let mut out = Vec::new();
         while !self.conns.is_empty() && Instant::now() < until {
+            self.dirty.extend(self.conns.keys().copied());
             self.flush(&mut out);
             if self.conns.values().all(|c| c.outbuf.is_empty()) {
                 break;
