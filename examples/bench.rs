@@ -119,8 +119,10 @@ fn median_pipeline(executor: &str, n: usize, input: &str) -> f64 {
     runs[1].0
 }
 
-/// Samples built before the clock starts. A distributed worker (this
-/// program, started again) never pulls the input, so it does not build it.
+/// Samples built before the clock starts, in the driver. A distributed
+/// worker (this program, started again) builds the samples it loads, and
+/// those it skips on the way to them, as it pulls them: its share of the
+/// cost is timed, as a worker's would be.
 fn built_first<T: Send + 'static>(
     samples: impl ExactSizeIterator<Item = T> + Send + 'static,
 ) -> Box<dyn ExactSizeIterator<Item = T> + Send> {
@@ -418,9 +420,9 @@ impl Transformer for Pass {
 }
 
 /// The distributed executor: the cost per task with 2 worker processes on
-/// trivial one-sample tasks (everything included: the driver loads and
-/// encodes each partition, ships it, a worker decodes, transforms, encodes
-/// and answers, the driver decodes), then the seed pipeline on 2 worker
+/// trivial one-sample tasks (everything included: a worker loads each
+/// partition, transforms it in the same run, encodes and answers, the
+/// driver decodes), then the seed pipeline on 2 worker
 /// processes (`local-p2`) against the thread pool (`threads`), median of 3
 /// processes each.
 fn distributed(tasks: usize, n: usize) {

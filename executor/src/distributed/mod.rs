@@ -4,17 +4,23 @@
 //! A worker is the user's own program, started again by a [`Launcher`] with
 //! the scheduler's address in its environment ([`WORKER_ENV`]). It runs
 //! `main` as the driver did, up to `compute`, which hands it the run's
-//! program (steps, mode, partitions, checkpoint options) and serves the
-//! scheduler instead: fits and transforms come by step and kind, with their
-//! input partitions and the models the worker lacks. So a program needs no
-//! line of its own to be distributable, on two conditions:
+//! plan (steps, mode, partitions, checkpoint options, and its own copy of
+//! the inputs, not pulled) and serves the scheduler instead: loads, fits and
+//! transforms come by step and kind, with where their inputs are (held by
+//! this worker, by another, or sent) and the models the worker lacks. Workers
+//! keep what they make and hand it to each other; only the run's outputs go
+//! to the driver. So a program needs no line of its own to be distributable,
+//! on three conditions:
 //! - it reaches the same `compute` the same way in every process (the
 //!   program fingerprint — steps, types, options, partition sizes,
 //!   checkpoint options — is compared at the handshake, and a mismatch is an
 //!   error on both sides);
-//! - what it does before `compute` is harmless to repeat (workers neither
-//!   pull the input samples nor look at the checkpoints: the driver does),
-//!   and the driver alone goes past `compute` (a worker's process ends there).
+//! - it builds the same inputs in every process: a worker loads its
+//!   partitions from its own copy, read forward only (see
+//!   [`Distributed::worker_loads`] for inputs that differ between processes);
+//! - what it does before `compute` is harmless to repeat (workers do not look
+//!   at the checkpoints: the driver does), and the driver alone goes past
+//!   `compute` (a worker's process ends there).
 //!
 //! Protocol, security and failures: see [`crate::wire`] (frames, handshake)
 //! and `ARCHITECTURE.md`.
