@@ -786,7 +786,6 @@ impl<'g> Core<'g> {
         self.release(t); // a load counts again when it runs again
         self.set_state(t, St::Waiting);
         self.remaining += 1;
-        self.pending[t] = 0;
         for &x in graph.dependents(t) {
             match self.state[x] {
                 St::Ready => {
@@ -799,11 +798,24 @@ impl<'g> Core<'g> {
         }
         for &d in graph.task(t).deps() {
             self.consumers[d] += 1;
+        }
+        self.wait_for_inputs(t);
+    }
+
+    /// Task `t`, now waiting, waits for its inputs: those done and held are
+    /// there, those gone are rebuilt first (each counts itself in
+    /// `pending[t]` as it goes back to waiting), the rest are under way. It
+    /// is ready at once when none is missing.
+    fn wait_for_inputs(&mut self, t: usize) {
+        self.pending[t] = 0;
+        let graph = self.graph;
+        for &d in graph.task(t).deps() {
+            // A fit's output is its model, in the driver: never gone.
             let gone = self.state[d] == St::Done
                 && self.held[d].is_none()
                 && !matches!(graph.task(d).kind(), TaskKind::Fit { .. });
             if gone {
-                self.undo(d); // counts itself in `pending[t]`
+                self.undo(d);
             } else if self.state[d] != St::Done {
                 self.pending[t] += 1;
             }
@@ -831,21 +843,7 @@ impl<'g> Core<'g> {
             self.release(task);
         }
         self.set_state(task, St::Waiting);
-        self.pending[task] = 0;
-        let graph = self.graph;
-        for &d in graph.task(task).deps() {
-            let gone = self.state[d] == St::Done
-                && self.held[d].is_none()
-                && !matches!(graph.task(d).kind(), TaskKind::Fit { .. });
-            if gone {
-                self.undo(d); // counts itself in `pending[task]`
-            } else if self.state[d] != St::Done {
-                self.pending[task] += 1;
-            }
-        }
-        if self.pending[task] == 0 {
-            self.make_ready(task);
-        }
+        self.wait_for_inputs(task);
     }
 
     /// Worker `id` was lost, because of `reason`: its running tasks are sent

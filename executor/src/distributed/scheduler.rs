@@ -9,7 +9,7 @@
 //! outputs and the fitted models come to the driver.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,17 +33,8 @@ use crate::{Error, Result};
 type Shared = Arc<Vec<u8>>;
 
 enum Event {
-    Joined {
-        id: u32,
-        info: WorkerInfo,
-        stream: TcpStream,
-    },
-    Refused {
-        peer: SocketAddr,
-        error: WireError,
-    },
-    /// A connection closed at once: too many were in their handshake.
-    TurnedAway,
+    /// A connection to the scheduler's port ended its handshake.
+    Arrived(Arrival),
     /// A load finished in the driver: its encoded partition (none when the
     /// load is itself an output and stays in the job).
     Loaded {
@@ -51,9 +42,7 @@ enum Event {
         result: graph::Result<Option<Vec<u8>>>,
     },
     /// An output was read back from its checkpoint files.
-    ReadBack {
-        result: graph::Result<()>,
-    },
+    ReadBack { result: graph::Result<()> },
 }
 
 /// Work for the driver's own threads: loads workers cannot run, and outputs
@@ -195,14 +184,7 @@ fn accept_workers(
         secret,
         fingerprint,
         limits,
-        move |arrival| {
-            let event = match arrival {
-                Arrival::Joined { id, info, stream } => Event::Joined { id, info, stream },
-                Arrival::Refused { peer, error } => Event::Refused { peer, error },
-                Arrival::TurnedAway => Event::TurnedAway,
-            };
-            events.send(event)
-        },
+        move |arrival| events.send(Event::Arrived(arrival)),
         stop,
     )
 }
@@ -452,6 +434,18 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         }
     }
 
+    /// The run's error for task `task`, failed because of `reason`: its id,
+    /// first keys and size, and the reason as this executor's.
+    fn task_error(&self, task: usize, reason: String) -> Error {
+        let (keys, samples) = self.job.samples_of(task);
+        Error::Run(graph::Error::Task {
+            task: self.graph.task(task).id().to_owned(),
+            keys,
+            samples,
+            source: Box::new(self.fail(reason).into_run(self.executor)),
+        })
+    }
+
     /// The error for a run the core stopped.
     fn stopped(&self, stop: Stop, launcher: &dyn Launcher) -> Error {
         match stop {
@@ -475,43 +469,28 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 let step = t
                     .step()
                     .map_or("", |s| self.graph.program().steps()[s].name());
-                let (keys, samples) = self.job.samples_of(task);
                 let last: Vec<&str> = losses.iter().rev().take(3).map(String::as_str).collect();
-                Error::Run(graph::Error::Task {
-                    task: t.id().to_owned(),
-                    keys,
-                    samples,
-                    source: Box::new(
-                        self.fail(format!(
-                            "step `{step}` was running on {} workers that were lost; it may be \
-                             what kills them (memory or time limits). Last: {}",
-                            losses.len(),
-                            last.join("; ")
-                        ))
-                        .into_run(self.executor),
+                self.task_error(
+                    task,
+                    format!(
+                        "step `{step}` was running on {} workers that were lost; it may be \
+                         what kills them (memory or time limits). Last: {}",
+                        losses.len(),
+                        last.join("; ")
                     ),
-                })
+                )
             }
-            Stop::CannotFetch { task, tries } => {
-                let t = self.graph.task(task);
-                let (keys, samples) = self.job.samples_of(task);
-                Error::Run(graph::Error::Task {
-                    task: t.id().to_owned(),
-                    keys,
-                    samples,
-                    source: Box::new(
-                        self.fail(format!(
-                            "it could not get its inputs from other workers {} times, though \
-                             they were computed again each time: {}. Workers fetch partitions \
-                             from each other on the address they reach the scheduler from; \
-                             a firewall between the hosts must let them",
-                            tries.len(),
-                            tries.join("; ")
-                        ))
-                        .into_run(self.executor),
-                    ),
-                })
-            }
+            Stop::CannotFetch { task, tries } => self.task_error(
+                task,
+                format!(
+                    "it could not get its inputs from other workers {} times, though they were \
+                     computed again each time: {}. Workers fetch partitions from each other on \
+                     the address they reach the scheduler from; a firewall between the hosts \
+                     must let them",
+                    tries.len(),
+                    tries.join("; ")
+                ),
+            ),
             Stop::NoWorkers { kind, ends } => {
                 let hint = if ends.iter().any(|m| m.contains("exited with status 0")) {
                     format!(
@@ -538,8 +517,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// driver thread's work.
     fn handle(&mut self, ev: Event) -> Result<()> {
         match ev {
-            Event::Joined { id, info, stream } => self.joined(id, info, stream),
-            Event::Refused { peer, error } => match error {
+            Event::Arrived(Arrival::Joined { id, info, stream }) => self.joined(id, info, stream),
+            Event::Arrived(Arrival::Refused { peer, error }) => match error {
                 WireError::Fingerprint { .. } | WireError::Protocol { .. } => {
                     return Err(self.fail(format!(
                         "a worker from {peer} was rejected: {error}. Every worker must run the same \
@@ -550,7 +529,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 // Not one of ours: dropped, and counted in the report.
                 _ => self.refused += 1,
             },
-            Event::TurnedAway => self.turned_away += 1,
+            Event::Arrived(Arrival::TurnedAway) => self.turned_away += 1,
             Event::ReadBack { result } => {
                 self.reading -= 1;
                 result?;
@@ -920,6 +899,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
 mod tests {
     use super::*;
     use std::io::{Read as _, Write as _};
+    use std::net::SocketAddr;
 
     use bob_pipelines_graph::{Executed, Executor};
 
@@ -967,7 +947,7 @@ mod tests {
             "still open after 3 s"
         );
         match events.recv_timeout(Duration::from_secs(1)).unwrap() {
-            Event::Refused { error, .. } => assert!(
+            Event::Arrived(Arrival::Refused { error, .. }) => assert!(
                 matches!(&error, WireError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut)
                     || matches!(error, WireError::Unauthenticated),
                 "{error}"
@@ -1003,7 +983,7 @@ mod tests {
             .filter(|_| {
                 matches!(
                     events.recv_timeout(Duration::from_secs(5)),
-                    Ok(Event::TurnedAway)
+                    Ok(Event::Arrived(Arrival::TurnedAway))
                 )
             })
             .count();
@@ -1012,7 +992,9 @@ mod tests {
         drop(silent);
         let mut refused = 0;
         while refused < 4 {
-            if let Ok(Event::Refused { .. }) = events.recv_timeout(Duration::from_secs(5)) {
+            if let Ok(Event::Arrived(Arrival::Refused { .. })) =
+                events.recv_timeout(Duration::from_secs(5))
+            {
                 refused += 1;
             } else {
                 panic!("the silent peers' handshakes did not end when they left");
