@@ -369,101 +369,35 @@ impl<'a> Execution<'a> {
         lock(&self.models[step]).clone()
     }
 
-    /// A partition whose outputs of `step` are on disk: read them, and compute
-    /// again, through the steps up to `step`, the samples whose file turned out
-    /// missing or corrupt (their input samples are loaded only then).
-    /// `resumed`: the run starts from them (counted in the report as read
-    /// from checkpoints), rather than reading back what it just wrote.
+    /// A partition whose outputs of `step` are on disk, read (see
+    /// [`read_step_outputs`]) and counted in the report.
     fn read_checkpoint(
         &self,
         step: usize,
         input: InputPartition<'_>,
         resumed: bool,
     ) -> Result<AnyPartition> {
-        let info = self.graph.program();
-        let ck = info
-            .checkpoint()
-            .ok_or_else(|| self.missing("a checkpoint plan".to_owned()))?;
-        let keys = input.keys()?;
-        // Failure markers count unless known failures are tried again (this
-        // run's own, read back, always count).
-        let earlier = if resumed && ck.options().retries_failed() {
-            Vec::new()
-        } else {
-            ck.saving_steps_through(info.steps(), step)
-        };
-        let mut warnings = Vec::new();
-        let data = info.steps()[step].output();
-        let mut found = load(
-            data,
-            ck.options(),
-            info.steps()[step].name(),
-            &earlier,
-            &keys,
-            &mut warnings,
-        )?;
-        // The attributes that steps before it saved are set again on the
-        // samples read back; a sample missing one is computed again.
-        let mut attributes = Vec::new();
-        for (s, prev) in info.steps().iter().enumerate().take(step) {
-            if let (Some(name), true) = (prev.output_attribute(), ck.saves(s)) {
-                let values = load_attribute(ck.options(), prev.name(), &keys, &mut warnings)?;
-                for (f, v) in found.iter_mut().zip(&values) {
-                    if v.is_none() && matches!(f, Found::Data(_)) {
-                        *f = Found::Recompute;
-                    }
-                }
-                attributes.push((name, values));
-            }
-        }
-        let redo: Vec<usize> = found
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| matches!(f, Found::Recompute).then_some(i))
-            .collect();
-        let (mut metas, again) = input.split(&redo)?;
-        for (k, meta) in metas.iter_mut().enumerate() {
-            if let (Some(Ok(meta)), Found::Data(_)) = (meta, &found[k]) {
-                for (name, values) in &attributes {
-                    if let Some(v) = &values[k] {
-                        Arc::make_mut(meta).set_attr(name, v.clone());
-                    }
-                }
-            }
-        }
-        let recomputed = if redo.is_empty() {
-            None
-        } else {
-            let mut part = again;
-            for s in 0..=step {
-                let t0 = Instant::now();
-                let model = lock(&self.models[s]).clone();
-                let (out, counts) = info.steps()[s].transform(model.as_ref(), part)?;
-                self.save(s, &out)?;
-                lock(&self.report).steps[s].add(counts, t0.elapsed());
-                part = out;
-            }
-            Some(part)
-        };
-        let known_failed = found
-            .iter()
-            .filter(|f| matches!(f, Found::Failed { .. }))
-            .count();
-        let part = assemble(data, found, metas, recomputed)?;
+        let model = |s: usize| lock(&self.models[s]).clone();
+        let (part, read) = read_step_outputs(self.graph.program(), step, input, &model, resumed)?;
+        self.record_read(read);
+        Ok(part)
+    }
+
+    /// Counts a read of checkpointed outputs (here, or on a worker) in the
+    /// report.
+    pub fn record_read(&self, read: ReadCounts) {
         let mut r = lock(&self.report);
-        if resumed {
-            r.known_failed += known_failed;
+        r.known_failed += read.known_failed;
+        r.from_checkpoints += read.from_checkpoints;
+        r.recomputed += read.recomputed;
+        for (s, counts, elapsed) in read.steps {
+            r.steps[s].add(counts, elapsed);
         }
-        if resumed {
-            r.from_checkpoints += keys.len() - redo.len();
-        }
-        r.recomputed += redo.len();
-        for w in warnings {
+        for w in read.warnings {
             if !r.warnings.contains(&w) {
                 r.warnings.push(w);
             }
         }
-        Ok(part)
     }
 
     /// The output partitions, the models and the report, once every task ran.
@@ -494,6 +428,115 @@ impl<'a> Execution<'a> {
             report,
         })
     }
+}
+
+/// What reading a partition's checkpointed outputs did, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadCounts {
+    /// Samples read from files (a resumed run's; zero when a run reads
+    /// back what it just wrote).
+    pub from_checkpoints: usize,
+    /// Samples whose file was missing or damaged, computed again.
+    pub recomputed: usize,
+    /// Known failures skipped (a resumed run's).
+    pub known_failed: usize,
+    /// What each step computed again: step, counts, time.
+    pub steps: Vec<(usize, Counts, Duration)>,
+    /// Files found damaged, moved aside, and the like.
+    pub warnings: Vec<String>,
+}
+
+/// Reads partition `input`'s outputs of `step` from the checkpoint files,
+/// and computes again, through the steps up to `step` (with `model` of
+/// each), the samples whose file turned out missing or corrupt (their input
+/// samples are loaded only then, and their new files written). `resumed`:
+/// the run starts from these files (counted as read from checkpoints, known
+/// failures skipped unless they are tried again), rather than reading back
+/// what it just wrote. Any process that has the program and the input can
+/// read: the driver, or a worker that loads the partition.
+///
+/// # Errors
+/// Reading or computing failed, or the program has no checkpoint plan.
+pub fn read_step_outputs(
+    info: &Program,
+    step: usize,
+    input: InputPartition<'_>,
+    model: &dyn Fn(usize) -> Option<Model>,
+    resumed: bool,
+) -> Result<(AnyPartition, ReadCounts)> {
+    let ck = info
+        .checkpoint()
+        .ok_or_else(|| Error::bug("a checkpoint read with no checkpoint plan"))?;
+    let keys = input.keys()?;
+    // Failure markers count unless known failures are tried again (this
+    // run's own, read back, always count).
+    let earlier = if resumed && ck.options().retries_failed() {
+        Vec::new()
+    } else {
+        ck.saving_steps_through(info.steps(), step)
+    };
+    let mut read = ReadCounts::default();
+    let data = info.steps()[step].output();
+    let mut found = load(
+        data,
+        ck.options(),
+        info.steps()[step].name(),
+        &earlier,
+        &keys,
+        &mut read.warnings,
+    )?;
+    // The attributes that steps before it saved are set again on the
+    // samples read back; a sample missing one is computed again.
+    let mut attributes = Vec::new();
+    for (s, prev) in info.steps().iter().enumerate().take(step) {
+        if let (Some(name), true) = (prev.output_attribute(), ck.saves(s)) {
+            let values = load_attribute(ck.options(), prev.name(), &keys, &mut read.warnings)?;
+            for (f, v) in found.iter_mut().zip(&values) {
+                if v.is_none() && matches!(f, Found::Data(_)) {
+                    *f = Found::Recompute;
+                }
+            }
+            attributes.push((name, values));
+        }
+    }
+    let redo: Vec<usize> = found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| matches!(f, Found::Recompute).then_some(i))
+        .collect();
+    let (mut metas, again) = input.split(&redo)?;
+    for (k, meta) in metas.iter_mut().enumerate() {
+        if let (Some(Ok(meta)), Found::Data(_)) = (meta, &found[k]) {
+            for (name, values) in &attributes {
+                if let Some(v) = &values[k] {
+                    Arc::make_mut(meta).set_attr(name, v.clone());
+                }
+            }
+        }
+    }
+    let recomputed = if redo.is_empty() {
+        None
+    } else {
+        let mut part = again;
+        for s in 0..=step {
+            let t0 = Instant::now();
+            let (out, counts) = info.steps()[s].transform(model(s).as_ref(), part)?;
+            save_outputs(info, s, &out)?;
+            read.steps.push((s, counts, t0.elapsed()));
+            part = out;
+        }
+        Some(part)
+    };
+    if resumed {
+        read.known_failed = found
+            .iter()
+            .filter(|f| matches!(f, Found::Failed { .. }))
+            .count();
+        read.from_checkpoints = keys.len() - redo.len();
+    }
+    read.recomputed = redo.len();
+    let part = assemble(data, found, metas, recomputed)?;
+    Ok((part, read))
 }
 
 /// Adds to an error of `step` the checkpoint file behind the sample it names,

@@ -17,7 +17,10 @@ pub use data::{
     data_codec, model_codec,
 };
 pub use error::{Error, Result, panic_message};
-pub use execution::{Done, Execution, KEYS_SHOWN, name_checkpoint_input, save_model, save_outputs};
+pub use execution::{
+    Done, Execution, KEYS_SHOWN, ReadCounts, name_checkpoint_input, read_step_outputs, save_model,
+    save_outputs,
+};
 pub use graph::{DryRun, DryRunStep, ModelSource, Task, TaskGraph, TaskKind, program_fingerprint};
 pub use in_memory::InMemory;
 pub use program::{

@@ -224,8 +224,8 @@ pub(crate) struct Core<'g> {
     /// Where each task's output is, while tasks still need it.
     held: Vec<Option<Place>>,
     /// Loads that run in the driver: any when loads do not run on workers,
-    /// outputs of the run, reads of checkpoints, and partitions a worker had
-    /// already passed (its input goes only forward).
+    /// outputs of the run, and partitions a worker had already passed (its
+    /// input goes only forward).
     driver_load: Vec<bool>,
     /// Whether each task has finished once (a rebuilt one finishes again).
     completed: Vec<bool>,
@@ -268,9 +268,7 @@ impl<'g> Core<'g> {
         let n = graph.len();
         let driver_load = (0..n)
             .map(|i| match graph.task(i).kind() {
-                TaskKind::Load { from, .. } => {
-                    !limits.worker_loads || from.is_some() || graph.dependents(i).is_empty()
-                }
+                TaskKind::Load { .. } => !limits.worker_loads || graph.dependents(i).is_empty(),
                 _ => false,
             })
             .collect();
@@ -708,6 +706,22 @@ impl<'g> Core<'g> {
             return;
         }
         let mut models = Vec::new();
+        // A load from checkpoints computes again, through its step, the
+        // samples whose file is gone: it needs the models up to there.
+        if let TaskKind::Load {
+            from: Some(step), ..
+        } = kind
+        {
+            let program = graph.program();
+            if let Some(w) = self.workers.get_mut(&id) {
+                for s in 0..=step {
+                    if program.steps()[s].requires_fit() && self.models[s] && !w.models[s] {
+                        w.models[s] = true;
+                        models.push(s);
+                    }
+                }
+            }
+        }
         for &t in &chain {
             let step = graph.task(t).step().unwrap_or_default();
             let needs_model = matches!(graph.task(t).kind(), TaskKind::Transform { .. })

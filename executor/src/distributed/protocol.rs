@@ -12,7 +12,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bob_pipelines_graph::WORKER_ENV;
+use bob_pipelines_graph::{Counts, ReadCounts, WORKER_ENV};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,10 +22,14 @@ use crate::wire::{WireError, encode, read_frame, write_frame};
 /// by kind, not by the driver's graph index, so a worker needs no graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum TaskOp {
-    /// Load input partition `partition` from this process's own inputs.
+    /// Load input partition `partition` from this process's own inputs,
+    /// or, with `from`, its outputs of step `from` from the checkpoint files
+    /// (computing again the samples whose file is missing or damaged).
     Load {
         /// The partition.
         partition: u32,
+        /// The step whose checkpointed outputs it reads.
+        from: Option<u32>,
     },
     /// Fit step `step` on the partitions that follow (its inputs).
     Fit {
@@ -59,6 +63,60 @@ pub(crate) enum Input {
         /// That worker's peer address, `host:port`.
         addr: String,
     },
+}
+
+/// [`ReadCounts`] on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReadStats {
+    from_checkpoints: u64,
+    recomputed: u64,
+    known_failed: u64,
+    /// Step, samples, failed, microseconds.
+    steps: Vec<(u32, u64, u64, u64)>,
+    warnings: Vec<String>,
+}
+
+impl From<ReadCounts> for ReadStats {
+    fn from(r: ReadCounts) -> Self {
+        let wide = |n: usize| n as u64;
+        ReadStats {
+            from_checkpoints: wide(r.from_checkpoints),
+            recomputed: wide(r.recomputed),
+            known_failed: wide(r.known_failed),
+            steps: r
+                .steps
+                .into_iter()
+                .map(|(s, c, t)| {
+                    let micros = u64::try_from(t.as_micros()).unwrap_or(u64::MAX);
+                    (s as u32, wide(c.samples), wide(c.failed), micros)
+                })
+                .collect(),
+            warnings: r.warnings,
+        }
+    }
+}
+
+impl From<ReadStats> for ReadCounts {
+    fn from(r: ReadStats) -> Self {
+        let narrow = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        ReadCounts {
+            from_checkpoints: narrow(r.from_checkpoints),
+            recomputed: narrow(r.recomputed),
+            known_failed: narrow(r.known_failed),
+            steps: r
+                .steps
+                .into_iter()
+                .map(|(s, samples, failed, micros)| {
+                    let counts = Counts {
+                        samples: narrow(samples),
+                        failed: narrow(failed),
+                    };
+                    (s as usize, counts, Duration::from_micros(micros))
+                })
+                .collect(),
+            warnings: r.warnings,
+        }
+    }
 }
 
 /// Worker → worker, on the peer port, after the handshake: send task
@@ -155,6 +213,8 @@ pub(crate) enum FromWorker {
         keys: Vec<String>,
         /// Whether a frame follows.
         shipped: bool,
+        /// What a load from checkpoint files read, for the report.
+        read: Option<ReadStats>,
     },
     /// This worker's input had already gone past the partition of load
     /// `task` (inputs are read forward only): the driver loads it.

@@ -566,7 +566,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 micros,
                 keys,
                 shipped: _,
+                read,
             } => {
+                if let Some(read) = read {
+                    if self.core.running_on(id, task as usize) {
+                        self.job.record_read(read.into());
+                    }
+                }
                 let counts = Counts {
                     samples: usize::try_from(samples).unwrap_or(usize::MAX),
                     failed: usize::try_from(failed).unwrap_or(usize::MAX),
@@ -730,8 +736,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         let op_of = |task: usize| match self.graph.task(task).kind() {
             TaskKind::Fit { step } => TaskOp::Fit { step: step as u32 },
             TaskKind::Transform { step, .. } => TaskOp::Transform { step: step as u32 },
-            TaskKind::Load { partition, .. } => TaskOp::Load {
+            TaskKind::Load { partition, from } => TaskOp::Load {
                 partition: partition as u32,
+                from: from.map(|s| s as u32),
             },
         };
         let op = op_of(task);

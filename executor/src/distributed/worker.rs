@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 
 use bob_pipelines_graph::{
     self as graph, AnyPartition, Counts, DataCodec, InputPartition, KEYS_SHOWN, Model, Plan,
-    Program, name_checkpoint_input, panic_message, program_fingerprint, save_model, save_outputs,
+    Program, name_checkpoint_input, panic_message, program_fingerprint, read_step_outputs,
+    save_model, save_outputs,
 };
 use bob_pipelines_sample::Key;
 
 use super::protocol::{
-    Fetch, FromWorker, Held, Input, Next, Output, TaskOp, ToWorker, WorkerEnv, get, get_frames,
-    is_timeout, put,
+    Fetch, FromWorker, Held, Input, Next, Output, ReadStats, TaskOp, ToWorker, WorkerEnv, get,
+    get_frames, is_timeout, put,
 };
 use crate::wire::{self, Arrival, MAX_HANDSHAKES, Secret, WireError, WorkerInfo, read_secret};
 
@@ -278,7 +279,7 @@ fn read(
                 let frames = get_frames(&mut reader, u32::try_from(sent).unwrap_or(u32::MAX))
                     .map_err(|e| gone(addr, death, &e))?;
                 let keys = match op {
-                    TaskOp::Load { partition } => inputs
+                    TaskOp::Load { partition, .. } => inputs
                         .get(partition as usize)
                         .and_then(|i| lock(i).as_ref().map(InputPartition::keys))
                         .and_then(std::result::Result::ok),
@@ -337,11 +338,13 @@ fn gone(addr: &str, death: Duration, e: &WireError) -> String {
 
 /// How a task ended, short of an error.
 enum Outcome {
-    /// Done; `shipped` is the output sent to the driver (when it is).
+    /// Done; `shipped` is the output sent to the driver (when it is),
+    /// `read` what a load from checkpoint files read.
     Done {
         counts: Counts,
         keys: Vec<Key>,
         shipped: Option<Vec<u8>>,
+        read: Option<ReadStats>,
     },
     /// The input had passed the partition to load.
     CannotLoad,
@@ -398,7 +401,7 @@ fn execute(
         catch_unwind(AssertUnwindSafe(|| run_op(shared, inputs, work))).unwrap_or_else(|panic| {
             let message = panic_message(&*panic);
             let what = match op {
-                TaskOp::Load { partition } => format!("loading partition {partition}"),
+                TaskOp::Load { partition, .. } => format!("loading partition {partition}"),
                 TaskOp::Fit { step } => {
                     format!("step `{}`: fit", info.steps()[step as usize].name())
                 }
@@ -416,6 +419,7 @@ fn execute(
             counts,
             keys,
             shipped,
+            read,
         }) => {
             let frame: Vec<&[u8]> = shipped.as_deref().into_iter().collect();
             shared.queue(
@@ -426,6 +430,7 @@ fn execute(
                     micros: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
                     keys: keys.iter().map(|k| k.as_str().to_owned()).collect(),
                     shipped: shipped.is_some(),
+                    read,
                 },
                 &frame,
                 last,
@@ -525,8 +530,30 @@ fn run_op(
         keys,
     } = work;
     let mut frames = frames.into_iter();
+    let mut read = None;
     let (out, of, counts, keys) = match op {
-        TaskOp::Load { partition } => {
+        TaskOp::Load {
+            partition,
+            from: Some(step),
+        } => {
+            let input = inputs.get(partition as usize).and_then(|i| lock(i).take());
+            let (Some(input), Some(_)) = (input, keys) else {
+                return Ok(Outcome::CannotLoad);
+            };
+            let step = step as usize;
+            let models = shared.models.read().unwrap_or_else(PoisonError::into_inner);
+            let model = |s: usize| models.get(s).cloned().flatten();
+            let (part, counts) = match read_step_outputs(info, step, input, &model, true) {
+                Ok(r) => r,
+                Err(graph::Error::InputTaken { .. }) => return Ok(Outcome::CannotLoad),
+                Err(e) => return Err(name_checkpoint_input(info, step, e)),
+            };
+            drop(models);
+            read = Some(counts.into());
+            let first = steps[step].output().first_keys(&part, KEYS_SHOWN)?;
+            (part, Of::Step(step), Counts::default(), first)
+        }
+        TaskOp::Load { partition, .. } => {
             let input = inputs.get(partition as usize).and_then(|i| lock(i).take());
             let (Some(input), Some(keys)) = (input, keys) else {
                 return Ok(Outcome::CannotLoad);
@@ -632,6 +659,7 @@ fn run_op(
                 counts: Counts::default(),
                 keys: Vec::new(),
                 shipped: Some(bytes),
+                read: None,
             });
         }
     };
@@ -651,6 +679,7 @@ fn run_op(
         counts,
         keys,
         shipped,
+        read,
     })
 }
 
