@@ -15,11 +15,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use crate::RUN_MARKER;
 use crate::files::{is_stale_temp, is_temp};
 use crate::layout::FAILED_EXT;
 use crate::npy::parse_header;
 use crate::{Error, Result};
+use crate::{REPORT_FILES, RUN_MARKER};
 
 /// How many bad files a report lists by name, per step and kind.
 pub const LISTED: usize = 20;
@@ -272,6 +272,8 @@ fn step_dirs(dir: &Path) -> Result<(Vec<PathBuf>, bool, Vec<PathBuf>)> {
             }
         } else if name == RUN_MARKER {
             marker = true;
+        } else if REPORT_FILES.contains(&name.as_str()) {
+            // The last run's report.
         } else if is_temp(&name) {
             temps.push(entry.path());
         } else if !name.ends_with(".msgpack") && !name.ends_with(".lineage") {

@@ -42,6 +42,11 @@ pub struct Execution<'a> {
     stamped: Mutex<Vec<bool>>,
     report: Mutex<Report>,
     start: Instant,
+    /// The first task error, for the report files of a run that failed.
+    error: Mutex<Option<String>>,
+    /// Whether `finish` ran: otherwise the run failed, and dropping the
+    /// execution writes its report files as they are.
+    finished: bool,
 }
 
 /// How many keys name a partition in errors.
@@ -100,6 +105,8 @@ impl<'a> Execution<'a> {
             report: Mutex::new(plan.program.empty_report()),
             graph,
             start: Instant::now(),
+            error: Mutex::new(None),
+            finished: false,
         })
     }
 
@@ -122,14 +129,27 @@ impl<'a> Execution<'a> {
     /// The task's error, wrapped with the task's id.
     pub fn run(&self, i: usize) -> Result<Done> {
         let t0 = Instant::now();
-        let counts = self.run_inner(i).map_err(|source| {
+        let outcome = self.run_inner(i);
+        let thread = std::thread::current();
+        let worker = thread.name().map_or_else(
+            || {
+                format!("{:?}", thread.id())
+                    .replace("ThreadId(", "thread ")
+                    .replace(')', "")
+            },
+            str::to_owned,
+        );
+        self.record_task(i, &worker, t0, outcome.is_err());
+        let counts = outcome.map_err(|source| {
             let (keys, samples) = self.samples_of(i);
-            Error::Task {
+            let e = Error::Task {
                 task: self.graph.task(i).id().to_owned(),
                 keys,
                 samples,
                 source: Box::new(source),
-            }
+            };
+            self.failed_with(&e);
+            e
         })?;
         Ok(Done {
             task: i,
@@ -284,6 +304,37 @@ impl<'a> Execution<'a> {
         }
     }
 
+    /// Records that task `i` ran on `worker` from `started` until now (and
+    /// whether it failed): the task stream. The first failure's task is
+    /// what the report files of a failed run name.
+    pub fn record_task(&self, i: usize, worker: &str, started: Instant, failed: bool) {
+        let ms = |t: Instant| t.saturating_duration_since(self.start).as_secs_f64() * 1e3;
+        let task = self.graph.task(i);
+        let record = crate::report::TaskRecord {
+            task: task.id().to_owned(),
+            step: task
+                .step()
+                .map(|s| self.graph.program().steps()[s].name().to_owned()),
+            worker: worker.to_owned(),
+            start_ms: ms(started),
+            end_ms: ms(Instant::now()),
+            failed,
+        };
+        lock(&self.report).tasks.push(record);
+        if failed {
+            lock(&self.error).get_or_insert_with(|| format!("task `{}` failed", task.id()));
+        }
+    }
+
+    /// The run fails with `e` (the first error is what its report files
+    /// say).
+    pub fn failed_with(&self, e: &Error) {
+        let mut error = lock(&self.error);
+        if error.as_ref().is_none_or(|old| old.ends_with(" failed")) {
+            *error = Some(e.to_string());
+        }
+    }
+
     /// Records a load of input partition `partition` that ran elsewhere: its
     /// first keys (for errors) and the samples whose loader failed.
     pub fn record_load(&self, partition: usize, keys: Vec<Key>, load_failed: usize) {
@@ -404,7 +455,7 @@ impl<'a> Execution<'a> {
     ///
     /// # Errors
     /// When an output task did not run (a bug in the executor).
-    pub fn finish(self) -> Result<Executed> {
+    pub fn finish(mut self) -> Result<Executed> {
         let mut parts = Vec::with_capacity(self.graph.outputs().len());
         for &o in self.graph.outputs() {
             let p = lock(&self.results[o])
@@ -412,21 +463,71 @@ impl<'a> Execution<'a> {
                 .ok_or_else(|| self.missing(format!("output of `{}`", self.graph.task(o).id())))?;
             parts.push(p);
         }
-        let models = self
-            .models
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
-            .collect();
-        let mut report = self
-            .report
-            .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+        let models = self.models.iter().map(|m| lock(m).take()).collect();
+        let mut report = std::mem::take(&mut *lock(&self.report));
         report.total = self.start.elapsed();
+        self.finished = true;
+        self.write_reports(&report, None);
         Ok(Executed {
             parts,
             models,
             report,
         })
+    }
+
+    /// Writes `report.json` and `report.html` into the features folder,
+    /// when the run checkpoints, writes anything at all (a run that only
+    /// reads, from a read-only share too, leaves the last run's report as it
+    /// was), and this is the driver (a worker replaying an earlier compute
+    /// does not). A file that cannot be written is said on stderr: the run's
+    /// outcome stands.
+    fn write_reports(&self, report: &Report, error: Option<&str>) {
+        let program = self.graph.program();
+        let Some(ck) = program.checkpoint() else {
+            return;
+        };
+        if crate::is_worker() || program.writes_nothing() {
+            return;
+        }
+        let dir = ck.options().layout().features_dir();
+        let json = report.to_json(error).unwrap_or_default();
+        let html = report.to_html(error);
+        for (name, bytes) in bob_pipelines_checkpoint::REPORT_FILES
+            .iter()
+            .zip([json.as_bytes(), html.as_bytes()])
+        {
+            let path = dir.join(name);
+            let written = std::fs::create_dir_all(dir)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    ck.options()
+                        .writer()
+                        .write(&path, bytes)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = written {
+                eprintln!(
+                    "bob-pipelines: the report could not be written to {}: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Execution<'_> {
+    /// A run that did not finish (a task failed, or the executor stopped)
+    /// still leaves its report files, as they were when it stopped.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut report = lock(&self.report).clone();
+        report.total = self.start.elapsed();
+        let error = lock(&self.error)
+            .clone()
+            .unwrap_or_else(|| "the run stopped before its end".to_owned());
+        self.write_reports(&report, Some(&error));
     }
 }
 

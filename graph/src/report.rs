@@ -91,6 +91,26 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Wall time of the whole run.
     pub total: Duration,
+    /// Every task that ran, where and when: the task stream.
+    #[serde(default)]
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// One task as it ran: the task stream's bar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task's id (`center.transform-3`).
+    pub task: String,
+    /// Its step's name (none for a load).
+    pub step: Option<String>,
+    /// Who ran it: a worker's name, or the driver's thread.
+    pub worker: String,
+    /// When it started and ended, in milliseconds since the run started.
+    pub start_ms: f64,
+    /// See `start_ms`.
+    pub end_ms: f64,
+    /// Whether it failed.
+    pub failed: bool,
 }
 
 impl fmt::Display for Report {
@@ -160,4 +180,167 @@ impl fmt::Display for Report {
         }
         write!(f, "total {:.3?}", self.total)
     }
+}
+
+impl Report {
+    /// The report as JSON: the report's fields, and `status` (`done`, or
+    /// `failed` with `error`).
+    ///
+    /// # Errors
+    /// When it cannot be written as JSON (it always can).
+    pub fn to_json(&self, error: Option<&str>) -> serde_json::Result<String> {
+        let mut value = serde_json::to_value(self)?;
+        if let serde_json::Value::Object(map) = &mut value {
+            let status = if error.is_some() { "failed" } else { "done" };
+            map.insert("status".to_owned(), status.into());
+            if let Some(e) = error {
+                map.insert("error".to_owned(), e.into());
+            }
+        }
+        serde_json::to_string_pretty(&value)
+    }
+
+    /// The report as one HTML page, with nothing to fetch: the outcome, the
+    /// steps, the task stream (a row per worker, a bar per task coloured
+    /// by step, failures red; the first [`MAX_BARS`] tasks), the warnings.
+    pub fn to_html(&self, error: Option<&str>) -> String {
+        let mut h = String::from(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>bob-pipelines report</title>\
+             <style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}\
+             td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}\
+             td:first-child,th:first-child{text-align:left}.failed{color:#c00}\
+             svg text{font:11px sans-serif}</style></head><body>",
+        );
+        let status = match error {
+            Some(e) => format!("<p class=\"failed\" id=\"status\">failed: {}</p>", esc(e)),
+            None => "<p id=\"status\">done</p>".to_owned(),
+        };
+        h.push_str(&format!(
+            "<h1>bob-pipelines run</h1>{status}<p>total {:.3?}; {} task(s)</p>",
+            self.total,
+            self.tasks.len()
+        ));
+        h.push_str(
+            "<h2>Steps</h2><table id=\"steps\"><tr><th>step</th><th>samples</th><th>failed</th>\
+             <th>fit</th><th>transform</th><th>ran on</th></tr>",
+        );
+        for s in &self.steps {
+            let fit = if s.fitted {
+                format!("{:.3?}", s.fit_time)
+            } else {
+                "-".to_owned()
+            };
+            let on: Vec<String> = s
+                .ran_on
+                .iter()
+                .map(|r| {
+                    let what = if r.fit {
+                        "fit".to_owned()
+                    } else {
+                        format!("{} transform(s)", r.tasks)
+                    };
+                    format!("{what} on {} [{}]", esc(&r.worker), esc(&r.kind))
+                })
+                .collect();
+            h.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{fit}</td><td>{:.3?}</td><td>{}</td></tr>",
+                esc(&s.name),
+                s.samples,
+                s.failed,
+                s.transform_time,
+                on.join("; ")
+            ));
+        }
+        h.push_str("</table><h2>Task stream</h2>");
+        h.push_str(&self.task_stream());
+        if !self.warnings.is_empty() {
+            h.push_str("<h2>Warnings</h2><ul id=\"warnings\">");
+            for w in &self.warnings {
+                h.push_str(&format!("<li>{}</li>", esc(w)));
+            }
+            h.push_str("</ul>");
+        }
+        h.push_str(&format!(
+            "<h2>Totals</h2><pre>{}</pre></body></html>",
+            esc(&self.to_string())
+        ));
+        h
+    }
+
+    /// The task stream as SVG: a row per worker, in order of first task.
+    fn task_stream(&self) -> String {
+        let tasks = &self.tasks[..self.tasks.len().min(MAX_BARS)];
+        let mut rows: Vec<&str> = Vec::new();
+        for t in tasks {
+            if !rows.contains(&t.worker.as_str()) {
+                rows.push(&t.worker);
+            }
+        }
+        let end = tasks.iter().map(|t| t.end_ms).fold(1.0_f64, f64::max);
+        let (label, width, row) = (160.0, 900.0, 18.0);
+        let mut svg = format!(
+            "<svg id=\"stream\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\">",
+            label + width + 10.0,
+            row * rows.len() as f64 + 20.0
+        );
+        for (i, w) in rows.iter().enumerate() {
+            svg.push_str(&format!(
+                "<text x=\"0\" y=\"{}\">{}</text>",
+                row * i as f64 + 13.0,
+                esc(w)
+            ));
+        }
+        let steps: Vec<&str> = self.steps.iter().map(|s| s.name.as_str()).collect();
+        for t in tasks {
+            let y = row * rows.iter().position(|w| *w == t.worker).unwrap_or(0) as f64;
+            let x = label + t.start_ms / end * width;
+            let w = ((t.end_ms - t.start_ms) / end * width).max(0.5);
+            let fill = if t.failed {
+                "#d00".to_owned()
+            } else {
+                let k = t
+                    .step
+                    .as_deref()
+                    .and_then(|s| steps.iter().position(|x| *x == s))
+                    .map_or(0, |k| k + 1);
+                format!("hsl({},60%,55%)", (k * 67) % 360)
+            };
+            svg.push_str(&format!(
+                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{}\" fill=\"{fill}\">\
+                 <title>{} on {}: {:.1}–{:.1} ms</title></rect>",
+                y + 2.0,
+                row - 4.0,
+                esc(&t.task),
+                esc(&t.worker),
+                t.start_ms,
+                t.end_ms
+            ));
+        }
+        svg.push_str(&format!(
+            "<text x=\"{label}\" y=\"{}\">0</text><text x=\"{}\" y=\"{}\">{:.0} ms</text></svg>",
+            row * rows.len() as f64 + 16.0,
+            label + width - 40.0,
+            row * rows.len() as f64 + 16.0,
+            end
+        ));
+        if self.tasks.len() > MAX_BARS {
+            svg.push_str(&format!(
+                "<p>the first {MAX_BARS} of {} tasks; report.json has them all</p>",
+                self.tasks.len()
+            ));
+        }
+        svg
+    }
+}
+
+/// Tasks drawn in the HTML report's task stream, at most (the page stays
+/// small enough to open; the JSON has them all).
+pub const MAX_BARS: usize = 20_000;
+
+/// `s` with HTML's special characters escaped.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -613,6 +613,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     .core
                     .worker(id)
                     .map_or_else(|| format!("#{id}"), |(name, _)| name.to_owned());
+                let worker_name = worker.clone();
                 let (keys, samples) = self.job.samples_of(task);
                 let e = graph::Error::Task {
                     task: self.graph.task(task).id().to_owned(),
@@ -626,6 +627,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         .into_run(self.executor),
                     ),
                 };
+                self.job
+                    .record_task(task, &worker_name, Instant::now(), true);
+                self.job.failed_with(&e);
                 self.progress.task_failed(self.graph, task, &e);
                 return Err(e.into());
             }
@@ -656,11 +660,15 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         }
         let info = self.graph.program();
         let kind = self.graph.task(task).kind();
-        if let (Some((name, worker_kind)), Some(step)) =
-            (self.core.worker(id), self.graph.task(task).step())
-        {
-            let fit = matches!(kind, TaskKind::Fit { .. });
-            self.job.record_place(step, name, worker_kind, fit);
+        if let Some((name, worker_kind)) = self.core.worker(id) {
+            let started = Instant::now()
+                .checked_sub(elapsed)
+                .unwrap_or_else(Instant::now);
+            self.job.record_task(task, name, started, false);
+            if let Some(step) = self.graph.task(task).step() {
+                let fit = matches!(kind, TaskKind::Fit { .. });
+                self.job.record_place(step, name, worker_kind, fit);
+            }
         }
         let shipped = |what: &str| {
             bytes.ok_or_else(|| internal(format!("worker #{id} kept {what} it was told to send")))

@@ -250,6 +250,9 @@ fn outputs_read_back_from_checkpoints_are_the_same_and_skip_the_sockets() {
     );
     assert_eq!((r.from_checkpoints, r.known_failed), (0, 0), "{r}");
     assert_eq!(r.steps[0].failed, 60, "{r}");
+    // The task stream names the workers that ran each task.
+    let fit = r.tasks.iter().find(|t| t.task == "center.fit").unwrap();
+    assert!(fit.worker.starts_with("local-"), "{fit:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -5,6 +5,7 @@ mod crash;
 mod distributed;
 mod iris;
 mod lineage;
+mod report;
 mod seed;
 mod sge;
 
