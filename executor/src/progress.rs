@@ -25,6 +25,11 @@ pub trait Progress: Send + Sync {
     /// Something the user should know now (a job waiting, and why); it is
     /// in the run's report too.
     fn warning(&self, _message: &str) {}
+    /// Worker `worker` wrote `line` on its standard error (on launchers
+    /// that catch it): by default, on this process's standard error.
+    fn worker_said(&self, worker: &str, line: &str) {
+        eprintln!("{worker}: {line}");
+    }
 }
 
 /// Reports nothing.
@@ -50,6 +55,9 @@ struct Inner {
     every: Duration,
     /// Which run the lines are of: a ticker of an earlier run stops.
     run: AtomicU64,
+    /// Computes started through this display: the number in its compute
+    /// line.
+    computes: AtomicU64,
 }
 
 impl Default for Bars {
@@ -131,8 +139,43 @@ impl Bars {
                 lines_to: Mutex::new(out),
                 every,
                 run: AtomicU64::new(0),
+                computes: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Prints `line` above the bars (or as a line of the log).
+    fn above(&self, line: &str) {
+        match self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(Shown::Bars(s)) => {
+                let _ = s.multi.println(line);
+            }
+            _ => self.inner.print(line),
+        }
+    }
+
+    /// The line that says which compute of the program runs: its number in
+    /// this process, what it does, to how many samples, through which steps.
+    fn compute_line(graph: &TaskGraph, compute: u64) -> String {
+        let info = graph.program();
+        let mode = match info.mode() {
+            bob_pipelines_graph::Mode::Fit => "fit",
+            bob_pipelines_graph::Mode::Transform => "transform",
+            bob_pipelines_graph::Mode::FitTransform => "fit_transform",
+        };
+        let steps: Vec<&str> = info.steps().iter().map(|s| s.name()).collect();
+        let samples: usize = info.partition_lens().iter().sum();
+        format!(
+            "compute {compute}: {mode} of {samples} samples in {} partitions: {}",
+            info.npartitions(),
+            steps.join(" → ")
+        )
     }
 
     fn bar_of(graph: &TaskGraph, task: usize) -> usize {
@@ -227,11 +270,15 @@ impl Progress for Bars {
                     start: now,
                     last: now,
                 }));
+            let compute = self.inner.computes.fetch_add(1, Ordering::AcqRel) + 1;
+            self.inner.print(&Self::compute_line(graph, compute));
             let run = self.inner.run.fetch_add(1, Ordering::AcqRel) + 1;
             Self::tick(&self.inner, run);
             return;
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let compute = self.inner.computes.fetch_add(1, Ordering::AcqRel) + 1;
+        let _ = multi.println(Self::compute_line(graph, compute));
         let style =
             ProgressStyle::with_template("{prefix:>24} [{bar:30}] {pos}/{len} samples {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -335,18 +382,11 @@ impl Progress for Bars {
     }
 
     fn warning(&self, message: &str) {
-        match self
-            .inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-        {
-            Some(Shown::Bars(s)) => {
-                let _ = s.multi.println(format!("warning: {message}"));
-            }
-            _ => self.inner.print(&format!("warning: {message}")),
-        }
+        self.above(&format!("warning: {message}"));
+    }
+
+    fn worker_said(&self, worker: &str, line: &str) {
+        self.above(&format!("{worker}: {line}"));
     }
 
     fn finished(&self, _report: &Report) {

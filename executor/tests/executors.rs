@@ -415,7 +415,12 @@ fn off_a_terminal_progress_is_lines_of_every_steps_counts() {
         .compute(&ex)
         .unwrap();
     let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
-    let all: Vec<&str> = text.lines().collect();
+    let mut all: Vec<&str> = text.lines().collect();
+    // First, which compute runs.
+    assert_eq!(
+        all.remove(0),
+        "compute 1: fit_transform of 40 samples in 4 partitions: affine → center"
+    );
     assert!(all.len() > 4, "a line per event at interval 0: {text}");
     let last = all.last().unwrap();
     for part in [

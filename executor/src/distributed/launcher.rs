@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use bob_pipelines_sample::BoxError;
 
@@ -111,7 +112,19 @@ pub trait Launcher: Send {
 
     /// Stops every worker it started: the run is over.
     fn shutdown(&mut self);
+
+    /// Where the lines its workers write on standard error go from now on
+    /// (worker name, line), when it can catch them: the driver prints them
+    /// through its progress, so they do not break its bars. By default
+    /// workers write where the launcher puts their standard error (a
+    /// cluster's job log).
+    fn stderr_to(&mut self, sink: StderrSink) {
+        let _ = sink;
+    }
 }
+
+/// Where workers' standard error lines go: (worker name, line).
+pub type StderrSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 /// What a worker runs: `program` with `args`, by default this program with
 /// the arguments it was started with.
@@ -142,6 +155,16 @@ pub struct LocalProcesses {
     env: Vec<(OsString, OsString)>,
     children: Vec<(String, Child)>,
     launched: usize,
+    stderr: Option<Sink>,
+}
+
+/// A [`StderrSink`], shown by name only.
+struct Sink(StderrSink);
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StderrSink")
+    }
 }
 
 impl LocalProcesses {
@@ -156,6 +179,7 @@ impl LocalProcesses {
             env: Vec::new(),
             children: Vec::new(),
             launched: 0,
+            stderr: None,
         }
     }
 
@@ -222,7 +246,7 @@ impl Launcher for LocalProcesses {
         for _ in 0..n {
             self.launched += 1;
             let job = format!("local-{}", self.launched);
-            let child = Command::new(&program)
+            let mut child = Command::new(&program)
                 .args(&args)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .envs(env.iter().map(|(k, v)| (k, v)))
@@ -233,13 +257,30 @@ impl Launcher for LocalProcesses {
                 ))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
+                .stderr(if self.stderr.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::inherit()
+                })
                 .spawn()
                 .map_err(|e| format!("cannot start worker {}: {e}", program.display()))?;
+            if let (Some(Sink(sink)), Some(err)) = (&self.stderr, child.stderr.take()) {
+                let (sink, name) = (Arc::clone(sink), job.clone());
+                std::thread::spawn(move || {
+                    for line in std::io::BufRead::lines(std::io::BufReader::new(err)) {
+                        let Ok(line) = line else { return };
+                        sink(&name, &line);
+                    }
+                });
+            }
             self.children.push((job.clone(), child));
             jobs.push(job);
         }
         Ok(jobs)
+    }
+
+    fn stderr_to(&mut self, sink: StderrSink) {
+        self.stderr = Some(Sink(sink));
     }
 
     fn cancel(&mut self, job: &str) {

@@ -52,7 +52,7 @@ use bob_pipelines_graph::{Executed, Execution, Executor, Plan, Result, Serve};
 pub use bob_pipelines_graph::{WORKER_ENV, is_worker};
 
 pub use interrupt::{InterruptGuard, on_interrupt};
-pub use launcher::{JobState, Launcher, LocalProcesses, WorkerKind, worker_command};
+pub use launcher::{JobState, Launcher, LocalProcesses, StderrSink, WorkerKind, worker_command};
 pub use protocol::WorkerEnv;
 
 use crate::progress::{Bars, Progress};
@@ -289,6 +289,12 @@ impl<L: Launcher> Executor for Distributed<L> {
             )
             .into_run(&self.name)
         })?;
+        // Workers' messages go through the progress: above the bars, or in
+        // the log's lines, never through them.
+        let progress = Arc::clone(&self.progress);
+        launcher.stderr_to(Arc::new(move |worker, line| {
+            progress.worker_said(worker, line);
+        }));
         scheduler::run(
             &job,
             &mut *launcher,

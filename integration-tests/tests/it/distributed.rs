@@ -816,3 +816,43 @@ fn closure_steps_run_on_workers_and_checkpoint_under_their_name() {
     assert!(dir.join("features/scaled").is_dir());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What a worker writes on its standard error reaches the driver's
+/// progress, named by worker (above the bars, or in the log's lines, never
+/// through them), and the progress says which compute runs.
+#[test]
+fn workers_stderr_and_the_compute_go_through_the_drivers_progress() {
+    let log = crate::sge::Log::default();
+    let ex = Distributed::new(workers(
+        2,
+        "workers_stderr_and_the_compute_go_through_the_drivers_progress",
+        false,
+    ))
+    .with_progress(std::sync::Arc::new(
+        bob_pipelines::executor::Bars::lines_to(Box::new(log.clone()), Duration::from_secs(3600)),
+    ));
+    let p = Pipeline::new().then(Step::map("loud", |x: &Array1<f64>| {
+        eprintln!("loud saw {}", x[0]);
+        x.clone()
+    }));
+    let out = p.transform(samples(8)).npartitions(2).compute(&ex).unwrap();
+    assert_eq!(out.len(), 8);
+    // A worker's line is read from its pipe as it comes: wait for it.
+    let t0 = Instant::now();
+    let said = loop {
+        let said = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        if said.contains(": loud saw 7") || t0.elapsed() > Duration::from_secs(10) {
+            break said;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        said.contains("compute 1: transform of 8 samples in 2 partitions: loud"),
+        "{said}"
+    );
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("local-") && l.contains(": loud saw 7")),
+        "{said}"
+    );
+}

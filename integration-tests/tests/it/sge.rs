@@ -589,7 +589,7 @@ fn a_job_that_waits_is_reported_with_sges_reason_and_the_pending_limit_ends_the_
 
 /// What progress lines wrote, shared with the test.
 #[derive(Clone, Default)]
-struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+pub(crate) struct Log(pub(crate) Arc<std::sync::Mutex<Vec<u8>>>);
 impl std::io::Write for Log {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
