@@ -1,8 +1,8 @@
 //! The scheduler's shell, in the driver process: the sockets (the acceptor,
 //! and the workers' connections, polled by the scheduler's own thread:
-//! `conns.rs`), the driver's threads that load
-//! the partitions workers cannot and decode outputs, the bytes the driver
-//! holds (those loads, and models), the launcher, and the job's records. It
+//! `conns.rs`), the driver's threads that load the partitions workers
+//! cannot and read outputs back from their checkpoints, the bytes the
+//! driver holds (those loads, and models), the launcher, and the job's records. It
 //! turns all of that into events for [`Core`], the state machine that
 //! decides what runs where, and carries out the core's commands. Workers
 //! keep what their tasks make and hand it to each other; only the run's
@@ -29,7 +29,8 @@ use crate::progress::Progress;
 use crate::wire::{self, Arrival, MAX_HANDSHAKES, Secret, SecretFile, WireError, WorkerInfo};
 use crate::{Error, Result};
 
-/// Bytes shared between the scheduler and the threads that write them.
+/// Bytes the driver holds (partitions it loaded, models), shared by the
+/// tasks that need them until each is sent.
 type Shared = Arc<Vec<u8>>;
 
 enum Event {
@@ -189,7 +190,8 @@ fn accept_workers(
     )
 }
 
-/// Loads the input partitions that workers cannot, for the scheduler.
+/// Loads the input partitions that workers cannot, and reads outputs back
+/// from their checkpoint files, for the scheduler.
 fn driver_thread(
     job: &Execution<'_>,
     progress: &dyn Progress,
