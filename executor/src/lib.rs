@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod dag;
+pub mod dashboard;
 pub mod distributed;
 mod error;
 mod local;

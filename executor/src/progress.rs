@@ -30,6 +30,16 @@ pub trait Progress: Send + Sync {
     fn worker_said(&self, worker: &str, line: &str) {
         eprintln!("{worker}: {line}");
     }
+    /// Task `task` ran on worker `worker` (said before its end).
+    fn task_ran_on(&self, _graph: &TaskGraph, _task: usize, _worker: &str) {}
+    /// Worker `worker`, of kind `kind`, is now `state` (connected, lost and
+    /// why, released).
+    fn worker_state(&self, _worker: &str, _kind: &str, _state: &str) {}
+    /// A line the user should see now that is no warning (where the
+    /// dashboard is): by default, on standard error.
+    fn info(&self, line: &str) {
+        eprintln!("{line}");
+    }
 }
 
 /// Reports nothing.
@@ -387,6 +397,10 @@ impl Progress for Bars {
 
     fn worker_said(&self, worker: &str, line: &str) {
         self.above(&format!("{worker}: {line}"));
+    }
+
+    fn info(&self, line: &str) {
+        self.above(line);
     }
 
     fn finished(&self, _report: &Report) {

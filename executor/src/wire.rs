@@ -298,6 +298,18 @@ struct Challenge {
     nonce: Vec<u8>,
 }
 
+/// 16 random bytes in hex: a token for a URL (the dashboard's), not the
+/// run's secret.
+///
+/// # Errors
+/// When the system's random source cannot be read.
+pub fn random_token() -> io::Result<String> {
+    Ok(random32()?[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// What a worker says about itself, with its proof.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerInfo {

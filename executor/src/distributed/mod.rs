@@ -43,7 +43,7 @@ mod protocol;
 mod scheduler;
 mod worker;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +74,8 @@ pub(crate) struct Settings {
     pending_limit: Option<Duration>,
     worker_loads: bool,
     outputs_from_checkpoints: bool,
+    /// Where the live dashboard is served; `None`: not at all.
+    dashboard: Option<SocketAddr>,
 }
 
 /// The distributed executor: a scheduler here, workers from a [`Launcher`].
@@ -82,6 +84,7 @@ pub struct Distributed<L> {
     settings: Settings,
     name: String,
     progress: Arc<dyn Progress>,
+    dashboard_url: Mutex<Option<String>>,
 }
 
 impl<L> std::fmt::Debug for Distributed<L> {
@@ -123,8 +126,13 @@ impl<L: Launcher> Distributed<L> {
                 pending_limit: None,
                 worker_loads: true,
                 outputs_from_checkpoints: false,
+                dashboard: Some(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::LOCALHOST),
+                    crate::dashboard::DEFAULT_PORT,
+                )),
             },
             progress: Arc::new(Bars::new()),
+            dashboard_url: Mutex::new(None),
         }
     }
 
@@ -259,6 +267,71 @@ impl<L: Launcher> Distributed<L> {
         self
     }
 
+    /// Where the live dashboard is served while a run computes: by default
+    /// 127.0.0.1:8787, or the next free port up to 8887 (port 0: any free
+    /// one); `None`: no dashboard. `BOB_PIPELINES_DASHBOARD` (`off`, or
+    /// `ADDR:PORT`) overrides it. The run prints the page's URL, with its
+    /// token, when it starts; [`dashboard_url`](Self::dashboard_url) gives
+    /// it too.
+    #[must_use]
+    pub fn dashboard(mut self, at: Option<SocketAddr>) -> Self {
+        self.settings.dashboard = at;
+        self
+    }
+
+    /// The URL of the dashboard of the run under way (or the last one),
+    /// token included.
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.dashboard_url
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The run's progress — the dashboard in front of this executor's
+    /// progress, when there is one — and the dashboard being served.
+    fn serve_dashboard(&self) -> (Arc<dyn Progress>, Option<crate::dashboard::Served>) {
+        let at = match std::env::var(crate::dashboard::ENV).ok().as_deref() {
+            Some("off") => None,
+            Some(addr) => match addr.parse() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    self.progress.warning(&format!(
+                        "{}={addr} is neither `off` nor an address and port ({e}); the \
+                         dashboard is at its default place",
+                        crate::dashboard::ENV
+                    ));
+                    self.settings.dashboard
+                }
+            },
+            None => self.settings.dashboard,
+        };
+        let url = |u: Option<String>| {
+            *self
+                .dashboard_url
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = u;
+        };
+        let Some(at) = at else {
+            url(None);
+            return (Arc::clone(&self.progress), None);
+        };
+        let dashboard = Arc::new(crate::dashboard::Dashboard::new(Arc::clone(&self.progress)));
+        match dashboard.serve(at) {
+            Ok(served) => {
+                self.progress
+                    .info(&format!("bob-pipelines: dashboard at {}", served.url));
+                url(Some(served.url.clone()));
+                (dashboard, Some(served))
+            }
+            Err(e) => {
+                self.progress.warning(&format!("no dashboard: {e}"));
+                url(None);
+                (Arc::clone(&self.progress), None)
+            }
+        }
+    }
+
     /// With another progress sink.
     #[must_use]
     pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
@@ -281,7 +354,6 @@ impl<L: Launcher> Executor for Distributed<L> {
                 .execute(plan);
         }
         let job = Execution::new(plan)?;
-        self.progress.started(job.graph());
         let mut launcher = self.launcher.try_lock().map_err(|_| {
             crate::Error::Cannot(
                 "it is already running another compute; use one executor per run at a time"
@@ -289,23 +361,22 @@ impl<L: Launcher> Executor for Distributed<L> {
             )
             .into_run(&self.name)
         })?;
+        // The dashboard sees the run's events and hands them on; it is
+        // served until the run ends.
+        let (progress, served) = self.serve_dashboard();
+        progress.started(job.graph());
         // Workers' messages go through the progress: above the bars, or in
         // the log's lines, never through them.
-        let progress = Arc::clone(&self.progress);
+        let said = Arc::clone(&progress);
         launcher.stderr_to(Arc::new(move |worker, line| {
-            progress.worker_said(worker, line);
+            said.worker_said(worker, line);
         }));
-        scheduler::run(
-            &job,
-            &mut *launcher,
-            &self.settings,
-            &*self.progress,
-            &self.name,
-        )
-        .map_err(|e| e.into_run(&self.name))?;
+        scheduler::run(&job, &mut *launcher, &self.settings, &*progress, &self.name)
+            .map_err(|e| e.into_run(&self.name))?;
         drop(launcher);
         let executed = job.finish()?;
-        self.progress.finished(&executed.report);
+        progress.finished(&executed.report);
+        drop(served);
         Ok(executed)
     }
 

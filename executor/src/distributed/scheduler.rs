@@ -642,6 +642,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     fn joined(&mut self, id: u32, info: WorkerInfo, stream: TcpStream) {
         let threads = usize::try_from(info.threads).unwrap_or(1);
         self.core.joined(id, info.name, threads, info.resources);
+        if let Some((name, kind)) = self.core.worker(id) {
+            self.progress.worker_state(name, kind, "connected");
+        }
         self.conns.add(id, stream);
         self.peers.insert(id, info.peer);
     }
@@ -667,6 +670,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 .checked_sub(elapsed)
                 .unwrap_or_else(Instant::now);
             self.job.record_task(task, name, started, false);
+            self.progress.task_ran_on(self.graph, task, name);
             if let Some(step) = self.graph.task(task).step() {
                 let fit = matches!(kind, TaskKind::Fit { .. });
                 self.job.record_place(step, name, worker_kind, fit);
@@ -823,6 +827,10 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.peers.remove(&id);
         // The launcher knows how it ended (killed, out of memory, …).
         let name = self.core.worker(id).map(|(n, _)| n.to_owned());
+        if let Some((n, kind)) = self.core.worker(id) {
+            self.progress
+                .worker_state(n, kind, &format!("lost: {reason}"));
+        }
         let ended = name.as_ref().and_then(|name| {
             launcher
                 .poll()

@@ -856,3 +856,104 @@ fn workers_stderr_and_the_compute_go_through_the_drivers_progress() {
         "{said}"
     );
 }
+
+/// `GET url` over plain HTTP/1.0: the status and the body.
+fn http_get(url: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// The dashboard of a distributed run: its URL carries a token, nothing is
+/// answered without it, the page is there, and the snapshot shows the run
+/// advancing and its workers.
+#[test]
+fn the_dashboard_shows_a_run_as_it_computes_and_needs_its_token() {
+    let ex = silent(workers(
+        2,
+        "the_dashboard_shows_a_run_as_it_computes_and_needs_its_token",
+        false,
+    ))
+    .dashboard(Some("127.0.0.1:0".parse().unwrap()));
+    let mut p = pipeline(40);
+    if is_worker() {
+        let _ = p.fit_transform(samples(400)).npartitions(20).compute(&ex);
+        return;
+    }
+    let (out, seen) = std::thread::scope(|scope| {
+        let run = scope.spawn(|| p.fit_transform(samples(400)).npartitions(20).compute(&ex));
+        let t0 = Instant::now();
+        let url = loop {
+            if let Some(url) = ex.dashboard_url() {
+                break url;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "no dashboard URL");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let (base, token) = url.split_once("/?token=").expect("a token in the URL");
+        assert_eq!(token.len(), 32, "{url}");
+        assert_eq!(http_get(&format!("{base}/state.json")).0, 403);
+        assert_eq!(
+            http_get(&format!("{base}/state.json?token=0{}", &token[1..])).0,
+            403
+        );
+        let (status, page) = http_get(&url);
+        assert_eq!(status, 200);
+        assert!(
+            page.contains("<script") && page.contains("Task stream"),
+            "{page}"
+        );
+        // Snapshots while it runs: the `slow` row's count never goes back.
+        let mut seen = Vec::new();
+        while !run.is_finished() {
+            let (status, json) = http_get(&format!("{base}/state.json?token={token}"));
+            assert_eq!(status, 200);
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            seen.push(v);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (run.join().unwrap().unwrap(), seen)
+    });
+    assert_eq!(bits(&out), reference(400, 20));
+    let done: Vec<u64> = seen
+        .iter()
+        .map(|v| v["steps"][1]["done"].as_u64().unwrap())
+        .collect();
+    assert!(done.windows(2).all(|w| w[0] <= w[1]), "{done:?}");
+    assert!(
+        done.iter().any(|&d| d > 0 && d < 400),
+        "seen mid-run: {done:?}"
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(last["steps"][1]["name"], "slow");
+    let workers = last["workers"].as_object().unwrap();
+    assert!(
+        workers.len() == 2 && workers.values().all(|w| w["state"] == "connected"),
+        "{last}"
+    );
+    assert!(
+        last["stream"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["worker"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("local-"))),
+        "{last}"
+    );
+}

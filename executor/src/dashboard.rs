@@ -1,0 +1,450 @@
+//! The live dashboard: one page the driver serves while a distributed run
+//! computes — per-step progress, the task stream, the workers, warnings and
+//! failures — updated every second from a JSON snapshot.
+//!
+//! It is a [`Progress`] (it sees the run's events, as the bars do, and hands
+//! them on), plus a small synchronous HTTP server (`tiny_http`, no async
+//! runtime) on 127.0.0.1. The page, its script and its style are in this
+//! binary: nothing is fetched from elsewhere. Every request must carry the
+//! run's random token (`?token=…`; cluster login nodes are shared): without
+//! it, or with another, the answer is 403.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bob_pipelines_graph::{Done, Error, Report, TaskGraph, TaskKind};
+use serde::Serialize;
+
+use crate::progress::Progress;
+
+/// Task bars kept for the page's task stream (the most recent).
+const STREAM: usize = 2_000;
+
+/// One row of the progress panel.
+#[derive(Debug, Clone, Serialize)]
+struct StepState {
+    name: String,
+    total: u64,
+    done: u64,
+    failed: u64,
+    running: u64,
+    /// Whether its fit is done (none: not fitted in this run).
+    fitted: Option<bool>,
+}
+
+/// One bar of the task stream, as the page gets it.
+#[derive(Debug, Clone, Serialize)]
+struct BarView<'s> {
+    task: &'s str,
+    step: usize,
+    worker: &'s str,
+    start_ms: f64,
+    end_ms: f64,
+    failed: bool,
+}
+
+/// One bar of the task stream, as it is kept: indices, no allocation per
+/// task (the run's hot path feeds it).
+#[derive(Debug, Clone, Copy)]
+struct Bar {
+    task: usize,
+    step: usize,
+    /// Index in `State::names`; 0 is the driver.
+    worker: usize,
+    start_ms: f64,
+    end_ms: f64,
+    failed: bool,
+}
+
+/// A worker as the page lists it.
+#[derive(Debug, Clone, Default, Serialize)]
+struct WorkerState {
+    kind: String,
+    state: String,
+    tasks: u64,
+}
+
+/// What the page shows, and what it is made from.
+#[derive(Debug, Default)]
+struct State {
+    compute: String,
+    finished: bool,
+    steps: Vec<StepState>,
+    stream: VecDeque<Bar>,
+    workers: BTreeMap<String, WorkerState>,
+    warnings: Vec<String>,
+    failures: Vec<String>,
+    start: Option<Instant>,
+    /// Running tasks: when they started, and where (`names` index).
+    started: HashMap<usize, (Instant, usize)>,
+    /// Each task's id, by index.
+    ids: Vec<String>,
+    /// Where tasks ran: the driver first, then workers as they are named.
+    names: Vec<String>,
+}
+
+/// The JSON snapshot the page polls.
+#[derive(Serialize)]
+struct Snapshot<'s> {
+    compute: &'s str,
+    elapsed_ms: f64,
+    finished: bool,
+    steps: &'s [StepState],
+    stream: Vec<BarView<'s>>,
+    workers: &'s BTreeMap<String, WorkerState>,
+    warnings: &'s [String],
+    failures: &'s [String],
+}
+
+/// A run's dashboard: its state, fed by the run's events, and the progress
+/// it hands them on to.
+pub struct Dashboard {
+    state: Arc<Mutex<State>>,
+    inner: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Dashboard")
+    }
+}
+
+impl Dashboard {
+    /// A dashboard that also hands every event to `inner`.
+    pub fn new(inner: Arc<dyn Progress>) -> Self {
+        Dashboard {
+            state: Arc::new(Mutex::new(State::default())),
+            inner,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The page's snapshot, as JSON.
+    fn snapshot(state: &Mutex<State>) -> String {
+        let s = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = |i: usize| s.names.get(i).map_or("driver", String::as_str);
+        let view = Snapshot {
+            compute: &s.compute,
+            elapsed_ms: s.start.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
+            finished: s.finished,
+            steps: &s.steps,
+            stream: s
+                .stream
+                .iter()
+                .map(|b| BarView {
+                    task: s.ids.get(b.task).map_or("", String::as_str),
+                    step: b.step,
+                    worker: name(b.worker),
+                    start_ms: b.start_ms,
+                    end_ms: b.end_ms,
+                    failed: b.failed,
+                })
+                .collect(),
+            workers: &s.workers,
+            warnings: &s.warnings,
+            failures: &s.failures,
+        };
+        serde_json::to_string(&view).unwrap_or_default()
+    }
+
+    /// Serves the page on `addr` (port 0: any free one; 8787 taken: the
+    /// next free one up to 8887) until the returned [`Served`] is dropped.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub fn serve(&self, addr: SocketAddr) -> std::io::Result<Served> {
+        let tries: Vec<SocketAddr> = if addr.port() == DEFAULT_PORT {
+            (DEFAULT_PORT..DEFAULT_PORT + 100)
+                .map(|p| SocketAddr::new(addr.ip(), p))
+                .collect()
+        } else {
+            vec![addr]
+        };
+        let mut last = None;
+        let server = tries.iter().find_map(|a| match tiny_http::Server::http(a) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                last = Some(e.to_string());
+                None
+            }
+        });
+        let server = server.ok_or_else(|| {
+            std::io::Error::other(format!(
+                "no port for the dashboard at {addr}: {}",
+                last.unwrap_or_default()
+            ))
+        })?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("the dashboard is not on an IP address"))?;
+        let token = crate::wire::random_token()?;
+        let url = format!("http://{bound}/?token={token}");
+        let stop = Arc::new(AtomicBool::new(false));
+        let (state, halt) = (Arc::clone(&self.state), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::Acquire) {
+                let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
+                    continue;
+                };
+                let _ = answer(request, &token, &state);
+            }
+        });
+        Ok(Served {
+            url,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The port the dashboard asks for first (dask's).
+pub const DEFAULT_PORT: u16 = 8787;
+
+/// The variable that turns the dashboard off (`off`) or puts it elsewhere
+/// (`ADDR:PORT`).
+pub const ENV: &str = "BOB_PIPELINES_DASHBOARD";
+
+/// A dashboard being served: its URL (with the token); dropping it stops
+/// the server.
+#[derive(Debug)]
+pub struct Served {
+    /// Where the page is, token included.
+    pub url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answers one request: the page, the snapshot, 403 without the token, 404.
+fn answer(request: tiny_http::Request, token: &str, state: &Mutex<State>) -> std::io::Result<()> {
+    let url = request.url().to_owned();
+    let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let given = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .unwrap_or("");
+    let typed = |body: String, content_type: &str| {
+        let r = tiny_http::Response::from_string(body);
+        match tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
+            Ok(h) => r.with_header(h),
+            Err(()) => r,
+        }
+    };
+    if given != token {
+        return request.respond(
+            tiny_http::Response::from_string(
+                "403: this dashboard needs its token (see the URL the run printed)",
+            )
+            .with_status_code(403),
+        );
+    }
+    match path {
+        "/" => request.respond(typed(PAGE.to_owned(), "text/html; charset=utf-8")),
+        "/state.json" => request.respond(typed(Dashboard::snapshot(state), "application/json")),
+        _ => request.respond(tiny_http::Response::from_string("404").with_status_code(404)),
+    }
+}
+
+/// The row of a task: loads first, then each step.
+fn row_of(graph: &TaskGraph, task: usize) -> usize {
+    match graph.task(task).kind() {
+        TaskKind::Load { .. } => 0,
+        TaskKind::Fit { step } | TaskKind::Transform { step, .. } => step + 1,
+    }
+}
+
+impl Progress for Dashboard {
+    fn started(&self, graph: &TaskGraph) {
+        let info = graph.program();
+        let mut steps: Vec<StepState> = std::iter::once("load")
+            .chain(info.steps().iter().map(|s| s.name()))
+            .map(|name| StepState {
+                name: name.to_owned(),
+                total: 0,
+                done: 0,
+                failed: 0,
+                running: 0,
+                fitted: None,
+            })
+            .collect();
+        for t in graph.tasks() {
+            match t.kind() {
+                TaskKind::Load { .. } => steps[0].total += t.samples() as u64,
+                TaskKind::Transform { step, .. } => steps[step + 1].total += t.samples() as u64,
+                TaskKind::Fit { step } => steps[step + 1].fitted = Some(false),
+            }
+        }
+        let samples: usize = info.partition_lens().iter().sum();
+        self.with(|s| {
+            *s = State {
+                compute: format!(
+                    "{:?} of {samples} samples in {} partitions",
+                    info.mode(),
+                    info.npartitions()
+                ),
+                steps,
+                start: Some(Instant::now()),
+                ids: graph.tasks().iter().map(|t| t.id().to_owned()).collect(),
+                names: vec!["driver".to_owned()],
+                ..State::default()
+            };
+        });
+        self.inner.started(graph);
+    }
+
+    fn task_started(&self, graph: &TaskGraph, task: usize) {
+        self.with(|s| {
+            s.started.entry(task).or_insert_with(|| (Instant::now(), 0));
+            if let Some(r) = s.steps.get_mut(row_of(graph, task)) {
+                r.running += 1;
+            }
+        });
+        self.inner.task_started(graph, task);
+    }
+
+    fn task_ran_on(&self, graph: &TaskGraph, task: usize, worker: &str) {
+        self.with(|s| {
+            let at = match s.names.iter().position(|n| n == worker) {
+                Some(i) => i,
+                None => {
+                    s.names.push(worker.to_owned());
+                    s.names.len() - 1
+                }
+            };
+            if let Some(started) = s.started.get_mut(&task) {
+                started.1 = at;
+            }
+            if let Some(w) = s.workers.get_mut(worker) {
+                w.tasks += 1;
+            } else {
+                s.workers.entry(worker.to_owned()).or_default().tasks += 1;
+            }
+        });
+        self.inner.task_ran_on(graph, task, worker);
+    }
+
+    fn task_finished(&self, graph: &TaskGraph, done: &Done) {
+        self.bar(graph, done.task, false, |r| {
+            match graph.task(done.task).kind() {
+                TaskKind::Fit { .. } => r.fitted = Some(true),
+                TaskKind::Load { .. } => r.done += graph.task(done.task).samples() as u64,
+                TaskKind::Transform { .. } => {
+                    r.done += done.counts.samples as u64;
+                    r.failed += done.counts.failed as u64;
+                }
+            }
+        });
+        self.inner.task_finished(graph, done);
+    }
+
+    fn task_failed(&self, graph: &TaskGraph, task: usize, error: &Error) {
+        self.bar(graph, task, true, |_| {});
+        self.with(|s| s.failures.push(error.to_string()));
+        self.inner.task_failed(graph, task, error);
+    }
+
+    fn finished(&self, report: &Report) {
+        self.with(|s| s.finished = true);
+        self.inner.finished(report);
+    }
+
+    fn warning(&self, message: &str) {
+        self.with(|s| s.warnings.push(message.to_owned()));
+        self.inner.warning(message);
+    }
+
+    fn worker_said(&self, worker: &str, line: &str) {
+        self.inner.worker_said(worker, line);
+    }
+
+    fn worker_state(&self, worker: &str, kind: &str, state: &str) {
+        self.with(|s| {
+            let w = s.workers.entry(worker.to_owned()).or_default();
+            w.kind = kind.to_owned();
+            w.state = state.to_owned();
+        });
+        self.inner.worker_state(worker, kind, state);
+    }
+
+    fn info(&self, line: &str) {
+        self.inner.info(line);
+    }
+}
+
+impl Dashboard {
+    /// A task ended: its bar in the stream, its row updated by `update`.
+    fn bar(
+        &self,
+        graph: &TaskGraph,
+        task: usize,
+        failed: bool,
+        update: impl FnOnce(&mut StepState),
+    ) {
+        self.with(|s| {
+            let row = row_of(graph, task);
+            let start = s.start.unwrap_or_else(Instant::now);
+            let (began, worker) = s.started.remove(&task).unwrap_or((Instant::now(), 0));
+            let ms = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
+            if let Some(r) = s.steps.get_mut(row) {
+                r.running = r.running.saturating_sub(1);
+                update(r);
+            }
+            if s.stream.len() == STREAM {
+                s.stream.pop_front();
+            }
+            s.stream.push_back(Bar {
+                task,
+                step: row,
+                worker,
+                start_ms: ms(began),
+                end_ms: ms(Instant::now()),
+                failed,
+            });
+        });
+    }
+}
+
+/// The page: HTML, style and script in one, nothing fetched but the
+/// snapshot.
+const PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>bob-pipelines</title>
+<style>body{font:14px sans-serif;margin:1.5em}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}
+.bar{background:#eee;width:300px;height:12px;position:relative}.fill{background:#4a8;height:12px}.failed{color:#c00}</style></head>
+<body><h1>bob-pipelines</h1><p id="compute"></p>
+<h2>Progress</h2><table id="steps"></table>
+<h2>Task stream</h2><svg id="stream" width="1000" height="40"></svg>
+<h2>Workers</h2><table id="workers"></table>
+<h2>Warnings</h2><ul id="warnings"></ul><h2>Failures</h2><ul id="failures" class="failed"></ul>
+<script>
+const token=new URLSearchParams(location.search).get('token');
+function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));}
+async function tick(){
+ let r=await fetch('state.json?token='+encodeURIComponent(token));if(!r.ok)return;let s=await r.json();
+ document.getElementById('compute').textContent=s.compute+' — '+(s.elapsed_ms/1000).toFixed(1)+' s'+(s.finished?' — finished':'');
+ document.getElementById('steps').innerHTML='<tr><th>step</th><th></th><th>done</th><th>failed</th><th>running</th><th>fit</th></tr>'+
+  s.steps.map(x=>'<tr class="step"><td>'+esc(x.name)+'</td><td><div class="bar"><div class="fill" style="width:'+(x.total?300*x.done/x.total:0)+'px"></div></div></td><td class="done">'+x.done+'/'+x.total+'</td><td>'+x.failed+'</td><td>'+x.running+'</td><td>'+(x.fitted===null?'':(x.fitted?'fitted':'fitting'))+'</td></tr>').join('');
+ let rows=[...new Set(s.stream.map(b=>b.worker))],end=Math.max(1,...s.stream.map(b=>b.end_ms)),svg=document.getElementById('stream');
+ svg.setAttribute('height',20*rows.length+10);
+ svg.innerHTML=rows.map((w,i)=>'<text x="0" y="'+(20*i+14)+'" font-size="11">'+esc(w)+'</text>').join('')+
+  s.stream.map(b=>'<rect x="'+(150+840*b.start_ms/end)+'" y="'+(20*rows.indexOf(b.worker)+3)+'" width="'+Math.max(0.5,840*(b.end_ms-b.start_ms)/end)+'" height="14" fill="'+(b.failed?'#d00':'hsl('+(b.step*67%360)+',60%,55%)')+'"><title>'+esc(b.task)+'</title></rect>').join('');
+ document.getElementById('workers').innerHTML='<tr><th>worker</th><th>kind</th><th>state</th><th>tasks</th></tr>'+
+  Object.entries(s.workers).map(([n,w])=>'<tr class="worker"><td>'+esc(n)+'</td><td>'+esc(w.kind)+'</td><td>'+esc(w.state)+'</td><td>'+w.tasks+'</td></tr>').join('');
+ document.getElementById('warnings').innerHTML=s.warnings.map(w=>'<li>'+esc(w)+'</li>').join('');
+ document.getElementById('failures').innerHTML=s.failures.map(w=>'<li>'+esc(w)+'</li>').join('');
+}
+tick();setInterval(tick,1000);
+</script></body></html>"#;
