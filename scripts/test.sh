@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 # Every cargo call shares one target directory, so nothing is built twice.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-# System packages the tests use: Graphviz draws the task graph as SVG.
+# System packages the tests use: Graphviz draws the task graph as SVG;
+# Chromium opens the live dashboard and the report, headless.
 missing=()
 command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing ${missing[*]}"

@@ -31,8 +31,9 @@ struct StepState {
     done: u64,
     failed: u64,
     running: u64,
-    /// Whether its fit is done (none: not fitted in this run).
-    fitted: Option<bool>,
+    /// Its fit: `to fit`, `fitting`, `fitted` (none: not fitted in this
+    /// run).
+    fit: Option<&'static str>,
 }
 
 /// One bar of the task stream, as the page gets it.
@@ -279,14 +280,14 @@ impl Progress for Dashboard {
                 done: 0,
                 failed: 0,
                 running: 0,
-                fitted: None,
+                fit: None,
             })
             .collect();
         for t in graph.tasks() {
             match t.kind() {
                 TaskKind::Load { .. } => steps[0].total += t.samples() as u64,
                 TaskKind::Transform { step, .. } => steps[step + 1].total += t.samples() as u64,
-                TaskKind::Fit { step } => steps[step + 1].fitted = Some(false),
+                TaskKind::Fit { step } => steps[step + 1].fit = Some("to fit"),
             }
         }
         let samples: usize = info.partition_lens().iter().sum();
@@ -311,7 +312,10 @@ impl Progress for Dashboard {
         self.with(|s| {
             s.started.entry(task).or_insert_with(|| (Instant::now(), 0));
             if let Some(r) = s.steps.get_mut(row_of(graph, task)) {
-                r.running += 1;
+                match graph.task(task).kind() {
+                    TaskKind::Fit { .. } => r.fit = Some("fitting"),
+                    _ => r.running += 1,
+                }
             }
         });
         self.inner.task_started(graph, task);
@@ -341,7 +345,7 @@ impl Progress for Dashboard {
     fn task_finished(&self, graph: &TaskGraph, done: &Done) {
         self.bar(graph, done.task, false, |r| {
             match graph.task(done.task).kind() {
-                TaskKind::Fit { .. } => r.fitted = Some(true),
+                TaskKind::Fit { .. } => r.fit = Some("fitted"),
                 TaskKind::Load { .. } => r.done += graph.task(done.task).samples() as u64,
                 TaskKind::Transform { .. } => {
                     r.done += done.counts.samples as u64;
@@ -401,7 +405,9 @@ impl Dashboard {
             let (began, worker) = s.started.remove(&task).unwrap_or((Instant::now(), 0));
             let ms = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
             if let Some(r) = s.steps.get_mut(row) {
-                r.running = r.running.saturating_sub(1);
+                if !matches!(graph.task(task).kind(), TaskKind::Fit { .. }) {
+                    r.running = r.running.saturating_sub(1);
+                }
                 update(r);
             }
             if s.stream.len() == STREAM {
@@ -436,7 +442,7 @@ async function tick(){
  let r=await fetch('state.json?token='+encodeURIComponent(token));if(!r.ok)return;let s=await r.json();
  document.getElementById('compute').textContent=s.compute+' — '+(s.elapsed_ms/1000).toFixed(1)+' s'+(s.finished?' — finished':'');
  document.getElementById('steps').innerHTML='<tr><th>step</th><th></th><th>done</th><th>failed</th><th>running</th><th>fit</th></tr>'+
-  s.steps.map(x=>'<tr class="step"><td>'+esc(x.name)+'</td><td><div class="bar"><div class="fill" style="width:'+(x.total?300*x.done/x.total:0)+'px"></div></div></td><td class="done">'+x.done+'/'+x.total+'</td><td>'+x.failed+'</td><td>'+x.running+'</td><td>'+(x.fitted===null?'':(x.fitted?'fitted':'fitting'))+'</td></tr>').join('');
+  s.steps.map(x=>'<tr class="step"><td>'+esc(x.name)+'</td><td><div class="bar"><div class="fill" style="width:'+(x.total?300*x.done/x.total:0)+'px"></div></div></td><td class="done">'+x.done+'/'+x.total+'</td><td>'+x.failed+'</td><td>'+x.running+'</td><td>'+esc(x.fit||'')+'</td></tr>').join('');
  let rows=[...new Set(s.stream.map(b=>b.worker))],end=Math.max(1,...s.stream.map(b=>b.end_ms)),svg=document.getElementById('stream');
  svg.setAttribute('height',20*rows.length+10);
  svg.innerHTML=rows.map((w,i)=>'<text x="0" y="'+(20*i+14)+'" font-size="11">'+esc(w)+'</text>').join('')+

@@ -29,7 +29,7 @@ fn driver_pid() -> u32 {
 }
 
 /// A folder named after the test and the driver, the same in every process.
-fn run_dir(name: &str) -> PathBuf {
+pub(crate) fn run_dir(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("bp-dist-{name}-{}", driver_pid()))
 }
 

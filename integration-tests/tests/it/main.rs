@@ -1,5 +1,6 @@
 //! Workspace-wide tests, through the facade only, built as one test binary.
 
+mod browser;
 mod checkpoint;
 mod crash;
 mod distributed;
