@@ -85,6 +85,20 @@ struct State {
     ids: Vec<String>,
     /// Where tasks ran: the driver first, then workers as they are named.
     names: Vec<String>,
+    /// Each task's state: `w`aiting, `r`unning, `d`one, `f`ailed.
+    states: Vec<u8>,
+    /// Each task's place in the graph panel: row (loads, each step's
+    /// transforms, each fit), column (its partition; a fit's is 0).
+    cells: Vec<(usize, usize)>,
+    /// The graph panel's row names.
+    rows: Vec<String>,
+}
+
+/// One row of the graph panel: a letter per task, by state.
+#[derive(Serialize)]
+struct GraphRow<'s> {
+    name: &'s str,
+    cells: String,
 }
 
 /// The JSON snapshot the page polls.
@@ -98,6 +112,7 @@ struct Snapshot<'s> {
     workers: &'s BTreeMap<String, WorkerState>,
     warnings: &'s [String],
     failures: &'s [String],
+    graph: Vec<GraphRow<'s>>,
 }
 
 /// A run's dashboard: its state, fed by the run's events, and the progress
@@ -150,6 +165,24 @@ impl Dashboard {
             workers: &s.workers,
             warnings: &s.warnings,
             failures: &s.failures,
+            graph: {
+                let mut rows: Vec<Vec<u8>> = vec![Vec::new(); s.rows.len()];
+                for (&(r, c), &st) in s.cells.iter().zip(&s.states) {
+                    let row = &mut rows[r];
+                    if row.len() <= c {
+                        row.resize(c + 1, b'w');
+                    }
+                    row[c] = st;
+                }
+                s.rows
+                    .iter()
+                    .zip(rows)
+                    .map(|(name, cells)| GraphRow {
+                        name,
+                        cells: String::from_utf8(cells).unwrap_or_default(),
+                    })
+                    .collect()
+            },
         };
         serde_json::to_string(&view).unwrap_or_default()
     }
@@ -291,6 +324,29 @@ impl Progress for Dashboard {
             }
         }
         let samples: usize = info.partition_lens().iter().sum();
+        // The graph panel: loads, then each step's fit and transforms.
+        let mut rows = vec!["load".to_owned()];
+        let mut row_of_step = Vec::new();
+        for (i, st) in info.steps().iter().enumerate() {
+            let fits = graph
+                .tasks()
+                .iter()
+                .any(|t| matches!(t.kind(), TaskKind::Fit { step } if step == i));
+            if fits {
+                rows.push(format!("{}.fit", st.name()));
+            }
+            rows.push(st.name().to_owned());
+            row_of_step.push(rows.len() - 1);
+        }
+        let cells = graph
+            .tasks()
+            .iter()
+            .map(|t| match t.kind() {
+                TaskKind::Load { partition, .. } => (0, partition),
+                TaskKind::Transform { step, partition } => (row_of_step[step], partition),
+                TaskKind::Fit { step } => (row_of_step[step] - 1, 0),
+            })
+            .collect();
         self.with(|s| {
             *s = State {
                 compute: format!(
@@ -302,6 +358,9 @@ impl Progress for Dashboard {
                 start: Some(Instant::now()),
                 ids: graph.tasks().iter().map(|t| t.id().to_owned()).collect(),
                 names: vec!["driver".to_owned()],
+                states: vec![b'w'; graph.len()],
+                cells,
+                rows,
                 ..State::default()
             };
         });
@@ -311,6 +370,9 @@ impl Progress for Dashboard {
     fn task_started(&self, graph: &TaskGraph, task: usize) {
         self.with(|s| {
             s.started.entry(task).or_insert_with(|| (Instant::now(), 0));
+            if let Some(st) = s.states.get_mut(task) {
+                *st = b'r';
+            }
             if let Some(r) = s.steps.get_mut(row_of(graph, task)) {
                 match graph.task(task).kind() {
                     TaskKind::Fit { .. } => r.fit = Some("fitting"),
@@ -403,6 +465,9 @@ impl Dashboard {
             let row = row_of(graph, task);
             let start = s.start.unwrap_or_else(Instant::now);
             let (began, worker) = s.started.remove(&task).unwrap_or((Instant::now(), 0));
+            if let Some(st) = s.states.get_mut(task) {
+                *st = if failed { b'f' } else { b'd' };
+            }
             let ms = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
             if let Some(r) = s.steps.get_mut(row) {
                 if !matches!(graph.task(task).kind(), TaskKind::Fit { .. }) {
@@ -433,16 +498,24 @@ const PAGE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>bo
 <body><h1>bob-pipelines</h1><p id="compute"></p>
 <h2>Progress</h2><table id="steps"></table>
 <h2>Task stream</h2><svg id="stream" width="1000" height="40"></svg>
+<h2>Task graph</h2><p>a square per task: waiting, <span style="color:#e90">running</span>, <span style="color:#4a8">done</span>, <span style="color:#d00">failed</span></p><svg id="graph" width="1000" height="20"></svg>
 <h2>Workers</h2><table id="workers"></table>
 <h2>Warnings</h2><ul id="warnings"></ul><h2>Failures</h2><ul id="failures" class="failed"></ul>
 <script>
 const token=new URLSearchParams(location.search).get('token');
 function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]));}
 async function tick(){
- let r=await fetch('state.json?token='+encodeURIComponent(token));if(!r.ok)return;let s=await r.json();
+ // A run that ended takes its server with it: give up on a poll after 2 s.
+ let c=new AbortController(),t=setTimeout(()=>c.abort(),2000),r,s;
+ try{r=await fetch('state.json?token='+encodeURIComponent(token),{signal:c.signal});if(!r.ok)return;s=await r.json();}
+ catch(e){return;}finally{clearTimeout(t);}
  document.getElementById('compute').textContent=s.compute+' — '+(s.elapsed_ms/1000).toFixed(1)+' s'+(s.finished?' — finished':'');
- document.getElementById('steps').innerHTML='<tr><th>step</th><th></th><th>done</th><th>failed</th><th>running</th><th>fit</th></tr>'+
-  s.steps.map(x=>'<tr class="step"><td>'+esc(x.name)+'</td><td><div class="bar"><div class="fill" style="width:'+(x.total?300*x.done/x.total:0)+'px"></div></div></td><td class="done">'+x.done+'/'+x.total+'</td><td>'+x.failed+'</td><td>'+x.running+'</td><td>'+esc(x.fit||'')+'</td></tr>').join('');
+ document.getElementById('steps').innerHTML='<tr><th>step</th><th></th><th>done</th><th>failed</th><th>running</th><th>samples/s</th><th>fit</th></tr>'+
+  s.steps.map(x=>'<tr class="step"><td>'+esc(x.name)+'</td><td><div class="bar"><div class="fill" style="width:'+(x.total?300*x.done/x.total:0)+'px"></div></div></td><td class="done">'+x.done+'/'+x.total+'</td><td>'+x.failed+'</td><td>'+x.running+'</td><td>'+(s.elapsed_ms>0?Math.round(1000*x.done/s.elapsed_ms):0)+'</td><td>'+esc(x.fit||'')+'</td></tr>').join('');
+ let g=document.getElementById('graph'),colour={w:'#ddd',r:'#e90',d:'#4a8',f:'#d00'};
+ g.setAttribute('height',12*s.graph.length+4);
+ g.innerHTML=s.graph.map((row,i)=>'<text x="0" y="'+(12*i+10)+'" font-size="10">'+esc(row.name)+'</text>'+
+  [...row.cells].map((c,j)=>'<rect class="cell-'+c+'" x="'+(150+j*(Math.min(10,840/Math.max(1,row.cells.length))))+'" y="'+(12*i+1)+'" width="'+Math.max(1,Math.min(10,840/Math.max(1,row.cells.length))-1)+'" height="10" fill="'+colour[c]+'"></rect>').join('')).join('');
  let rows=[...new Set(s.stream.map(b=>b.worker))],end=Math.max(1,...s.stream.map(b=>b.end_ms)),svg=document.getElementById('stream');
  svg.setAttribute('height',20*rows.length+10);
  svg.innerHTML=rows.map((w,i)=>'<text x="0" y="'+(20*i+14)+'" font-size="11">'+esc(w)+'</text>').join('')+

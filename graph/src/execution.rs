@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use bob_pipelines_sample::Key;
 
 use crate::checkpoints::{Found, assemble, load, load_attribute, save};
+use crate::data::Entry;
 use crate::data::{AnyPartition, Counts, Model};
 use crate::program::{Executed, InputPartition, Plan, Program};
-use crate::report::Report;
+use crate::report::{FailedSample, MAX_FAILURES, Report};
 use crate::survey::{ensure_stamp, expected_stamps, model_hash, model_stamp, stamp_of};
 use crate::{Error, Result, TaskGraph, TaskKind};
 use bob_pipelines_checkpoint::lineage::{self, Stamp};
@@ -466,6 +467,25 @@ impl<'a> Execution<'a> {
         let models = self.models.iter().map(|m| lock(m).take()).collect();
         let mut report = std::mem::take(&mut *lock(&self.report));
         report.total = self.start.elapsed();
+        let info = self.graph.program();
+        for (&o, part) in self.graph.outputs().iter().zip(&parts) {
+            let codec = match self.graph.task(o).kind() {
+                TaskKind::Transform { step, .. }
+                | TaskKind::Load {
+                    from: Some(step), ..
+                } => info.steps()[step].output(),
+                _ => info.input(),
+            };
+            for e in codec.entries(part).unwrap_or_default() {
+                if let (Entry::Failed(f), true) = (e, report.failures.len() < MAX_FAILURES) {
+                    report.failures.push(FailedSample {
+                        key: f.key().as_str().to_owned(),
+                        step: f.step().to_owned(),
+                        reason: f.reason().to_owned(),
+                    });
+                }
+            }
+        }
         self.finished = true;
         self.write_reports(&report, None);
         Ok(Executed {

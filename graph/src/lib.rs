@@ -27,6 +27,6 @@ pub use program::{
     Executed, Executor, InputPartition, Loaded, Metas, Mode, PartitionSource, Plan, Program, Serve,
     WORKER_ENV, is_worker,
 };
-pub use report::{MAX_BARS, RanOn, Report, StepReport, TaskRecord};
+pub use report::{FailedSample, MAX_BARS, MAX_FAILURES, RanOn, Report, StepReport, TaskRecord};
 pub use step::{ATTR_EXT, ProgramStep, StepOp, StepOptions};
 pub use survey::{RUN_MARKER, RunMarker};

@@ -94,6 +94,24 @@ pub struct Report {
     /// Every task that ran, where and when: the task stream.
     #[serde(default)]
     pub tasks: Vec<TaskRecord>,
+    /// The samples that failed among the run's outputs, the first
+    /// [`MAX_FAILURES`]: key, step, reason.
+    #[serde(default)]
+    pub failures: Vec<FailedSample>,
+}
+
+/// How many failed samples a report lists, at most.
+pub const MAX_FAILURES: usize = 1_000;
+
+/// A sample that failed: which, where, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedSample {
+    /// Its key.
+    pub key: String,
+    /// The step it failed at.
+    pub step: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// One task as it ran: the task stream's bar.
@@ -253,6 +271,18 @@ impl Report {
         }
         h.push_str("</table><h2>Task stream</h2>");
         h.push_str(&self.task_stream());
+        if !self.failures.is_empty() {
+            h.push_str("<h2>Failed samples</h2><ul id=\"failures\" class=\"failed\">");
+            for f in self.failures.iter().take(100) {
+                h.push_str(&format!(
+                    "<li>{} at {}: {}</li>",
+                    esc(&f.key),
+                    esc(&f.step),
+                    esc(&f.reason)
+                ));
+            }
+            h.push_str("</ul>");
+        }
         if !self.warnings.is_empty() {
             h.push_str("<h2>Warnings</h2><ul id=\"warnings\">");
             for w in &self.warnings {

@@ -125,8 +125,8 @@ fn the_dashboard_and_the_report_in_a_real_browser() {
     )
     .with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent))
     .dashboard(Some("127.0.0.1:0".parse().unwrap()));
-    // 40 partitions of 150 ms on two workers: 3 s, the browser's time.
-    let mut p = pipeline(150).checkpoint(in_folder(&dir));
+    // 40 partitions of 300 ms on two workers: 6 s, the browser's time.
+    let mut p = pipeline(300).checkpoint(in_folder(&dir));
     let compute =
         |p: &mut Pipeline<_, _>| p.fit_transform(samples(400)).npartitions(40).compute(&ex);
     if is_worker() {
@@ -174,6 +174,11 @@ fn the_dashboard_and_the_report_in_a_real_browser() {
         "no worker listed: {first}"
     );
     assert!(first.contains("<rect "), "no task stream: {first}");
+    // The task graph: done tasks, and some not done yet.
+    assert!(
+        first.contains("class=\"cell-d\"") && first.contains("class=\"cell-w\""),
+        "no task graph: {first}"
+    );
 
     // The report the run left, opened too.
     let report = dir.join("features/report.html");

@@ -41,6 +41,16 @@ fn a_run_leaves_its_report_beside_its_checkpoints() {
         "{html}"
     );
     assert_eq!(html.matches("<rect ").count(), tasks);
+    // The samples that failed (`slow` fails keys ending in 7), with why.
+    let failures = json["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 20, "{json}");
+    assert!(
+        failures
+            .iter()
+            .all(|f| f["step"] == "slow" && f["key"].as_str().is_some_and(|k| k.ends_with('7'))),
+        "{json}"
+    );
+    assert!(html.contains("Failed samples"), "{html}");
     // The report files are the folder's own: it still verifies.
     let v = verify(&dir.0.join("features")).unwrap();
     assert!(v.steps.iter().any(|s| s.step == "slow"), "{v:?}");
