@@ -337,6 +337,15 @@ impl<'g> Core<'g> {
         })
     }
 
+    /// The kind of job `job` while its worker has not connected (none once
+    /// it has, or for a job of no run's).
+    pub(crate) fn waiting_job(&self, job: &str) -> Option<&str> {
+        self.jobs
+            .get(job)
+            .filter(|j| !j.connected)
+            .map(|j| self.kinds[j.kind].name.as_str())
+    }
+
     /// Whether worker `id` is running `task` (an answer from a worker given
     /// up on is not).
     pub(crate) fn running_on(&self, id: u32, task: usize) -> bool {

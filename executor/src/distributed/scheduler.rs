@@ -413,6 +413,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                                 launcher.name()
                             ))
                         })?;
+                        for job in &jobs {
+                            self.progress.worker_state(job, &name, "submitted");
+                        }
                         self.core.launched(kind, jobs);
                     }
                     Command::Release(id) => {
@@ -866,6 +869,21 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             self.worker_lost(id, &reason, launcher)?;
         }
         let states = launcher.poll();
+        // Jobs whose worker has not connected yet, as the launcher sees them.
+        for (job, state) in &states {
+            let Some(kind) = self.core.waiting_job(job) else {
+                continue;
+            };
+            let said = match state {
+                JobState::Pending => "pending".to_owned(),
+                JobState::Waiting { waited, why } => {
+                    format!("pending for {}s: {why}", waited.as_secs())
+                }
+                JobState::Running => "started".to_owned(),
+                JobState::Ended(how) => format!("ended before connecting: {how}"),
+            };
+            self.progress.worker_state(job, kind, &said);
+        }
         self.core
             .tick(&states)
             .map_err(|stop| self.stopped(stop, launcher))
