@@ -11,7 +11,7 @@ use bob_pipelines::executor::distributed::is_worker;
 use bob_pipelines::prelude::*;
 
 use crate::checkpoint::TempDir;
-use crate::distributed::{bits, in_folder, pipeline, reference, run_dir, samples};
+use crate::distributed::{bits, dashboard_url, in_folder, pipeline, reference, run_dir, samples};
 
 /// Chromium, or why not.
 fn chromium() -> Result<PathBuf, String> {
@@ -143,14 +143,7 @@ fn the_dashboard_and_the_report_in_a_real_browser() {
     std::fs::create_dir_all(&shots).unwrap();
     let (out, first, second) = std::thread::scope(|scope| {
         let run = scope.spawn(|| compute(&mut p));
-        let t0 = Instant::now();
-        let url = loop {
-            if let Some(url) = ex.dashboard_url() {
-                break url;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(10), "no dashboard URL");
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let url = dashboard_url(&ex);
         let first = chrome(&chromium, &["--dump-dom"], &url);
         let shot = shots.join("dashboard-mid-run.png");
         chrome(

@@ -857,6 +857,20 @@ fn workers_stderr_and_the_compute_go_through_the_drivers_progress() {
     );
 }
 
+/// The URL of the dashboard of `ex`'s run, once the run has started.
+pub(crate) fn dashboard_url<L: bob_pipelines::executor::distributed::Launcher>(
+    ex: &Distributed<L>,
+) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Some(url) = ex.dashboard_url() {
+            return url;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no dashboard URL");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// `GET url` over plain HTTP/1.0: the status and the body.
 fn http_get(url: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
@@ -897,14 +911,7 @@ fn the_dashboard_shows_a_run_as_it_computes_and_needs_its_token() {
     }
     let (out, seen) = std::thread::scope(|scope| {
         let run = scope.spawn(|| p.fit_transform(samples(400)).npartitions(20).compute(&ex));
-        let t0 = Instant::now();
-        let url = loop {
-            if let Some(url) = ex.dashboard_url() {
-                break url;
-            }
-            assert!(t0.elapsed() < Duration::from_secs(10), "no dashboard URL");
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let url = dashboard_url(&ex);
         let (base, token) = url.split_once("/?token=").expect("a token in the URL");
         assert_eq!(token.len(), 32, "{url}");
         assert_eq!(http_get(&format!("{base}/state.json")).0, 403);
