@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bob_pipelines_graph::{Done, Error, Report, TaskGraph, TaskKind};
 use serde::Serialize;
 
-use crate::progress::Progress;
+use crate::progress::{Progress, row_of, rows};
 
 /// Task bars kept for the page's task stream (the most recent).
 const STREAM: usize = 2_000;
@@ -294,22 +294,16 @@ fn answer(request: tiny_http::Request, token: &str, state: &Mutex<State>) -> std
     }
 }
 
-/// The row of a task: loads first, then each step.
-fn row_of(graph: &TaskGraph, task: usize) -> usize {
-    match graph.task(task).kind() {
-        TaskKind::Load { .. } => 0,
-        TaskKind::Fit { step } | TaskKind::Transform { step, .. } => step + 1,
-    }
-}
-
 impl Progress for Dashboard {
     fn started(&self, graph: &TaskGraph) {
         let info = graph.program();
-        let mut steps: Vec<StepState> = std::iter::once("load")
-            .chain(info.steps().iter().map(|s| s.name()))
-            .map(|name| StepState {
+        let (names, totals) = rows(graph);
+        let mut steps: Vec<StepState> = names
+            .into_iter()
+            .zip(totals)
+            .map(|(name, total)| StepState {
                 name: name.to_owned(),
-                total: 0,
+                total,
                 done: 0,
                 failed: 0,
                 running: 0,
@@ -317,10 +311,8 @@ impl Progress for Dashboard {
             })
             .collect();
         for t in graph.tasks() {
-            match t.kind() {
-                TaskKind::Load { .. } => steps[0].total += t.samples() as u64,
-                TaskKind::Transform { step, .. } => steps[step + 1].total += t.samples() as u64,
-                TaskKind::Fit { step } => steps[step + 1].fit = Some("to fit"),
+            if let TaskKind::Fit { step } = t.kind() {
+                steps[step + 1].fit = Some("to fit");
             }
         }
         let samples: usize = info.partition_lens().iter().sum();

@@ -42,6 +42,30 @@ pub trait Progress: Send + Sync {
     }
 }
 
+/// The rows a progress display shows for `graph`: loading, then each step;
+/// their names, and the samples each has to go through.
+pub(crate) fn rows(graph: &TaskGraph) -> (Vec<&str>, Vec<u64>) {
+    let info = graph.program();
+    let names = std::iter::once("load")
+        .chain(info.steps().iter().map(|s| s.name()))
+        .collect();
+    let mut totals = vec![0u64; info.steps().len() + 1];
+    for t in graph.tasks() {
+        match t.kind() {
+            TaskKind::Load { .. } => totals[0] += t.samples() as u64,
+            TaskKind::Transform { step, .. } => totals[step + 1] += t.samples() as u64,
+            TaskKind::Fit { .. } => {}
+        }
+    }
+    (names, totals)
+}
+
+/// The row of task `task` in a progress display: 0 for a load, then its
+/// step's.
+pub(crate) fn row_of(graph: &TaskGraph, task: usize) -> usize {
+    graph.task(task).step().map_or(0, |s| s + 1)
+}
+
 /// Reports nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Silent;
@@ -188,10 +212,6 @@ impl Bars {
         )
     }
 
-    fn bar_of(graph: &TaskGraph, task: usize) -> usize {
-        graph.task(task).step().map_or(0, |s| s + 1)
-    }
-
     /// Prints the lines every `every` while run `run` lasts, also when no
     /// task ends for a long time (a fit of an hour).
     fn tick(inner: &Arc<Inner>, run: u64) {
@@ -247,16 +267,8 @@ impl Progress for Bars {
         if graph.is_empty() {
             return;
         }
-        let info = graph.program();
-        let mut totals = vec![0u64; info.steps().len() + 1];
-        for t in graph.tasks() {
-            match t.kind() {
-                TaskKind::Load { .. } => totals[0] += t.samples() as u64,
-                TaskKind::Transform { step, .. } => totals[step + 1] += t.samples() as u64,
-                TaskKind::Fit { .. } => {}
-            }
-        }
-        let names = std::iter::once("load").chain(info.steps().iter().map(|s| s.name()));
+        let (names, totals) = rows(graph);
+        let names = names.into_iter();
         let to_file = self
             .inner
             .lines_to
@@ -315,7 +327,7 @@ impl Progress for Bars {
 
     fn task_started(&self, graph: &TaskGraph, task: usize) {
         if let TaskKind::Fit { .. } = graph.task(task).kind() {
-            let b = Self::bar_of(graph, task);
+            let b = row_of(graph, task);
             match self
                 .inner
                 .state
@@ -340,7 +352,7 @@ impl Progress for Bars {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = graph.task(done.task);
-        let b = Self::bar_of(graph, done.task);
+        let b = row_of(graph, done.task);
         let s = match guard.as_mut() {
             Some(Shown::Bars(s)) => s,
             Some(Shown::Lines(s)) => {
@@ -375,7 +387,7 @@ impl Progress for Bars {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match state.as_ref() {
-            Some(Shown::Bars(s)) => s.bars[Self::bar_of(graph, task)]
+            Some(Shown::Bars(s)) => s.bars[row_of(graph, task)]
                 .abandon_with_message(format!("{} failed", graph.task(task))),
             Some(Shown::Lines(s)) => {
                 // The run ends here: its last line, and no more ticks.
