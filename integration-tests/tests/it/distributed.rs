@@ -873,14 +873,19 @@ pub(crate) fn dashboard_url<L: bob_pipelines::executor::distributed::Launcher>(
 
 /// `GET url` over plain HTTP/1.0: the status and the body.
 fn http_get(url: &str) -> (u16, String) {
+    try_http_get(url).unwrap_or_else(|| panic!("no answer from {url}"))
+}
+
+/// [`http_get`], or `None` when the server is not there (any more).
+fn try_http_get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
     let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    s.read_to_string(&mut text).ok()?;
     let status = text
         .split(' ')
         .nth(1)
@@ -890,7 +895,7 @@ fn http_get(url: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map_or("", |(_, b)| b)
         .to_owned();
-    (status, body)
+    Some((status, body))
 }
 
 /// The dashboard of a distributed run: its URL carries a token, nothing is
@@ -928,7 +933,14 @@ fn the_dashboard_shows_a_run_as_it_computes_and_needs_its_token() {
         // Snapshots while it runs: the `slow` row's count never goes back.
         let mut seen = Vec::new();
         while !run.is_finished() {
-            let (status, json) = http_get(&format!("{base}/state.json?token={token}"));
+            // The run ends, and its server with it, between two polls.
+            let Some((status, json)) = try_http_get(&format!("{base}/state.json?token={token}"))
+            else {
+                break;
+            };
+            if status == 0 && run.is_finished() {
+                break;
+            }
             assert_eq!(status, 200);
             let v: serde_json::Value = serde_json::from_str(&json).unwrap();
             seen.push(v);
