@@ -115,10 +115,12 @@ fn run() -> Result<(), BoxError> {
     let fitted = pipeline
         .fit(train)
         .partitioning(partitioning)
+        .report_to(run.report.clone())
         .compute(&executor)?;
     let predicted = pipeline
         .transform(test)
         .partitioning(partitioning)
+        .report_to(run.report.clone())
         .compute(&executor)?;
 
     // Only the driver gets here.

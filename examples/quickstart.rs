@@ -43,7 +43,8 @@ fn run() -> Result<(), BoxError> {
     println!("checkpoints: {}", out_dir.display());
     let lazy = pipeline
         .fit_transform(seed::samples(10))
-        .partitioning(run.partitioning());
+        .partitioning(run.partitioning())
+        .report_to(run.report.clone());
 
     let graph = TaskGraph::new(lazy.info()?);
     let plan = graph.plan();

@@ -120,7 +120,8 @@ fn run() -> Result<(), BoxError> {
         .partitioning(match run.partitioning() {
             Partitioning::Auto => Partitioning::Count(8),
             asked => asked,
-        });
+        })
+        .report_to(run.report.clone());
     if run.dry_run {
         println!("{}", TaskGraph::new(lazy.info()?).plan());
         return Ok(());

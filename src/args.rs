@@ -1,6 +1,7 @@
 //! The standard options of a program that runs a pipeline, for clap: a
 //! program gets `[EXECUTOR] --out DIR --dry-run --force --partitions N
-//! --partition-size SIZE --retry-failed` without writing a parser.
+//! --partition-size SIZE --retry-failed --report DIR` without writing a
+//! parser.
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -26,7 +27,10 @@ use crate::{ExecutorError, all_names, by_name, from_env};
 ///     let run = RunArgs::parse();
 ///     let executor = run.executor_or("local-parallel")?;
 ///     let mut pipeline = pipeline().checkpoint(run.checkpoints("results"));
-///     let lazy = pipeline.fit_transform(samples()).partitioning(run.partitioning());
+///     let lazy = pipeline
+///         .fit_transform(samples())
+///         .partitioning(run.partitioning())
+///         .report_to(run.report.clone());
 ///     if run.dry_run {
 ///         println!("{}", TaskGraph::new(lazy.info()?).plan());
 ///         return Ok(());
@@ -64,6 +68,10 @@ pub struct RunArgs {
     /// otherwise remembered in the checkpoints).
     #[arg(long)]
     pub retry_failed: bool,
+    /// Write the run's report.json and report.html into DIR (default: next
+    /// to the checkpoints).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -161,8 +169,11 @@ mod tests {
             "--retry-failed",
             "--partitions",
             "8",
+            "--report",
+            "rep",
         ])
         .unwrap();
+        assert_eq!(run.report.as_deref(), Some(Path::new("rep")));
         assert_eq!(run.executor_or("threads").unwrap().name(), "local-p2");
         assert_eq!(run.out_or("elsewhere"), Path::new("res"));
         assert_eq!(run.partitioning(), Partitioning::Count(8));

@@ -2,6 +2,7 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bob_pipelines_graph::{
@@ -242,6 +243,7 @@ pub struct Lazy<'p, I, O> {
     source: RefCell<Option<Box<dyn Source<'p> + 'p>>>,
     inputs: RefCell<Option<Vec<InputPartition<'p>>>>,
     info: OnceCell<Program>,
+    report_dir: Option<PathBuf>,
     /// Runs in this process even in a worker (an earlier compute than its
     /// driver's).
     here: bool,
@@ -299,6 +301,7 @@ where
             source: RefCell::new(Some(source)),
             inputs: RefCell::new(None),
             info: OnceCell::new(),
+            report_dir: None,
             here: false,
         }
     }
@@ -340,6 +343,16 @@ where
         self
     }
 
+    /// Where the run's `report.json` and `report.html` go (before
+    /// [`info`](Self::info) is first asked): `Some(dir)`, also for a run
+    /// without checkpoints; `None` (the default), into the checkpoints'
+    /// features folder, or nowhere for a run without checkpoints.
+    #[must_use]
+    pub fn report_to(mut self, dir: Option<PathBuf>) -> Self {
+        self.report_dir = dir;
+        self
+    }
+
     /// How many input samples.
     pub fn len(&self) -> usize {
         self.n
@@ -373,6 +386,9 @@ where
             lens,
             pipeline.input_codec(),
         );
+        if let Some(dir) = &self.report_dir {
+            program.report_to(dir.clone());
+        }
         if is_worker() && !self.here {
             // A worker neither pulls the samples nor looks at the disk: the
             // driver does both and sends what its tasks need.

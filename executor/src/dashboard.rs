@@ -66,6 +66,9 @@ struct WorkerState {
     kind: String,
     state: String,
     tasks: u64,
+    /// Resident memory now and at its peak, in bytes (0: not said yet).
+    memory: u64,
+    peak: u64,
 }
 
 /// What the page shows, and what it is made from.
@@ -439,6 +442,16 @@ impl Progress for Dashboard {
         self.inner.worker_state(worker, kind, state);
     }
 
+    fn worker_memory(&self, worker: &str, rss: u64, peak: u64) {
+        self.with(|s| {
+            if let Some(w) = s.workers.get_mut(worker) {
+                w.memory = rss;
+                w.peak = peak;
+            }
+        });
+        self.inner.worker_memory(worker, rss, peak);
+    }
+
     fn info(&self, line: &str) {
         self.inner.info(line);
     }
@@ -512,8 +525,9 @@ async function tick(){
  svg.setAttribute('height',20*rows.length+10);
  svg.innerHTML=rows.map((w,i)=>'<text x="0" y="'+(20*i+14)+'" font-size="11">'+esc(w)+'</text>').join('')+
   s.stream.map(b=>'<rect x="'+(150+840*b.start_ms/end)+'" y="'+(20*rows.indexOf(b.worker)+3)+'" width="'+Math.max(0.5,840*(b.end_ms-b.start_ms)/end)+'" height="14" fill="'+(b.failed?'#d00':'hsl('+(b.step*67%360)+',60%,55%)')+'"><title>'+esc(b.task)+'</title></rect>').join('');
- document.getElementById('workers').innerHTML='<tr><th>worker</th><th>kind</th><th>state</th><th>tasks</th></tr>'+
-  Object.entries(s.workers).map(([n,w])=>'<tr class="worker"><td>'+esc(n)+'</td><td>'+esc(w.kind)+'</td><td>'+esc(w.state)+'</td><td>'+w.tasks+'</td></tr>').join('');
+ const mib=b=>b?(b/1048576).toFixed(0)+' MiB':'';
+ document.getElementById('workers').innerHTML='<tr><th>worker</th><th>kind</th><th>state</th><th>tasks</th><th>memory</th><th>peak</th></tr>'+
+  Object.entries(s.workers).map(([n,w])=>'<tr class="worker"><td>'+esc(n)+'</td><td>'+esc(w.kind)+'</td><td>'+esc(w.state)+'</td><td>'+w.tasks+'</td><td class="memory">'+mib(w.memory)+'</td><td>'+mib(w.peak)+'</td></tr>').join('');
  document.getElementById('warnings').innerHTML=s.warnings.map(w=>'<li>'+esc(w)+'</li>').join('');
  document.getElementById('failures').innerHTML=s.failures.map(w=>'<li>'+esc(w)+'</li>').join('');
 }

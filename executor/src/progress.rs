@@ -35,6 +35,9 @@ pub trait Progress: Send + Sync {
     /// Worker `worker`, of kind `kind`, is now `state` (connected, lost and
     /// why, released).
     fn worker_state(&self, _worker: &str, _kind: &str, _state: &str) {}
+    /// Worker `worker` holds `rss` bytes of memory, `peak` at most so far
+    /// (its heartbeat said).
+    fn worker_memory(&self, _worker: &str, _rss: u64, _peak: u64) {}
     /// A line the user should see now that is no warning (where the
     /// dashboard is): by default, on standard error.
     fn info(&self, line: &str) {

@@ -12,6 +12,7 @@ use crate::program::{Executed, InputPartition, Plan, Program};
 use crate::report::{FailedSample, MAX_FAILURES, Report};
 use crate::survey::{ensure_stamp, expected_stamps, model_hash, model_stamp, stamp_of};
 use crate::{Error, Result, TaskGraph, TaskKind};
+use bob_pipelines_checkpoint::Writer;
 use bob_pipelines_checkpoint::lineage::{self, Stamp};
 
 /// What a finished task reports.
@@ -321,7 +322,12 @@ impl<'a> Execution<'a> {
             end_ms: ms(Instant::now()),
             failed,
         };
-        lock(&self.report).tasks.push(record);
+        let mut report = lock(&self.report);
+        if let Some(w) = report.workers.iter_mut().find(|w| w.worker == worker) {
+            w.tasks += 1;
+        }
+        report.tasks.push(record);
+        drop(report);
         if failed {
             lock(&self.error).get_or_insert_with(|| format!("task `{}` failed", task.id()));
         }
@@ -354,6 +360,41 @@ impl<'a> Execution<'a> {
         let mut r = lock(&self.report);
         r.driver_bytes_in += read;
         r.driver_bytes_out += written;
+    }
+
+    /// Records that worker `worker` (a job), of kind `kind`, is now in
+    /// `state` (submitted, pending and why, connected, lost and why): the
+    /// report's list of workers.
+    pub fn record_worker(&self, worker: &str, kind: &str, state: &str) {
+        let at_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut report = lock(&self.report);
+        let i = match report.workers.iter().position(|w| w.worker == worker) {
+            Some(i) => i,
+            None => {
+                report.workers.push(crate::WorkerRecord {
+                    worker: worker.to_owned(),
+                    ..crate::WorkerRecord::default()
+                });
+                report.workers.len() - 1
+            }
+        };
+        let w = &mut report.workers[i];
+        w.kind = kind.to_owned();
+        if w.state() != state {
+            w.states.push(crate::WorkerEvent {
+                at_ms,
+                state: state.to_owned(),
+            });
+        }
+    }
+
+    /// Records worker `worker`'s peak resident memory, in bytes, as it
+    /// said.
+    pub fn record_worker_memory(&self, worker: &str, peak: u64) {
+        let mut report = lock(&self.report);
+        if let Some(w) = report.workers.iter_mut().find(|w| w.worker == worker) {
+            w.peak_memory = w.peak_memory.max(peak);
+        }
     }
 
     /// Records that worker `worker`, of kind `kind`, ran a task of `step`.
@@ -495,21 +536,30 @@ impl<'a> Execution<'a> {
         })
     }
 
-    /// Writes `report.json` and `report.html` into the features folder,
-    /// when the run checkpoints, writes anything at all (a run that only
-    /// reads, from a read-only share too, leaves the last run's report as it
-    /// was), and this is the driver (a worker replaying an earlier compute
-    /// does not). A file that cannot be written is said on stderr: the run's
-    /// outcome stands.
+    /// Writes `report.json` and `report.html` where the program says
+    /// ([`Program::report_to`]), else into the features folder when the run
+    /// checkpoints and writes anything at all (a run that only reads, from a
+    /// read-only share too, leaves the last run's report as it was); only
+    /// in the driver (a worker replaying an earlier compute does not). A
+    /// file that cannot be written is said on stderr: the run's outcome
+    /// stands.
     fn write_reports(&self, report: &Report, error: Option<&str>) {
         let program = self.graph.program();
-        let Some(ck) = program.checkpoint() else {
-            return;
-        };
-        if crate::is_worker() || program.writes_nothing() {
+        if crate::is_worker() {
             return;
         }
-        let dir = ck.options().layout().features_dir();
+        let ck = program.checkpoint();
+        let (dir, writer) = match (program.report_dir(), ck) {
+            (Some(dir), _) => (
+                dir,
+                ck.map_or_else(Writer::default, |c| c.options().writer().clone()),
+            ),
+            (None, Some(ck)) if !program.writes_nothing() => (
+                ck.options().layout().features_dir(),
+                ck.options().writer().clone(),
+            ),
+            (None, _) => return,
+        };
         let json = report.to_json(error).unwrap_or_default();
         let html = report.to_html(error);
         for (name, bytes) in bob_pipelines_checkpoint::REPORT_FILES
@@ -519,12 +569,7 @@ impl<'a> Execution<'a> {
             let path = dir.join(name);
             let written = std::fs::create_dir_all(dir)
                 .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    ck.options()
-                        .writer()
-                        .write(&path, bytes)
-                        .map_err(|e| e.to_string())
-                });
+                .and_then(|()| writer.write(&path, bytes).map_err(|e| e.to_string()));
             if let Err(e) = written {
                 eprintln!(
                     "bob-pipelines: the report could not be written to {}: {e}",

@@ -27,6 +27,9 @@ pub use program::{
     Executed, Executor, InputPartition, Loaded, Metas, Mode, PartitionSource, Plan, Program, Serve,
     WORKER_ENV, is_worker,
 };
-pub use report::{FailedSample, MAX_BARS, MAX_FAILURES, RanOn, Report, StepReport, TaskRecord};
+pub use report::{
+    FailedSample, MAX_BARS, MAX_FAILURES, RanOn, Report, StepReport, TaskRecord, WorkerEvent,
+    WorkerRecord,
+};
 pub use step::{ATTR_EXT, ProgramStep, StepOp, StepOptions};
 pub use survey::{RUN_MARKER, RunMarker};

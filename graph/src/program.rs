@@ -1,5 +1,6 @@
 //! What executors receive: a pipeline run with its types erased.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct Program {
     pub(crate) lens: Vec<usize>,
     pub(crate) checkpoint: Option<Arc<CheckpointPlan>>,
     pub(crate) input: Arc<dyn DataCodec>,
+    /// Where the run's report files go, when the program says.
+    pub(crate) report_dir: Option<PathBuf>,
 }
 
 impl Program {
@@ -49,7 +52,22 @@ impl Program {
             lens,
             checkpoint: None,
             input,
+            report_dir: None,
         }
+    }
+
+    /// Writes the run's `report.json` and `report.html` into `dir` (created
+    /// if need be) at its end, and when it fails: also for a run without
+    /// checkpoints, or one that computes nothing. By default a checkpointed
+    /// run writes them into its features folder, and a run without
+    /// checkpoints writes none.
+    pub fn report_to(&mut self, dir: PathBuf) {
+        self.report_dir = Some(dir);
+    }
+
+    /// Where the program said the report files go.
+    pub fn report_dir(&self) -> Option<&Path> {
+        self.report_dir.as_deref()
     }
 
     /// The steps, in order.

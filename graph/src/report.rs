@@ -98,6 +98,46 @@ pub struct Report {
     /// [`MAX_FAILURES`]: key, step, reason.
     #[serde(default)]
     pub failures: Vec<FailedSample>,
+    /// The run's workers and their jobs, on executors with workers
+    /// elsewhere (empty otherwise), in order of submission.
+    #[serde(default)]
+    pub workers: Vec<WorkerRecord>,
+}
+
+/// A worker of the run (on a grid, its job): what it was, what became of
+/// it, what it did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Its name: its job id (`1234`, `1234.2` for a job array's task), or
+    /// its place among local worker processes.
+    pub worker: String,
+    /// The kind of worker (for SGE, the queue spec and its queue).
+    pub kind: String,
+    /// Its states in order (submitted, pending and why, connected, lost and
+    /// why, …), each with when it began, in milliseconds since the run
+    /// started.
+    pub states: Vec<WorkerEvent>,
+    /// Tasks it ran.
+    pub tasks: usize,
+    /// Its peak resident memory, in bytes, as its heartbeats said (0: it
+    /// said none).
+    pub peak_memory: u64,
+}
+
+/// One state of a worker, and when it began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerEvent {
+    /// Milliseconds since the run started.
+    pub at_ms: u64,
+    /// The state (`connected`, `lost: silent for 30s`, …).
+    pub state: String,
+}
+
+impl WorkerRecord {
+    /// Its last state.
+    pub fn state(&self) -> &str {
+        self.states.last().map_or("", |e| e.state.as_str())
+    }
 }
 
 /// How many failed samples a report lists, at most.
@@ -269,7 +309,30 @@ impl Report {
                 on.join("; ")
             ));
         }
-        h.push_str("</table><h2>Task stream</h2>");
+        h.push_str("</table>");
+        if !self.workers.is_empty() {
+            h.push_str(
+                "<h2>Workers</h2><table id=\"workers\"><tr><th>worker</th><th>kind</th>\
+                 <th>tasks</th><th>peak memory</th><th>states</th></tr>",
+            );
+            for w in &self.workers {
+                let states: Vec<String> = w
+                    .states
+                    .iter()
+                    .map(|e| format!("{} at {:.1} s", esc(&e.state), e.at_ms as f64 / 1e3))
+                    .collect();
+                h.push_str(&format!(
+                    "<tr class=\"worker\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&w.worker),
+                    esc(&w.kind),
+                    w.tasks,
+                    mib(w.peak_memory),
+                    states.join("; ")
+                ));
+            }
+            h.push_str("</table>");
+        }
+        h.push_str("<h2>Task stream</h2>");
         h.push_str(&self.task_stream());
         if !self.failures.is_empty() {
             h.push_str("<h2>Failed samples</h2><ul id=\"failures\" class=\"failed\">");
@@ -366,6 +429,15 @@ impl Report {
 /// Tasks drawn in the HTML report's task stream, at most (the page stays
 /// small enough to open; the JSON has them all).
 pub const MAX_BARS: usize = 20_000;
+
+/// `bytes` in MiB, or `-` for none.
+fn mib(bytes: u64) -> String {
+    if bytes == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
+    }
+}
 
 /// `s` with HTML's special characters escaped.
 fn esc(s: &str) -> String {

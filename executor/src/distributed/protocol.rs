@@ -245,8 +245,13 @@ pub(crate) enum FromWorker {
         /// The error, with its step and sample.
         error: String,
     },
-    /// The worker is alive.
-    Heartbeat,
+    /// The worker is alive, and holds this much memory.
+    Heartbeat {
+        /// Its resident memory now, in bytes (0: unknown).
+        rss: u64,
+        /// Its peak resident memory, in bytes (0: unknown).
+        peak: u64,
+    },
 }
 
 /// Frames after the handshake: a partition may be large, and the peer has

@@ -414,11 +414,14 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                             ))
                         })?;
                         for job in &jobs {
-                            self.progress.worker_state(job, &name, "submitted");
+                            self.worker_state(job, &name, "submitted");
                         }
                         self.core.launched(kind, jobs);
                     }
                     Command::Release(id) => {
+                        if let Some((name, kind)) = self.core.worker(id) {
+                            self.worker_state(name, kind, "released: idle");
+                        }
                         self.peers.remove(&id);
                         self.conns.release(id);
                     }
@@ -563,7 +566,12 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             Incoming::Msg { id, msg, data } => (id, msg, data),
         };
         match msg {
-            FromWorker::Heartbeat => {}
+            FromWorker::Heartbeat { rss, peak } => {
+                if let Some((name, _)) = self.core.worker(id) {
+                    self.progress.worker_memory(name, rss, peak);
+                    self.job.record_worker_memory(name, peak);
+                }
+            }
             FromWorker::Done {
                 task,
                 samples,
@@ -642,11 +650,18 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         Ok(())
     }
 
+    /// Worker (job) `name`, of kind `kind`, is now in `state`: on the
+    /// progress display and dashboard, and in the report's workers.
+    fn worker_state(&self, name: &str, kind: &str, state: &str) {
+        self.progress.worker_state(name, kind, state);
+        self.job.record_worker(name, kind, state);
+    }
+
     fn joined(&mut self, id: u32, info: WorkerInfo, stream: TcpStream) {
         let threads = usize::try_from(info.threads).unwrap_or(1);
         self.core.joined(id, info.name, threads, info.resources);
         if let Some((name, kind)) = self.core.worker(id) {
-            self.progress.worker_state(name, kind, "connected");
+            self.worker_state(name, kind, "connected");
         }
         self.conns.add(id, stream);
         self.peers.insert(id, info.peer);
@@ -831,8 +846,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         // The launcher knows how it ended (killed, out of memory, …).
         let name = self.core.worker(id).map(|(n, _)| n.to_owned());
         if let Some((n, kind)) = self.core.worker(id) {
-            self.progress
-                .worker_state(n, kind, &format!("lost: {reason}"));
+            self.worker_state(n, kind, &format!("lost: {reason}"));
         }
         let ended = name.as_ref().and_then(|name| {
             launcher
@@ -882,7 +896,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 JobState::Running => "started".to_owned(),
                 JobState::Ended(how) => format!("ended before connecting: {how}"),
             };
-            self.progress.worker_state(job, kind, &said);
+            self.worker_state(job, kind, &said);
         }
         self.core
             .tick(&states)
@@ -892,6 +906,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// The run is over: workers are told to go, the launcher stops what is
     /// left, and temp files of lost workers are removed.
     fn close(&mut self, launcher: &mut dyn Launcher) {
+        for id in self.peers.keys() {
+            if let Some((name, kind)) = self.core.worker(*id) {
+                self.worker_state(name, kind, "finished");
+            }
+        }
         self.conns.shutdown(Duration::from_secs(2));
         launcher.shutdown();
         self.job.record_traffic(self.conns.read, self.conns.written);

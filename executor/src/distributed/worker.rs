@@ -57,6 +57,20 @@ fn name() -> String {
         .unwrap_or_else(|| format!("pid-{}", std::process::id()))
 }
 
+/// This process's resident memory now and at its peak, in bytes, from
+/// `/proc/self/status` (0 where it cannot be read).
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -209,7 +223,14 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
     {
         let shared = shared.clone();
         std::thread::spawn(move || {
-            while shared.tell(&FromWorker::Heartbeat, &[]).is_ok() {
+            loop {
+                let (rss, peak) = memory();
+                if shared
+                    .tell(&FromWorker::Heartbeat { rss, peak }, &[])
+                    .is_err()
+                {
+                    break;
+                }
                 std::thread::sleep(heartbeat);
             }
         });

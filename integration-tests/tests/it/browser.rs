@@ -166,6 +166,13 @@ fn the_dashboard_and_the_report_in_a_real_browser() {
         first.contains("<tr class=\"worker\"><td>local-"),
         "no worker listed: {first}"
     );
+    assert!(
+        second
+            .split("<td class=\"memory\">")
+            .skip(1)
+            .any(|m| m.split("</td>").next().is_some_and(|m| m.ends_with(" MiB"))),
+        "no worker's memory: {second}"
+    );
     assert!(first.contains("<rect "), "no task stream: {first}");
     // The task graph: done tasks, and some not done yet.
     assert!(
@@ -181,7 +188,9 @@ fn the_dashboard_and_the_report_in_a_real_browser() {
         &format!("file://{}", report.display()),
     );
     assert!(
-        page.contains("id=\"stream\"") && page.contains(">slow<"),
+        page.contains("id=\"stream\"")
+            && page.contains(">slow<")
+            && page.contains("<tr class=\"worker\"><td>local-"),
         "{page}"
     );
     let shot = shots.join("report.png");

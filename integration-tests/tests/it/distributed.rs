@@ -908,14 +908,22 @@ fn the_dashboard_shows_a_run_as_it_computes_and_needs_its_token() {
         "the_dashboard_shows_a_run_as_it_computes_and_needs_its_token",
         false,
     ))
-    .dashboard(Some("127.0.0.1:0".parse().unwrap()));
+    .dashboard(Some("127.0.0.1:0".parse().unwrap()))
+    .heartbeat(Duration::from_millis(100));
     let mut p = pipeline(40);
     if is_worker() {
         let _ = p.fit_transform(samples(400)).npartitions(20).compute(&ex);
         return;
     }
+    // No checkpoints: the report goes where the program says.
+    let reports = crate::checkpoint::TempDir::new("dashboard-report");
     let (out, seen) = std::thread::scope(|scope| {
-        let run = scope.spawn(|| p.fit_transform(samples(400)).npartitions(20).compute(&ex));
+        let run = scope.spawn(|| {
+            p.fit_transform(samples(400))
+                .npartitions(20)
+                .report_to(Some(reports.0.clone()))
+                .compute(&ex)
+        });
         let url = dashboard_url(&ex);
         let (base, token) = url.split_once("/?token=").expect("a token in the URL");
         assert_eq!(token.len(), 32, "{url}");
@@ -964,9 +972,58 @@ fn the_dashboard_shows_a_run_as_it_computes_and_needs_its_token() {
     assert_eq!(last["steps"][1]["name"], "slow");
     let workers = last["workers"].as_object().unwrap();
     assert!(
-        workers.len() == 2 && workers.values().all(|w| w["state"] == "connected"),
+        workers.len() == 2
+            && workers
+                .values()
+                .all(|w| w["state"] == "connected" || w["state"] == "finished"),
         "{last}"
     );
+    // Their memory, as their heartbeats say.
+    assert!(
+        seen.iter().any(|v| v["workers"]
+            .as_object()
+            .is_some_and(|w| w.len() == 2 && w.values().all(|w| w["memory"].as_u64() > Some(0)))),
+        "{last}"
+    );
+    // The report lists the workers: what became of them, what they ran.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.0.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["status"], "done");
+    let listed = report["workers"].as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{report}");
+    let on_workers = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["worker"]
+                .as_str()
+                .is_some_and(|w| w.starts_with("local-"))
+        })
+        .count();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|w| w["tasks"].as_u64().unwrap())
+            .sum::<u64>(),
+        on_workers as u64,
+        "{report}"
+    );
+    for w in listed {
+        let states: Vec<&str> = w["states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states.first(), Some(&"submitted"), "{w}");
+        assert!(states.contains(&"connected"), "{w}");
+        assert_eq!(states.last(), Some(&"finished"), "{w}");
+        assert!(w["peak_memory"].as_u64() > Some(0), "{w}");
+    }
+    let html = std::fs::read_to_string(reports.0.join("report.html")).unwrap();
+    assert_eq!(html.matches("<tr class=\"worker\">").count(), 2, "{html}");
     assert!(
         last["stream"]
             .as_array()

@@ -101,3 +101,36 @@ fn a_failed_run_leaves_its_report_with_the_error() {
     );
     assert!(html.contains("failed: ") && html.contains("#d00"), "{html}");
 }
+
+#[test]
+fn a_run_without_checkpoints_leaves_its_report_where_the_program_says() {
+    let dir = TempDir::new("report-elsewhere");
+    let to = dir.0.join("reports").join("run1");
+    let e = Pipeline::new()
+        .then(Step::new(Breaks).name("breaks"))
+        .transform(samples(40))
+        .npartitions(4)
+        .report_to(Some(to.clone()))
+        .compute(&by_name("threads").unwrap())
+        .unwrap_err();
+    assert!(e.to_string().contains("the disk is full"), "{e}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(to.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["status"], "failed");
+    assert!(
+        json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the disk is full")),
+        "{json}"
+    );
+    // A run on threads has no workers to list.
+    assert_eq!(json["workers"].as_array().map(Vec::len), Some(0), "{json}");
+    assert!(to.join("report.html").is_file());
+    // Without checkpoints and without being told, a run writes no report.
+    let _ = Pipeline::new()
+        .then(Step::new(Breaks).name("breaks"))
+        .transform(samples(10))
+        .compute(&by_name("threads").unwrap())
+        .unwrap();
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+}
