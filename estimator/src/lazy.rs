@@ -161,6 +161,16 @@ where
         Ok((metas, Box::new(again)))
     }
 
+    fn metas(&self, p: usize) -> graph::Result<Option<Metas>> {
+        let mut puller = self.puller.lock().unwrap_or_else(PoisonError::into_inner);
+        puller.pull_to(p);
+        let items = puller
+            .ahead
+            .get(&p)
+            .ok_or(graph::Error::InputTaken { partition: p })?;
+        Ok(Some(items.iter().map(|s| Some(s.meta())).collect()))
+    }
+
     fn drop_passed(&self) {
         self.puller
             .lock()

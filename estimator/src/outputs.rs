@@ -20,6 +20,10 @@ pub trait SampleSource<T> {
     /// Only the key and attributes, without loading the datum: what a sample
     /// whose outputs come from checkpoints needs.
     fn into_meta(self) -> Result<Arc<Meta>, Failed>;
+    /// The key and attributes, keeping the sample: what rebuilding a lost
+    /// partition from its checkpoint files needs (the sample may still be
+    /// asked for).
+    fn meta(&self) -> Result<Arc<Meta>, Failed>;
 }
 
 impl<T> SampleSource<T> for Sample<T> {
@@ -31,6 +35,9 @@ impl<T> SampleSource<T> for Sample<T> {
     }
     fn into_meta(self) -> Result<Arc<Meta>, Failed> {
         Ok(self.into_parts().1)
+    }
+    fn meta(&self) -> Result<Arc<Meta>, Failed> {
+        Ok(Sample::meta(self).clone())
     }
 }
 
@@ -47,6 +54,12 @@ impl<T> SampleSource<T> for Slot<T> {
     fn into_meta(self) -> Result<Arc<Meta>, Failed> {
         self.map(|s| s.into_parts().1)
     }
+    fn meta(&self) -> Result<Arc<Meta>, Failed> {
+        match self {
+            Ok(s) => Ok(s.meta().clone()),
+            Err(f) => Err(f.clone()),
+        }
+    }
 }
 
 impl<T> SampleSource<T> for DelayedSample<T> {
@@ -58,6 +71,9 @@ impl<T> SampleSource<T> for DelayedSample<T> {
     }
     fn into_meta(self) -> Result<Arc<Meta>, Failed> {
         Ok(self.meta().clone())
+    }
+    fn meta(&self) -> Result<Arc<Meta>, Failed> {
+        Ok(DelayedSample::meta(self).clone())
     }
 }
 
@@ -72,6 +88,9 @@ impl<T> SampleSource<T> for &DelayedSample<T> {
     fn into_meta(self) -> Result<Arc<Meta>, Failed> {
         Ok(self.meta().clone())
     }
+    fn meta(&self) -> Result<Arc<Meta>, Failed> {
+        Ok(DelayedSample::meta(self).clone())
+    }
 }
 
 impl<T: Clone> SampleSource<T> for &Sample<T> {
@@ -83,6 +102,9 @@ impl<T: Clone> SampleSource<T> for &Sample<T> {
     }
     fn into_meta(self) -> Result<Arc<Meta>, Failed> {
         Ok(self.meta().clone())
+    }
+    fn meta(&self) -> Result<Arc<Meta>, Failed> {
+        Ok(Sample::meta(self).clone())
     }
 }
 

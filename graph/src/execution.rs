@@ -8,7 +8,7 @@ use bob_pipelines_sample::Key;
 use crate::checkpoints::{Found, assemble, load, load_attribute, save};
 use crate::data::Entry;
 use crate::data::{AnyPartition, Counts, Model};
-use crate::program::{Executed, InputPartition, Plan, Program};
+use crate::program::{Executed, InputPartition, Metas, Plan, Program};
 use crate::report::{FailedSample, MAX_FAILURES, Report};
 use crate::survey::{ensure_stamp, expected_stamps, model_hash, model_stamp, stamp_of};
 use crate::{Error, Result, TaskGraph, TaskKind};
@@ -296,6 +296,40 @@ impl<'a> Execution<'a> {
             .first_keys(&part, KEYS_SHOWN)?;
         *lock(&self.results[task]) = Some(part);
         Ok(())
+    }
+
+    /// Rebuilds transform `task`'s output, lost with the worker that held
+    /// it, from the checkpoint files that worker wrote, as bytes to ship to
+    /// the next: its samples' keys and attributes from the input partition,
+    /// which stays here. `None` when that cannot be done without computing
+    /// (a file missing or damaged, or an input whose samples' attributes
+    /// cannot be had without taking it): the task runs again.
+    ///
+    /// # Errors
+    /// Reading the files failed, or `task` is not a transform whose step
+    /// saves checkpoints.
+    pub fn reread(&self, task: usize) -> Result<Option<Vec<u8>>> {
+        let info = self.graph.program();
+        let (step, partition) = match self.graph.task(task).kind() {
+            TaskKind::Transform {
+                step, partition, ..
+            } if info.checkpoint().is_some_and(|c| c.saves(step)) => (step, partition),
+            _ => {
+                return Err(Error::bug(format!(
+                    "task {task} has no checkpointed output"
+                )));
+            }
+        };
+        let mut warnings = Vec::new();
+        let part = match lock(&self.inputs[partition]).as_ref() {
+            Some(input) => reread_step_outputs(info, step, input, &mut warnings)?,
+            None => None,
+        };
+        for w in warnings {
+            self.warn(w);
+        }
+        part.map(|p| info.steps()[step].output().encode(&p))
+            .transpose()
     }
 
     /// Input partition `partition` will never be loaded here (a worker
@@ -630,56 +664,16 @@ pub fn read_step_outputs(
     model: &dyn Fn(usize) -> Option<Model>,
     resumed: bool,
 ) -> Result<(AnyPartition, ReadCounts)> {
-    let ck = info
-        .checkpoint()
-        .ok_or_else(|| Error::bug("a checkpoint read with no checkpoint plan"))?;
     let keys = input.keys()?;
-    // Failure markers count unless known failures are tried again (this
-    // run's own, read back, always count).
-    let earlier = if resumed && ck.options().retries_failed() {
-        Vec::new()
-    } else {
-        ck.saving_steps_through(info.steps(), step)
-    };
     let mut read = ReadCounts::default();
-    let data = info.steps()[step].output();
-    let mut found = load(
-        data,
-        ck.options(),
-        info.steps()[step].name(),
-        &earlier,
-        &keys,
-        &mut read.warnings,
-    )?;
-    // The attributes that steps before it saved are set again on the
-    // samples read back; a sample missing one is computed again.
-    let mut attributes = Vec::new();
-    for (s, prev) in info.steps().iter().enumerate().take(step) {
-        if let (Some(name), true) = (prev.output_attribute(), ck.saves(s)) {
-            let values = load_attribute(ck.options(), prev.name(), &keys, &mut read.warnings)?;
-            for (f, v) in found.iter_mut().zip(&values) {
-                if v.is_none() && matches!(f, Found::Data(_)) {
-                    *f = Found::Recompute;
-                }
-            }
-            attributes.push((name, values));
-        }
-    }
+    let (found, attributes) = find_outputs(info, step, &keys, resumed, &mut read.warnings)?;
     let redo: Vec<usize> = found
         .iter()
         .enumerate()
         .filter_map(|(i, f)| matches!(f, Found::Recompute).then_some(i))
         .collect();
     let (mut metas, again) = input.split(&redo)?;
-    for (k, meta) in metas.iter_mut().enumerate() {
-        if let (Some(Ok(meta)), Found::Data(_)) = (meta, &found[k]) {
-            for (name, values) in &attributes {
-                if let Some(v) = &values[k] {
-                    Arc::make_mut(meta).set_attr(name, v.clone());
-                }
-            }
-        }
-    }
+    set_attributes(&mut metas, &found, &attributes);
     let recomputed = if redo.is_empty() {
         None
     } else {
@@ -701,8 +695,104 @@ pub fn read_step_outputs(
         read.from_checkpoints = keys.len() - redo.len();
     }
     read.recomputed = redo.len();
-    let part = assemble(data, found, metas, recomputed)?;
+    let part = assemble(info.steps()[step].output(), found, metas, recomputed)?;
     Ok((part, read))
+}
+
+/// Reads partition `input`'s outputs of `step` back from the checkpoint
+/// files this run wrote, leaving `input` where it is: what rebuilds an
+/// output lost with its worker instead of computing it again. `None` when
+/// that cannot be done without computing (a file missing or damaged, an
+/// attribute missing) or without taking the partition (its source cannot
+/// give its samples' attributes otherwise): the caller computes it again.
+/// Damaged files are moved aside as in any read (`warnings` says so).
+///
+/// # Errors
+/// Reading failed, or the program has no checkpoint plan.
+fn reread_step_outputs(
+    info: &Program,
+    step: usize,
+    input: &InputPartition<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<AnyPartition>> {
+    let Some(mut metas) = input.metas()? else {
+        return Ok(None);
+    };
+    let keys: Vec<Key> = metas
+        .iter()
+        .map(|m| match m {
+            Some(Ok(m)) => m.key().clone(),
+            Some(Err(f)) => f.key().clone(),
+            None => Key::from(""),
+        })
+        .collect();
+    let (found, attributes) = find_outputs(info, step, &keys, false, warnings)?;
+    if found.iter().any(|f| matches!(f, Found::Recompute)) {
+        return Ok(None);
+    }
+    set_attributes(&mut metas, &found, &attributes);
+    assemble(info.steps()[step].output(), found, metas, None).map(Some)
+}
+
+/// The saved attributes of the steps before one: each attribute's name and
+/// its value per sample (`None`: missing).
+type SavedAttributes<'a> = Vec<(&'a str, Vec<Option<bob_pipelines_sample::Value>>)>;
+
+/// What the checkpoint files hold for `keys` at `step` (a sample whose
+/// datum or an earlier step's saved attribute is missing is to be computed
+/// again), and those attributes. Failure markers count unless known
+/// failures are tried again (this run's own, read back, always count).
+fn find_outputs<'p>(
+    info: &'p Program,
+    step: usize,
+    keys: &[Key],
+    resumed: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<Found>, SavedAttributes<'p>)> {
+    let ck = info
+        .checkpoint()
+        .ok_or_else(|| Error::bug("a checkpoint read with no checkpoint plan"))?;
+    let earlier = if resumed && ck.options().retries_failed() {
+        Vec::new()
+    } else {
+        ck.saving_steps_through(info.steps(), step)
+    };
+    let data = info.steps()[step].output();
+    let mut found = load(
+        data,
+        ck.options(),
+        info.steps()[step].name(),
+        &earlier,
+        keys,
+        warnings,
+    )?;
+    let mut attributes = Vec::new();
+    for (s, prev) in info.steps().iter().enumerate().take(step) {
+        if let (Some(name), true) = (prev.output_attribute(), ck.saves(s)) {
+            let values = load_attribute(ck.options(), prev.name(), keys, warnings)?;
+            for (f, v) in found.iter_mut().zip(&values) {
+                if v.is_none() && matches!(f, Found::Data(_)) {
+                    *f = Found::Recompute;
+                }
+            }
+            attributes.push((name, values));
+        }
+    }
+    Ok((found, attributes))
+}
+
+/// Sets again on the samples read back the attributes that steps before
+/// theirs saved.
+fn set_attributes(metas: &mut Metas, found: &[Found], attributes: &SavedAttributes<'_>) {
+    for (k, meta) in metas.iter_mut().enumerate() {
+        if let (Some(Ok(meta)), Found::Data(_)) = (meta, &found[k]) {
+            for (name, values) in attributes {
+                if let Some(v) = &values[k] {
+                    Arc::make_mut(meta).set_attr(name, v.clone());
+                }
+            }
+        }
+    }
 }
 
 /// Adds to an error of `step` the checkpoint file behind the sample it names,

@@ -227,6 +227,18 @@ pub trait PartitionSource: Send + Sync {
     fn forget(&self, p: usize) {
         let _ = p;
     }
+    /// The key and attributes of each sample of partition `p`, leaving the
+    /// partition where it is (it may still be loaded or split): what
+    /// rebuilding a lost partition from its checkpoint files needs. `None`
+    /// (the default) when the source cannot tell without handing the
+    /// partition out.
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when the partition was already handed out.
+    fn metas(&self, p: usize) -> Result<Option<Metas>> {
+        let _ = p;
+        Ok(None)
+    }
 }
 
 /// The key and attributes of each sample of a partition (or why it failed to
@@ -280,6 +292,15 @@ impl<'a> InputPartition<'a> {
     /// [`Error::InputTaken`] when the partition was already handed out.
     pub fn split(self, redo: &[usize]) -> Result<(Metas, AnyPartition)> {
         self.source.split(self.index, redo)
+    }
+
+    /// Its samples' keys and attributes, leaving it here (see
+    /// [`PartitionSource::metas`]).
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when the partition was already handed out.
+    pub fn metas(&self) -> Result<Option<Metas>> {
+        self.source.metas(self.index)
     }
 
     /// See [`PartitionSource::drop_passed`]: it applies to every partition

@@ -25,7 +25,8 @@ use super::protocol::Output;
 /// Where a task's output is held while tasks still need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Place {
-    /// In the driver (a load that ran there), as bytes.
+    /// In the driver (a load that ran there, or an output read back from
+    /// its checkpoint files), as bytes.
     Driver,
     /// In worker `id`'s memory, where the task ran.
     Worker(u32),
@@ -63,6 +64,10 @@ pub(crate) enum Command {
         output: Output,
         then: Vec<(usize, Output)>,
     },
+    /// Read transform `task`'s output, lost with its worker, back from the
+    /// checkpoint files that worker wrote, in the driver; answer with
+    /// [`Core::reread`].
+    Reread(usize),
     /// Start `n` workers of kind `kind`; answer with [`Core::launched`].
     Launch { kind: usize, n: usize },
     /// Tell worker `worker` to leave: it is idle beyond its kind's need.
@@ -152,6 +157,8 @@ impl Limits {
 enum St {
     Waiting,
     Ready,
+    /// In the driver: an input partition loading, or a lost output read
+    /// back from its checkpoint files.
     Loading,
     Running(u32),
     Done,
@@ -237,6 +244,10 @@ pub(crate) struct Core<'g> {
     taken: Vec<bool>,
     /// Output tasks whose outputs the driver reads back from disk.
     read_back: Vec<bool>,
+    /// Outputs lost with their worker whose checkpoint files could not
+    /// rebuild them (missing, damaged, or the input gone from the driver):
+    /// they are computed again instead.
+    unreadable: Vec<bool>,
     /// Each input partition's load task.
     load_of: Vec<usize>,
     /// The time tasks ran on workers so far, and how many.
@@ -292,6 +303,7 @@ impl<'g> Core<'g> {
             next: vec![None; n],
             taken: vec![false; n],
             read_back: vec![false; n],
+            unreadable: vec![false; n],
             run_time: (Duration::ZERO, 0),
             load_of: {
                 let mut of = vec![0; graph.program().npartitions()];
@@ -432,8 +444,6 @@ impl<'g> Core<'g> {
     /// Marks task `i` done: frees the inputs no one else needs, readies what
     /// waited.
     fn finish(&mut self, i: usize) {
-        self.set_state(i, St::Done);
-        self.remaining -= 1;
         let graph = self.graph;
         for &d in graph.task(i).deps() {
             self.consumers[d] -= 1;
@@ -442,6 +452,14 @@ impl<'g> Core<'g> {
                 self.release(d);
             }
         }
+        self.readies(i);
+    }
+
+    /// Marks task `i` done and readies what waited for it.
+    fn readies(&mut self, i: usize) {
+        self.set_state(i, St::Done);
+        self.remaining -= 1;
+        let graph = self.graph;
         for &d in graph.dependents(i) {
             // A dependent that runs already took its inputs before this
             // task was rebuilt.
@@ -819,10 +837,60 @@ impl<'g> Core<'g> {
                 _ => {}
             }
         }
-        for &d in graph.task(t).deps() {
+        if self.rereadable(t) {
+            // Its files are on disk: read, not computed again, and what it
+            // read is not needed.
+            self.set_state(t, St::Loading);
+            self.commands.push(Command::Reread(t));
+            return;
+        }
+        self.run_again(t);
+    }
+
+    /// Task `t`, waiting, runs again: it waits for its inputs.
+    fn run_again(&mut self, t: usize) {
+        for &d in self.graph.task(t).deps() {
             self.consumers[d] += 1;
         }
         self.wait_for_inputs(t);
+    }
+
+    /// Whether done task `t`'s output, lost, can be read back from the
+    /// checkpoint files written when it ran: a transform whose step saves
+    /// them, whose partition's samples are still in the driver (a worker
+    /// loaded it), and not found unreadable before.
+    fn rereadable(&self, t: usize) -> bool {
+        let TaskKind::Transform {
+            step, partition, ..
+        } = self.graph.task(t).kind()
+        else {
+            return false;
+        };
+        self.completed[t]
+            && !self.unreadable[t]
+            && !self.driver_load[self.load_of[partition]]
+            && self
+                .graph
+                .program()
+                .checkpoint()
+                .is_some_and(|c| c.saves(step))
+    }
+
+    /// The driver read task `t`'s lost output back from its checkpoint
+    /// files (`read`), or could not (they are incomplete, or the input is
+    /// gone from the driver): then it is computed again.
+    pub(crate) fn reread(&mut self, t: usize, read: bool) {
+        if self.state[t] != St::Loading {
+            return;
+        }
+        if read {
+            self.held[t] = Some(Place::Driver);
+            self.readies(t);
+        } else {
+            self.unreadable[t] = true;
+            self.set_state(t, St::Waiting);
+            self.run_again(t);
+        }
     }
 
     /// Task `t`, now waiting, waits for its inputs: those done and held are
@@ -941,7 +1009,11 @@ impl<'g> Core<'g> {
                 tries: self.fetches[task].clone(),
             });
         }
-        self.free(input);
+        // The driver's own data goes with the task: what it holds now was
+        // rebuilt since that worker tried (read back from checkpoint files).
+        if self.held[input] != Some(Place::Driver) {
+            self.free(input);
+        }
         self.requeue(task);
         Ok(())
     }
@@ -1806,6 +1878,66 @@ mod tests {
         assert_eq!(redone, want);
         assert!(again.iter().all(|r| r.0 == fw), "only one worker is left");
         assert!(core.finished());
+    }
+
+    #[test]
+    fn a_lost_workers_checkpointed_outputs_are_read_back_not_computed_again() {
+        let dir = std::env::temp_dir().join(format!("bp-core-reread-{}", std::process::id()));
+        let mut p = Pipeline::new()
+            .then(Step::new(Same).name("same"))
+            .then(Step::fit(Learn).name("learn"))
+            .checkpoint(bob_pipelines_estimator::Checkpoints::new(&dir));
+        let g = TaskGraph::new(p.fit_transform(samples(8)).npartitions(4).info().unwrap());
+        let mut core = on_workers(&g, 10);
+        let fit = g.find("learn.fit").unwrap();
+        let ran = drive(&mut core, &[fit]);
+        let fw = ran.iter().find(|r| r.1 == fit).unwrap().0;
+        let other = 3 - fw;
+        let held: Vec<usize> = ran
+            .iter()
+            .filter(|r| r.0 == other && g.task(r.1).id().starts_with("same."))
+            .map(|r| r.1)
+            .collect();
+        assert!(held.len() >= 2, "{held:?}");
+        // Each `same` output the lost worker held is read from its files,
+        // and its load is not needed again.
+        let (_, running, rebuilt) = core.lost(other, "killed").unwrap().unwrap();
+        assert_eq!((running, rebuilt), (0, held.len()));
+        let rereads: Vec<usize> = core
+            .take_commands()
+            .iter()
+            .filter_map(|c| match c {
+                Command::Reread(t) => Some(*t),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rereads, held);
+        // The first is read; the files of the second turn out incomplete:
+        // it is computed again, from its load.
+        core.reread(held[0], true);
+        core.reread(held[1], false);
+        for &t in &held[2..] {
+            core.reread(t, true);
+        }
+        core.unreachable(fw, fit, held[0], "connection refused")
+            .unwrap();
+        let again = drive(&mut core, &[]);
+        let mut redone: Vec<&str> = again.iter().map(|r| g.task(r.1).id()).collect();
+        redone.sort_unstable();
+        let second = g.task(held[1]).id();
+        let mut want = vec![
+            second.replace("same.transform", "load"),
+            second.to_owned(),
+            "learn.fit".to_owned(),
+        ];
+        want.extend((0..4).map(|p| format!("learn.transform-{p}")));
+        want.sort_unstable();
+        assert_eq!(redone, want);
+        // The fit gets what was read from the driver.
+        let (_, _, from) = again.iter().find(|r| r.1 == fit).unwrap();
+        assert!(from.contains(&(held[0], From::Driver)), "{from:?}");
+        assert!(core.finished());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -44,6 +44,13 @@ enum Event {
     },
     /// An output was read back from its checkpoint files.
     ReadBack { result: graph::Result<()> },
+    /// An output lost with its worker was read back from its checkpoint
+    /// files: its encoded partition, none when the files could not rebuild
+    /// it.
+    Reread {
+        task: usize,
+        result: graph::Result<Option<Vec<u8>>>,
+    },
 }
 
 /// Work for the driver's own threads: loads workers cannot run, and outputs
@@ -51,6 +58,7 @@ enum Event {
 enum DriverWork {
     Load(usize),
     ReadBack(usize),
+    Reread(usize),
 }
 
 /// Runs the remote part of `job` on workers from `launcher`; the job holds
@@ -223,6 +231,10 @@ fn driver_thread(
             DriverWork::ReadBack(task) => Event::ReadBack {
                 result: job.read_output(task),
             },
+            DriverWork::Reread(task) => Event::Reread {
+                task,
+                result: job.reread(task),
+            },
         };
         if !events.send(event) {
             return;
@@ -262,6 +274,9 @@ struct Scheduler<'j, 'a> {
     driver_loads: usize,
     /// Outputs being read back from their checkpoint files.
     reading: usize,
+    /// Outputs lost with their worker and read back from their checkpoint
+    /// files.
+    rereads: usize,
     turned_away: usize,
     lost: usize,
 }
@@ -330,6 +345,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             refused_peers: (0, Vec::new()),
             driver_loads: 0,
             reading: 0,
+            rereads: 0,
             turned_away: 0,
             lost: 0,
         }
@@ -394,6 +410,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 match c {
                     Command::Load(t) => {
                         if work.send(DriverWork::Load(t)).is_err() {
+                            return Err(internal("driver threads stopped".to_owned()));
+                        }
+                    }
+                    Command::Reread(t) => {
+                        if work.send(DriverWork::Reread(t)).is_err() {
                             return Err(internal("driver threads stopped".to_owned()));
                         }
                     }
@@ -541,6 +562,31 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             Event::ReadBack { result } => {
                 self.reading -= 1;
                 result?;
+            }
+            Event::Reread { task, result } => {
+                let id = self.graph.task(task).id();
+                let read = match result {
+                    Ok(Some(bytes)) => {
+                        self.data[task] = Some(Arc::new(bytes));
+                        self.rereads += 1;
+                        true
+                    }
+                    Ok(None) => {
+                        self.job.warn(format!(
+                            "the checkpoint files of `{id}` could not rebuild its output (a \
+                             file missing or damaged): it is computed again"
+                        ));
+                        false
+                    }
+                    Err(e) => {
+                        self.job.warn(format!(
+                            "the checkpoint files of `{id}` could not be read ({e}): it is \
+                             computed again"
+                        ));
+                        false
+                    }
+                };
+                self.core.reread(task, read);
             }
             Event::Loaded { task, result } => {
                 let loaded = result?;
@@ -864,7 +910,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 self.lost += 1;
                 self.job.warn(format!(
                     "worker `{name}` was lost ({reason}); its {running} running task(s) were \
-                     sent again, and {rebuilt} task(s) run again to rebuild the partitions it held"
+                     sent again, and {rebuilt} task(s) rebuild the partitions it held (read \
+                     from their checkpoint files where they have them, else run again)"
                 ));
                 Ok(())
             }
@@ -941,6 +988,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 "{} input partition(s) were loaded in the driver: the worker told to load each \
                  had read its inputs past it (inputs are read forward only)",
                 self.driver_loads
+            ));
+        }
+        if self.rereads > 0 {
+            self.job.warn(format!(
+                "{} partition(s) lost with their workers were read back from their checkpoint \
+                 files instead of computed again",
+                self.rereads
             ));
         }
         if self.lost > 0 {

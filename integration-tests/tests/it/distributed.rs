@@ -256,11 +256,12 @@ fn outputs_read_back_from_checkpoints_are_the_same_and_skip_the_sockets() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn a_killed_worker_costs_the_run_nothing() {
-    let ex = silent(workers(2, "a_killed_worker_costs_the_run_nothing", false));
-    let mut p = pipeline(40);
-    let lazy = p.fit_transform(samples(800)).npartitions(40);
+/// Computes `lazy` on `ex` while the first worker that starts is killed
+/// 100 ms into its life: the outputs, and the warning that says it was lost.
+fn with_a_worker_killed(
+    lazy: bob_pipelines::estimator::Lazy<'_, Array1<f64>, Array1<f64>>,
+    ex: &Distributed<LocalProcesses>,
+) -> (Outputs<Array1<f64>>, String) {
     let dir = notes(driver_pid());
     let killer = (!is_worker()).then(|| {
         let dir = dir.clone();
@@ -277,29 +278,75 @@ fn a_killed_worker_costs_the_run_nothing() {
             None
         })
     });
-    let out = lazy.compute(&ex).unwrap();
+    let out = lazy.compute(ex).unwrap();
     let killed = killer
         .unwrap()
         .join()
         .unwrap()
         .expect("a worker was killed");
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(bits(&out), reference(800, 40));
     let warnings = &out.report().warnings;
     let lost = warnings
         .iter()
         .find(|w| w.contains("was lost"))
-        .unwrap_or_else(|| panic!("worker {killed} killed, yet: {warnings:?}"));
-    // It had made `slow` outputs that the fit still needed (it ran 100 ms,
-    // 40 ms a partition, and the fit waits for all 40): they were made
-    // again.
-    let rebuilt: usize = lost
-        .split("and ")
+        .unwrap_or_else(|| panic!("worker {killed} killed, yet: {warnings:?}"))
+        .clone();
+    (out, lost)
+}
+
+/// The first number after `after` in `text`.
+fn count_after(text: &str, after: &str) -> usize {
+    text.split(after)
         .nth(1)
         .and_then(|w| w.split(' ').next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count of rebuilt tasks in: {lost}"));
-    assert!(rebuilt >= 1, "{lost}");
+        .unwrap_or_else(|| panic!("no count after `{after}` in: {text}"))
+}
+
+#[test]
+fn a_killed_worker_costs_the_run_nothing() {
+    let ex = silent(workers(2, "a_killed_worker_costs_the_run_nothing", false));
+    let mut p = pipeline(40);
+    let (out, lost) = with_a_worker_killed(p.fit_transform(samples(800)).npartitions(40), &ex);
+    assert_eq!(bits(&out), reference(800, 40));
+    // It had made `slow` outputs that the fit still needed (it ran 100 ms,
+    // 40 ms a partition, and the fit waits for all 40): they were made
+    // again.
+    assert!(count_after(&lost, "and ") >= 1, "{lost}");
+}
+
+/// A killed worker's partitions whose files it wrote are read from them, not
+/// computed again.
+#[test]
+fn a_killed_workers_checkpointed_partitions_are_read_back_not_computed_again() {
+    const TEST: &str = "a_killed_workers_checkpointed_partitions_are_read_back_not_computed_again";
+    let dir = run_dir("killed-reread");
+    let ex = silent(workers(2, TEST, false));
+    let mut p = pipeline(40).checkpoint(in_folder(&dir));
+    let (out, lost) = with_a_worker_killed(p.fit_transform(samples(800)).npartitions(40), &ex);
+    assert_eq!(bits(&out), reference(800, 40));
+    assert!(count_after(&lost, "and ") >= 1, "{lost}");
+    let warnings = &out.report().warnings;
+    let read: usize = warnings
+        .iter()
+        .find(|w| w.contains("read back from their checkpoint files instead of computed again"))
+        .and_then(|w| w.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("nothing read back: {warnings:?}"));
+    assert!(read >= 1, "{warnings:?}");
+    // Only the tasks it was running ran again: each `slow` transform ran
+    // once, or twice if it was running when the worker died.
+    let slow_runs = out
+        .report()
+        .tasks
+        .iter()
+        .filter(|t| t.task.starts_with("slow."))
+        .count();
+    let running = count_after(&lost, "its ");
+    assert!(
+        slow_runs <= 40 + running,
+        "{slow_runs} runs of `slow`: {lost}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
