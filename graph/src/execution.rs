@@ -1,5 +1,6 @@
 //! Running a task graph's tasks, one at a time, in whatever order an executor picks.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use crate::checkpoints::{Found, assemble, load, load_attribute, save};
 use crate::data::Entry;
 use crate::data::{AnyPartition, Counts, Model};
 use crate::program::{Executed, InputPartition, Metas, Plan, Program};
-use crate::report::{FailedSample, MAX_FAILURES, Report};
+use crate::report::{FailedSample, MAX_FAILURES, Report, TaskRecord};
 use crate::survey::{ensure_stamp, expected_stamps, model_hash, model_stamp, stamp_of};
 use crate::{Error, Result, TaskGraph, TaskKind};
 use bob_pipelines_checkpoint::Writer;
@@ -43,12 +44,53 @@ pub struct Execution<'a> {
     /// Which saving steps' folders hold this run's stamp already.
     stamped: Mutex<Vec<bool>>,
     report: Mutex<Report>,
+    /// The task stream and where tasks ran, kept compact while the run
+    /// goes (no allocation per task once its worker is known): written out
+    /// into the report when it is made.
+    log: Mutex<TaskLog>,
     start: Instant,
     /// The first task error, for the report files of a run that failed.
     error: Mutex<Option<String>>,
     /// Whether `finish` ran: otherwise the run failed, and dropping the
     /// execution writes its report files as they are.
     finished: bool,
+}
+
+/// One task as it ran, for the task stream.
+#[derive(Debug, Clone, Copy)]
+struct Ran {
+    task: usize,
+    /// Index in `TaskLog::names`.
+    who: usize,
+    start_ms: f64,
+    end_ms: f64,
+    failed: bool,
+}
+
+/// What [`Execution::record_task`] and [`Execution::record_place`] keep.
+#[derive(Debug, Default)]
+struct TaskLog {
+    /// Who ran tasks (workers, driver threads), in order of first task.
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    tasks: Vec<Ran>,
+    /// Tasks per step, worker and operation (fit or not), in order of first.
+    places: Vec<((usize, usize, bool), usize)>,
+    place_index: HashMap<(usize, usize, bool), usize>,
+    /// Each worker's kind.
+    kinds: HashMap<usize, String>,
+}
+
+impl TaskLog {
+    /// `worker`'s index in `names`.
+    fn who(&mut self, worker: &str) -> usize {
+        if let Some(&i) = self.index.get(worker) {
+            return i;
+        }
+        self.names.push(worker.to_owned());
+        self.index.insert(worker.to_owned(), self.names.len() - 1);
+        self.names.len() - 1
+    }
 }
 
 /// How many keys name a partition in errors.
@@ -105,6 +147,7 @@ impl<'a> Execution<'a> {
                     .unwrap_or_default(),
             ),
             report: Mutex::new(plan.program.empty_report()),
+            log: Mutex::new(TaskLog::default()),
             graph,
             start: Instant::now(),
             error: Mutex::new(None),
@@ -345,26 +388,61 @@ impl<'a> Execution<'a> {
     /// what the report files of a failed run name.
     pub fn record_task(&self, i: usize, worker: &str, started: Instant, failed: bool) {
         let ms = |t: Instant| t.saturating_duration_since(self.start).as_secs_f64() * 1e3;
-        let task = self.graph.task(i);
-        let record = crate::report::TaskRecord {
-            task: task.id().to_owned(),
-            step: task
-                .step()
-                .map(|s| self.graph.program().steps()[s].name().to_owned()),
-            worker: worker.to_owned(),
-            start_ms: ms(started),
-            end_ms: ms(Instant::now()),
+        let (start_ms, end_ms) = (ms(started), ms(Instant::now()));
+        let mut log = lock(&self.log);
+        let who = log.who(worker);
+        log.tasks.push(Ran {
+            task: i,
+            who,
+            start_ms,
+            end_ms,
             failed,
-        };
-        let mut report = lock(&self.report);
-        if let Some(w) = report.workers.iter_mut().find(|w| w.worker == worker) {
-            w.tasks += 1;
-        }
-        report.tasks.push(record);
-        drop(report);
+        });
+        drop(log);
         if failed {
-            lock(&self.error).get_or_insert_with(|| format!("task `{}` failed", task.id()));
+            let id = self.graph.task(i).id();
+            lock(&self.error).get_or_insert_with(|| format!("task `{id}` failed"));
         }
+    }
+
+    /// The report so far: the counts, with the task stream and where each
+    /// step ran written out from the log.
+    fn report_now(&self, mut report: Report) -> Report {
+        let log = lock(&self.log);
+        let info = self.graph.program();
+        report.tasks = log
+            .tasks
+            .iter()
+            .map(|r| {
+                let task = self.graph.task(r.task);
+                TaskRecord {
+                    task: task.id().to_owned(),
+                    step: task.step().map(|s| info.steps()[s].name().to_owned()),
+                    worker: log.names[r.who].clone(),
+                    start_ms: r.start_ms,
+                    end_ms: r.end_ms,
+                    failed: r.failed,
+                }
+            })
+            .collect();
+        let mut tasks = vec![0usize; log.names.len()];
+        for r in &log.tasks {
+            tasks[r.who] += 1;
+        }
+        for w in &mut report.workers {
+            if let Some(&who) = log.index.get(&w.worker) {
+                w.tasks = tasks[who];
+            }
+        }
+        for &((step, who, fit), n) in &log.places {
+            report.steps[step].ran_on.push(crate::report::RanOn {
+                worker: log.names[who].clone(),
+                kind: log.kinds.get(&who).cloned().unwrap_or_default(),
+                fit,
+                tasks: n,
+            });
+        }
+        report
     }
 
     /// The run fails with `e` (the first error is what its report files
@@ -433,7 +511,18 @@ impl<'a> Execution<'a> {
 
     /// Records that worker `worker`, of kind `kind`, ran a task of `step`.
     pub fn record_place(&self, step: usize, worker: &str, kind: &str, fit: bool) {
-        lock(&self.report).steps[step].ran(worker, kind, fit);
+        let mut log = lock(&self.log);
+        let who = log.who(worker);
+        log.kinds.entry(who).or_insert_with(|| kind.to_owned());
+        let key = (step, who, fit);
+        match log.place_index.get(&key) {
+            Some(&at) => log.places[at].1 += 1,
+            None => {
+                let at = log.places.len();
+                log.places.push((key, 1));
+                log.place_index.insert(key, at);
+            }
+        }
     }
 
     /// Records a fit of `step` (here or elsewhere), with its model and, in a
@@ -540,7 +629,8 @@ impl<'a> Execution<'a> {
             parts.push(p);
         }
         let models = self.models.iter().map(|m| lock(m).take()).collect();
-        let mut report = std::mem::take(&mut *lock(&self.report));
+        let report = std::mem::take(&mut *lock(&self.report));
+        let mut report = self.report_now(report);
         report.total = self.start.elapsed();
         let info = self.graph.program();
         for (&o, part) in self.graph.outputs().iter().zip(&parts) {
@@ -621,7 +711,8 @@ impl Drop for Execution<'_> {
         if self.finished {
             return;
         }
-        let mut report = lock(&self.report).clone();
+        let report = lock(&self.report).clone();
+        let mut report = self.report_now(report);
         report.total = self.start.elapsed();
         let error = lock(&self.error)
             .clone()

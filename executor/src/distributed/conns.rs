@@ -122,8 +122,11 @@ impl Conn {
                 Ok(k) => {
                     self.inbuf.extend_from_slice(&chunk[..k]);
                     n += k;
-                    // Let other workers have their turn.
-                    if n >= 4 << 20 {
+                    // A short read took all there was (the poll says when
+                    // more comes: it is level-triggered), which saves a
+                    // read that would only say so. Past 4 MiB, other
+                    // workers have their turn.
+                    if k < chunk.len() || n >= 4 << 20 {
                         return Ok((n, false));
                     }
                 }

@@ -134,14 +134,29 @@ pub(crate) const RUNS_PER_THREAD: usize = 2;
 /// trip through the scheduler (~100 µs here: two processes, four threads, a
 /// socket each way), so with one queued a thread waits for the network
 /// (the `distributed` benchmark: 46 µs per trivial task with two, 25–29
-/// with four). Long runs keep two: more queued on one worker is more left
-/// waiting there at the end while others are idle (the `scale` benchmark,
-/// 20 ms tasks on 128 workers: utilisation 0.82–0.83 in three runs with four
-/// for every run, 0.84–0.87 in three with two).
+/// with four). Runs under [`BATCH_RUN`] get four too, in batches, except at
+/// the end of the run; longer ones keep two: more queued on one worker is
+/// more left waiting there at the end while others are idle (the `scale`
+/// benchmark, 20 ms tasks on 128 workers: utilisation 0.82–0.83 in three
+/// runs with four for every run to the end, 0.84–0.87 in three with two).
 pub(crate) const SHORT_RUNS_PER_THREAD: usize = 4;
 
 /// Runs that take less than this on average (over the run so far) are short.
 pub(crate) const SHORT_RUN: Duration = Duration::from_millis(1);
+
+/// Runs that take less than this on average go to a worker
+/// [`BATCH_PER_THREAD`] at a time per thread, while there is plenty left to
+/// send: each message to a worker (a `send` that wakes it) costs the
+/// scheduler more than the run's bookkeeping, and at 128 workers with 20 ms
+/// runs (the `scale` benchmark) the driver spends half its time there. A
+/// worker holds up to [`SHORT_RUNS_PER_THREAD`] runs per thread then, and
+/// gets more when it is down to two. Longer runs cost the scheduler too
+/// little for it to matter, and hold their queue for long.
+pub(crate) const BATCH_RUN: Duration = Duration::from_millis(100);
+
+/// Runs sent at once per thread while runs are batched (see
+/// [`BATCH_RUN`]).
+pub(crate) const BATCH_PER_THREAD: usize = 2;
 
 impl Limits {
     /// The load window for `kinds`: `2 + 4 × Σ max × threads`. Each thread
@@ -175,6 +190,9 @@ struct Worker {
     threads: usize,
     /// Runs sent and not finished.
     runs: usize,
+    /// Whether it takes runs in this step: it had room for a batch when the
+    /// step began (see [`BATCH_RUN`]).
+    open: bool,
     running: Vec<usize>,
     /// The fitted steps whose model it has.
     models: Vec<bool>,
@@ -207,8 +225,9 @@ pub(crate) fn untagged_kind(kinds: &[WorkerKind]) -> usize {
 pub(crate) struct Core<'g> {
     graph: &'g TaskGraph,
     kinds: Vec<WorkerKind>,
-    /// Resource tags no kind provides, ignored on one machine.
-    ignored: BTreeSet<String>,
+    /// What each task needs (see [`resource`](Self::resource)): its tag,
+    /// unless no kind provides it and it is ignored, on one machine.
+    needs: Vec<Option<&'g str>>,
     limits: Limits,
     state: Vec<St>,
     /// Dependencies not done yet, per task.
@@ -252,6 +271,8 @@ pub(crate) struct Core<'g> {
     load_of: Vec<usize>,
     /// The time tasks ran on workers so far, and how many.
     run_time: (Duration, usize),
+    /// The runs a worker holds per thread in this step.
+    per_thread: usize,
     workers: BTreeMap<u32, Worker>,
     jobs: HashMap<String, Launched>,
     launch_failures: Vec<(usize, String)>,
@@ -285,9 +306,9 @@ impl<'g> Core<'g> {
             .collect();
         let mut core = Core {
             graph,
+            needs: Self::needs(graph, &ignored),
             ever_connected: vec![false; kinds.len()],
             kinds,
-            ignored,
             limits,
             state: vec![St::Waiting; n],
             pending: graph.tasks().iter().map(|t| t.deps().len()).collect(),
@@ -305,6 +326,7 @@ impl<'g> Core<'g> {
             read_back: vec![false; n],
             unreadable: vec![false; n],
             run_time: (Duration::ZERO, 0),
+            per_thread: RUNS_PER_THREAD,
             load_of: {
                 let mut of = vec![0; graph.program().npartitions()];
                 for (i, t) in graph.tasks().iter().enumerate() {
@@ -389,6 +411,7 @@ impl<'g> Core<'g> {
     /// room (in the driver, or on a worker with room for the task that reads
     /// the partition): what the shell calls after every batch of events.
     pub(crate) fn step(&mut self) {
+        self.open();
         self.assign();
         while self.loads_held < self.limits.window {
             let Some(&t) = self.loads.front() else {
@@ -503,6 +526,7 @@ impl<'g> Core<'g> {
                 resources,
                 threads: threads.max(1),
                 runs: 0,
+                open: true,
                 running: Vec::new(),
                 models: vec![false; self.graph.program().steps().len()],
                 holding: BTreeSet::new(),
@@ -583,18 +607,24 @@ impl<'g> Core<'g> {
     /// A load needs what the task that reads its partition needs: it runs
     /// where that task will.
     fn resource(&self, task: usize) -> Option<&'g str> {
-        let graph: &'g TaskGraph = self.graph;
-        let task = match graph.task(task).kind() {
-            TaskKind::Load { .. } => match graph.dependents(task).first() {
-                Some(&d) => d,
-                None => return None,
-            },
-            _ => task,
-        };
-        graph
-            .task(task)
-            .resource()
-            .filter(|r| !self.ignored.contains(*r))
+        self.needs[task]
+    }
+
+    /// [`resource`](Self::resource) of every task of `graph`, worked out
+    /// once: placement asks it for every worker it looks at.
+    fn needs(graph: &'g TaskGraph, ignored: &BTreeSet<String>) -> Vec<Option<&'g str>> {
+        (0..graph.len())
+            .map(|task| {
+                let task = match graph.task(task).kind() {
+                    TaskKind::Load { .. } => *graph.dependents(task).first()?,
+                    _ => task,
+                };
+                graph
+                    .task(task)
+                    .resource()
+                    .filter(|r| !ignored.contains(*r))
+            })
+            .collect()
     }
 
     /// Whether worker `w` is of the kind for `task`: a tagged task needs a
@@ -613,16 +643,43 @@ impl<'g> Core<'g> {
         self.has_room(w) && self.serves(w, task)
     }
 
-    /// Whether worker `w` can take one more run.
+    /// Whether worker `w` can take one more run in this step.
     fn has_room(&self, w: &Worker) -> bool {
-        let short = self.run_time.1 > 0
-            && self.run_time.0 < SHORT_RUN * u32::try_from(self.run_time.1).unwrap_or(u32::MAX);
-        let per_thread = if short {
-            SHORT_RUNS_PER_THREAD
-        } else {
-            RUNS_PER_THREAD
+        w.open && w.runs < self.per_thread * w.threads
+    }
+
+    /// The runs a worker holds per thread, and how many it gets at once:
+    /// two, one at a time, unless runs are short or batched ([`SHORT_RUN`],
+    /// [`BATCH_RUN`]). At the end of the run (less left to send than
+    /// workers could hold) runs go one at a time, and long queues are not
+    /// refilled: what is queued on one worker at the end waits while others
+    /// are idle.
+    fn runs_per_thread(&self) -> (usize, usize) {
+        let (total, n) = self.run_time;
+        let Ok(n) = u32::try_from(n) else {
+            return (RUNS_PER_THREAD, 1);
         };
-        w.runs < per_thread * w.threads
+        if n == 0 {
+            return (RUNS_PER_THREAD, 1);
+        }
+        let avg = total / n;
+        let threads: usize = self.workers.values().map(|w| w.threads).sum();
+        let end = self.loads.len() + self.ready.len() < SHORT_RUNS_PER_THREAD * threads;
+        match (avg < SHORT_RUN, avg < BATCH_RUN && !end) {
+            (_, true) => (SHORT_RUNS_PER_THREAD, BATCH_PER_THREAD),
+            (true, false) => (SHORT_RUNS_PER_THREAD, 1),
+            (false, false) => (RUNS_PER_THREAD, 1),
+        }
+    }
+
+    /// Opens the workers that have room for a batch of runs, for this
+    /// step.
+    fn open(&mut self) {
+        let (per_thread, batch) = self.runs_per_thread();
+        self.per_thread = per_thread;
+        for w in self.workers.values_mut() {
+            w.open = w.runs + batch * w.threads <= per_thread * w.threads;
+        }
     }
 
     /// A task ran for `elapsed` (on a worker): the average that says
@@ -2029,29 +2086,80 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_holds_more_runs_while_runs_are_short() {
-        let g = graph(40, 20);
-        let mut core = on_workers(&g, 100);
-        let runs = |c: &[Command]| {
-            c.iter()
-                .filter(|c| matches!(c, Command::Run { .. }))
-                .count()
+    fn a_worker_holds_more_runs_while_runs_are_short_and_gets_them_in_batches() {
+        let g = graph(400, 200);
+        let mut core = on_workers(&g, 1000);
+        let runs = |core: &mut Core<'_>| -> Vec<Sent> {
+            core.step();
+            sent(&core.take_commands())
+                .into_iter()
+                .filter(|(_, t, _)| matches!(g.task(*t).kind(), TaskKind::Load { .. }))
+                .collect()
         };
-        core.step();
-        let first = core.take_commands();
-        assert_eq!(runs(&first), 2 * RUNS_PER_THREAD, "two workers");
+        let first = runs(&mut core);
+        assert_eq!(first.len(), 2 * RUNS_PER_THREAD, "two workers");
         core.ran(Duration::from_micros(200));
+        let more = runs(&mut core);
+        assert_eq!(more.len(), 2 * (SHORT_RUNS_PER_THREAD - RUNS_PER_THREAD));
+        // Batched: a worker that finishes a run gets none until it is down
+        // to two, then two at once (one message).
+        let finish = |core: &mut Core<'_>, (w, load, _): &Sent| {
+            let t = g.dependents(*load)[0];
+            core.done(*w, *load);
+            core.done(*w, t);
+        };
+        let w = first[0].0;
+        let mine: Vec<Sent> = first
+            .iter()
+            .chain(&more)
+            .filter(|r| r.0 == w)
+            .cloned()
+            .collect();
+        finish(&mut core, &mine[0]);
+        assert!(runs(&mut core).is_empty());
+        finish(&mut core, &mine[1]);
+        let batch = runs(&mut core);
+        assert_eq!(batch.len(), BATCH_PER_THREAD);
+        assert!(batch.iter().all(|r| r.0 == w), "{batch:?}");
+        // Long runs on average: two per thread, one at a time.
+        core.ran(BATCH_RUN * 100);
+        finish(&mut core, &mine[2]);
+        finish(&mut core, &mine[3]);
+        finish(&mut core, &batch[0]);
+        assert_eq!(runs(&mut core).len(), 1, "down to one: one more");
+    }
+
+    #[test]
+    fn at_the_end_of_a_run_batched_runs_go_one_at_a_time() {
+        // 12 partitions, 2 workers of one thread: 4 runs out, then 4 more
+        // in batches; then fewer are left than the workers could hold.
+        let g = graph(24, 12);
+        let mut core = on_workers(&g, 100);
         core.step();
-        let more = runs(&core.take_commands());
-        assert_eq!(more, 2 * (SHORT_RUNS_PER_THREAD - RUNS_PER_THREAD));
-        // Long runs on average: a worker that finishes one gets no more
-        // until it is down to two.
-        core.ran(Duration::from_millis(50));
-        let (w, load, _) = sent(&first)[0].clone();
-        let (_, t, _) = sent(&first)[1].clone();
-        core.done(w, load);
-        core.done(w, t);
+        let mut out = sent(&core.take_commands());
+        core.ran(Duration::from_millis(20));
         core.step();
-        assert_eq!(runs(&core.take_commands()), 0);
+        out.extend(sent(&core.take_commands()));
+        let loads: Vec<Sent> = out
+            .into_iter()
+            .filter(|(_, t, _)| matches!(g.task(*t).kind(), TaskKind::Load { .. }))
+            .collect();
+        assert_eq!(loads.len(), 8);
+        let w = loads[0].0;
+        let mut mine = loads.iter().filter(|r| r.0 == w);
+        let mut finish = |core: &mut Core<'_>| {
+            let (_, load, _) = mine.next().unwrap();
+            core.done(w, *load);
+            core.done(w, g.dependents(*load)[0]);
+            core.step();
+            sent(&core.take_commands())
+        };
+        // Down to three, then two: a long queue is not refilled at the end.
+        assert!(finish(&mut core).is_empty());
+        assert!(finish(&mut core).is_empty());
+        // Down to one: one more run (a load and its transform).
+        let next = finish(&mut core);
+        assert_eq!(next.len(), 2, "{next:?}");
+        assert!(next.iter().all(|r| r.0 == w));
     }
 }

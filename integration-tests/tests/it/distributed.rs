@@ -424,7 +424,9 @@ fn strangers_on_the_port_are_dropped_and_the_run_goes_on() {
         "strangers_on_the_port_are_dropped_and_the_run_goes_on",
         false,
     ));
-    let mut p = pipeline(30);
+    // 20 partitions of 100 ms on two workers: a second, for the stranger's
+    // three tries on a busy machine (the port closes with the run).
+    let mut p = pipeline(100);
     let lazy = p.fit_transform(samples(400)).npartitions(20);
     let dir = notes(driver_pid());
     let stranger = (!is_worker()).then(|| {
