@@ -23,11 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # A one-host Grid Engine for the SGE tests (about 15 s the first time, 2 s
-# after). Without it those tests say they are skipped; under CI=true they fail.
+# after), and a one-host Slurm with accounting for the Slurm tests (15 to
+# 50 s the first time, 1 s after). Without them those tests say they are
+# skipped; under CI=true they fail.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     ./scripts/gridengine.sh || echo "Grid Engine could not be set up (see above): the SGE tests will say so"
+    ./scripts/slurm.sh </dev/null || echo "Slurm could not be set up (see above): the Slurm tests will say so"
 else
-    echo "not root with apt-get: no Grid Engine is set up, and the SGE tests say they are skipped"
+    echo "not root with apt-get: no Grid Engine or Slurm is set up, and their tests say they are skipped"
 fi
 
 # Python with NumPy reads our .npy checkpoints in tests; scikit-learn runs

@@ -27,10 +27,12 @@
 //! - [`executor`]: what computes a run — [`SingleThreaded`](executor::SingleThreaded),
 //!   a work-stealing [`ThreadPool`](executor::ThreadPool), executors
 //!   the distributed scheduler with worker processes, progress bars.
-//! - [`sge`]: workers as SGE (Grid Engine) jobs, bob's queue specs, and
+//! - [`sge`]: workers as SGE (Grid Engine) jobs, bob's queue specs.
+//! - [`slurm`]: workers as Slurm jobs, partition specs.
+//! - [`grid`]: what both share (specs, job scripts, job bookkeeping) and
 //!   `~/.config/bobrc.toml`.
 //! - [`by_name`]: every executor by bob's `dask.client` names (`single-threaded`,
-//!   `local-parallel`, `sge`, `sge-gpu`, …).
+//!   `local-parallel`, `sge`, `sge-gpu`, `slurm`, …).
 //!
 //! # Example
 //!
@@ -101,9 +103,13 @@ pub use bob_pipelines_executor as executor;
 #[doc(inline)]
 pub use bob_pipelines_graph as graph;
 #[doc(inline)]
+pub use bob_pipelines_grid as grid;
+#[doc(inline)]
 pub use bob_pipelines_sample as sample;
 #[doc(inline)]
 pub use bob_pipelines_sge as sge;
+#[doc(inline)]
+pub use bob_pipelines_slurm as slurm;
 
 /// linfa estimators as pipeline steps (feature `linfa`), and the linfa
 /// crates they come from: [`bob_pipelines_linfa`]'s adapters plus
@@ -122,7 +128,8 @@ pub use args::RunArgs;
 
 use estimator::Executor;
 
-/// An executor name that does not exist, or an SGE executor that cannot be set up.
+/// An executor name that does not exist, or a cluster's executor (SGE,
+/// Slurm) that cannot be set up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecutorError {
@@ -132,27 +139,37 @@ pub enum ExecutorError {
         /// The name given.
         name: String,
     },
-    /// An SGE executor whose settings (bobrc) cannot be read.
+    /// A cluster's executor (SGE, Slurm) whose settings (bobrc) cannot be
+    /// read.
     #[error(transparent)]
-    Sge(#[from] sge::Error),
+    Grid(#[from] grid::Error),
 }
 
 /// Every executor name, for messages and `--help`.
 pub fn all_names() -> Vec<&'static str> {
-    executor::NAMES.iter().chain(sge::NAMES).copied().collect()
+    executor::NAMES
+        .iter()
+        .chain(sge::NAMES)
+        .chain(slurm::NAMES)
+        .copied()
+        .collect()
 }
 
 /// The executor called `name`, as bob's `dask.client` names: those of
 /// [`executor::by_name`] (`single-threaded`, `local-parallel`, `local-pN`,
-/// `threads`, `threads-pN`, `in-memory`) and bob's SGE ones (`sge`,
-/// `sge-gpu`, `sge-io-big`, `sge-demanding`; see [`sge::by_name`]).
+/// `threads`, `threads-pN`, `in-memory`), bob's SGE ones (`sge`,
+/// `sge-gpu`, `sge-io-big`, `sge-demanding`; see [`sge::by_name`]) and the
+/// Slurm ones (`slurm`, `slurm-gpu`; see [`slurm::by_name`]).
 ///
 /// # Errors
-/// [`ExecutorError::Unknown`] listing the valid names; [`ExecutorError::Sge`]
+/// [`ExecutorError::Unknown`] listing the valid names; [`ExecutorError::Grid`]
 /// when bobrc cannot be read.
 pub fn by_name(name: &str) -> Result<Box<dyn Executor>, ExecutorError> {
     if let Some(sge) = sge::by_name(name) {
         return Ok(Box::new(sge?));
+    }
+    if let Some(slurm) = slurm::by_name(name) {
+        return Ok(Box::new(slurm?));
     }
     executor::by_name(name).map_err(|e| ExecutorError::Unknown { name: e.name })
 }
@@ -184,11 +201,21 @@ mod tests {
 
     #[test]
     fn bobs_sge_names_are_executors_and_unknown_names_list_them() {
-        for name in ["sge", "sge-gpu", "sge-io-big", "sge-demanding"] {
+        for name in [
+            "sge",
+            "sge-gpu",
+            "sge-io-big",
+            "sge-demanding",
+            "slurm",
+            "slurm-gpu",
+        ] {
             assert_eq!(by_name(name).unwrap().name(), name);
         }
         assert_eq!(by_name("local-p3").unwrap().name(), "local-p3");
         let e = by_name("sge-quantum").unwrap_err().to_string();
-        assert!(e.contains("sge-gpu") && e.contains("local-parallel"), "{e}");
+        assert!(
+            e.contains("sge-gpu") && e.contains("slurm-gpu") && e.contains("local-parallel"),
+            "{e}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bob_pipelines::checkpoint::{store, verify};
-use bob_pipelines::sge::bobrc::Rc;
+use bob_pipelines::grid::bobrc::Rc;
 use clap::{Parser, Subcommand};
 
 /// bob-pipelines' command line.

@@ -1,51 +1,16 @@
 //! [`Sge`]: workers as Grid Engine jobs, one kind per queue spec.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
 
-use bob_pipelines_executor::distributed::{
-    InterruptGuard, JobState, Launcher, WorkerEnv, WorkerKind, on_interrupt, worker_command,
-};
+use bob_pipelines_executor::distributed::{JobState, Launcher, WorkerEnv, WorkerKind};
+use bob_pipelines_grid::{JobScript, Jobs, Seen, job_name, run, said, worker_words};
 use bob_pipelines_sample::BoxError;
 
 use crate::output::{self, QstatJob};
 use crate::spec::QueueSpecs;
 use crate::{Error, bobrc};
-
-/// A job we submitted and have not seen end.
-#[derive(Debug, Default)]
-struct Tracked {
-    /// How it ended, once known (asked of `qacct` once).
-    ended: Option<String>,
-    /// When it was submitted.
-    since: Option<Instant>,
-    /// Why it waits, once asked of `qstat -j` (it has waited `report_after`).
-    why: Option<String>,
-}
-
-/// The run's jobs as the Ctrl-C/SIGTERM cleanup sees them, from another
-/// thread: submitting holds the lock, so a job is either seen by the
-/// cleanup or never submitted.
-#[derive(Debug, Default)]
-struct Submitted {
-    /// Job numbers (an array job's one number covers its tasks).
-    numbers: Vec<String>,
-    /// The process is leaving on a signal: submit nothing more.
-    interrupted: bool,
-}
-
-impl Submitted {
-    fn delete_all(&mut self) {
-        self.interrupted = true;
-        let numbers = std::mem::take(&mut self.numbers);
-        Sge::qdel(&numbers.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-}
 
 /// Starts workers as SGE jobs: one kind of worker per queue spec, each job
 /// a script with `#$` lines (as bob's and dask-jobqueue's), running this
@@ -66,18 +31,12 @@ pub struct Sge {
     program: Option<PathBuf>,
     args: Option<Vec<OsString>>,
     prologue: Vec<String>,
-    jobs: BTreeMap<String, Tracked>,
-    /// When `qstat` last failed, and why (said once per failure streak).
-    qstat_failing: Option<String>,
+    /// The run's jobs: when each was submitted, why it waits, how it
+    /// ended, and what Ctrl-C deletes.
+    jobs: Jobs,
     /// Check each job at submit time (`qsub -w e`): a request no queue can
     /// ever satisfy is refused then, in SGE's words.
     validate: bool,
-    /// How long a job waits before its reason is asked and reported.
-    report_after: Duration,
-    /// What Ctrl-C or SIGTERM of the driver deletes, and its registration
-    /// (from the first job on).
-    submitted: Arc<Mutex<Submitted>>,
-    on_interrupt: Option<InterruptGuard>,
 }
 
 impl Sge {
@@ -118,53 +77,14 @@ impl Sge {
             program: None,
             args: None,
             prologue: Vec::new(),
-            jobs: BTreeMap::new(),
-            qstat_failing: None,
+            jobs: Jobs::new("SGE", |id| id.split('.').next().unwrap_or(id), Self::qdel),
             validate: true,
-            report_after: Duration::from_secs(60),
-            submitted: Arc::default(),
-            on_interrupt: None,
         };
         sge.kinds[0].min = 1;
         sge
     }
 
-    /// Keeps at least `n` workers of spec `spec` (0 to release them all when idle).
-    ///
-    /// # Errors
-    /// [`Error::Spec`] for a spec that does not exist.
-    pub fn min_jobs(mut self, spec: &str, n: usize) -> Result<Self, Error> {
-        let i = self.spec_index(spec)?;
-        self.kinds[i].min = n;
-        Ok(self)
-    }
-
-    /// At most `n` workers of spec `spec` at once.
-    ///
-    /// # Errors
-    /// [`Error::Spec`] for a spec that does not exist.
-    pub fn max_jobs(mut self, spec: &str, n: usize) -> Result<Self, Error> {
-        let i = self.spec_index(spec)?;
-        self.kinds[i].max = n;
-        Ok(self)
-    }
-
-    fn spec_index(&self, spec: &str) -> Result<usize, Error> {
-        self.specs
-            .iter()
-            .position(|(n, _)| n == spec)
-            .ok_or_else(|| Error::Spec {
-                spec: spec.to_owned(),
-                reason: format!(
-                    "no such spec; the specs are {}",
-                    self.specs
-                        .iter()
-                        .map(|(n, _)| n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            })
-    }
+    bob_pipelines_grid::launcher_builders!("SGE", "-N");
 
     /// The SGE project (`-P`), instead of bobrc's.
     #[must_use]
@@ -182,65 +102,6 @@ impl Sge {
     pub fn validate(mut self, on: bool) -> Self {
         self.validate = on;
         self
-    }
-
-    /// After how long a waiting job's reason (SGE's scheduling info) is
-    /// asked and shown in the run's progress and report (default 60 s).
-    #[must_use]
-    pub fn report_pending_after(mut self, after: Duration) -> Self {
-        self.report_after = after;
-        self
-    }
-
-    /// Where jobs write their output (`-o`, `-e`; created if missing). It
-    /// must be on a file system the execution hosts see.
-    #[must_use]
-    pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.log_dir = dir.into();
-        self
-    }
-
-    /// The folder the job logs go to.
-    pub fn logs(&self) -> &Path {
-        &self.log_dir
-    }
-
-    /// The job name prefix (`-N`; the spec's name is appended).
-    #[must_use]
-    pub fn job_name(mut self, name: &str) -> Self {
-        name.clone_into(&mut self.job_name);
-        self
-    }
-
-    /// Runs another program as the workers (it must build the same pipeline).
-    #[must_use]
-    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
-        self.program = Some(program.into());
-        self
-    }
-
-    /// Starts workers with these arguments instead of the driver's own.
-    #[must_use]
-    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
-        self.args = Some(args.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// A shell line run in each job before the worker starts (bob's
-    /// `job_script_prologue`: `module load cuda`, `export X=1`).
-    #[must_use]
-    pub fn prologue(mut self, line: &str) -> Self {
-        self.prologue.push(line.to_owned());
-        self
-    }
-
-    /// Passes the driver's value of the variable `name` to the workers.
-    #[must_use]
-    pub fn forward_env(self, name: &str) -> Self {
-        match std::env::var(name) {
-            Ok(v) => self.prologue(&format!("export {name}={}", quote(&v))),
-            Err(_) => self,
-        }
     }
 
     /// The queue specs.
@@ -263,72 +124,47 @@ impl Sge {
             spec: kind.to_string(),
             reason: "no spec with this number".to_owned(),
         })?;
-        let (program, args) = worker_command(self.program.as_deref(), self.args.as_deref())
-            .map_err(|e| Error::Io {
-                what: "finding this program, to start it as the workers".to_owned(),
-                source: e,
-            })?;
-        let text = |s: &std::ffi::OsStr| {
-            s.to_str().map(quote).ok_or_else(|| Error::Spec {
-                spec: name.to_owned(),
-                reason: format!("{s:?} is not UTF-8 and cannot go into a job script"),
-            })
-        };
-        let mut command = vec![text(program.as_os_str())?];
-        for a in &args {
-            command.push(text(a)?);
-        }
+        let command = worker_words(self.program.as_deref(), self.args.as_deref(), name)?;
         let log = self.log_dir.display().to_string();
-        let mut s = String::from("#!/usr/bin/env bash\n");
-        let mut line = |l: String| {
-            s.push_str("#$ ");
-            s.push_str(&l);
-            s.push('\n');
-        };
-        line(format!("-N {}", job_name(&self.job_name, name)));
-        line(format!("-q {}", spec.queue));
+        let mut directives = vec![
+            format!("-N {}", job_name(&self.job_name, name)),
+            format!("-q {}", spec.queue),
+        ];
         if let Some(p) = &self.project {
-            line(format!("-P {p}"));
+            directives.push(format!("-P {p}"));
         }
         if let Some(l) = spec.resource_list() {
-            line(format!("-l {l}"));
+            directives.push(format!("-l {l}"));
         }
-        line(format!("-e {log}/"));
-        line(format!("-o {log}/"));
-        line("-cwd".to_owned());
-        line("-j y".to_owned());
-        for extra in &spec.job_extra {
-            line(extra.trim().to_owned());
-        }
+        directives.extend([
+            format!("-e {log}/"),
+            format!("-o {log}/"),
+            "-cwd".to_owned(),
+            "-j y".to_owned(),
+        ]);
+        directives.extend(spec.job_extra.iter().map(|l| l.trim().to_owned()));
         if n > 1 {
-            line(format!("-t 1-{n}"));
-        }
-        s.push_str("set -e\n");
-        for l in &self.prologue {
-            s.push_str(l);
-            s.push('\n');
-        }
-        let k = &self.kinds[kind];
-        let kind_env = WorkerEnv::worker_vars("", k.threads, &k.resources);
-        for (k, v) in env.iter().chain(&kind_env) {
-            if k != WorkerEnv::JOB_ID {
-                s.push_str(&format!("export {k}={}\n", quote(v)));
-            }
+            directives.push(format!("-t 1-{n}"));
         }
         // The worker's name is its job id, known only in the job.
         let id = WorkerEnv::JOB_ID;
-        s.push_str(&format!(
-            "if [ \"${{SGE_TASK_ID:-undefined}}\" = undefined ]; then export {id}=\"$JOB_ID\"; \
-             else export {id}=\"$JOB_ID.$SGE_TASK_ID\"; fi\n"
-        ));
-        s.push_str("exec ");
-        s.push_str(&command.join(" "));
-        s.push('\n');
-        Ok(s)
+        Ok(JobScript {
+            prefix: "#$ ",
+            directives,
+            prologue: &self.prologue,
+            env,
+            kind: &self.kinds[kind],
+            job_id: format!(
+                "if [ \"${{SGE_TASK_ID:-undefined}}\" = undefined ]; then export {id}=\"$JOB_ID\"; \
+                 else export {id}=\"$JOB_ID.$SGE_TASK_ID\"; fi"
+            ),
+            command,
+        }
+        .render())
     }
 
     /// `qstat -u '*' -xml`, parsed.
-    fn qstat(&mut self) -> Result<Vec<QstatJob>, String> {
+    fn qstat() -> Result<Vec<QstatJob>, String> {
         let out = run(Command::new("qstat").args(["-u", "*", "-xml"]), None)
             .map_err(|e| format!("cannot run qstat: {e}"))?;
         if !out.status.success() {
@@ -408,15 +244,13 @@ impl Sge {
         }
     }
 
-    /// Our jobs that `qstat` still lists, and whether each is pending
+    /// Those of `ids` that `qstat` still lists, and whether each is pending
     /// (`None` when `qstat` fails).
-    fn still_listed(&mut self) -> Option<Vec<(String, bool)>> {
-        let listed = self.qstat().ok()?;
+    fn still_listed(ids: &[&str]) -> Option<Vec<(String, bool)>> {
+        let listed = Self::qstat().ok()?;
         Some(
-            self.jobs
-                .iter()
-                .filter(|(_, t)| t.ended.is_none())
-                .filter_map(|(id, _)| entry(&listed, id).map(|j| (id.clone(), j.pending())))
+            ids.iter()
+                .filter_map(|id| entry(&listed, id).map(|j| ((*id).to_owned(), j.pending())))
                 .collect(),
         )
     }
@@ -448,189 +282,90 @@ impl Launcher for Sge {
         if n == 0 {
             return Ok(Vec::new());
         }
-        std::fs::create_dir_all(&self.log_dir).map_err(|e| {
-            format!(
-                "cannot create the job log folder {}: {e}",
-                self.log_dir.display()
-            )
-        })?;
         let script = self.job_script(kind, n, env)?;
-        if self.on_interrupt.is_none() {
-            let submitted = Arc::clone(&self.submitted);
-            match on_interrupt("deleting the SGE jobs of the run", move || {
-                lock(&submitted).delete_all();
-            }) {
-                Ok(guard) => self.on_interrupt = Some(guard),
-                Err(e) => eprintln!(
-                    "bob-pipelines: {e}; Ctrl-C will leave this run's SGE jobs in the queue"
-                ),
-            }
-        }
-        let mut submitted = lock(&self.submitted);
-        if submitted.interrupted {
-            return Err("the driver is leaving on a signal".into());
-        }
-        let qsub = |validate: bool| {
-            let mut qsub = Command::new("qsub");
-            qsub.arg("-terse");
-            if validate {
-                qsub.args(["-w", "e"]);
-            }
-            run(&mut qsub, Some(script.as_bytes())).map_err(|e| {
-                format!("cannot run qsub (is Grid Engine's client installed and on PATH?): {e}")
+        let (name, queue) = self
+            .specs
+            .iter()
+            .nth(kind)
+            .map_or(("?", "?"), |(n, s)| (n, s.queue.as_str()));
+        let validate = self.validate;
+        self.jobs
+            .submit(&self.log_dir, || {
+                let qsub =
+                    |validate: bool| {
+                        let mut qsub = Command::new("qsub");
+                        qsub.arg("-terse");
+                        if validate {
+                            qsub.args(["-w", "e"]);
+                        }
+                        run(&mut qsub, Some(script.as_bytes())).map_err(|e| {
+                    format!("cannot run qsub (is Grid Engine's client installed and on PATH?): {e}")
+                })
+                    };
+                let mut out = qsub(validate)?;
+                if !out.status.success() {
+                    let no_queue = said(&out).contains("no suitable queues");
+                    let detail = if no_queue {
+                        Self::verify(&script)
+                    } else {
+                        None
+                    };
+                    // A load value a host has not reported lately (`mem_free` on a
+                    // busy host) reads as an unknown resource to `-w e`, and may be
+                    // back by the time `-w v` looks: not a request that can never
+                    // run. Submit it unchecked; if it waits, the scheduler says why.
+                    let only_unreported = no_queue
+                        && detail
+                            .as_deref()
+                            .is_none_or(|d| d.split("; ").all(|l| l.contains("unknown resource")));
+                    if only_unreported {
+                        out = qsub(false)?;
+                    }
+                    if !out.status.success() {
+                        let why = match detail {
+                            Some(d) if !only_unreported => format!("{}: {d}", said(&out)),
+                            _ => said(&out),
+                        };
+                        return Err(format!(
+                            "qsub refused the job of spec `{name}` for queue `{queue}`: {why}"
+                        ));
+                    }
+                }
+                output::parse_terse(&String::from_utf8_lossy(&out.stdout))
             })
-        };
-        let mut out = qsub(self.validate)?;
-        if !out.status.success() {
-            let (name, queue) = self
-                .specs
-                .iter()
-                .nth(kind)
-                .map_or(("?", "?"), |(n, s)| (n, s.queue.as_str()));
-            let no_queue = said(&out).contains("no suitable queues");
-            let detail = if no_queue {
-                Self::verify(&script)
-            } else {
-                None
-            };
-            // A load value a host has not reported lately (`mem_free` on a
-            // busy host) reads as an unknown resource to `-w e`, and may be
-            // back by the time `-w v` looks: not a request that can never
-            // run. Submit it unchecked; if it waits, the scheduler says why.
-            let only_unreported = no_queue
-                && detail
-                    .as_deref()
-                    .is_none_or(|d| d.split("; ").all(|l| l.contains("unknown resource")));
-            if only_unreported {
-                out = qsub(false)?;
-            }
-            if !out.status.success() {
-                let why = match detail {
-                    Some(d) if !only_unreported => format!("{}: {d}", said(&out)),
-                    _ => said(&out),
-                };
-                return Err(format!(
-                    "qsub refused the job of spec `{name}` for queue `{queue}`: {why}"
-                )
-                .into());
-            }
-        }
-        let ids = output::parse_terse(&String::from_utf8_lossy(&out.stdout))?;
-        for id in &ids {
-            self.jobs.insert(
-                id.clone(),
-                Tracked {
-                    since: Some(Instant::now()),
-                    ..Tracked::default()
-                },
-            );
-            let number = id.split('.').next().unwrap_or(id);
-            if !submitted.numbers.iter().any(|n| n == number) {
-                submitted.numbers.push(number.to_owned());
-            }
-        }
-        Ok(ids)
+            .map_err(Into::into)
     }
 
     fn cancel(&mut self, job: &str) {
-        if let Some(t) = self.jobs.remove(job) {
-            if t.ended.is_none() {
-                Self::qdel(&[job]);
-            }
-        }
+        self.jobs.cancel(job);
     }
 
     fn poll(&mut self) -> Vec<(String, JobState)> {
-        let listed = match self.qstat() {
-            Ok(l) => {
-                self.qstat_failing = None;
-                Some(l)
-            }
-            Err(e) => {
-                if self.qstat_failing.as_deref() != Some(e.as_str()) {
-                    eprintln!("bob-pipelines: {e}; job states are unknown until it answers");
-                    self.qstat_failing = Some(e);
-                }
-                None
-            }
-        };
-        let mut states = Vec::with_capacity(self.jobs.len());
+        let listed = self.jobs.listing(Self::qstat());
         let mut stuck = Vec::new();
-        for (id, t) in &mut self.jobs {
-            if let Some(how) = &t.ended {
-                states.push((id.clone(), JobState::Ended(how.clone())));
-                continue;
-            }
-            let Some(listed) = &listed else {
-                states.push((id.clone(), JobState::Pending));
-                continue;
-            };
-            let state = match entry(listed, id) {
-                Some(j) if j.in_error() => {
-                    let how = format!(
+        let states = self.jobs.states(
+            |id| match listed.as_deref().map(|l| entry(l, id)) {
+                None => Seen::Unknown,
+                Some(Some(j)) if j.in_error() => {
+                    stuck.push(id.to_owned());
+                    Seen::Ended(format!(
                         "stuck in SGE's error state `{}` ({}); deleted",
                         j.state,
                         Self::error_reason(id)
-                    );
-                    stuck.push(id.clone());
-                    t.ended = Some(how.clone());
-                    JobState::Ended(how)
+                    ))
                 }
-                Some(j) if j.pending() => {
-                    let waited = t.since.map_or(Duration::ZERO, |s| s.elapsed());
-                    if waited < self.report_after {
-                        JobState::Pending
-                    } else {
-                        let why = t.why.get_or_insert_with(|| Self::why_waiting(id));
-                        JobState::Waiting {
-                            waited,
-                            why: why.clone(),
-                        }
-                    }
-                }
-                Some(_) => JobState::Running,
-                None => {
-                    let how = Self::accounting(id);
-                    t.ended = Some(how.clone());
-                    JobState::Ended(how)
-                }
-            };
-            states.push((id.clone(), state));
-        }
+                Some(Some(j)) if j.pending() => Seen::Pending,
+                Some(Some(_)) => Seen::Running,
+                Some(None) => Seen::Ended(Self::accounting(id)),
+            },
+            Self::why_waiting,
+        );
         Self::qdel(&stuck.iter().map(String::as_str).collect::<Vec<_>>());
         states
     }
 
     fn shutdown(&mut self) {
-        if self.jobs.is_empty() {
-            return;
-        }
-        // Workers leave on the scheduler's word: give running ones a moment
-        // to end cleanly, delete pending ones at once, then delete the rest
-        // and wait until the queue no longer lists them.
-        let t0 = Instant::now();
-        let mut deleted_pending = false;
-        let mut deleted_all = false;
-        while let Some(left) = self.still_listed() {
-            if left.is_empty() || t0.elapsed() > Duration::from_secs(30) {
-                break;
-            }
-            let grace_over = t0.elapsed() > Duration::from_secs(3);
-            if (grace_over && !deleted_all) || !deleted_pending {
-                let doomed: Vec<&str> = left
-                    .iter()
-                    .filter(|(_, pending)| grace_over || *pending)
-                    .map(|(id, _)| id.as_str())
-                    .collect();
-                Self::qdel(&doomed);
-                deleted_pending = true;
-                deleted_all = grace_over;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        self.jobs.clear();
-        lock(&self.submitted).numbers.clear();
-        self.on_interrupt = None;
+        self.jobs.shutdown(Self::still_listed);
     }
 }
 
@@ -640,66 +375,10 @@ impl Drop for Sge {
     }
 }
 
-fn lock(submitted: &Mutex<Submitted>) -> std::sync::MutexGuard<'_, Submitted> {
-    submitted.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The entry of `qstat` for job id `id` (`12`, or an array task `12.3`).
 fn entry<'a>(listed: &'a [QstatJob], id: &str) -> Option<&'a QstatJob> {
     let (number, task) = output::split_job_id(id)?;
     listed.iter().find(|j| j.number == number && j.covers(task))
-}
-
-/// The job name for spec `spec`: SGE refuses `/ : @ \ * ?` and names that
-/// start with a digit.
-fn job_name(prefix: &str, spec: &str) -> String {
-    let mut name: String = format!("{prefix}-{spec}")
-        .chars()
-        .map(|c| if "/:@\\*? \t".contains(c) { '_' } else { c })
-        .collect();
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        name.insert(0, 'j');
-    }
-    name
-}
-
-/// `s` as one shell word.
-pub(crate) fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
-    {
-        return s.to_owned();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// Runs a command, with `input` on its standard input.
-fn run(cmd: &mut Command, input: Option<&[u8]>) -> std::io::Result<Output> {
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
-    if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(bytes)?;
-    }
-    child.wait_with_output()
-}
-
-/// What a failed command said, on one line.
-fn said(out: &Output) -> String {
-    let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stdout));
-    let text: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && *l != "Exiting.")
-        .collect();
-    format!("{} ({})", text.join(" "), out.status)
 }
 
 #[cfg(test)]
@@ -766,14 +445,5 @@ mod tests {
                 .min_jobs("nope", 1)
                 .is_err()
         );
-    }
-
-    #[test]
-    fn job_names_and_words_are_safe_for_sge_and_the_shell() {
-        assert_eq!(job_name("run 1", "a/b"), "run_1-a_b");
-        assert_eq!(job_name("1x", "d"), "j1x-d");
-        assert_eq!(quote("plain-word_1.2"), "plain-word_1.2");
-        assert_eq!(quote(""), "''");
-        assert_eq!(quote("a b$c"), "'a b$c'");
     }
 }

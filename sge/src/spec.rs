@@ -2,82 +2,41 @@
 
 use std::num::NonZeroUsize;
 
+use bob_pipelines_grid::{Memory, Resources, Spec, Specs, check_common};
 use serde::Deserialize;
 
 use crate::Error;
 
-/// A memory size as SGE reads it (`8G`, `512M`), parsed from bob's forms
-/// (`8GB`, `8G`, `512MB`, `4GiB`, `1.5G`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Memory {
-    text: String,
-    bytes: u64,
-}
-
-impl Memory {
-    /// Parses a size: a number and a unit among K, M, G, T (any case), with
-    /// or without `B` / `iB` (SGE's units are powers of 1024).
-    ///
-    /// # Errors
-    /// [`Error::Spec`] (with no spec named) for anything else.
-    pub fn parse(s: &str) -> Result<Self, Error> {
-        let bad = || Error::Spec {
-            spec: String::new(),
-            reason: format!(
-                "memory `{s}` is not a size such as `8GB`, `8G`, `512MB` or `1.5G` \
-                 (a number and a unit K, M, G or T)"
-            ),
-        };
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (number, unit) = t.split_at(split);
-        let value: f64 = number.parse().map_err(|_| bad())?;
-        let unit = unit.trim().to_ascii_uppercase();
-        let letter = match unit.as_str() {
-            "K" | "KB" | "KIB" => 'K',
-            "M" | "MB" | "MIB" => 'M',
-            "G" | "GB" | "GIB" => 'G',
-            "T" | "TB" | "TIB" => 'T',
-            _ => return Err(bad()),
-        };
-        let scale = match letter {
-            'K' => 1u64 << 10,
-            'M' => 1 << 20,
-            'G' => 1 << 30,
-            _ => 1 << 40,
-        };
-        #[allow(
-            clippy::cast_precision_loss,
-            reason = "a scale of at most 2^40 is exact in an f64"
-        )]
-        let bytes = value * scale as f64;
-        if !(bytes >= 1.0 && bytes < 2f64.powi(63)) {
-            return Err(bad());
-        }
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "checked above: 1 <= bytes < 2^63"
-        )]
-        let bytes = bytes as u64;
-        Ok(Memory {
-            text: format!("{number}{letter}"),
-            bytes,
-        })
-    }
-
-    /// As SGE reads it (`8G`).
-    pub fn as_sge(&self) -> &str {
-        &self.text
-    }
-
-    /// In bytes.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-}
+/// The specs of an SGE cluster's kinds of worker, by name, `default` first
+/// (bob's `sge_job_spec`): from code ([`Specs::new`]), from TOML with bob's
+/// keys ([`Specs::from_toml`]), or a preset ([`queue_default`] …), changed
+/// in part with [`Specs::with`].
+///
+/// ```toml
+/// [default]
+/// queue = "q_1day"
+/// memory = "8GB"
+/// io_big = false
+/// max_jobs = 16
+///
+/// [q_short_gpu]
+/// queue = "q_short_gpu"
+/// memory = "30GB"
+/// resources = { q_short_gpu = 1 }   # or ["q_short_gpu"]
+/// job_extra = ["-l h_rt=00:30:00"]
+/// ```
+///
+/// ```
+/// use bob_pipelines_sge::{queue_default, Error};
+///
+/// let specs = queue_default()
+///     .with("q_short_gpu", |s| s.memory("12GB"))?
+///     .with("default", |s| s.max_jobs(16))?;
+/// assert_eq!(specs.get("q_short_gpu").unwrap().memory.as_ref().unwrap().as_str(), "12G");
+/// assert_eq!(specs.get("default").unwrap().max_jobs, Some(16));
+/// # Ok::<(), Error>(())
+/// ```
+pub type QueueSpecs = Specs<QueueSpec>;
 
 /// What one kind of worker asks SGE for: bob's spec fields, plus `threads`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,12 +143,51 @@ impl QueueSpec {
             items.push("io_big=TRUE".to_owned());
         }
         if let Some(m) = &self.memory {
-            items.push(format!("mem_free={}", m.as_sge()));
+            items.push(format!("mem_free={}", m.as_str()));
         }
         if self.queue != "all.q" {
             items.push(format!("{}=TRUE", self.queue));
         }
         (!items.is_empty()).then(|| items.join(","))
+    }
+}
+
+/// bob's spec keys, as they come from a file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpec {
+    queue: String,
+    #[serde(default)]
+    memory: String,
+    #[serde(default)]
+    io_big: bool,
+    #[serde(default)]
+    resource_spec: String,
+    max_jobs: Option<usize>,
+    #[serde(default)]
+    resources: Resources,
+    #[serde(default, alias = "job_extra_directives")]
+    job_extra: Vec<String>,
+    threads: Option<NonZeroUsize>,
+}
+
+impl Spec for QueueSpec {
+    type Raw = RawSpec;
+
+    fn from_raw(raw: RawSpec) -> Result<Self, Error> {
+        Ok(QueueSpec {
+            queue: raw.queue,
+            memory: match raw.memory.trim() {
+                "" => None,
+                m => Some(Memory::parse(m)?),
+            },
+            io_big: raw.io_big,
+            resource_spec: raw.resource_spec,
+            max_jobs: raw.max_jobs,
+            resources: raw.resources.names(),
+            job_extra: raw.job_extra,
+            threads: raw.threads.unwrap_or(NonZeroUsize::MIN),
+        })
     }
 
     fn check(&self, name: &str) -> Result<(), Error> {
@@ -199,8 +197,7 @@ impl QueueSpec {
                 reason,
             })
         };
-        let plain = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == ',');
-        if !plain(&self.queue) {
+        if self.queue.is_empty() || self.queue.contains(|c: char| c.is_whitespace() || c == ',') {
             return bad(format!(
                 "queue `{}` is not a queue name (empty, or with spaces or commas)",
                 self.queue
@@ -213,257 +210,17 @@ impl QueueSpec {
                 ));
             }
         }
-        if self.max_jobs == Some(0) {
-            return bad("max_jobs is 0: no worker could ever start".to_owned());
-        }
-        for r in &self.resources {
-            if !plain(r) {
-                return bad(format!("resource `{r}` is empty or has spaces or commas"));
-            }
-        }
-        for line in &self.job_extra {
-            if !line.trim_start().starts_with('-') || line.contains('\n') {
-                return bad(format!(
-                    "job_extra line `{line}` is not a qsub option (`-pe smp 2`) on one line"
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The specs of a cluster's kinds of worker, by name, in order; `default`
-/// serves untagged tasks (bob's `sge_job_spec`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSpecs {
-    specs: Vec<(String, QueueSpec)>,
-}
-
-impl QueueSpecs {
-    /// Specs from `(name, spec)` pairs; one must be called `default`.
-    ///
-    /// # Errors
-    /// [`Error::Spec`] when `default` is missing, a name repeats, or a spec
-    /// is invalid (bad queue name, `-l` item, resource, `job_extra` line,
-    /// `max_jobs = 0`).
-    pub fn new<S: Into<String>>(
-        specs: impl IntoIterator<Item = (S, QueueSpec)>,
-    ) -> Result<Self, Error> {
-        let mut out: Vec<(String, QueueSpec)> = Vec::new();
-        for (name, spec) in specs {
-            let name = name.into();
-            if name.trim().is_empty() || name.contains(char::is_whitespace) {
-                return Err(Error::Spec {
-                    spec: name,
-                    reason: "a spec's name must be a word (`default`, `q_short_gpu`)".to_owned(),
-                });
-            }
-            if out.iter().any(|(n, _)| *n == name) {
-                return Err(Error::Spec {
-                    spec: name,
-                    reason: "this name is given twice".to_owned(),
-                });
-            }
-            spec.check(&name)?;
-            out.push((name, spec));
-        }
-        let Some(i) = out.iter().position(|(n, _)| n == "default") else {
-            let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(Error::Spec {
-                spec: "default".to_owned(),
-                reason: format!(
-                    "missing: the specs ({}) need one called `default`, for untagged tasks",
-                    names.join(", ")
-                ),
-            });
-        };
-        let default = out.remove(i);
-        out.insert(0, default);
-        Ok(QueueSpecs { specs: out })
+        check_common(
+            name,
+            self.max_jobs,
+            &self.resources,
+            &self.job_extra,
+            "qsub",
+        )
     }
 
-    /// Specs from TOML, one table per spec, with bob's keys:
-    ///
-    /// ```toml
-    /// [default]
-    /// queue = "q_1day"
-    /// memory = "8GB"
-    /// io_big = false
-    /// max_jobs = 16
-    ///
-    /// [q_short_gpu]
-    /// queue = "q_short_gpu"
-    /// memory = "30GB"
-    /// resources = { q_short_gpu = 1 }   # or ["q_short_gpu"]
-    /// job_extra = ["-l h_rt=00:30:00"]
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Spec`] naming the spec and the key: unknown keys, wrong
-    /// types, bad memory strings, and everything [`new`](Self::new) checks.
-    pub fn from_toml(text: &str) -> Result<Self, Error> {
-        let doc: toml_edit::DocumentMut = text.parse().map_err(|e| Error::Spec {
-            spec: String::new(),
-            reason: format!("not TOML: {e}"),
-        })?;
-        let mut specs = Vec::new();
-        for (name, item) in doc.iter() {
-            let bad = |reason: String| Error::Spec {
-                spec: name.to_owned(),
-                reason,
-            };
-            let table = item
-                .as_table_like()
-                .ok_or_else(|| bad("must be a table of bob's keys ([name] queue = …)".into()))?;
-            let mut one = toml_edit::Table::new();
-            for (k, v) in table.iter() {
-                one.insert(k, v.clone());
-            }
-            let raw: RawSpec = toml_edit::de::from_document(toml_edit::DocumentMut::from(one))
-                .map_err(|e| bad(e.message().to_owned()))?;
-            specs.push((
-                name.to_owned(),
-                raw.into_spec().map_err(|e| e.in_spec(name))?,
-            ));
-        }
-        QueueSpecs::new(specs)
-    }
-
-    /// The specs in order, `default` first.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &QueueSpec)> {
-        self.specs.iter().map(|(n, s)| (n.as_str(), s))
-    }
-
-    /// The spec called `name`.
-    pub fn get(&self, name: &str) -> Option<&QueueSpec> {
-        self.specs.iter().find(|(n, _)| n == name).map(|(_, s)| s)
-    }
-
-    /// These specs with spec `name` changed by `edit`, the rest as they were:
-    /// a preset adjusted in part instead of rewritten whole.
-    ///
-    /// ```
-    /// use bob_pipelines_sge::{queue_default, Error};
-    ///
-    /// let specs = queue_default()
-    ///     .with("q_short_gpu", |s| s.memory("12GB"))?
-    ///     .with("default", |s| s.max_jobs(16))?;
-    /// assert_eq!(specs.get("q_short_gpu").unwrap().memory.as_ref().unwrap().as_sge(), "12G");
-    /// assert_eq!(specs.get("default").unwrap().max_jobs, Some(16));
-    /// # Ok::<(), Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Spec`] for a spec that does not exist (naming those that do),
-    /// and what the edit or the spec's checks say.
-    pub fn with<E: SpecEdit>(
-        mut self,
-        name: &str,
-        edit: impl FnOnce(QueueSpec) -> E,
-    ) -> Result<Self, Error> {
-        let Some(i) = self.specs.iter().position(|(n, _)| n == name) else {
-            let names: Vec<&str> = self.specs.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(Error::Spec {
-                spec: name.to_owned(),
-                reason: format!("no such spec; the specs are {}", names.join(", ")),
-            });
-        };
-        let spec = edit(self.specs[i].1.clone())
-            .into_spec()
-            .map_err(|e| e.in_spec(name))?;
-        spec.check(name)?;
-        self.specs[i].1 = spec;
-        Ok(self)
-    }
-
-    /// The largest `max_jobs` of the specs (bob's `get_max_jobs`), 1 if none has one.
-    pub fn max_jobs(&self) -> usize {
-        self.specs
-            .iter()
-            .filter_map(|(_, s)| s.max_jobs)
-            .max()
-            .unwrap_or(1)
-    }
-}
-
-/// What an edit in [`QueueSpecs::with`] returns: the spec, or the result of a
-/// builder method that can fail ([`QueueSpec::memory`]).
-pub trait SpecEdit {
-    /// The edited spec.
-    ///
-    /// # Errors
-    /// The builder's error.
-    fn into_spec(self) -> Result<QueueSpec, Error>;
-}
-
-impl SpecEdit for QueueSpec {
-    fn into_spec(self) -> Result<QueueSpec, Error> {
-        Ok(self)
-    }
-}
-
-impl SpecEdit for Result<QueueSpec, Error> {
-    fn into_spec(self) -> Result<QueueSpec, Error> {
-        self
-    }
-}
-
-/// bob's spec keys, as they come from a file.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSpec {
-    queue: String,
-    #[serde(default)]
-    memory: String,
-    #[serde(default)]
-    io_big: bool,
-    #[serde(default)]
-    resource_spec: String,
-    max_jobs: Option<usize>,
-    #[serde(default)]
-    resources: RawResources,
-    #[serde(default, alias = "job_extra_directives")]
-    job_extra: Vec<String>,
-    threads: Option<NonZeroUsize>,
-}
-
-/// bob writes `resources` as `{"q_short_gpu": 1}`, or `""` for none.
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
-enum RawResources {
-    #[default]
-    None,
-    Text(String),
-    List(Vec<String>),
-    Map(std::collections::BTreeMap<String, serde::de::IgnoredAny>),
-}
-
-impl RawSpec {
-    fn into_spec(self) -> Result<QueueSpec, Error> {
-        let resources = match self.resources {
-            RawResources::None => Vec::new(),
-            RawResources::Text(t) => t
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            RawResources::List(l) => l,
-            RawResources::Map(m) => m.into_keys().collect(),
-        };
-        Ok(QueueSpec {
-            queue: self.queue,
-            memory: match self.memory.trim() {
-                "" => None,
-                m => Some(Memory::parse(m)?),
-            },
-            io_big: self.io_big,
-            resource_spec: self.resource_spec,
-            max_jobs: self.max_jobs,
-            resources,
-            job_extra: self.job_extra,
-            threads: self.threads.unwrap_or(NonZeroUsize::MIN),
-        })
+    fn max_jobs(&self) -> Option<usize> {
+        self.max_jobs
     }
 }
 
@@ -571,18 +328,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_takes_bobs_forms_and_refuses_the_rest() {
-        assert_eq!(Memory::parse("8GB").unwrap().as_sge(), "8G");
-        assert_eq!(Memory::parse("8G").unwrap().as_sge(), "8G");
-        assert_eq!(Memory::parse("512mb").unwrap().bytes(), 512 << 20);
-        assert_eq!(Memory::parse("1.5GiB").unwrap().as_sge(), "1.5G");
-        for bad in ["", "GB", "8", "8XB", "eight GB", "-1G", "0G", "1.2.3G"] {
-            let e = Memory::parse(bad).unwrap_err().to_string();
-            assert!(e.contains(&format!("`{bad}`")) && e.contains("8GB"), "{e}");
-        }
-    }
-
-    #[test]
     fn the_l_line_is_composed_as_bob_does_with_clean_commas() {
         let s = QueueSpec::new("q_1day").memory("8GB").unwrap().io_big(true);
         assert_eq!(
@@ -666,7 +411,7 @@ mod tests {
             .with("default", |s| s.max_jobs(16).job_extra("-l h_rt=01:00:00"))
             .unwrap();
         let gpu = specs.get("q_short_gpu").unwrap();
-        assert_eq!(gpu.memory.as_ref().unwrap().as_sge(), "12G");
+        assert_eq!(gpu.memory.as_ref().unwrap().as_str(), "12G");
         assert_eq!(gpu.queue, "q_short_gpu", "the rest of the spec is kept");
         assert_eq!(specs.get("default").unwrap().max_jobs, Some(16));
         assert_eq!(

@@ -9,6 +9,7 @@ mod lineage;
 mod report;
 mod seed;
 mod sge;
+mod slurm;
 
 use std::path::PathBuf;
 use std::process::Command;
