@@ -32,6 +32,11 @@
 //!   the seed pipeline over N (default 100 000) prebuilt samples on 4 SGE
 //!   workers (`q_1day`, kept for the run) against `local-parallel`, median of
 //!   3 processes each. Job logs go to `./target/bench-sge`.
+//! - `cargo run --release --example bench -- slurm [N]` (only where Slurm
+//!   runs, e.g. after `scripts/slurm.sh`): the same on Slurm — `sbatch` to
+//!   the first finished task on a fresh worker job, median of 3 — then the
+//!   seed over N prebuilt samples on 4 Slurm workers (partition `cpu`)
+//!   against `local-p4`. Job logs go to `./target/bench-slurm`.
 
 #[path = "common/seed.rs"]
 mod seed;
@@ -42,10 +47,12 @@ use std::time::Instant;
 
 use bob_pipelines::checkpoint::{HashFn, Layout, Writer, write_npy};
 use bob_pipelines::estimator::Partitioning;
+use bob_pipelines::executor::distributed::Launcher;
 use bob_pipelines::executor::distributed::{Distributed, LocalProcesses, is_worker};
 use bob_pipelines::executor::{Silent, ThreadPool, by_name};
 use bob_pipelines::prelude::*;
 use bob_pipelines::sge::{QueueSpec, QueueSpecs, Sge};
+use bob_pipelines::slurm::{PartitionSpec, PartitionSpecs, Slurm};
 use ndarray::Array1;
 
 const PIPELINE_EXECUTORS: &[&str] = &["in-memory", "single-threaded", "threads"];
@@ -82,13 +89,15 @@ fn main() {
         "checkpoint" => checkpoint(n(1, 100_000)),
         "sge" => sge(n(1, 100_000)),
         "verify" => verify(n(1, 1_000_000)),
-        "sge-first" => sge_first(),
+        "sge-first" => first_task(sge_executor(1), "sge_first"),
+        "slurm" => slurm(n(1, 100_000)),
+        "slurm-first" => first_task(slurm_executor(1), "slurm_first"),
         "small" => small(),
         "scale" => scale(n(1, 128), n(2, 20_000)),
         "driver-bytes" => driver_bytes(n(1, 10_000)),
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, verify, small, scale, driver-bytes"
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, slurm, verify, small, scale, driver-bytes"
             );
             std::process::exit(2);
         }
@@ -136,6 +145,8 @@ fn built_first<T: Send + 'static>(
 fn pipeline(executor: &str, n: usize, prebuilt: bool) {
     let executor: Box<dyn Executor> = if executor == "sge" {
         Box::new(sge_executor(4))
+    } else if executor == "slurm" {
+        Box::new(slurm_executor(4))
     } else {
         by_name(executor).expect("a valid executor name")
     };
@@ -619,22 +630,66 @@ fn sge(n: usize) {
     );
 }
 
-/// One run of a one-task pipeline on a fresh SGE worker; prints the seconds
-/// from `compute()` to the end of that task.
-fn sge_first() {
+/// Slurm workers in partition `cpu`, `workers` of them kept for the run.
+fn slurm_executor(workers: usize) -> Distributed<Slurm> {
+    let specs = PartitionSpecs::new([(
+        "default",
+        PartitionSpec::new(Some("cpu"))
+            .memory("1G")
+            .expect("a valid size")
+            .max_jobs(workers),
+    )])
+    .expect("valid specs");
+    let logs = std::path::PathBuf::from("target/bench-slurm");
+    let slurm = Slurm::new(specs)
+        .expect("bobrc readable")
+        .min_jobs("default", workers)
+        .expect("the spec exists")
+        .log_dir(&logs)
+        .job_name("bob-bench");
+    Distributed::new(slurm)
+        .named("slurm")
+        .secret_dir(logs)
+        .with_progress(std::sync::Arc::new(Silent))
+}
+
+/// Slurm: how long from `compute()` until a fresh worker job has finished a
+/// task, then the seed pipeline on 4 Slurm workers against `local-p4`.
+fn slurm(n: usize) {
+    let mut firsts: Vec<f64> = (0..3)
+        .map(|_| field(&child(&["slurm-first"]).1, "first_task_s"))
+        .collect();
+    firsts.sort_by(f64::total_cmp);
+    println!(
+        "{{\"bench\":\"slurm\",\"first_task_s\":{:.2},\"runs\":{firsts:?}}}",
+        firsts[1]
+    );
+    let rates: Vec<f64> = ["local-p4", "slurm"]
+        .iter()
+        .map(|name| median_pipeline(name, n, "prebuilt"))
+        .collect();
+    println!(
+        "{{\"bench\":\"slurm_vs_local_p4\",\"n\":{n},\"slurm_over_local_p4\":{:.2}}}",
+        rates[1] / rates[0]
+    );
+}
+
+/// One run of a one-task pipeline on a fresh worker job of `executor`;
+/// prints the seconds from `compute()` to the end of that task as `bench`.
+fn first_task<L: Launcher + 'static>(executor: Distributed<L>, bench: &str) {
     let first = std::sync::Arc::new(FirstTask::default());
-    let executor = sge_executor(1).with_progress(first.clone());
+    let executor = executor.with_progress(first.clone());
     let pipeline = Pipeline::new().then(Step::new(Pass).name("pass"));
     let t0 = Instant::now();
     let out = pipeline
         .transform((0..10u32).map(|i| Sample::new(i.to_string(), i)))
         .npartitions(1)
         .compute(&executor)
-        .expect("one task runs on SGE");
+        .expect("one task runs on the cluster");
     assert_eq!(out.samples().count(), 10);
     let secs = first.0.get().expect("a task finished").duration_since(t0);
     println!(
-        "{{\"bench\":\"sge_first\",\"first_task_s\":{:.3}}}",
+        "{{\"bench\":\"{bench}\",\"first_task_s\":{:.3}}}",
         secs.as_secs_f64()
     );
 }

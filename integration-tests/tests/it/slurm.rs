@@ -279,10 +279,16 @@ fn a_worker_job_cancelled_mid_run_costs_the_run_nothing() {
 /// Runs a small pipeline on `slurm` and returns its error, which must come
 /// within a minute.
 fn refused(slurm: Slurm) -> String {
+    refused_by(&on_loopback(slurm))
+}
+
+/// Runs a small pipeline on `ex` and returns its error, which must come
+/// within a minute.
+fn refused_by(ex: &Distributed<Slurm>) -> String {
     let t0 = Instant::now();
     let err = pipeline(0)
         .fit_transform(samples(10))
-        .compute(&on_loopback(slurm))
+        .compute(ex)
         .unwrap_err()
         .to_string();
     assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
@@ -514,4 +520,44 @@ fn ctrl_c_or_sigterm_of_the_driver_cancels_every_job_of_the_run() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn a_job_that_waits_is_reported_with_slurms_reason_and_the_pending_limit_ends_the_run() {
+    const TEST: &str = "a_job_that_waits_is_reported_with_slurms_reason_and_the_pending_limit";
+    if is_worker() || !slurm(TEST) {
+        return;
+    }
+    let dir = test_dir("waits");
+    // A job that may not start for an hour: it waits, with reason BeginTime.
+    let specs = PartitionSpecs::new([(
+        "default",
+        PartitionSpec::new(Some("cpu")).extra("--begin=now+1hour"),
+    )])
+    .unwrap();
+    let slurm = launcher(TEST, &dir, specs).report_pending_after(Duration::from_secs(1));
+    let log = crate::sge::Log::default();
+    let ex = on_loopback(slurm)
+        .pending_limit(Some(Duration::from_secs(4)))
+        .with_progress(Arc::new(bob_pipelines::executor::Bars::lines_to(
+            Box::new(log.clone()),
+            Duration::from_secs(3600),
+        )));
+    let err = refused_by(&ex);
+    for part in [
+        "has waited",
+        "longer than the pending limit",
+        "BeginTime",
+        "Distributed::pending_limit",
+    ] {
+        assert!(err.contains(part), "{part} missing in: {err}");
+    }
+    // Said while it waited, before the run gave up.
+    let said = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        said.contains("warning: job `") && said.contains("BeginTime"),
+        "{said}"
+    );
+    assert_no_jobs_left(&job_name(TEST));
+    let _ = std::fs::remove_dir_all(&dir);
 }
