@@ -324,6 +324,10 @@ pub struct WorkerInfo {
     /// Where other workers fetch the partitions it holds (`host:port`);
     /// empty when it serves none (a peer asking, on the peer port).
     pub peer: String,
+    /// How long it has left to live, in milliseconds (its job's time limit
+    /// less what it has run; 0: no limit).
+    #[serde(default)]
+    pub lifetime_ms: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -604,6 +608,7 @@ mod tests {
             threads: 2,
             name: "test".into(),
             peer: String::new(),
+            lifetime_ms: 0,
         }
     }
 

@@ -27,9 +27,23 @@ use std::time::Duration;
 use bob_pipelines_executor::distributed::{Distributed, Launcher};
 
 pub use cmd::{job_name, quote, run, said};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drain_signal_comes_a_quarter_before_the_limit_within_bounds() {
+        let s = Duration::from_secs;
+        assert_eq!(drain_lead(s(60)), s(15));
+        assert_eq!(drain_lead(s(3600)), s(60));
+        assert_eq!(drain_lead(s(30)), s(10));
+        assert_eq!(drain_lead(s(12)), s(6));
+    }
+}
 pub use jobs::{Jobs, Seen};
 pub use script::{JobScript, worker_words};
-pub use spec::{Memory, Resources, Spec, SpecEdit, Specs, check_common};
+pub use spec::{Memory, Resources, Spec, SpecEdit, Specs, check_common, format_time, parse_time};
 
 /// What goes wrong here.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +87,18 @@ impl Error {
             e => e,
         }
     }
+}
+
+/// How long before a job's time limit `limit` the grid signals it to
+/// drain (Slurm's `--signal=B:USR1@T`, SGE's `s_rt`): a quarter of the
+/// limit, at least 10 s and at most 60 s (Slurm may signal up to a minute
+/// early, and checks limits about every 30 s), never more than half of it.
+/// The scheduler gives a worker no task it cannot end before the limit
+/// anyway; the signal is for what estimates miss.
+pub fn drain_lead(limit: Duration) -> Duration {
+    (limit / 4)
+        .clamp(Duration::from_secs(10), Duration::from_secs(60))
+        .min(limit / 2)
 }
 
 /// The distributed executor over `launcher`, set for a cluster: it listens

@@ -73,7 +73,7 @@ impl JobScript<'_> {
             s.push_str(l);
             s.push('\n');
         }
-        let kind_env = WorkerEnv::worker_vars("", self.kind.threads, &self.kind.resources);
+        let kind_env = WorkerEnv::worker_vars("", self.kind);
         for (k, v) in self.env.iter().chain(&kind_env) {
             if k != WorkerEnv::JOB_ID {
                 s.push_str(&format!("export {k}={}\n", quote(v)));

@@ -1,5 +1,7 @@
 //! Specs of kinds of worker, by name: what every grid's specs share.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -82,6 +84,52 @@ impl Memory {
     pub fn mebibytes(&self) -> u64 {
         self.bytes.div_ceil(1 << 20)
     }
+}
+
+/// A time limit as Slurm writes one (and SGE reads `HH:MM:SS`): `MM`,
+/// `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM` or `D-HH:MM:SS`.
+///
+/// # Errors
+/// [`Error::Spec`] (with no spec named) for anything else.
+pub fn parse_time(s: &str) -> Result<Duration, Error> {
+    let bad = || Error::Spec {
+        spec: String::new(),
+        reason: format!(
+            "time `{s}` is not a Slurm time such as `30` (minutes), `2:00:00` or `1-12:00:00`"
+        ),
+    };
+    let t = s.trim();
+    let num = |p: &str| -> Result<u64, Error> {
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        p.parse().map_err(|_| bad())
+    };
+    let (days, rest) = match t.split_once('-') {
+        Some((d, r)) => (Some(num(d)?), r),
+        None => (None, t),
+    };
+    let parts = rest
+        .split(':')
+        .map(num)
+        .collect::<Result<Vec<u64>, Error>>()?;
+    let secs = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) | (Some(_), [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(_), [h]) => h * 3600,
+        (Some(_), [h, m]) => h * 3600 + m * 60,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_secs(days.unwrap_or(0) * 86_400 + secs))
+}
+
+/// `d` as Slurm writes a time (`D-HH:MM:SS`), rounded up to whole minutes:
+/// Slurm's limits are whole minutes.
+pub fn format_time(d: Duration) -> String {
+    let minutes = d.as_secs().div_ceil(60).max(1);
+    let (days, rest) = (minutes / 1440, minutes % 1440);
+    format!("{days}-{:02}:{:02}:00", rest / 60, rest % 60)
 }
 
 /// The resources a spec's workers provide, as bob writes them in files:
@@ -347,6 +395,27 @@ mod tests {
             let e = Memory::parse(bad).unwrap_err().to_string();
             assert!(e.contains(&format!("`{bad}`")) && e.contains("8GB"), "{e}");
         }
+    }
+
+    #[test]
+    fn times_are_slurms() {
+        let secs = |t: &str| parse_time(t).unwrap().as_secs();
+        assert_eq!(secs("30"), 1800);
+        assert_eq!(secs("5:30"), 330);
+        assert_eq!(secs("2:00:00"), 7200);
+        assert_eq!(secs("1-12"), 86_400 + 12 * 3600);
+        assert_eq!(secs("1-0:30"), 86_400 + 1800);
+        assert_eq!(secs("2-00:00:10"), 2 * 86_400 + 10);
+        for bad in ["", "1:2:3:4", "a", "1-", "-1", "1h", "1-2:3:4:5"] {
+            let e = parse_time(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`{bad}`")) && e.contains("2:00:00"),
+                "{e}"
+            );
+        }
+        assert_eq!(format_time(Duration::from_secs(7200)), "0-02:00:00");
+        assert_eq!(format_time(Duration::from_secs(5)), "0-00:01:00");
+        assert_eq!(format_time(Duration::from_secs(86_400 + 61)), "1-00:02:00");
     }
 
     #[test]

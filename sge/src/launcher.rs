@@ -65,6 +65,7 @@ impl Sge {
                 };
                 let mut k = WorkerKind::new(&label, s.max_jobs.unwrap_or(fallback), s.threads);
                 k.resources.clone_from(&s.resources);
+                k.lifetime = s.time;
                 k
             })
             .collect::<Vec<_>>();

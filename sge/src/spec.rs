@@ -2,7 +2,9 @@
 
 use std::num::NonZeroUsize;
 
-use bob_pipelines_grid::{Memory, Resources, Spec, Specs, check_common};
+use std::time::Duration;
+
+use bob_pipelines_grid::{Memory, Resources, Spec, Specs, check_common, parse_time};
 use serde::Deserialize;
 
 use crate::Error;
@@ -60,6 +62,9 @@ pub struct QueueSpec {
     /// Threads each worker runs tasks on (1, as bob's workers; match the
     /// slots a `-pe` line reserves).
     pub threads: NonZeroUsize,
+    /// The time limit (`-l h_rt=…`, with `s_rt` a little before it, when
+    /// SGE signals the worker to drain): its workers' lifetime.
+    pub time: Option<Duration>,
 }
 
 impl QueueSpec {
@@ -74,6 +79,7 @@ impl QueueSpec {
             resources: Vec::new(),
             job_extra: Vec::new(),
             threads: NonZeroUsize::MIN,
+            time: None,
         }
     }
 
@@ -128,6 +134,16 @@ impl QueueSpec {
         self
     }
 
+    /// A time limit (`1:00:00`, `30` minutes, `1-00:00:00`): `-l h_rt`, and
+    /// `s_rt` before it, when SGE sends the worker SIGUSR1 to drain.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] for a time that does not parse.
+    pub fn time(mut self, time: &str) -> Result<Self, Error> {
+        self.time = Some(parse_time(time)?);
+        Ok(self)
+    }
+
     /// The `-l` line, composed as bob does (`resource_spec`, then
     /// `io_big=TRUE`, `mem_free=…`, and `<queue>=TRUE` for queues other than
     /// `all.q`), but with commas only between items.
@@ -144,6 +160,10 @@ impl QueueSpec {
         }
         if let Some(m) = &self.memory {
             items.push(format!("mem_free={}", m.as_str()));
+        }
+        if let Some(t) = self.time {
+            let drain = t.saturating_sub(bob_pipelines_grid::drain_lead(t));
+            items.push(format!("h_rt={},s_rt={}", t.as_secs(), drain.as_secs()));
         }
         if self.queue != "all.q" {
             items.push(format!("{}=TRUE", self.queue));
@@ -169,6 +189,8 @@ pub struct RawSpec {
     #[serde(default, alias = "job_extra_directives")]
     job_extra: Vec<String>,
     threads: Option<NonZeroUsize>,
+    #[serde(default)]
+    time: String,
 }
 
 impl Spec for QueueSpec {
@@ -187,6 +209,10 @@ impl Spec for QueueSpec {
             resources: raw.resources.names(),
             job_extra: raw.job_extra,
             threads: raw.threads.unwrap_or(NonZeroUsize::MIN),
+            time: match raw.time.trim() {
+                "" => None,
+                t => Some(parse_time(t)?),
+            },
         })
     }
 
@@ -340,6 +366,8 @@ mod tests {
             .resource_spec("h_vmem=8G");
         assert_eq!(s.resource_list().as_deref(), Some("h_vmem=8G,mem_free=4G"));
         assert_eq!(QueueSpec::new("all.q").resource_list(), None);
+        let s = QueueSpec::new("all.q").time("1:00:00").unwrap();
+        assert_eq!(s.resource_list().as_deref(), Some("h_rt=3600,s_rt=3540"));
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl Slurm {
                 };
                 let mut k = WorkerKind::new(&label, s.max_jobs.unwrap_or(fallback), s.cpus);
                 k.resources.clone_from(&s.resources);
+                k.lifetime = s.limit();
                 k
             })
             .collect::<Vec<_>>();

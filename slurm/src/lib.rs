@@ -33,11 +33,10 @@ mod spec;
 
 use bob_pipelines_executor::distributed::Distributed;
 
-pub use bob_pipelines_grid::{Error, Memory, SpecEdit, bobrc};
+pub use bob_pipelines_grid::{Error, Memory, SpecEdit, bobrc, format_time, parse_time};
 pub use launcher::Slurm;
 pub use spec::{
-    PartitionSpec, PartitionSpecs, RawPartitionSpec, format_time, parse_time, partitions_default,
-    partitions_gpu,
+    PartitionSpec, PartitionSpecs, RawPartitionSpec, partitions_default, partitions_gpu,
 };
 
 /// The names of the Slurm executors, for messages and `--help`.

@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use bob_pipelines_grid::{Memory, Resources, Spec, Specs, check_common};
+use bob_pipelines_grid::{Memory, Resources, Spec, Specs, check_common, format_time, parse_time};
 use serde::Deserialize;
 
 use crate::Error;
@@ -153,6 +153,13 @@ impl PartitionSpec {
         self
     }
 
+    /// The time limit as Slurm keeps it: whole minutes, rounded up. Its
+    /// workers' lifetime, and what the drain signal is set against.
+    pub fn limit(&self) -> Option<Duration> {
+        self.time
+            .map(|t| Duration::from_secs(t.as_secs().div_ceil(60).max(1) * 60))
+    }
+
     /// The `#SBATCH` options for this spec, before the job's name, logs and
     /// array: partition, account (`account` unless the spec has its own),
     /// QOS, CPUs, memory, GRES, time, then the extra lines.
@@ -174,8 +181,12 @@ impl PartitionSpec {
         if let Some(g) = &self.gres {
             o.push(format!("--gres={g}"));
         }
-        if let Some(t) = self.time {
-            o.push(format!("--time={}", format_time(t)));
+        if let Some(limit) = self.limit() {
+            o.push(format!("--time={}", format_time(limit)));
+            o.push(format!(
+                "--signal=B:USR1@{}",
+                bob_pipelines_grid::drain_lead(limit).as_secs()
+            ));
         }
         o.extend(self.extra.iter().map(|l| l.trim().to_owned()));
         o
@@ -268,52 +279,6 @@ pub struct RawPartitionSpec {
     extra: Vec<String>,
 }
 
-/// A time as Slurm writes one: `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`,
-/// `D-HH:MM` or `D-HH:MM:SS`.
-///
-/// # Errors
-/// [`Error::Spec`] (with no spec named) for anything else.
-pub fn parse_time(s: &str) -> Result<Duration, Error> {
-    let bad = || Error::Spec {
-        spec: String::new(),
-        reason: format!(
-            "time `{s}` is not a Slurm time such as `30` (minutes), `2:00:00` or `1-12:00:00`"
-        ),
-    };
-    let t = s.trim();
-    let num = |p: &str| -> Result<u64, Error> {
-        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
-            return Err(bad());
-        }
-        p.parse().map_err(|_| bad())
-    };
-    let (days, rest) = match t.split_once('-') {
-        Some((d, r)) => (Some(num(d)?), r),
-        None => (None, t),
-    };
-    let parts = rest
-        .split(':')
-        .map(num)
-        .collect::<Result<Vec<u64>, Error>>()?;
-    let secs = match (days, parts.as_slice()) {
-        (None, [m]) => m * 60,
-        (None, [m, s]) => m * 60 + s,
-        (None, [h, m, s]) | (Some(_), [h, m, s]) => h * 3600 + m * 60 + s,
-        (Some(_), [h]) => h * 3600,
-        (Some(_), [h, m]) => h * 3600 + m * 60,
-        _ => return Err(bad()),
-    };
-    Ok(Duration::from_secs(days.unwrap_or(0) * 86_400 + secs))
-}
-
-/// `d` as Slurm writes a time (`D-HH:MM:SS`), rounded up to whole minutes:
-/// Slurm's limits are whole minutes.
-pub fn format_time(d: Duration) -> String {
-    let minutes = d.as_secs().div_ceil(60).max(1);
-    let (days, rest) = (minutes / 1440, minutes % 1440);
-    format!("{days}-{:02}:{:02}:00", rest / 60, rest % 60)
-}
-
 fn preset(specs: Vec<(&str, PartitionSpec)>) -> PartitionSpecs {
     PartitionSpecs::new(specs).expect("presets are valid")
 }
@@ -373,27 +338,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn times_are_slurms() {
-        let secs = |t: &str| parse_time(t).unwrap().as_secs();
-        assert_eq!(secs("30"), 1800);
-        assert_eq!(secs("5:30"), 330);
-        assert_eq!(secs("2:00:00"), 7200);
-        assert_eq!(secs("1-12"), 86_400 + 12 * 3600);
-        assert_eq!(secs("1-0:30"), 86_400 + 1800);
-        assert_eq!(secs("2-00:00:10"), 2 * 86_400 + 10);
-        for bad in ["", "1:2:3:4", "a", "1-", "-1", "1h", "1-2:3:4:5"] {
-            let e = parse_time(bad).unwrap_err().to_string();
-            assert!(
-                e.contains(&format!("`{bad}`")) && e.contains("2:00:00"),
-                "{e}"
-            );
-        }
-        assert_eq!(format_time(Duration::from_secs(7200)), "0-02:00:00");
-        assert_eq!(format_time(Duration::from_secs(5)), "0-00:01:00");
-        assert_eq!(format_time(Duration::from_secs(86_400 + 61)), "1-00:02:00");
-    }
-
-    #[test]
     fn options_are_what_sbatch_reads() {
         let s = PartitionSpec::new(Some("gpu"))
             .gres("gpu:1")
@@ -413,6 +357,7 @@ mod tests {
                 "--mem=1536M",
                 "--gres=gpu:1",
                 "--time=0-01:30:00",
+                "--signal=B:USR1@60",
                 "--constraint=a100",
             ]
         );

@@ -182,7 +182,10 @@ impl Conn {
             };
             let msg: FromWorker =
                 rmp_serde::from_slice(&bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
-            if matches!(msg, FromWorker::Done { shipped: true, .. }) {
+            if matches!(
+                msg,
+                FromWorker::Done { shipped: true, .. } | FromWorker::Handed { held: true, .. }
+            ) {
                 self.pending = Some(msg);
             } else {
                 out.push(Incoming::Msg {

@@ -14,7 +14,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bob_pipelines_graph::{TaskGraph, TaskKind};
 
@@ -49,6 +49,9 @@ pub(crate) enum From {
 pub(crate) enum Command {
     /// Load input partition `task` in the driver; answer with [`Core::loaded`].
     Load(usize),
+    /// Ask worker `worker`, which is leaving, for task `task`'s output: it
+    /// comes to the driver (answer with [`Core::handed`]).
+    Hand { worker: u32, task: usize },
     /// Send task `task` (a load, a fit or a transform) to worker `worker`,
     /// with where each of its inputs is; first the models of steps `models`,
     /// which that worker does not have yet. `output`: what becomes of its
@@ -70,8 +73,14 @@ pub(crate) enum Command {
     Reread(usize),
     /// Start `n` workers of kind `kind`; answer with [`Core::launched`].
     Launch { kind: usize, n: usize },
-    /// Tell worker `worker` to leave: it is idle beyond its kind's need.
-    Release(u32),
+    /// Tell worker `worker` (job `name` of kind `kind`) to leave, because
+    /// `why` (idle beyond its kind's need, or at the end of its time).
+    Release {
+        worker: u32,
+        name: String,
+        kind: String,
+        why: &'static str,
+    },
     /// Stop job `name` (its worker was lost, or it ended before connecting).
     Cancel(String),
     /// Nothing needs task `task`'s output any more: drop it where it is.
@@ -154,6 +163,11 @@ pub(crate) const SHORT_RUN: Duration = Duration::from_millis(1);
 /// little for it to matter, and hold their queue for long.
 pub(crate) const BATCH_RUN: Duration = Duration::from_millis(100);
 
+/// Time to spare between the expected end of a task and its worker's
+/// deadline (a job's time limit): estimates vary, and the grid may stop the
+/// job a little early.
+pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
+
 /// Runs sent at once per thread while runs are batched (see
 /// [`BATCH_RUN`]).
 pub(crate) const BATCH_PER_THREAD: usize = 2;
@@ -200,6 +214,16 @@ struct Worker {
     /// holds some is never released as idle.
     holding: BTreeSet<usize>,
     idle_ticks: usize,
+    /// When its job's time limit ends it (`None`: no limit).
+    deadline: Option<Instant>,
+    /// It was asked to leave soon (its grid's signal before the limit), or
+    /// can take no more task before its deadline: it finishes what it runs
+    /// and leaves; its replacement is started at once.
+    leaving: bool,
+    /// It is leaving, because of this, and hands the outputs it holds that
+    /// tasks still need to the driver first (`handing`).
+    retiring: Option<&'static str>,
+    handing: BTreeSet<usize>,
 }
 
 /// A launched job: its kind, whether its worker has connected, and the
@@ -273,6 +297,12 @@ pub(crate) struct Core<'g> {
     run_time: (Duration, usize),
     /// The runs a worker holds per thread in this step.
     per_thread: usize,
+    /// Time and count of the finished tasks of each operation: each step's
+    /// transforms, then each step's fit (see `op_of`); what a task is
+    /// expected to take.
+    op_time: Vec<(Duration, u32)>,
+    /// The time of this step (placement against workers' deadlines).
+    now: Instant,
     workers: BTreeMap<u32, Worker>,
     jobs: HashMap<String, Launched>,
     launch_failures: Vec<(usize, String)>,
@@ -327,6 +357,8 @@ impl<'g> Core<'g> {
             unreadable: vec![false; n],
             run_time: (Duration::ZERO, 0),
             per_thread: RUNS_PER_THREAD,
+            op_time: vec![(Duration::ZERO, 0); 2 * graph.program().steps().len()],
+            now: Instant::now(),
             load_of: {
                 let mut of = vec![0; graph.program().npartitions()];
                 for (i, t) in graph.tasks().iter().enumerate() {
@@ -509,8 +541,16 @@ impl<'g> Core<'g> {
         }
     }
 
-    /// Worker `id` connected: job `name`, `threads` threads, `resources`.
-    pub(crate) fn joined(&mut self, id: u32, name: String, threads: usize, resources: Vec<String>) {
+    /// Worker `id` connected: job `name`, `threads` threads, `resources`,
+    /// `lifetime` left to live (`None`: no limit).
+    pub(crate) fn joined(
+        &mut self,
+        id: u32,
+        name: String,
+        threads: usize,
+        resources: Vec<String>,
+        lifetime: Option<Duration>,
+    ) {
         let kind = self.jobs.get_mut(&name).map(|j| {
             j.connected = true;
             j.kind
@@ -531,6 +571,10 @@ impl<'g> Core<'g> {
                 models: vec![false; self.graph.program().steps().len()],
                 holding: BTreeSet::new(),
                 idle_ticks: 0,
+                deadline: lifetime.map(|l| Instant::now() + l),
+                leaving: false,
+                retiring: None,
+                handing: BTreeSet::new(),
             },
         );
     }
@@ -600,6 +644,7 @@ impl<'g> Core<'g> {
         }
         let first = !std::mem::replace(&mut self.completed[task], true);
         self.finish(task);
+        self.retire_if_idle(id);
         first
     }
 
@@ -638,14 +683,55 @@ impl<'g> Core<'g> {
         }
     }
 
-    /// Whether worker `w` has room for `task` and is of the kind for it.
+    /// Whether worker `w` has room for `task`, is of the kind for it, and
+    /// can finish it before its deadline.
     fn fits(&self, w: &Worker, task: usize) -> bool {
-        self.has_room(w) && self.serves(w, task)
+        self.has_room(w) && self.serves(w, task) && self.in_time(w, task)
+    }
+
+    /// Whether `task` (and what is chained after it) can end on worker `w`
+    /// before its deadline, with [`DEADLINE_MARGIN`] to spare, as far as the
+    /// finished tasks of its operation tell (a task of an operation none
+    /// has finished yet is given a chance).
+    fn in_time(&self, w: &Worker, task: usize) -> bool {
+        let Some(deadline) = w.deadline else {
+            return true;
+        };
+        self.now + self.expected(task) + DEADLINE_MARGIN <= deadline
+    }
+
+    /// How long `task` is expected to take: the average of the finished
+    /// tasks of its operation; for a load, of the transform that reads it
+    /// (it is chained with it).
+    fn expected(&self, task: usize) -> Duration {
+        let graph = self.graph;
+        let task = match graph.task(task).kind() {
+            TaskKind::Load { .. } => match graph.dependents(task).first() {
+                Some(&d) => d,
+                None => return Duration::ZERO,
+            },
+            _ => task,
+        };
+        match self.op_of(task).map(|op| self.op_time[op]) {
+            Some((total, n)) if n > 0 => total / n,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// `task`'s operation, an index in `op_time`: its step's transforms, or
+    /// its step's fit.
+    fn op_of(&self, task: usize) -> Option<usize> {
+        let steps = self.graph.program().steps().len();
+        match self.graph.task(task).kind() {
+            TaskKind::Transform { step, .. } => Some(step),
+            TaskKind::Fit { step } => Some(steps + step),
+            TaskKind::Load { .. } => None,
+        }
     }
 
     /// Whether worker `w` can take one more run in this step.
     fn has_room(&self, w: &Worker) -> bool {
-        w.open && w.runs < self.per_thread * w.threads
+        w.open && !w.leaving && w.runs < self.per_thread * w.threads
     }
 
     /// The runs a worker holds per thread, and how many it gets at once:
@@ -675,6 +761,7 @@ impl<'g> Core<'g> {
     /// Opens the workers that have room for a batch of runs, for this
     /// step.
     fn open(&mut self) {
+        self.now = Instant::now();
         let (per_thread, batch) = self.runs_per_thread();
         self.per_thread = per_thread;
         for w in self.workers.values_mut() {
@@ -682,11 +769,15 @@ impl<'g> Core<'g> {
         }
     }
 
-    /// A task ran for `elapsed` (on a worker): the average that says
-    /// whether runs are short.
-    pub(crate) fn ran(&mut self, elapsed: Duration) {
+    /// Task `task` ran for `elapsed` (on a worker): the averages that say
+    /// whether runs are short, and how long a task of its operation takes.
+    pub(crate) fn ran(&mut self, task: usize, elapsed: Duration) {
         self.run_time.0 += elapsed;
         self.run_time.1 += 1;
+        if let Some(op) = self.op_of(task) {
+            self.op_time[op].0 += elapsed;
+            self.op_time[op].1 += 1;
+        }
     }
 
     /// The least busy worker with room for `task`.
@@ -1197,6 +1288,7 @@ impl<'g> Core<'g> {
     /// the kind's minimum and maximum; idle workers beyond that are released
     /// after `wait_count` intervals.
     pub(crate) fn scale(&mut self) {
+        self.now = Instant::now();
         let graph = self.graph;
         let is_load = |t: usize| matches!(graph.task(t).kind(), TaskKind::Load { .. });
         if (0..graph.len()).all(|i| is_load(i) || self.state[i] == St::Done) {
@@ -1216,11 +1308,22 @@ impl<'g> Core<'g> {
                 demand[self.kind_of(i)] += 1;
             }
         }
-        for (k, kind) in self.kinds.iter().enumerate() {
-            let wanted = demand[k]
+        for (k, &demand) in demand.iter().enumerate() {
+            let kind = &self.kinds[k];
+            let wanted = demand
                 .div_ceil(kind.threads.get())
                 .clamp(kind.min.min(kind.max), kind.max);
-            let have = self.jobs.values().filter(|j| j.kind == k).count();
+            let ending = self
+                .workers
+                .values()
+                .filter(|w| w.kind == Some(k) && self.ending(w))
+                .count();
+            let have = self
+                .jobs
+                .values()
+                .filter(|j| j.kind == k)
+                .count()
+                .saturating_sub(ending);
             if wanted > have {
                 self.commands.push(Command::Launch {
                     kind: k,
@@ -1240,12 +1343,163 @@ impl<'g> Core<'g> {
                     .take(have - wanted)
                     .collect();
                 for id in idle {
-                    if let Some(w) = self.workers.remove(&id) {
-                        self.jobs.remove(&w.name);
-                        self.commands.push(Command::Release(id));
-                    }
+                    self.retire(id, "released: idle");
                 }
             }
+        }
+        // Workers at the end of their time leave once they are idle.
+        let done: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.running.is_empty() && w.retiring.is_none() && self.done_for(w))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in done {
+            self.retire(id, "released: at the end of its time limit");
+        }
+    }
+
+    /// The longest average of an operation's finished tasks.
+    fn longest(&self) -> Duration {
+        self.op_time
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(t, n)| *t / *n)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Whether worker `w` nears its end, so that its replacement should
+    /// start now: its grid asked it to leave, or its deadline is closer than
+    /// twice the longest task with its margin.
+    fn ending(&self, w: &Worker) -> bool {
+        w.leaving
+            || w.deadline
+                .is_some_and(|d| self.now + 2 * (self.longest() + DEADLINE_MARGIN) > d)
+    }
+
+    /// Whether worker `w` can take no more task: its grid asked it to
+    /// leave, or not even the longest task would end before its deadline.
+    fn done_for(&self, w: &Worker) -> bool {
+        w.leaving
+            || w.deadline
+                .is_some_and(|d| self.now + self.longest() + DEADLINE_MARGIN > d)
+    }
+
+    /// Worker `id` leaves, because `why`: it takes no more task, hands the
+    /// outputs it holds that tasks still need to the driver, then is told
+    /// to go.
+    fn retire(&mut self, id: u32, why: &'static str) {
+        let Some(w) = self.workers.get(&id) else {
+            return;
+        };
+        let needed: Vec<usize> = w
+            .holding
+            .iter()
+            .copied()
+            .filter(|&t| self.state[t] == St::Done && self.consumers[t] > 0)
+            .filter(|t| !w.handing.contains(t))
+            .collect();
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.leaving = true;
+        w.retiring = Some(why);
+        for task in needed {
+            w.handing.insert(task);
+            self.commands.push(Command::Hand { worker: id, task });
+        }
+        if w.handing.is_empty() {
+            self.let_go(id);
+        }
+    }
+
+    /// Worker `id`, retiring and holding nothing needed any more, is told
+    /// to go.
+    fn let_go(&mut self, id: u32) {
+        let Some(w) = self.workers.remove(&id) else {
+            return;
+        };
+        self.jobs.remove(&w.name);
+        for &t in &w.holding {
+            if self.held[t] == Some(Place::Worker(id)) {
+                self.held[t] = None;
+            }
+        }
+        let kind = w
+            .kind
+            .and_then(|k| self.kinds.get(k))
+            .map_or_else(String::new, |k| k.name.clone());
+        self.commands.push(Command::Release {
+            worker: id,
+            name: w.name,
+            kind,
+            why: w.retiring.unwrap_or("released"),
+        });
+    }
+
+    /// Worker `id` handed task `task`'s output to the driver (`held`), or
+    /// no longer had it: then the task runs again if it is still needed.
+    /// The worker goes once it has handed everything asked.
+    pub(crate) fn handed(&mut self, id: u32, task: usize, held: bool) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if !w.handing.remove(&task) {
+            return;
+        }
+        w.holding.remove(&task);
+        let done = w.handing.is_empty();
+        if held {
+            self.held[task] = Some(Place::Driver);
+        } else {
+            self.held[task] = None;
+            if self.state[task] == St::Done && self.consumers[task] > 0 {
+                self.undo(task);
+            }
+        }
+        if done {
+            self.let_go(id);
+        }
+    }
+
+    /// Worker `id` was asked by its grid to leave soon (before its time
+    /// limit): it takes no more task, its replacement starts, and it leaves
+    /// once what it runs is done.
+    pub(crate) fn draining(&mut self, id: u32) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.leaving = true;
+        let idle = w.running.is_empty();
+        if idle {
+            self.retire(id, "released: asked to leave before its time limit");
+        }
+        self.scale();
+    }
+
+    /// Worker `id`, draining, gives back run `task` (not started): it and
+    /// what was chained after it go back to wait for another worker.
+    pub(crate) fn returned(&mut self, id: u32, task: usize) {
+        if !self.running_on(id, task) {
+            return;
+        }
+        self.unchain(id, task);
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.running.retain(|&t| t != task);
+        }
+        self.requeue(task);
+        self.retire_if_idle(id);
+    }
+
+    /// A leaving worker that runs nothing more leaves.
+    fn retire_if_idle(&mut self, id: u32) {
+        if self
+            .workers
+            .get(&id)
+            .is_some_and(|w| w.leaving && w.running.is_empty() && w.retiring.is_none())
+        {
+            self.retire(id, "released: asked to leave before its time limit");
         }
     }
 
@@ -1414,7 +1668,7 @@ mod tests {
         );
 
         // A worker transforms one partition: its load leaves the window.
-        core.joined(7, "job-1".into(), 1, Vec::new());
+        core.joined(7, "job-1".into(), 1, Vec::new(), None);
         core.step();
         let sent = core.take_commands();
         let (task, worker) = match sent[0] {
@@ -1472,8 +1726,8 @@ mod tests {
         let mut core = Core::new(&g, kinds, BTreeSet::new(), limits(10), vec![false, true]);
         core.launched(0, vec!["cpu-1".into()]);
         core.launched(1, vec!["gpu-1".into()]);
-        core.joined(1, "cpu-1".into(), 4, Vec::new());
-        core.joined(2, "gpu-1".into(), 4, vec!["gpu".into()]);
+        core.joined(1, "cpu-1".into(), 4, Vec::new(), None);
+        core.joined(2, "gpu-1".into(), 4, vec!["gpu".into()], None);
         let mut placed = Vec::new();
         for _ in 0..10 {
             core.step();
@@ -1505,7 +1759,7 @@ mod tests {
             limits(10),
             vec![false, false],
         );
-        core.joined(1, "a".into(), 1, Vec::new());
+        core.joined(1, "a".into(), 1, Vec::new(), None);
         let fit = g.find("learn.fit").unwrap();
         let mut models = Vec::new();
         for _ in 0..20 {
@@ -1520,7 +1774,7 @@ mod tests {
                         ..
                     } => {
                         if task == fit {
-                            core.joined(2, "b".into(), 1, Vec::new());
+                            core.joined(2, "b".into(), 1, Vec::new(), None);
                         }
                         if !sent.is_empty() {
                             models.push(worker);
@@ -1550,12 +1804,12 @@ mod tests {
         for t in loads(&core.take_commands()) {
             core.loaded(t, true);
         }
-        core.joined(1, "j1".into(), 1, Vec::new());
+        core.joined(1, "j1".into(), 1, Vec::new(), None);
         core.step();
         assert_eq!(runs(&g, &core.take_commands()), [("same.transform-0", 1)]);
         assert_eq!(core.lost(1, "killed"), Ok(Some(("j1".to_owned(), 1, 0))));
         assert_eq!(core.take_commands(), [Command::Cancel("j1".into())]);
-        core.joined(2, "j2".into(), 1, Vec::new());
+        core.joined(2, "j2".into(), 1, Vec::new(), None);
         core.step();
         assert_eq!(runs(&g, &core.take_commands()), [("same.transform-0", 2)]);
         assert!(!core.running_on(1, 0) && core.check_progress(false).is_ok());
@@ -1592,7 +1846,7 @@ mod tests {
             "the jobs are counted once launched"
         );
         for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            core.joined(i as u32, name.into(), 1, Vec::new());
+            core.joined(i as u32, name.into(), 1, Vec::new(), None);
         }
         // Run everything.
         while !core.finished() {
@@ -1620,7 +1874,7 @@ mod tests {
             );
             core.launched(0, vec!["a".into(), "b".into(), "c".into()]);
             for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-                core.joined(i as u32, name.into(), 1, Vec::new());
+                core.joined(i as u32, name.into(), 1, Vec::new(), None);
             }
             core
         };
@@ -1639,7 +1893,7 @@ mod tests {
         assert!(
             released
                 .iter()
-                .all(|c| matches!(c, Command::Release(w) if *w != busy[0]))
+                .all(|c| matches!(c, Command::Release { worker, .. } if *worker != busy[0]))
         );
         // Idle workers that hold partitions a task still needs stay: the
         // `same` outputs wait for the fit, then for `learn`'s transforms.
@@ -1651,7 +1905,7 @@ mod tests {
         }
         let kept = core.take_commands();
         assert!(
-            !kept.iter().any(|c| matches!(c, Command::Release(_))),
+            !kept.iter().any(|c| matches!(c, Command::Release { .. })),
             "{kept:?}"
         );
     }
@@ -1786,7 +2040,7 @@ mod tests {
         );
         // A kind that has had a worker is only busy: it waits on.
         core.launched(0, vec!["8".into()]);
-        core.joined(1, "8".into(), 1, Vec::new());
+        core.joined(1, "8".into(), 1, Vec::new(), None);
         assert_eq!(core.tick(&waiting(600, never)), Ok(()));
     }
 
@@ -1803,8 +2057,8 @@ mod tests {
             vec![false; g.program().steps().len()],
         );
         core.launched(0, vec!["j1".into(), "j2".into()]);
-        core.joined(1, "j1".into(), 1, Vec::new());
-        core.joined(2, "j2".into(), 1, Vec::new());
+        core.joined(1, "j1".into(), 1, Vec::new(), None);
+        core.joined(2, "j2".into(), 1, Vec::new(), None);
         core
     }
 
@@ -1997,6 +2251,188 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Two jobs of one kind (at most 3), joined: `j1` with `lifetime`,
+    /// `j2` without.
+    fn one_with_a_time_limit(g: &TaskGraph, lifetime: Duration) -> Core<'_> {
+        let mut l = limits(100);
+        l.worker_loads = true;
+        let mut core = Core::new(
+            g,
+            vec![kind("default", 3, &[])],
+            BTreeSet::new(),
+            l,
+            vec![false; g.program().steps().len()],
+        );
+        core.launched(0, vec!["j1".into(), "j2".into()]);
+        core.joined(1, "j1".into(), 1, Vec::new(), Some(lifetime));
+        core.joined(2, "j2".into(), 1, Vec::new(), None);
+        core
+    }
+
+    #[test]
+    fn a_worker_gets_no_task_it_cannot_end_before_its_time_limit_and_is_replaced_first() {
+        let g = graph(40, 20);
+        let same = g.find("same.transform-0").unwrap();
+        // A worker with 35 s left, where a `same` task takes 30 s (and 10 s
+        // to spare): nothing for it; the other gets the work.
+        let mut core = one_with_a_time_limit(&g, Duration::from_secs(35));
+        core.ran(same, Duration::from_secs(30));
+        core.step();
+        let sent = sent(&core.take_commands());
+        assert!(
+            !sent.is_empty() && sent.iter().all(|r| r.0 == 2),
+            "{sent:?}"
+        );
+        // It leaves, and a worker is started in its place.
+        core.scale();
+        let commands = core.take_commands();
+        assert!(
+            commands.iter().any(|c| matches!(c,
+                Command::Release { worker: 1, why, .. } if why.contains("time limit"))),
+            "{commands:?}"
+        );
+        assert!(
+            commands
+                .iter()
+                .any(|c| matches!(c, Command::Launch { kind: 0, .. })),
+            "{commands:?}"
+        );
+
+        // With two minutes left it works, and its replacement is not
+        // started yet.
+        let mut core = one_with_a_time_limit(&g, Duration::from_secs(120));
+        core.ran(same, Duration::from_secs(30));
+        core.step();
+        assert!(sent_to(&core.take_commands(), 1) > 0);
+    }
+
+    #[test]
+    fn a_worker_at_the_end_of_its_time_hands_what_it_holds_to_the_driver_before_it_goes() {
+        let g = fitted(None, 8, 4);
+        let mut l = limits(10);
+        l.worker_loads = true;
+        let mut core = Core::new(
+            &g,
+            vec![kind("default", 2, &[])],
+            BTreeSet::new(),
+            l,
+            vec![false; g.program().steps().len()],
+        );
+        core.launched(0, vec!["j1".into(), "j2".into()]);
+        core.joined(
+            1,
+            "j1".into(),
+            1,
+            Vec::new(),
+            Some(Duration::from_secs(100)),
+        );
+        core.joined(2, "j2".into(), 1, Vec::new(), None);
+        let fit = g.find("learn.fit").unwrap();
+        let ran = drive(&mut core, &[fit]);
+        let held: Vec<usize> = ran
+            .iter()
+            .filter(|r| r.0 == 1 && g.task(r.1).id().starts_with("same."))
+            .map(|r| r.1)
+            .collect();
+        assert!(!held.is_empty(), "{ran:?}");
+        let fit_worker = ran.iter().find(|r| r.1 == fit).unwrap().0;
+        core.done(fit_worker, fit);
+        // `same` tasks now seem to take 190 s: worker 1, with under 100 s
+        // left, can take none; it hands what it holds (for the `learn`
+        // transforms), then goes.
+        core.ran(held[0], Duration::from_secs(190));
+        core.scale();
+        let commands = core.take_commands();
+        let mut asked: Vec<usize> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Hand { worker: 1, task } => Some(*task),
+                _ => None,
+            })
+            .collect();
+        asked.sort_unstable();
+        assert_eq!(asked, held, "{commands:?}");
+        assert!(
+            !commands
+                .iter()
+                .any(|c| matches!(c, Command::Release { .. })),
+            "not before it has handed them: {commands:?}"
+        );
+        for &t in &held {
+            core.handed(1, t, true);
+        }
+        let commands = core.take_commands();
+        assert!(
+            commands.iter().any(|c| matches!(c,
+                Command::Release { worker: 1, why, .. } if why.contains("time limit"))),
+            "{commands:?}"
+        );
+        // Nothing is computed again: what reads them gets them from the
+        // driver, on the worker left.
+        let again = drive(&mut core, &[]);
+        assert!(core.finished());
+        assert!(
+            again
+                .iter()
+                .all(|r| r.0 == 2 && g.task(r.1).id().starts_with("learn."))
+        );
+        for t in &held {
+            let reader = g.dependents(*t).iter().find(|&&d| d != fit).unwrap();
+            let (_, _, from) = again.iter().find(|r| r.1 == *reader).unwrap();
+            assert_eq!(from, &vec![(*t, From::Driver)]);
+        }
+    }
+
+    /// How many runs `commands` send to worker `id`.
+    fn sent_to(commands: &[Command], id: u32) -> usize {
+        commands
+            .iter()
+            .filter(|c| matches!(c, Command::Run { worker, .. } if *worker == id))
+            .count()
+    }
+
+    #[test]
+    fn a_draining_worker_ends_what_it_runs_gives_back_the_rest_and_is_replaced() {
+        let g = graph(40, 20);
+        let mut core = one_with_a_time_limit(&g, Duration::from_secs(3600));
+        core.step();
+        let first = sent(&core.take_commands());
+        let mine: Vec<Sent> = first
+            .iter()
+            .filter(|r| r.0 == 1 && matches!(g.task(r.1).kind(), TaskKind::Load { .. }))
+            .cloned()
+            .collect();
+        assert_eq!(mine.len(), RUNS_PER_THREAD, "{first:?}");
+        core.draining(1);
+        let commands = core.take_commands();
+        assert!(
+            commands
+                .iter()
+                .any(|c| matches!(c, Command::Launch { kind: 0, .. })),
+            "a replacement: {commands:?}"
+        );
+        // Its queued run comes back; it is given no more.
+        core.returned(1, mine[1].1);
+        core.step();
+        assert_eq!(sent_to(&core.take_commands(), 1), 0);
+        // It ends its running one, and leaves.
+        core.done(1, mine[0].1);
+        core.done(1, g.dependents(mine[0].1)[0]);
+        let commands = core.take_commands();
+        assert!(
+            commands.iter().any(|c| matches!(c,
+                Command::Release { worker: 1, why, .. } if why.contains("asked to leave"))),
+            "{commands:?}"
+        );
+        // Everything still ends, on the other worker.
+        for (w, t, _) in first.iter().filter(|r| r.0 == 2) {
+            core.done(*w, *t);
+        }
+        let ran = drive(&mut core, &[]);
+        assert!(ran.iter().all(|r| r.0 == 2));
+        assert!(core.finished());
+    }
+
     #[test]
     fn an_input_that_cannot_be_fetched_is_made_again_and_at_last_stops_the_run() {
         let g = graph(8, 2);
@@ -2098,7 +2534,7 @@ mod tests {
         };
         let first = runs(&mut core);
         assert_eq!(first.len(), 2 * RUNS_PER_THREAD, "two workers");
-        core.ran(Duration::from_micros(200));
+        core.ran(0, Duration::from_micros(200));
         let more = runs(&mut core);
         assert_eq!(more.len(), 2 * (SHORT_RUNS_PER_THREAD - RUNS_PER_THREAD));
         // Batched: a worker that finishes a run gets none until it is down
@@ -2122,7 +2558,7 @@ mod tests {
         assert_eq!(batch.len(), BATCH_PER_THREAD);
         assert!(batch.iter().all(|r| r.0 == w), "{batch:?}");
         // Long runs on average: two per thread, one at a time.
-        core.ran(BATCH_RUN * 100);
+        core.ran(0, BATCH_RUN * 100);
         finish(&mut core, &mine[2]);
         finish(&mut core, &mine[3]);
         finish(&mut core, &batch[0]);
@@ -2137,7 +2573,7 @@ mod tests {
         let mut core = on_workers(&g, 100);
         core.step();
         let mut out = sent(&core.take_commands());
-        core.ran(Duration::from_millis(20));
+        core.ran(0, Duration::from_millis(20));
         core.step();
         out.extend(sent(&core.take_commands()));
         let loads: Vec<Sent> = out

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::fd::IntoRawFd as _;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 type Cleanup = Box<dyn Fn() + Send + Sync>;
@@ -137,6 +137,29 @@ extern "C" fn on_signal(sig: libc::c_int) {
             1,
         );
     }
+}
+
+/// Whether this worker was asked to drain (SIGUSR1: Slurm's `--signal`,
+/// SGE's `s_rt`, before the job's time limit).
+static DRAIN: AtomicBool = AtomicBool::new(false);
+
+/// A worker's SIGUSR1 asks it to drain ([`drain_asked`]) instead of ending
+/// it (the signal's default).
+///
+/// # Errors
+/// When `sigaction` refuses.
+pub(crate) fn drain_on_usr1() -> std::io::Result<()> {
+    set_action(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t)
+}
+
+/// Whether SIGUSR1 came (see [`drain_on_usr1`]).
+pub(crate) fn drain_asked() -> bool {
+    DRAIN.load(Ordering::SeqCst)
+}
+
+/// The handler: an atomic store, async-signal-safe.
+extern "C" fn on_usr1(_sig: libc::c_int) {
+    DRAIN.store(true, Ordering::SeqCst);
 }
 
 /// On the handler's thread: the cleanups, then the end of the process.

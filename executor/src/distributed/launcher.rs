@@ -24,6 +24,10 @@ pub struct WorkerKind {
     pub min: usize,
     /// Workers at most (bob's `max_jobs`).
     pub max: usize,
+    /// How long each of its workers may live (a job's time limit): the
+    /// scheduler gives a worker no task it cannot finish before then, lets
+    /// it leave when it can take none, and starts its replacement first.
+    pub lifetime: Option<std::time::Duration>,
 }
 
 impl WorkerKind {
@@ -35,6 +39,7 @@ impl WorkerKind {
             threads,
             min: 0,
             max,
+            lifetime: None,
         }
     }
 
@@ -250,11 +255,7 @@ impl Launcher for LocalProcesses {
                 .args(&args)
                 .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .envs(env.iter().map(|(k, v)| (k, v)))
-                .envs(WorkerEnv::worker_vars(
-                    &job,
-                    self.kinds[kind].threads,
-                    &self.kinds[kind].resources,
-                ))
+                .envs(WorkerEnv::worker_vars(&job, &self.kinds[kind]))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(if self.stderr.is_some() {

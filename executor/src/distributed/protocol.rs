@@ -189,6 +189,12 @@ pub(crate) enum ToWorker {
         /// The task.
         task: u32,
     },
+    /// Send task `task`'s output, which this worker holds, to the driver
+    /// (the worker is leaving: what it holds must not leave with it).
+    Hand {
+        /// The task.
+        task: u32,
+    },
     /// The scheduler is alive.
     Heartbeat,
     /// No more work for this worker: exit.
@@ -244,6 +250,24 @@ pub(crate) enum FromWorker {
         task: u32,
         /// The error, with its step and sample.
         error: String,
+    },
+    /// The output of task `task` that [`ToWorker::Hand`] asked for: one
+    /// frame follows when `held` (else it was gone from this worker).
+    Handed {
+        /// The task.
+        task: u32,
+        /// Whether it was there (and a frame follows).
+        held: bool,
+    },
+    /// The worker was asked to leave soon (its job's time limit is near:
+    /// Slurm's `--signal`, SGE's `s_rt`): it finishes what it runs, and
+    /// gives back what it has not started.
+    Draining,
+    /// A run the worker will not start (it is draining): task `task` and
+    /// those chained after it go back to the scheduler.
+    Returned {
+        /// The driver's id of the run's first task.
+        task: u32,
     },
     /// The worker is alive, and holds this much memory.
     Heartbeat {
@@ -325,6 +349,8 @@ pub struct WorkerEnv {
     pub threads: NonZeroUsize,
     /// The resources it provides.
     pub resources: Vec<String>,
+    /// How long it may live (its job's time limit), if it is limited.
+    pub lifetime: Option<Duration>,
 }
 
 impl WorkerEnv {
@@ -336,6 +362,7 @@ impl WorkerEnv {
     const RESOURCES: &'static str = "BOB_PIPELINES_WORKER_RESOURCES";
     const HEARTBEAT_MS: &'static str = "BOB_PIPELINES_HEARTBEAT_MS";
     const DEATH_TIMEOUT_MS: &'static str = "BOB_PIPELINES_DEATH_TIMEOUT_MS";
+    const LIFETIME_MS: &'static str = "BOB_PIPELINES_WORKER_LIFETIME_MS";
 
     /// The heartbeat interval unless told otherwise.
     pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -363,18 +390,19 @@ impl WorkerEnv {
         vars
     }
 
-    /// The variables of one worker: its name (`job`, under
-    /// [`JOB_ID`](Self::JOB_ID)), its threads and the resources it provides.
-    pub fn worker_vars(
-        job: &str,
-        threads: NonZeroUsize,
-        resources: &[String],
-    ) -> Vec<(String, String)> {
-        vec![
+    /// The variables of one worker of kind `kind`: its name (`job`, under
+    /// [`JOB_ID`](Self::JOB_ID)), its threads, the resources it provides and
+    /// how long it may live.
+    pub fn worker_vars(job: &str, kind: &crate::distributed::WorkerKind) -> Vec<(String, String)> {
+        let mut vars = vec![
             (Self::JOB_ID.to_owned(), job.to_owned()),
-            (Self::THREADS.to_owned(), threads.to_string()),
-            (Self::RESOURCES.to_owned(), resources.join(",")),
-        ]
+            (Self::THREADS.to_owned(), kind.threads.to_string()),
+            (Self::RESOURCES.to_owned(), kind.resources.join(",")),
+        ];
+        if let Some(l) = kind.lifetime {
+            vars.push((Self::LIFETIME_MS.to_owned(), millis(l)));
+        }
+        vars
     }
 
     /// The fingerprint of the driver's program, when a worker's environment
@@ -420,6 +448,10 @@ impl WorkerEnv {
                 .filter(|r| !r.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            lifetime: std::env::var(Self::LIFETIME_MS)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
         })
     }
 }

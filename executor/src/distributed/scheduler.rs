@@ -97,6 +97,7 @@ pub(crate) fn run(
         job_id: None,
         threads: std::num::NonZeroUsize::MIN,
         resources: Vec::new(),
+        lifetime: None,
     }
     .run_vars();
 
@@ -439,12 +440,19 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         }
                         self.core.launched(kind, jobs);
                     }
-                    Command::Release(id) => {
-                        if let Some((name, kind)) = self.core.worker(id) {
-                            self.worker_state(name, kind, "released: idle");
-                        }
-                        self.peers.remove(&id);
-                        self.conns.release(id);
+                    Command::Release {
+                        worker,
+                        name,
+                        kind,
+                        why,
+                    } => {
+                        self.worker_state(&name, &kind, why);
+                        self.peers.remove(&worker);
+                        self.conns.release(worker);
+                    }
+                    Command::Hand { worker, task } => {
+                        self.conns
+                            .send(worker, &ToWorker::Hand { task: task as u32 }, &[]);
                     }
                     Command::Cancel(job) => launcher.cancel(&job),
                     Command::Free { task, at } => match at {
@@ -639,6 +647,24 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 let elapsed = Duration::from_micros(micros);
                 self.done(id, task as usize, (counts, elapsed, keys), data, work)?;
             }
+            FromWorker::Draining => {
+                if let Some((name, kind)) = self.core.worker(id) {
+                    let (name, kind) = (name.to_owned(), kind.to_owned());
+                    self.worker_state(
+                        &name,
+                        &kind,
+                        "draining: asked to leave before its time limit",
+                    );
+                }
+                self.core.draining(id);
+            }
+            FromWorker::Returned { task } => self.core.returned(id, task as usize),
+            FromWorker::Handed { task, held } => {
+                if let (true, Some(bytes)) = (held, data) {
+                    self.data[task as usize] = Some(Arc::new(bytes));
+                }
+                self.core.handed(id, task as usize, held);
+            }
             FromWorker::CannotLoad { task } => {
                 if self.core.running_on(id, task as usize) {
                     self.driver_loads += 1;
@@ -705,7 +731,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
 
     fn joined(&mut self, id: u32, info: WorkerInfo, stream: TcpStream) {
         let threads = usize::try_from(info.threads).unwrap_or(1);
-        self.core.joined(id, info.name, threads, info.resources);
+        let lifetime = (info.lifetime_ms > 0).then(|| Duration::from_millis(info.lifetime_ms));
+        self.core
+            .joined(id, info.name, threads, info.resources, lifetime);
         if let Some((name, kind)) = self.core.worker(id) {
             self.worker_state(name, kind, "connected");
         }
@@ -743,7 +771,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         let shipped = |what: &str| {
             bytes.ok_or_else(|| internal(format!("worker #{id} kept {what} it was told to send")))
         };
-        self.core.ran(elapsed);
+        self.core.ran(task, elapsed);
         let read_back = self.core.reads_back(task);
         // A rebuilt output was counted when it was first made.
         let first = self.core.done(id, task);

@@ -196,7 +196,15 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
         threads: u32::try_from(threads).unwrap_or(u32::MAX),
         name: name(),
         peer,
+        lifetime_ms: contract.lifetime.map_or(0, |l| {
+            u64::try_from(l.as_millis()).unwrap_or(u64::MAX).max(1)
+        }),
     };
+    // Before its time limit the grid asks the job to leave (SIGUSR1): it
+    // drains instead of dying with its tasks.
+    if let Err(e) = crate::distributed::interrupt::drain_on_usr1() {
+        eprintln!("bob-pipelines worker: cannot catch SIGUSR1 ({e}): it will not drain");
+    }
     wire::connect(&mut stream, &secret, me.clone()).map_err(|e| match e {
         WireError::Rejected(reason) => {
             format!("the scheduler at {addr} rejected this worker: {reason}")
@@ -223,6 +231,7 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
     {
         let shared = shared.clone();
         std::thread::spawn(move || {
+            let mut draining = false;
             loop {
                 let (rss, peak) = memory();
                 if shared
@@ -230,6 +239,12 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
                     .is_err()
                 {
                     break;
+                }
+                if !draining && crate::distributed::interrupt::drain_asked() {
+                    draining = true;
+                    if shared.tell(&FromWorker::Draining, &[]).is_err() {
+                        break;
+                    }
                 }
                 std::thread::sleep(heartbeat);
             }
@@ -246,6 +261,16 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
                 loop {
                     let work = lock(rx).recv();
                     let Ok(work) = work else { return };
+                    if crate::distributed::interrupt::drain_asked() {
+                        // Draining: a run not started goes back.
+                        if shared
+                            .tell(&FromWorker::Returned { task: work.task }, &[])
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
                     if chain(shared, inputs, work).is_err() {
                         return; // the connection is gone; the reader ends the process
                     }
@@ -320,6 +345,19 @@ fn read(
                 }
             }
             ToWorker::Free { task } => {
+                lock(&shared.store).remove(&task);
+            }
+            ToWorker::Hand { task } => {
+                let bytes = match shared.encode(task) {
+                    Some(Ok(b)) => Some(b),
+                    Some(Err(e)) => return Err(format!("encoding the output of task {task}: {e}")),
+                    None => None,
+                };
+                let held = bytes.is_some();
+                let frames: Vec<&[u8]> = bytes.as_deref().into_iter().collect();
+                shared
+                    .tell(&FromWorker::Handed { task, held }, &frames)
+                    .map_err(|e| gone(addr, death, &e))?;
                 lock(&shared.store).remove(&task);
             }
             ToWorker::Heartbeat => {}
@@ -825,6 +863,7 @@ fn dial(shared: &Shared, addr: &str) -> std::result::Result<TcpStream, WireError
         threads: 0,
         name: shared.name.clone(),
         peer: String::new(),
+        lifetime_ms: 0,
     };
     wire::connect(&mut conn, &shared.secret, me)?;
     conn.set_read_timeout(Some(FETCH_TIMEOUT))?;

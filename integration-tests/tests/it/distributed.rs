@@ -461,6 +461,7 @@ fn strangers_on_the_port_are_dropped_and_the_run_goes_on() {
                 threads: 1,
                 name: "impostor".into(),
                 peer: String::new(),
+                lifetime_ms: 0,
             };
             let impostor = wire::connect(&mut s, &Secret::random().unwrap(), info);
             assert!(impostor.is_err(), "an impostor was welcomed");

@@ -599,3 +599,58 @@ impl std::io::Write for Log {
         Ok(())
     }
 }
+
+/// Walltime without lost work: a run three times as long as its jobs' time
+/// limit (`h_rt` of 40 s, `s_rt` 10 s before) ends with the same outputs,
+/// each job leaving before its limit (handing what it holds to the driver)
+/// and replaced in time.
+#[test]
+fn a_run_of_three_time_limits_ends_with_no_task_lost_to_them() {
+    const TEST: &str = "a_run_of_three_time_limits_ends_with_no_task_lost_to_them";
+    if !is_worker() && !grid_engine(TEST) {
+        return;
+    }
+    let dir = test_dir("walltime");
+    let specs = QueueSpecs::new([(
+        "default",
+        QueueSpec::new("all.q")
+            .memory("1G")
+            .unwrap()
+            .time("0:40")
+            .unwrap()
+            .max_jobs(2),
+    )])
+    .unwrap();
+    let ex = on_loopback(launcher(TEST, &dir, specs, false));
+    // 240 partitions of 1 s on two workers: two minutes.
+    let t0 = Instant::now();
+    let out = pipeline(1000)
+        .fit_transform(samples(2400))
+        .npartitions(240)
+        .compute(&ex)
+        .unwrap();
+    if is_worker() {
+        return;
+    }
+    eprintln!("the run took {:?}", t0.elapsed());
+    assert_eq!(bits(&out), reference(2400, 240));
+    let r = out.report();
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("was lost")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.workers.len() >= 4, "{:?}", r.workers);
+    assert!(
+        r.workers.iter().any(|w| w.state().contains("time limit")),
+        "{:?}",
+        r.workers
+    );
+    drop(ex);
+    for w in &r.workers {
+        let (acct, raw) = qacct(&w.worker);
+        assert_eq!(acct.exit_status, 0, "job {} ended badly: {raw}", w.worker);
+    }
+    assert_no_jobs_left(&job_name(TEST));
+    let _ = std::fs::remove_dir_all(&dir);
+}

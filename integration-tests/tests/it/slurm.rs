@@ -561,3 +561,61 @@ fn a_job_that_waits_is_reported_with_slurms_reason_and_the_pending_limit_ends_th
     assert_no_jobs_left(&job_name(TEST));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Walltime without lost work: a run three times as long as its jobs' time
+/// limit (one minute) ends with the same outputs, each job leaving before
+/// its limit (handing what it holds to the driver) and replaced in time.
+#[test]
+fn a_run_of_three_time_limits_ends_with_no_task_lost_to_them() {
+    const TEST: &str = "a_run_of_three_time_limits_ends_with_no_task_lost_to_them";
+    if !is_worker() && !slurm(TEST) {
+        return;
+    }
+    let dir = test_dir("walltime");
+    let specs = PartitionSpecs::new([(
+        "default",
+        PartitionSpec::new(Some("cpu"))
+            .memory("1G")
+            .unwrap()
+            .time("1")
+            .unwrap()
+            .max_jobs(2),
+    )])
+    .unwrap();
+    let ex = on_loopback(launcher(TEST, &dir, specs));
+    // 300 partitions of 1 s on two workers: 150 s, two and a half minutes.
+    let t0 = Instant::now();
+    let out = pipeline(1000)
+        .fit_transform(samples(3000))
+        .npartitions(300)
+        .compute(&ex)
+        .unwrap();
+    if is_worker() {
+        return;
+    }
+    eprintln!("the run took {:?}", t0.elapsed());
+    assert_eq!(bits(&out), reference(3000, 300));
+    let r = out.report();
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("was lost")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.workers.len() >= 4, "{:?}", r.workers);
+    assert!(
+        r.workers.iter().any(|w| w.state().contains("time limit")),
+        "{:?}",
+        r.workers
+    );
+    for w in &r.workers {
+        assert_ne!(
+            scontrol_field(&w.worker, "JobState"),
+            "TIMEOUT",
+            "job {} met its time limit: {w:?}",
+            w.worker
+        );
+    }
+    drop(ex);
+    assert_no_jobs_left(&job_name(TEST));
+    let _ = std::fs::remove_dir_all(&dir);
+}
