@@ -20,6 +20,7 @@ use crate::Error;
 /// memory = "8GB"
 /// io_big = false
 /// max_jobs = 16
+/// time = "24:00:00"                 # h_rt, and s_rt a minute before it
 ///
 /// [q_short_gpu]
 /// queue = "q_short_gpu"
