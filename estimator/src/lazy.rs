@@ -416,6 +416,15 @@ where
             *self.inputs.borrow_mut() = Some(source.into_partitions(program.partition_lens()));
         }
         if let Some(options) = pipeline.checkpoints() {
+            // A worker replaying an earlier compute reads what the driver
+            // wrote: forcing or retrying again would compute it all again.
+            let replay;
+            let options = if is_worker() {
+                replay = options.clone().force(false).retry_failed(false);
+                &replay
+            } else {
+                options
+            };
             let inputs = self.inputs.borrow();
             program.checkpoint_from_disk(options, inputs.as_deref().unwrap_or_default())?;
         }
@@ -451,6 +460,16 @@ where
             let inputs = source.into_partitions(program.partition_lens());
             match executor.serve(Plan { program, inputs }) {
                 Serve::Earlier(plan) => {
+                    if self.target.get().checkpoints().is_none() {
+                        // Said once per compute, on the driver's progress:
+                        // each worker computes it all again.
+                        eprintln!(
+                            "an earlier compute of this program ({:?} of {} samples) is computed \
+                             again in each worker to reach the driver's: it is not checkpointed. \
+                             Checkpoint it (`pipeline.checkpoint(…)`), and workers read it instead",
+                            self.mode, self.n
+                        );
+                    }
                     self.here = true;
                     self.info = OnceCell::new();
                     *self.inputs.borrow_mut() = Some(plan.inputs);

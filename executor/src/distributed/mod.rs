@@ -382,10 +382,8 @@ impl<L: Launcher> Executor for Distributed<L> {
 
     fn serve<'a>(&self, plan: Plan<'a>) -> Serve<'a> {
         if worker::earlier_compute(&plan.program) {
-            eprintln!(
-                "bob-pipelines worker: this compute is not the one the driver runs; running \
-                 it here, as the driver did, to reach the next one"
-            );
+            // Run here, as the driver did (read from its checkpoints when it
+            // has them), to reach the driver's compute: nothing to say.
             return Serve::Earlier(plan);
         }
         worker::serve(plan)

@@ -1085,3 +1085,58 @@ fn the_dashboard_shows_a_run_as_it_computes_and_needs_its_token() {
         "{last}"
     );
 }
+
+/// Appends a line per partition to a file: how many times it ran, in all
+/// processes.
+struct Counted(PathBuf);
+impl Transformer for Counted {
+    type Input = Array1<f64>;
+    type Output = Array1<f64>;
+    fn transform(
+        &self,
+        b: &Batch<'_, Array1<f64>>,
+    ) -> Result<Vec<SampleResult<Array1<f64>>>, BoxError> {
+        use std::io::Write as _;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.0)?;
+        writeln!(f, "{}", b.len())?;
+        Ok(b.iter().map(|x| Ok(x * 2.0)).collect())
+    }
+}
+
+/// A program of two computes run with `--force`: the workers of the second
+/// read the first from the checkpoints the driver wrote, rather than
+/// computing it all again (with `force` applied again).
+#[test]
+fn workers_replay_an_earlier_compute_from_the_checkpoints_even_with_force() {
+    const TEST: &str = "workers_replay_an_earlier_compute_from_the_checkpoints_even_with_force";
+    let dir = run_dir("replay");
+    let calls = dir.join("calls");
+    if !is_worker() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+    }
+    let ex = silent(workers(2, TEST, false));
+    let mut p = Pipeline::new()
+        .then(Step::new(Counted(calls.clone())).name("counted"))
+        .then(Step::fit(Mean).name("center"))
+        .checkpoint(in_folder(&dir).force(true));
+    let first = p.fit_transform(samples(100)).npartitions(4).compute(&ex);
+    let second = p.transform(samples(40)).npartitions(2).compute(&ex);
+    if is_worker() {
+        return;
+    }
+    first.unwrap();
+    assert_eq!(second.unwrap().len(), 40);
+    // Each sample through `counted` once per compute (`force`): 100, then
+    // 40; none in the second compute's workers' replay of the first.
+    let counted: usize = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(counted, 140);
+    let _ = std::fs::remove_dir_all(&dir);
+}
