@@ -104,6 +104,17 @@ struct PullerSource<'a, S, I> {
 }
 
 impl<'a, S: Send, I> PullerSource<'a, S, I> {
+    /// `f` of each sample of partition `p`, which stays where it is.
+    fn look<T>(&self, p: usize, f: impl Fn(&S) -> T) -> graph::Result<Vec<T>> {
+        let mut puller = self.puller.lock().unwrap_or_else(PoisonError::into_inner);
+        puller.pull_to(p);
+        let items = puller
+            .ahead
+            .get(&p)
+            .ok_or(graph::Error::InputTaken { partition: p })?;
+        Ok(items.iter().map(f).collect())
+    }
+
     fn take(&self, p: usize) -> graph::Result<Vec<S>> {
         self.puller
             .lock()
@@ -118,13 +129,7 @@ where
     S: SampleSource<I> + Send + 'a,
 {
     fn keys(&self, p: usize) -> graph::Result<Vec<Key>> {
-        let mut puller = self.puller.lock().unwrap_or_else(PoisonError::into_inner);
-        puller.pull_to(p);
-        let items = puller
-            .ahead
-            .get(&p)
-            .ok_or(graph::Error::InputTaken { partition: p })?;
-        Ok(items.iter().map(|s| s.key().clone()).collect())
+        self.look(p, |s| s.key().clone())
     }
 
     fn load(&self, p: usize) -> graph::Result<Loaded> {
@@ -162,13 +167,7 @@ where
     }
 
     fn metas(&self, p: usize) -> graph::Result<Option<Metas>> {
-        let mut puller = self.puller.lock().unwrap_or_else(PoisonError::into_inner);
-        puller.pull_to(p);
-        let items = puller
-            .ahead
-            .get(&p)
-            .ok_or(graph::Error::InputTaken { partition: p })?;
-        Ok(Some(items.iter().map(|s| Some(s.meta())).collect()))
+        self.look(p, |s| Some(s.meta())).map(Some)
     }
 
     fn drop_passed(&self) {

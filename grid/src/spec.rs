@@ -219,6 +219,15 @@ pub trait Spec: Clone + Sized {
     fn check(&self, name: &str) -> Result<(), Error>;
     /// Jobs of this kind at most, if it says.
     fn max_jobs(&self) -> Option<usize>;
+    /// Where its jobs go (a queue, a partition; `None`: the default).
+    fn place(&self) -> Option<&str>;
+    /// Threads each worker runs tasks on.
+    fn threads(&self) -> std::num::NonZeroUsize;
+    /// The resources its workers provide.
+    fn resources(&self) -> &[String];
+    /// How long each of its workers may live (its time limit as the grid
+    /// keeps it), if limited.
+    fn lifetime(&self) -> Option<Duration>;
 }
 
 /// The specs of a cluster's kinds of worker, by name, in order; `default`
@@ -347,6 +356,34 @@ impl<S: Spec> Specs<S> {
         spec.check(name)?;
         self.specs[i].1 = spec;
         Ok(self)
+    }
+
+    /// One kind of worker per spec, in order: named `name`, or `name
+    /// (place)` when its queue or partition is named otherwise; at most its
+    /// `max_jobs` (else the largest of the specs), its threads, resources
+    /// and lifetime; at least one worker of `default`'s (bob's `min_jobs =
+    /// 1`).
+    pub fn kinds(&self) -> Vec<bob_pipelines_executor::distributed::WorkerKind> {
+        let fallback = self.max_jobs();
+        let mut kinds: Vec<_> = self
+            .iter()
+            .map(|(name, s)| {
+                let label = match s.place() {
+                    Some(p) if p != name => format!("{name} ({p})"),
+                    _ => name.to_owned(),
+                };
+                let mut k = bob_pipelines_executor::distributed::WorkerKind::new(
+                    &label,
+                    s.max_jobs().unwrap_or(fallback),
+                    s.threads(),
+                );
+                k.resources = s.resources().to_vec();
+                k.lifetime = s.lifetime();
+                k
+            })
+            .collect();
+        kinds[0].min = 1;
+        kinds
     }
 
     /// The largest `max_jobs` of the specs (bob's `get_max_jobs`), 1 if none has one.

@@ -54,22 +54,8 @@ impl Sge {
 
     /// As [`new`](Self::new), with the project given (`None`: no `-P`).
     pub fn with_project(specs: QueueSpecs, project: Option<String>) -> Self {
-        let fallback = specs.max_jobs();
-        let kinds = specs
-            .iter()
-            .map(|(name, s)| {
-                let label = if name == s.queue {
-                    name.to_owned()
-                } else {
-                    format!("{name} ({})", s.queue)
-                };
-                let mut k = WorkerKind::new(&label, s.max_jobs.unwrap_or(fallback), s.threads);
-                k.resources.clone_from(&s.resources);
-                k.lifetime = s.time;
-                k
-            })
-            .collect::<Vec<_>>();
-        let mut sge = Sge {
+        let kinds = specs.kinds();
+        Sge {
             specs,
             kinds,
             project: project.filter(|p| !p.trim().is_empty()),
@@ -80,9 +66,7 @@ impl Sge {
             prologue: Vec::new(),
             jobs: Jobs::new("SGE", |id| id.split('.').next().unwrap_or(id), Self::qdel),
             validate: true,
-        };
-        sge.kinds[0].min = 1;
-        sge
+        }
     }
 
     bob_pipelines_grid::launcher_builders!("SGE", "-N");

@@ -249,6 +249,22 @@ impl Spec for QueueSpec {
     fn max_jobs(&self) -> Option<usize> {
         self.max_jobs
     }
+
+    fn place(&self) -> Option<&str> {
+        Some(&self.queue)
+    }
+
+    fn threads(&self) -> NonZeroUsize {
+        self.threads
+    }
+
+    fn resources(&self) -> &[String] {
+        &self.resources
+    }
+
+    fn lifetime(&self) -> Option<Duration> {
+        self.time
+    }
 }
 
 fn spec(queue: &str, memory: &str, io_big: bool, max_jobs: Option<usize>, tag: &str) -> QueueSpec {

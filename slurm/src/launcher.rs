@@ -55,21 +55,8 @@ impl Slurm {
     /// As [`new`](Self::new), with the account given (`None`: none asked,
     /// the user's default).
     pub fn with_account(specs: PartitionSpecs, account: Option<String>) -> Self {
-        let fallback = specs.max_jobs();
-        let kinds = specs
-            .iter()
-            .map(|(name, s)| {
-                let label = match &s.partition {
-                    Some(p) if p != name => format!("{name} ({p})"),
-                    _ => name.to_owned(),
-                };
-                let mut k = WorkerKind::new(&label, s.max_jobs.unwrap_or(fallback), s.cpus);
-                k.resources.clone_from(&s.resources);
-                k.lifetime = s.limit();
-                k
-            })
-            .collect::<Vec<_>>();
-        let mut slurm = Slurm {
+        let kinds = specs.kinds();
+        Slurm {
             specs,
             kinds,
             account: account.filter(|a| !a.trim().is_empty()),
@@ -79,9 +66,7 @@ impl Slurm {
             args: None,
             prologue: Vec::new(),
             jobs: Jobs::new("Slurm", number, Self::scancel),
-        };
-        slurm.kinds[0].min = 1;
-        slurm
+        }
     }
 
     bob_pipelines_grid::launcher_builders!("Slurm", "--job-name");

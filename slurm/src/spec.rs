@@ -257,6 +257,22 @@ impl Spec for PartitionSpec {
     fn max_jobs(&self) -> Option<usize> {
         self.max_jobs
     }
+
+    fn place(&self) -> Option<&str> {
+        self.partition.as_deref()
+    }
+
+    fn threads(&self) -> NonZeroUsize {
+        self.cpus
+    }
+
+    fn resources(&self) -> &[String] {
+        &self.resources
+    }
+
+    fn lifetime(&self) -> Option<Duration> {
+        self.limit()
+    }
 }
 
 /// A partition spec's keys, as they come from a file.
