@@ -1361,12 +1361,20 @@ impl<'g> Core<'g> {
 
     /// The longest average of an operation's finished tasks.
     fn longest(&self) -> Duration {
+        self.averages().max().unwrap_or(Duration::ZERO)
+    }
+
+    /// The shortest average of an operation's finished tasks.
+    fn shortest(&self) -> Duration {
+        self.averages().min().unwrap_or(Duration::ZERO)
+    }
+
+    /// The average of each operation's finished tasks, where some finished.
+    fn averages(&self) -> impl Iterator<Item = Duration> + '_ {
         self.op_time
             .iter()
             .filter(|(_, n)| *n > 0)
             .map(|(t, n)| *t / *n)
-            .max()
-            .unwrap_or(Duration::ZERO)
     }
 
     /// Whether worker `w` nears its end, so that its replacement should
@@ -1379,11 +1387,13 @@ impl<'g> Core<'g> {
     }
 
     /// Whether worker `w` can take no more task: its grid asked it to
-    /// leave, or not even the longest task would end before its deadline.
+    /// leave, or not even a task of the shortest operation would end before
+    /// its deadline (a worker with time for short tasks but not for a long
+    /// fit keeps working on them).
     fn done_for(&self, w: &Worker) -> bool {
         w.leaving
             || w.deadline
-                .is_some_and(|d| self.now + self.longest() + DEADLINE_MARGIN > d)
+                .is_some_and(|d| self.now + self.shortest() + DEADLINE_MARGIN > d)
     }
 
     /// Worker `id` leaves, because `why`: it takes no more task, hands the
@@ -2381,6 +2391,29 @@ mod tests {
             let (_, _, from) = again.iter().find(|r| r.1 == *reader).unwrap();
             assert_eq!(from, &vec![(*t, From::Driver)]);
         }
+    }
+
+    #[test]
+    fn a_worker_with_time_for_short_tasks_but_not_a_long_fit_keeps_working() {
+        let g = fitted(None, 8, 4);
+        let mut core = one_with_a_time_limit(&g, Duration::from_secs(100));
+        let same = g.find("same.transform-0").unwrap();
+        let fit = g.find("learn.fit").unwrap();
+        core.ran(same, Duration::from_secs(1));
+        core.ran(fit, Duration::from_secs(300));
+        core.scale();
+        let commands = core.take_commands();
+        assert!(
+            !commands
+                .iter()
+                .any(|c| matches!(c, Command::Release { worker: 1, .. })),
+            "{commands:?}"
+        );
+        // It takes the short tasks, and would not get the fit.
+        core.step();
+        assert!(sent_to(&core.take_commands(), 1) > 0);
+        let w = &core.workers[&1];
+        assert!(core.in_time(w, same) && !core.in_time(w, fit));
     }
 
     /// How many runs `commands` send to worker `id`.
