@@ -1101,7 +1101,8 @@ impl Transformer for Counted {
             .create(true)
             .append(true)
             .open(&self.0)?;
-        writeln!(f, "{}", b.len())?;
+        // One write: appends of several processes do not interleave.
+        f.write_all(format!("{}\n", b.len()).as_bytes())?;
         Ok(b.iter().map(|x| Ok(x * 2.0)).collect())
     }
 }
