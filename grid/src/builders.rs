@@ -44,19 +44,19 @@ macro_rules! launcher_builders {
         /// on a file system the nodes see.
         #[must_use]
         pub fn log_dir(mut self, dir: impl Into<::std::path::PathBuf>) -> Self {
-            self.log_dir = dir.into();
+            self.settings.log_dir = dir.into();
             self
         }
 
         /// The folder the job logs go to.
         pub fn logs(&self) -> &::std::path::Path {
-            &self.log_dir
+            &self.settings.log_dir
         }
 
         #[doc = concat!("The job name prefix (`", $name_option, "`; the spec's name is appended).")]
         #[must_use]
         pub fn job_name(mut self, name: &str) -> Self {
-            name.clone_into(&mut self.job_name);
+            name.clone_into(&mut self.settings.job_name);
             self
         }
 
@@ -64,7 +64,7 @@ macro_rules! launcher_builders {
         /// pipeline).
         #[must_use]
         pub fn program(mut self, program: impl Into<::std::path::PathBuf>) -> Self {
-            self.program = Some(program.into());
+            self.settings.program = Some(program.into());
             self
         }
 
@@ -74,7 +74,7 @@ macro_rules! launcher_builders {
             mut self,
             args: I,
         ) -> Self {
-            self.args = Some(args.into_iter().map(Into::into).collect());
+            self.settings.args = Some(args.into_iter().map(Into::into).collect());
             self
         }
 
@@ -82,7 +82,7 @@ macro_rules! launcher_builders {
         /// `job_script_prologue`: `module load cuda`, `export X=1`).
         #[must_use]
         pub fn prologue(mut self, line: &str) -> Self {
-            self.prologue.push(line.to_owned());
+            self.settings.prologue.push(line.to_owned());
             self
         }
 

@@ -191,10 +191,8 @@ impl Jobs {
                 continue;
             }
             let state = match seen(id) {
-                Seen::Unknown | Seen::Pending if t.since.elapsed() < report_after => {
-                    JobState::Pending
-                }
                 Seen::Unknown => JobState::Pending,
+                Seen::Pending if t.since.elapsed() < report_after => JobState::Pending,
                 Seen::Pending => JobState::Waiting {
                     waited: t.since.elapsed(),
                     why: t.why.get_or_insert_with(|| why(id)).clone(),

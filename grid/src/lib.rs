@@ -42,7 +42,7 @@ mod tests {
     }
 }
 pub use jobs::{Jobs, Seen};
-pub use script::{JobScript, worker_words};
+pub use script::{JobScript, JobSettings, worker_words};
 pub use spec::{Memory, Resources, Spec, SpecEdit, Specs, check_common, format_time, parse_time};
 
 /// What goes wrong here.

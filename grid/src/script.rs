@@ -1,7 +1,7 @@
 //! The job script every grid's workers run: directives, then the worker.
 
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bob_pipelines_executor::distributed::{WorkerEnv, WorkerKind, worker_command};
 
@@ -34,6 +34,51 @@ pub fn worker_words(
         words.push(text(a)?);
     }
     Ok(words)
+}
+
+/// What every grid launcher's jobs share: where they log, their name
+/// prefix, the program and arguments they start, and the prologue. The
+/// builder methods of [`launcher_builders!`](crate::launcher_builders) set
+/// them.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Where jobs write their output (`./logs` by default).
+    pub log_dir: PathBuf,
+    /// The job name prefix (`bob-pipelines`; the spec's name is appended).
+    pub job_name: String,
+    /// Another program to start as the workers (`None`: this one).
+    pub program: Option<PathBuf>,
+    /// Other arguments for the workers (`None`: the driver's own).
+    pub args: Option<Vec<OsString>>,
+    /// Shell lines run in each job before the worker starts.
+    pub prologue: Vec<String>,
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        JobSettings {
+            log_dir: PathBuf::from("logs"),
+            job_name: "bob-pipelines".to_owned(),
+            program: None,
+            args: None,
+            prologue: Vec::new(),
+        }
+    }
+}
+
+impl JobSettings {
+    /// The worker command for spec `spec`'s jobs, as shell words.
+    ///
+    /// # Errors
+    /// As [`worker_words`].
+    pub fn command(&self, spec: &str) -> Result<Vec<String>, Error> {
+        worker_words(self.program.as_deref(), self.args.as_deref(), spec)
+    }
+
+    /// The job name of spec `spec`'s jobs.
+    pub fn job_name(&self, spec: &str) -> String {
+        crate::job_name(&self.job_name, spec)
+    }
 }
 
 /// A worker's job script: `#!/usr/bin/env bash`, the grid's directives

@@ -1,11 +1,9 @@
 //! [`Sge`]: workers as Grid Engine jobs, one kind per queue spec.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::Command;
 
 use bob_pipelines_executor::distributed::{JobState, Launcher, WorkerEnv, WorkerKind};
-use bob_pipelines_grid::{JobScript, Jobs, Seen, job_name, run, said, worker_words};
+use bob_pipelines_grid::{JobScript, JobSettings, Jobs, Seen, run, said};
 use bob_pipelines_sample::BoxError;
 
 use crate::output::{self, QstatJob};
@@ -26,11 +24,7 @@ pub struct Sge {
     specs: QueueSpecs,
     kinds: Vec<WorkerKind>,
     project: Option<String>,
-    log_dir: PathBuf,
-    job_name: String,
-    program: Option<PathBuf>,
-    args: Option<Vec<OsString>>,
-    prologue: Vec<String>,
+    settings: JobSettings,
     /// The run's jobs: when each was submitted, why it waits, how it
     /// ended, and what Ctrl-C deletes.
     jobs: Jobs,
@@ -59,11 +53,7 @@ impl Sge {
             specs,
             kinds,
             project: project.filter(|p| !p.trim().is_empty()),
-            log_dir: PathBuf::from("logs"),
-            job_name: "bob-pipelines".to_owned(),
-            program: None,
-            args: None,
-            prologue: Vec::new(),
+            settings: JobSettings::default(),
             jobs: Jobs::new("SGE", |id| id.split('.').next().unwrap_or(id), Self::qdel),
             validate: true,
         }
@@ -109,10 +99,10 @@ impl Sge {
             spec: kind.to_string(),
             reason: "no spec with this number".to_owned(),
         })?;
-        let command = worker_words(self.program.as_deref(), self.args.as_deref(), name)?;
-        let log = self.log_dir.display().to_string();
+        let command = self.settings.command(name)?;
+        let log = self.settings.log_dir.display().to_string();
         let mut directives = vec![
-            format!("-N {}", job_name(&self.job_name, name)),
+            format!("-N {}", self.settings.job_name(name)),
             format!("-q {}", spec.queue),
         ];
         if let Some(p) = &self.project {
@@ -136,7 +126,7 @@ impl Sge {
         Ok(JobScript {
             prefix: "#$ ",
             directives,
-            prologue: &self.prologue,
+            prologue: &self.settings.prologue,
             env,
             kind: &self.kinds[kind],
             job_id: format!(
@@ -275,7 +265,7 @@ impl Launcher for Sge {
             .map_or(("?", "?"), |(n, s)| (n, s.queue.as_str()));
         let validate = self.validate;
         self.jobs
-            .submit(&self.log_dir, || {
+            .submit(&self.settings.log_dir, || {
                 let qsub =
                     |validate: bool| {
                         let mut qsub = Command::new("qsub");

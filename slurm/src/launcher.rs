@@ -1,13 +1,11 @@
 //! [`Slurm`]: workers as Slurm jobs, one kind per partition spec.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use bob_pipelines_executor::distributed::{JobState, Launcher, WorkerEnv, WorkerKind};
-use bob_pipelines_grid::{JobScript, Jobs, Seen, job_name, run, said, worker_words};
+use bob_pipelines_grid::{JobScript, JobSettings, Jobs, Seen, run, said};
 use bob_pipelines_sample::BoxError;
 
 use crate::output::{self, Listed, SQUEUE_FORMAT};
@@ -31,11 +29,7 @@ pub struct Slurm {
     specs: PartitionSpecs,
     kinds: Vec<WorkerKind>,
     account: Option<String>,
-    log_dir: PathBuf,
-    job_name: String,
-    program: Option<PathBuf>,
-    args: Option<Vec<OsString>>,
-    prologue: Vec<String>,
+    settings: JobSettings,
     jobs: Jobs,
 }
 
@@ -60,11 +54,7 @@ impl Slurm {
             specs,
             kinds,
             account: account.filter(|a| !a.trim().is_empty()),
-            log_dir: PathBuf::from("logs"),
-            job_name: "bob-pipelines".to_owned(),
-            program: None,
-            args: None,
-            prologue: Vec::new(),
+            settings: JobSettings::default(),
             jobs: Jobs::new("Slurm", number, Self::scancel),
         }
     }
@@ -98,9 +88,9 @@ impl Slurm {
             spec: kind.to_string(),
             reason: "no spec with this number".to_owned(),
         })?;
-        let command = worker_words(self.program.as_deref(), self.args.as_deref(), name)?;
-        let log = self.log_dir.display().to_string();
-        let mut directives = vec![format!("--job-name={}", job_name(&self.job_name, name))];
+        let command = self.settings.command(name)?;
+        let log = self.settings.log_dir.display().to_string();
+        let mut directives = vec![format!("--job-name={}", self.settings.job_name(name))];
         directives.extend(spec.options(self.account.as_deref()));
         if n > 1 {
             directives.push(format!("--output={log}/%x.%A_%a.out"));
@@ -114,7 +104,7 @@ impl Slurm {
         Ok(JobScript {
             prefix: "#SBATCH ",
             directives,
-            prologue: &self.prologue,
+            prologue: &self.settings.prologue,
             env,
             kind: &self.kinds[kind],
             job_id: format!(
@@ -230,7 +220,7 @@ impl Launcher for Slurm {
             |p| format!("partition `{p}`"),
         );
         self.jobs
-            .submit(&self.log_dir, || {
+            .submit(&self.settings.log_dir, || {
                 let out = run(
                     Command::new("sbatch").arg("--parsable"),
                     Some(script.as_bytes()),

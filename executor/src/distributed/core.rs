@@ -1481,10 +1481,7 @@ impl<'g> Core<'g> {
             return;
         };
         w.leaving = true;
-        let idle = w.running.is_empty();
-        if idle {
-            self.retire(id, "released: asked to leave before its time limit");
-        }
+        self.retire_if_idle(id);
         self.scale();
     }
 
