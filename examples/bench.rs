@@ -549,6 +549,8 @@ fn driver_bytes(n: usize) {
         bytes as f64 / n as f64,
         key_bytes as f64 / n as f64
     );
+    // The outputs were left in their files: read now, all of them.
+    assert_eq!(out.on_disk() > 0, out.samples().count() == n);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

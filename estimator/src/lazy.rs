@@ -497,19 +497,6 @@ where
         if let Target::Mut(p) = self.target {
             p.set_models(executed.models);
         }
-        let parts = executed
-            .parts
-            .into_iter()
-            .map(|p| {
-                p.downcast::<Vec<Slot<O>>>().map(|b| *b).map_err(|_| {
-                    graph::Error::bug(format!(
-                        "the executor gave back an output partition that is not a {}",
-                        std::any::type_name::<Vec<Slot<O>>>()
-                    ))
-                    .into()
-                })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Outputs::from_parts(parts, executed.report))
+        Ok(Outputs::from_any(executed.parts, executed.report)?)
     }
 }

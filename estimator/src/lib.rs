@@ -18,7 +18,7 @@ pub use bob_pipelines_sample::BoxError;
 pub use closures::{FnStep, how};
 pub use error::{Error, Op, Result};
 pub use lazy::Lazy;
-pub use outputs::{LOAD_STEP, Outputs, SampleSource, SetOutputs};
+pub use outputs::{IntoSlots, LOAD_STEP, Outputs, SampleSource, SetOutputs};
 pub use partitioning::{MAX_AUTO_PARTITION, Partitioning};
 pub use pipeline::{Pipeline, SetSource, StepInfo};
 pub use step::{

@@ -1,8 +1,8 @@
 //! What a pipeline gives back: samples or failures in input order, and a report.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use bob_pipelines_graph::{Failed, Report, Slot};
+use bob_pipelines_graph::{self as graph, AnyPartition, Failed, Report, SavedPartition, Slot};
 use bob_pipelines_sample::{DelayedSample, Key, Meta, Sample, SampleSet};
 
 /// The name under which samples whose data could not be loaded are reported.
@@ -112,32 +112,134 @@ impl<T: Clone> SampleSource<T> for &Sample<T> {
 /// in input order, plus a [`Report`].
 ///
 /// Kept in the partitions they were computed in, so that handing them over
-/// never needs a second copy of a million slots.
+/// never needs a second copy of a million slots. A distributed run whose
+/// last step saves checkpoints can leave its outputs in their files
+/// (`Distributed::outputs_from_checkpoints`): a partition is then read
+/// (large files memory-mapped) the first time it is looked at, and
+/// [`into_iter`](IntoIterator::into_iter) reads one partition at a time, so
+/// outputs larger than memory can be walked through. A sample whose file
+/// went missing since the run is a failure that says so.
 #[derive(Debug)]
 pub struct Outputs<T> {
-    pub(crate) parts: Vec<Vec<Slot<T>>>,
+    parts: Vec<Part<T>>,
     pub(crate) report: Report,
+}
+
+/// One partition of outputs: here, or still in its checkpoint files.
+enum Part<T> {
+    Here(Vec<Slot<T>>),
+    Saved {
+        saved: SavedPartition,
+        read: OnceLock<Vec<Slot<T>>>,
+        /// [`read_saved`] for `T` (made where `T: 'static` is known).
+        reader: fn(&SavedPartition) -> Vec<Slot<T>>,
+    },
+}
+
+impl<T> std::fmt::Debug for Part<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::Here(slots) => write!(f, "{} samples", slots.len()),
+            Part::Saved { saved, .. } => saved.fmt(f),
+        }
+    }
+}
+
+impl<T> Part<T> {
+    fn len(&self) -> usize {
+        match self {
+            Part::Here(slots) => slots.len(),
+            Part::Saved { saved, .. } => saved.len(),
+        }
+    }
+
+    fn slots(&self) -> &[Slot<T>] {
+        match self {
+            Part::Here(slots) => slots,
+            Part::Saved {
+                saved,
+                read,
+                reader,
+            } => read.get_or_init(|| reader(saved)),
+        }
+    }
+
+    fn into_slots(self) -> Vec<Slot<T>> {
+        match self {
+            Part::Here(slots) => slots,
+            Part::Saved {
+                saved,
+                read,
+                reader,
+            } => read.into_inner().unwrap_or_else(|| reader(&saved)),
+        }
+    }
+}
+
+/// A partition's outputs read from their files; when the folder cannot be
+/// read at all, each sample is a failure that says why.
+fn read_saved<T: 'static>(saved: &SavedPartition) -> Vec<Slot<T>> {
+    let why = match saved.read().map(|p| p.downcast::<Vec<Slot<T>>>()) {
+        Ok(Ok(slots)) => return *slots,
+        Ok(Err(_)) => format!(
+            "the checkpoint files were not read as {}: a bug",
+            std::any::type_name::<T>()
+        ),
+        Err(e) => format!("its checkpoint file could not be read: {e}"),
+    };
+    saved
+        .keys()
+        .map(|k| Err(Failed::new(k.clone(), saved.step(), why.clone())))
+        .collect()
+}
+
+impl<T: 'static> Outputs<T> {
+    /// Outputs made of what an executor gave back: partitions of
+    /// `Vec<Slot<T>>`, or [`SavedPartition`]s read when looked at.
+    pub(crate) fn from_any(parts: Vec<AnyPartition>, report: Report) -> graph::Result<Self> {
+        let parts = parts
+            .into_iter()
+            .map(|p| match p.downcast::<Vec<Slot<T>>>() {
+                Ok(slots) => Ok(Part::Here(*slots)),
+                Err(p) => match p.downcast::<SavedPartition>() {
+                    Ok(saved) => Ok(Part::Saved {
+                        saved: *saved,
+                        read: OnceLock::new(),
+                        reader: read_saved::<T>,
+                    }),
+                    Err(_) => Err(graph::Error::bug(format!(
+                        "the executor gave back an output partition that is not a {}",
+                        std::any::type_name::<Vec<Slot<T>>>()
+                    ))),
+                },
+            })
+            .collect::<graph::Result<_>>()?;
+        Ok(Outputs { parts, report })
+    }
 }
 
 impl<T> Outputs<T> {
     /// Outputs made of these partitions.
     pub fn from_parts(parts: Vec<Vec<Slot<T>>>, report: Report) -> Self {
-        Outputs { parts, report }
+        Outputs {
+            parts: parts.into_iter().map(Part::Here).collect(),
+            report,
+        }
     }
 
     /// How many slots (= how many inputs).
     pub fn len(&self) -> usize {
-        self.parts.iter().map(Vec::len).sum()
+        self.parts.iter().map(Part::len).sum()
     }
 
     /// Whether there were no inputs.
     pub fn is_empty(&self) -> bool {
-        self.parts.iter().all(Vec::is_empty)
+        self.parts.iter().all(|p| p.len() == 0)
     }
 
     /// Every position, in input order.
     pub fn iter(&self) -> impl Iterator<Item = &Slot<T>> {
-        self.parts.iter().flatten()
+        self.parts.iter().flat_map(Part::slots)
     }
 
     /// The samples that made it through, in input order.
@@ -155,31 +257,59 @@ impl<T> Outputs<T> {
         &self.report
     }
 
-    /// The partitions, in input order.
-    pub fn into_parts(self) -> Vec<Vec<Slot<T>>> {
+    /// How many partitions are still in their checkpoint files, not read.
+    pub fn on_disk(&self) -> usize {
         self.parts
+            .iter()
+            .filter(|p| matches!(p, Part::Saved { read, .. } if read.get().is_none()))
+            .count()
+    }
+
+    /// The partitions, in input order (every one read).
+    pub fn into_parts(self) -> Vec<Vec<Slot<T>>> {
+        self.parts.into_iter().map(Part::into_slots).collect()
     }
 
     /// Every position, in input order.
     pub fn into_slots(self) -> Vec<Slot<T>> {
-        self.parts.into_iter().flatten().collect()
+        self.into_iter().collect()
     }
 
     /// The samples that made it through, in input order (failures dropped).
     pub fn into_samples(self) -> Vec<Sample<T>> {
-        self.parts
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .collect()
+        self.into_iter().filter_map(Result::ok).collect()
     }
 }
 
 impl<T> IntoIterator for Outputs<T> {
     type Item = Slot<T>;
-    type IntoIter = std::iter::Flatten<std::vec::IntoIter<Vec<Slot<T>>>>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.parts.into_iter().flatten()
+    type IntoIter = IntoSlots<T>;
+    /// Partition by partition: one left in its files is read when reached.
+    fn into_iter(self) -> IntoSlots<T> {
+        IntoSlots {
+            parts: self.parts.into_iter(),
+            current: Vec::new().into_iter(),
+        }
+    }
+}
+
+/// The slots of [`Outputs`], in input order, taken partition by partition:
+/// what `outputs.into_iter()` gives.
+#[derive(Debug)]
+pub struct IntoSlots<T> {
+    parts: std::vec::IntoIter<Part<T>>,
+    current: std::vec::IntoIter<Slot<T>>,
+}
+
+impl<T> Iterator for IntoSlots<T> {
+    type Item = Slot<T>;
+    fn next(&mut self) -> Option<Slot<T>> {
+        loop {
+            if let Some(slot) = self.current.next() {
+                return Some(slot);
+            }
+            self.current = self.parts.next()?.into_slots().into_iter();
+        }
     }
 }
 

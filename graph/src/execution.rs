@@ -1,7 +1,7 @@
 //! Running a task graph's tasks, one at a time, in whatever order an executor picks.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bob_pipelines_sample::Key;
@@ -44,6 +44,8 @@ pub struct Execution<'a> {
     /// Which saving steps' folders hold this run's stamp already.
     stamped: Mutex<Vec<bool>>,
     report: Mutex<Report>,
+    /// The program, shared by the partitions left on disk.
+    shared_program: OnceLock<Arc<Program>>,
     /// The task stream and where tasks ran, kept compact while the run
     /// goes (no allocation per task once its worker is known): written out
     /// into the report when it is made.
@@ -147,6 +149,7 @@ impl<'a> Execution<'a> {
                     .unwrap_or_default(),
             ),
             report: Mutex::new(plan.program.empty_report()),
+            shared_program: OnceLock::new(),
             log: Mutex::new(TaskLog::default()),
             graph,
             start: Instant::now(),
@@ -313,14 +316,13 @@ impl<'a> Execution<'a> {
         *lock(&self.results[i]) = Some(part);
     }
 
-    /// Reads output task `task`'s partition back from the checkpoint files
-    /// its worker wrote (a distributed driver that did not receive it):
-    /// the samples' keys and attributes from the input, not loaded; a
-    /// sample whose file is missing or damaged is computed again here.
+    /// Leaves output task `task`'s partition in the checkpoint files its
+    /// worker wrote (a distributed driver that did not receive it): its
+    /// result is a [`SavedPartition`], the samples' keys and attributes
+    /// from the input (not loaded), read when the caller asks.
     ///
     /// # Errors
-    /// When `task` is not a transform whose step saves checkpoints, its
-    /// input partition was taken, or reading or computing fails.
+    /// When `task` is not a transform, or its input partition was taken.
     pub fn read_output(&self, task: usize) -> Result<()> {
         let TaskKind::Transform {
             step, partition, ..
@@ -333,11 +335,28 @@ impl<'a> Execution<'a> {
         let input = lock(&self.inputs[partition])
             .take()
             .ok_or(Error::InputTaken { partition })?;
-        let part = self.read_checkpoint(step, input, false)?;
-        *lock(&self.keys[partition]) = self.graph.program().steps()[step]
-            .output()
-            .first_keys(&part, KEYS_SHOWN)?;
-        *lock(&self.results[task]) = Some(part);
+        // Only the keys and attributes: the data stays in the files until
+        // the caller reads it.
+        let (metas, _) = input.split(&[])?;
+        *lock(&self.keys[partition]) = metas
+            .iter()
+            .flatten()
+            .take(KEYS_SHOWN)
+            .map(|m| match m {
+                Ok(m) => m.key().clone(),
+                Err(f) => f.key().clone(),
+            })
+            .collect();
+        let program = Arc::clone(
+            self.shared_program
+                .get_or_init(|| Arc::new(self.graph.program().clone())),
+        );
+        let saved = SavedPartition {
+            program,
+            step,
+            metas,
+        };
+        *lock(&self.results[task]) = Some(Box::new(saved));
         Ok(())
     }
 
@@ -718,6 +737,84 @@ impl Drop for Execution<'_> {
             .clone()
             .unwrap_or_else(|| "the run stopped before its end".to_owned());
         self.write_reports(&report, Some(&error));
+    }
+}
+
+/// An output partition left in the checkpoint files its worker wrote,
+/// read when the caller asks: what a distributed run gives back for its
+/// last step when the driver is not to receive the data (see
+/// `Distributed::outputs_from_checkpoints`). It holds the samples' keys
+/// and attributes; [`read`](Self::read) reads the data (files above
+/// 64 KiB memory-mapped) into a `Vec<Slot<O>>`.
+///
+/// The report's list of failed samples does not include this partition's
+/// (its counts do): they are known once it is read.
+pub struct SavedPartition {
+    program: Arc<Program>,
+    step: usize,
+    metas: Metas,
+}
+
+impl std::fmt::Debug for SavedPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedPartition")
+            .field("step", &self.program.steps()[self.step].name())
+            .field("samples", &self.metas.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SavedPartition {
+    /// How many samples.
+    pub fn len(&self) -> usize {
+        self.metas.len()
+    }
+
+    /// Whether it has no samples.
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+
+    /// The samples' keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.metas.iter().flatten().map(|m| match m {
+            Ok(m) => m.key(),
+            Err(f) => f.key(),
+        })
+    }
+
+    /// The step whose outputs these are.
+    pub fn step(&self) -> &str {
+        self.program.steps()[self.step].name()
+    }
+
+    /// The outputs, read from their files now. A sample whose file went
+    /// missing or was damaged since the run wrote it (a damaged one is moved
+    /// aside) is a failure that says so: run the pipeline again to compute
+    /// it. The step's earlier failures are failures, as in any read.
+    ///
+    /// # Errors
+    /// The checkpoint folder could not be read at all.
+    pub fn read(&self) -> Result<AnyPartition> {
+        let info = &*self.program;
+        let keys: Vec<Key> = self.keys().cloned().collect();
+        let mut warnings = Vec::new();
+        let (mut found, attributes) = find_outputs(info, self.step, &keys, false, &mut warnings)?;
+        let mut metas = self.metas.clone();
+        set_attributes(&mut metas, &found, &attributes);
+        let gone = warnings.first().map_or_else(
+            || "its checkpoint file is missing".to_owned(),
+            |w| format!("its checkpoint file is missing or damaged ({w})"),
+        );
+        for f in &mut found {
+            if matches!(f, Found::Recompute) {
+                *f = Found::Failed {
+                    step: self.step().to_owned(),
+                    reason: format!("{gone}: run the pipeline again to compute it"),
+                };
+            }
+        }
+        assemble(info.steps()[self.step].output(), found, metas, None)
     }
 }
 

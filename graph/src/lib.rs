@@ -18,8 +18,8 @@ pub use data::{
 };
 pub use error::{Error, Result, panic_message};
 pub use execution::{
-    Done, Execution, KEYS_SHOWN, ReadCounts, name_checkpoint_input, read_step_outputs, save_model,
-    save_outputs,
+    Done, Execution, KEYS_SHOWN, ReadCounts, SavedPartition, name_checkpoint_input,
+    read_step_outputs, save_model, save_outputs,
 };
 pub use graph::{DryRun, DryRunStep, ModelSource, Task, TaskGraph, TaskKind, program_fingerprint};
 pub use in_memory::InMemory;

@@ -601,8 +601,8 @@ impl<'g> Core<'g> {
         }
     }
 
-    /// Outputs of output task `task` are read back from the checkpoint
-    /// files by the driver when it can, instead of sent.
+    /// Outputs of output task `task` are left in their checkpoint files
+    /// for the caller to read when it can, instead of sent.
     pub(crate) fn read_back(&mut self, task: usize) {
         self.read_back[task] = true;
     }

@@ -252,15 +252,17 @@ impl<L: Launcher> Distributed<L> {
         self
     }
 
-    /// Whether the driver reads the run's outputs back from their checkpoint
-    /// files (when the last step saves them) instead of receiving them from
-    /// the workers: nothing but tasks and answers then crosses the driver's
-    /// sockets. Off by default: it reads a file per sample, which on a
-    /// shared file system costs a round trip to the file server each, where
-    /// the workers' sockets send a partition at once. It pays when the
-    /// driver's link is the narrow one, or the files are local. A partition
-    /// the driver loaded itself (see [`worker_loads`](Self::worker_loads))
-    /// is sent all the same.
+    /// Whether the run's outputs stay in their checkpoint files (when the
+    /// last step saves them) instead of coming from the workers: nothing but
+    /// tasks and answers then crosses the driver's sockets, and the caller's
+    /// outputs read each partition (large files memory-mapped) the first
+    /// time they are looked at. Off by default: reading is a file per
+    /// sample, which on a shared file system costs a round trip to the file
+    /// server each, where the workers' sockets send a partition at once. It
+    /// pays when the driver's link is the narrow one, the files are local,
+    /// or the outputs are larger than the driver's memory. A partition the
+    /// driver loaded itself (see [`worker_loads`](Self::worker_loads)) is
+    /// sent all the same.
     #[must_use]
     pub fn outputs_from_checkpoints(mut self, on: bool) -> Self {
         self.settings.outputs_from_checkpoints = on;

@@ -42,7 +42,8 @@ enum Event {
         task: usize,
         result: graph::Result<Option<Vec<u8>>>,
     },
-    /// An output was read back from its checkpoint files.
+    /// An output was left in its checkpoint files (its input's keys and
+    /// attributes taken).
     ReadBack { result: graph::Result<()> },
     /// An output lost with its worker was read back from its checkpoint
     /// files: its encoded partition, none when the files could not rebuild
@@ -53,8 +54,8 @@ enum Event {
     },
 }
 
-/// Work for the driver's own threads: loads workers cannot run, and outputs
-/// read back from their checkpoint files.
+/// Work for the driver's own threads: loads workers cannot run, outputs left
+/// in their checkpoint files, and lost outputs read back from them.
 enum DriverWork {
     Load(usize),
     ReadBack(usize),
@@ -792,7 +793,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     self.job.record_transform(step, counts, elapsed);
                 }
                 if read_back {
-                    // Read on a driver thread: files may be slow to come.
+                    // On a driver thread: taking the input's keys may pull
+                    // the caller's iterator.
                     self.reading += 1;
                     work.send(DriverWork::ReadBack(task))
                         .map_err(|_| internal("driver threads stopped".to_owned()))?;

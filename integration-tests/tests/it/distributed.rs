@@ -222,8 +222,9 @@ fn processes_compute_the_same_bits_and_write_the_checkpoints() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The driver reads the outputs back from the checkpoints its workers wrote:
-/// the same bits, failures with their reasons included, and none of the
+/// The outputs stay in the checkpoints the workers wrote until the caller
+/// looks at them: the same bits, failures with their reasons included, a
+/// file removed since the run a failure that says so, and none of the
 /// outputs' data through the driver's sockets.
 #[test]
 fn outputs_read_back_from_checkpoints_are_the_same_and_skip_the_sockets() {
@@ -240,7 +241,20 @@ fn outputs_read_back_from_checkpoints_are_the_same_and_skip_the_sockets() {
         .npartitions(12)
         .compute(&ex)
         .unwrap();
-    assert_eq!(bits(&out), reference(600, 12));
+    // Left in their files until looked at: take one away first.
+    assert!(out.on_disk() > 0, "{} partitions on disk", out.on_disk());
+    let mut expected = reference(600, 12);
+    let (key, gone) = expected.iter_mut().find(|(_, b)| b.is_ok()).unwrap();
+    let file = dir.join("features/center").join(format!("{key}.npy"));
+    std::fs::remove_file(&file).unwrap();
+    *gone = Err(format!(
+        "sample {:?} failed at step `center`: its checkpoint file is missing: run the pipeline \
+         again to compute it",
+        key.as_str()
+    ));
+    assert_eq!(out.len(), 600);
+    assert_eq!(bits(&out), expected);
+    assert_eq!(out.on_disk(), 0);
     let r = out.report();
     // Outputs sent would be at least 3 f64 a sample.
     assert!(
