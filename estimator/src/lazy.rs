@@ -14,6 +14,7 @@ use bob_pipelines_sample::Key;
 use crate::Result;
 use crate::outputs::{Outputs, SampleSource};
 use crate::partitioning::Partitioning;
+use crate::pipeline::{Layout, SetSource, flatten};
 
 /// What a lazy run needs of the pipeline it belongs to.
 pub(crate) trait Steps {
@@ -249,13 +250,58 @@ pub struct Lazy<'p, I, O> {
     mode: Mode,
     n: usize,
     partitioning: Partitioning,
-    source: RefCell<Option<Box<dyn Source<'p> + 'p>>>,
+    /// The first list's name, if given.
+    name: Option<String>,
+    /// The lists transformed beside the first.
+    more: Vec<MoreList>,
+    /// Each list's samples, the first list's first, until taken.
+    sources: RefCell<Option<Vec<Box<dyn Source<'p> + 'p>>>>,
     inputs: RefCell<Option<Vec<InputPartition<'p>>>>,
     info: OnceCell<Program>,
     report_dir: Option<PathBuf>,
     /// Runs in this process even in a worker (an earlier compute than its
     /// driver's).
     here: bool,
+}
+
+/// A list of samples transformed beside the first (see
+/// [`Lazy::and_transform`]).
+struct MoreList {
+    name: String,
+    n: usize,
+    /// For sample sets: each set and how many of the samples are its.
+    layout: Option<Layout>,
+}
+
+/// Samples, with their count, ready to be cut into partitions: an iterator
+/// that knows its length is pulled lazily; any other is collected first.
+fn source_of<'p, I, S, It>(samples: It) -> (usize, Box<dyn Source<'p> + 'p>)
+where
+    I: Send + 'static,
+    S: SampleSource<I> + Send + 'p,
+    It: IntoIterator<Item = S>,
+    It::IntoIter: Send + 'p,
+{
+    let iter = samples.into_iter();
+    let (lo, hi) = iter.size_hint();
+    if hi == Some(lo) {
+        (
+            lo,
+            Box::new(IterSource::<_, I> {
+                iter,
+                _data: std::marker::PhantomData,
+            }),
+        )
+    } else {
+        let items: Vec<S> = iter.collect();
+        (
+            items.len(),
+            Box::new(IterSource::<_, I> {
+                iter: items.into_iter(),
+                _data: std::marker::PhantomData,
+            }),
+        )
+    }
 }
 
 impl<I, O> std::fmt::Debug for Lazy<'_, I, O> {
@@ -279,35 +325,16 @@ where
         It: IntoIterator<Item = S>,
         It::IntoIter: Send + 'p,
     {
-        let iter = samples.into_iter();
-        let (lo, hi) = iter.size_hint();
-        // The count decides the partitioning: an iterator that knows it is pulled
-        // lazily; any other is collected first.
-        let (n, source): (usize, Box<dyn Source<'p> + 'p>) = if hi == Some(lo) {
-            (
-                lo,
-                Box::new(IterSource::<_, I> {
-                    iter,
-                    _data: std::marker::PhantomData,
-                }),
-            )
-        } else {
-            let items: Vec<S> = iter.collect();
-            (
-                items.len(),
-                Box::new(IterSource::<_, I> {
-                    iter: items.into_iter(),
-                    _data: std::marker::PhantomData,
-                }),
-            )
-        };
+        let (n, source) = source_of(samples);
         Lazy {
             target,
             _types: std::marker::PhantomData,
             mode,
             n,
             partitioning: Partitioning::Auto,
-            source: RefCell::new(Some(source)),
+            name: None,
+            more: Vec::new(),
+            sources: RefCell::new(Some(vec![source])),
             inputs: RefCell::new(None),
             info: OnceCell::new(),
             report_dir: None,
@@ -362,6 +389,92 @@ where
         self
     }
 
+    /// Names the first list of samples (`train`): its task ids, pictures
+    /// and reports then name it, as they name the lists added with
+    /// [`and_transform`](Self::and_transform).
+    #[must_use]
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Transforms another list of samples in the same run: one task graph,
+    /// one set of workers, one compute. Its samples go through every step,
+    /// with the models this run fits on the first list as soon as each
+    /// exists (the steps before the first fit start at once, beside the
+    /// fit's own inputs), and come back as
+    /// [`Outputs::take_list`]`(name)`. bob.bio's experiment is
+    /// `pipeline.fit(train).and_transform("enroll", enroll).and_transform("probe", probe)`.
+    /// Each list is cut into partitions as the first is. The name (letters,
+    /// digits, `_` and `-`; one per list) starts the ids of its tasks
+    /// (`probe:load-0`); a bad one fails [`info`](Self::info).
+    #[must_use]
+    pub fn and_transform<S, It>(mut self, name: &str, samples: It) -> Self
+    where
+        S: SampleSource<I> + Send + 'p,
+        It: IntoIterator<Item = S>,
+        It::IntoIter: Send + 'p,
+    {
+        let (n, source) = source_of(samples);
+        self.add(name, n, source, None);
+        self
+    }
+
+    /// [`and_transform`](Self::and_transform) for sample sets (bob's
+    /// enrollment by subject): every inner sample is transformed, and
+    /// [`Outputs::take_sets`]`(name)` gives the sets back with their keys and
+    /// attributes.
+    ///
+    /// # Errors
+    /// [`Error::SetLoad`](crate::Error::SetLoad) for a delayed set that
+    /// fails to load.
+    pub fn and_transform_sets<S>(
+        mut self,
+        name: &str,
+        sets: impl IntoIterator<Item = S>,
+    ) -> Result<Self>
+    where
+        S: SetSource<I>,
+        S::Member: Send + 'p,
+    {
+        let (layout, members) = flatten(sets)?;
+        let (n, source) = source_of(members);
+        self.add(name, n, source, Some(layout));
+        Ok(self)
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        n: usize,
+        source: Box<dyn Source<'p> + 'p>,
+        layout: Option<Layout>,
+    ) {
+        self.more.push(MoreList {
+            name: name.to_owned(),
+            n,
+            layout,
+        });
+        if let Some(sources) = self.sources.get_mut() {
+            sources.push(source);
+        }
+    }
+
+    /// The input partitions of every list, in the program's order.
+    fn partitions(&self, program: &Program) -> Result<Vec<InputPartition<'p>>> {
+        let sources = self
+            .sources
+            .borrow_mut()
+            .take()
+            .ok_or(graph::Error::InputTaken { partition: 0 })?;
+        let lens = program.partition_lens();
+        Ok(sources
+            .into_iter()
+            .zip(program.lists())
+            .flat_map(|(source, list)| source.into_partitions(&lens[list.partitions.clone()]))
+            .collect())
+    }
+
     /// How many input samples.
     pub fn len(&self) -> usize {
         self.n
@@ -395,6 +508,12 @@ where
             lens,
             pipeline.input_codec(),
         );
+        if let Some(name) = &self.name {
+            program.name_first_list(name);
+        }
+        for list in &self.more {
+            program.add_list(&list.name, &self.partitioning.lengths(list.n)?)?;
+        }
         if let Some(dir) = &self.report_dir {
             program.report_to(dir.clone());
         }
@@ -407,12 +526,7 @@ where
             return Ok(self.info.get_or_init(|| program));
         }
         if self.inputs.borrow().is_none() {
-            let source = self
-                .source
-                .borrow_mut()
-                .take()
-                .ok_or(graph::Error::InputTaken { partition: 0 })?;
-            *self.inputs.borrow_mut() = Some(source.into_partitions(program.partition_lens()));
+            *self.inputs.borrow_mut() = Some(self.partitions(&program)?);
         }
         if let Some(options) = pipeline.checkpoints() {
             // A worker replaying an earlier compute reads what the driver
@@ -451,12 +565,7 @@ where
             // The inputs go with the plan, not pulled: a worker loads only
             // the partitions it is told to.
             let program = self.info()?.clone();
-            let source = self
-                .source
-                .borrow_mut()
-                .take()
-                .ok_or(graph::Error::InputTaken { partition: 0 })?;
-            let inputs = source.into_partitions(program.partition_lens());
+            let inputs = self.partitions(&program)?;
             match executor.serve(Plan { program, inputs }) {
                 Serve::Earlier(plan) => {
                     if self.target.get().checkpoints().is_none() {
@@ -494,9 +603,27 @@ where
         if let Some(marker) = marker {
             marker.done();
         }
+        // The first list's outputs, then each other list's, in order.
+        let info = self.info()?;
+        let mut parts = executed.parts.into_iter();
+        let first = if info.gives_back(0) {
+            info.lists()[0].partitions.len()
+        } else {
+            0
+        };
+        let own: Vec<_> = parts.by_ref().take(first).collect();
+        let mut lists = Vec::with_capacity(self.more.len());
+        for (list, more) in info.lists()[1..].iter().zip(&self.more) {
+            let theirs = parts.by_ref().take(list.partitions.len()).collect();
+            let mut out = Outputs::from_any(theirs, executed.report.clone())?;
+            out.layout.clone_from(&more.layout);
+            lists.push((more.name.clone(), out));
+        }
+        let mut out = Outputs::from_any(own, executed.report)?;
+        out.lists = lists;
         if let Target::Mut(p) = self.target {
             p.set_models(executed.models);
         }
-        Ok(Outputs::from_any(executed.parts, executed.report)?)
+        Ok(out)
     }
 }

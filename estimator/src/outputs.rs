@@ -5,6 +5,8 @@ use std::sync::{Arc, OnceLock};
 use bob_pipelines_graph::{self as graph, AnyPartition, Failed, Report, SavedPartition, Slot};
 use bob_pipelines_sample::{DelayedSample, Key, Meta, Sample, SampleSet};
 
+use crate::pipeline::Layout;
+
 /// The name under which samples whose data could not be loaded are reported.
 pub const LOAD_STEP: &str = "load";
 
@@ -123,6 +125,10 @@ impl<T: Clone> SampleSource<T> for &Sample<T> {
 pub struct Outputs<T> {
     parts: Vec<Part<T>>,
     pub(crate) report: Report,
+    /// The outputs of the lists transformed beside this one, by name.
+    pub(crate) lists: Vec<(String, Outputs<T>)>,
+    /// For a list of sample sets: each set and how many samples are its.
+    pub(crate) layout: Option<Layout>,
 }
 
 /// One partition of outputs: here, or still in its checkpoint files.
@@ -214,7 +220,12 @@ impl<T: 'static> Outputs<T> {
                 },
             })
             .collect::<graph::Result<_>>()?;
-        Ok(Outputs { parts, report })
+        Ok(Outputs {
+            parts,
+            report,
+            lists: Vec::new(),
+            layout: None,
+        })
     }
 }
 
@@ -224,7 +235,41 @@ impl<T> Outputs<T> {
         Outputs {
             parts: parts.into_iter().map(Part::Here).collect(),
             report,
+            lists: Vec::new(),
+            layout: None,
         }
+    }
+
+    /// The names of the lists transformed beside this one in the same run
+    /// ([`Lazy::and_transform`](crate::Lazy::and_transform)), in order.
+    pub fn list_names(&self) -> impl Iterator<Item = &str> {
+        self.lists.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The outputs of list `name`, transformed beside this one.
+    pub fn list(&self, name: &str) -> Option<&Outputs<T>> {
+        self.lists.iter().find(|(n, _)| n == name).map(|(_, o)| o)
+    }
+
+    /// Takes the outputs of list `name` (its report is the whole run's).
+    /// A list of sample sets gives its samples, flattened: see
+    /// [`take_sets`](Self::take_sets).
+    pub fn take_list(&mut self, name: &str) -> Option<Outputs<T>> {
+        let at = self.lists.iter().position(|(n, _)| n == name)?;
+        Some(self.lists.remove(at).1)
+    }
+
+    /// Takes the outputs of list `name`, added as sample sets
+    /// ([`Lazy::and_transform_sets`](crate::Lazy::and_transform_sets)), as
+    /// sets; `None` when there is no such list of sets.
+    pub fn take_sets(&mut self, name: &str) -> Option<SetOutputs<T>> {
+        let at = self
+            .lists
+            .iter()
+            .position(|(n, o)| n == name && o.layout.is_some())?;
+        let mut out = self.lists.remove(at).1;
+        let layout = out.layout.take()?;
+        Some(crate::pipeline::regroup(layout, out))
     }
 
     /// How many slots (= how many inputs).

@@ -519,9 +519,10 @@ impl<T: Send> SetSource<T> for &DelayedSampleSet<T> {
     }
 }
 
-type Layout = Vec<(Arc<Meta>, usize)>;
+/// Each set's key and attributes, and how many samples are its.
+pub(crate) type Layout = Vec<(Arc<Meta>, usize)>;
 
-fn flatten<T, S: SetSource<T>>(
+pub(crate) fn flatten<T, S: SetSource<T>>(
     sets: impl IntoIterator<Item = S>,
 ) -> Result<(Layout, Vec<S::Member>)> {
     let mut layout = Vec::new();
@@ -534,7 +535,7 @@ fn flatten<T, S: SetSource<T>>(
     Ok((layout, members))
 }
 
-fn regroup<O>(layout: Layout, outputs: Outputs<O>) -> SetOutputs<O> {
+pub(crate) fn regroup<O>(layout: Layout, outputs: Outputs<O>) -> SetOutputs<O> {
     let report = outputs.report.clone();
     let mut slots = outputs.into_iter();
     let mut failed: Vec<Failed> = Vec::new();

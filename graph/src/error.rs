@@ -51,6 +51,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A list of inputs added to a run has a bad name.
+    #[error(
+        "input list `{name}`: {why}; name each list once, with letters, digits, `_` and `-` (`enroll`, `dev-probe`)"
+    )]
+    InputList {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// An input partition was asked for twice.
     #[error("input partition {partition} was already loaded; inputs are handed out once per run")]
     InputTaken {

@@ -95,31 +95,46 @@ pub struct TaskGraph {
 }
 
 impl TaskGraph {
-    /// The graph of a run.
+    /// The graph of a run. A fit learns from the first list's partitions
+    /// only; every other list goes through every step, each transform after
+    /// the fit of its step (the steps before the first fit start at once).
     pub fn new(info: &Program) -> Self {
         let lens = info.partition_lens();
         let steps = info.steps();
-        let end = info.transform_end();
         let any_fit = (0..steps.len()).any(|i| info.fits(i));
         let mut tasks: Vec<Task> = Vec::new();
         let push = |tasks: &mut Vec<Task>, t: Task| {
             tasks.push(t);
             tasks.len() - 1
         };
-        // A `fit` with nothing to fit has nothing to load either.
-        let needed = info.mode() != Mode::Fit || any_fit;
+        // Ids name the list (`probe:load-0`) and the partition within it.
+        let prefix: Vec<(String, usize)> = (0..lens.len())
+            .map(|p| {
+                let list = &info.lists()[info.list_of(p)];
+                let name = if list.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}:", list.name)
+                };
+                (name, p - list.partitions.start)
+            })
+            .collect();
+        // A `fit` with nothing to fit has nothing to load from its list.
+        let needed = |p: usize| info.list_of(p) > 0 || info.mode() != Mode::Fit || any_fit;
         let start = |p: usize| info.checkpoint().and_then(|c| c.start(p));
-        let mut current: Vec<usize> = if needed {
-            lens.iter()
-                .enumerate()
-                .map(|(p, &n)| {
+        let mut current: Vec<Option<usize>> = lens
+            .iter()
+            .enumerate()
+            .map(|(p, &n)| {
+                let (list, q) = &prefix[p];
+                needed(p).then(|| {
                     let from = start(p);
                     push(
                         &mut tasks,
                         Task {
                             id: match from {
-                                Some(s) => format!("{}.load-{p}", steps[s].name()),
-                                None => format!("load-{p}"),
+                                Some(s) => format!("{list}{}.load-{q}", steps[s].name()),
+                                None => format!("{list}load-{q}"),
                             },
                             kind: TaskKind::Load { partition: p, from },
                             deps: vec![],
@@ -128,10 +143,9 @@ impl TaskGraph {
                         },
                     )
                 })
-                .collect()
-        } else {
-            vec![]
-        };
+            })
+            .collect();
+        let first = info.lists()[0].partitions.clone();
         for (s, step) in steps.iter().enumerate() {
             let fit = info.fits(s).then(|| {
                 push(
@@ -139,40 +153,39 @@ impl TaskGraph {
                     Task {
                         id: format!("{}.fit", step.name()),
                         kind: TaskKind::Fit { step: s },
-                        deps: current.clone(),
+                        deps: current[first.clone()].iter().flatten().copied().collect(),
                         resource: step.opts().fit_tag.clone(),
-                        samples: lens.iter().sum(),
+                        samples: lens[first.clone()].iter().sum(),
                     },
                 )
             });
-            if s < end {
-                for (p, cur) in current.iter_mut().enumerate() {
-                    if start(p).is_some_and(|from| s <= from) {
-                        continue; // read from the checkpoint: nothing to compute
-                    }
-                    let mut deps = vec![*cur];
-                    deps.extend(fit);
-                    *cur = push(
-                        &mut tasks,
-                        Task {
-                            id: format!("{}.transform-{p}", step.name()),
-                            kind: TaskKind::Transform {
-                                step: s,
-                                partition: p,
-                            },
-                            deps,
-                            resource: step.opts().transform_tag.clone(),
-                            samples: lens[p],
-                        },
-                    );
+            for (p, cur) in current.iter_mut().enumerate() {
+                let Some(c) = cur else { continue };
+                if s >= info.end_of(p) || start(p).is_some_and(|from| s <= from) {
+                    continue; // past its end, or read from the checkpoint
                 }
+                let mut deps = vec![*c];
+                deps.extend(fit);
+                let (list, q) = &prefix[p];
+                *c = push(
+                    &mut tasks,
+                    Task {
+                        id: format!("{list}{}.transform-{q}", step.name()),
+                        kind: TaskKind::Transform {
+                            step: s,
+                            partition: p,
+                        },
+                        deps,
+                        resource: step.opts().transform_tag.clone(),
+                        samples: lens[p],
+                    },
+                );
             }
         }
-        let outputs = if info.mode() == Mode::Fit {
-            vec![]
-        } else {
-            current
-        };
+        let outputs = (0..lens.len())
+            .filter(|&p| info.gives_back(info.list_of(p)))
+            .filter_map(|p| current[p])
+            .collect();
         let mut dependents = vec![Vec::new(); tasks.len()];
         for (i, t) in tasks.iter().enumerate() {
             for &d in &t.deps {
@@ -259,12 +272,22 @@ impl TaskGraph {
              fontname=\"Helvetica\", fillcolor=\"#e8eef7\"];\n",
         );
         for t in &self.tasks {
+            // A partition is numbered within its list, which the label names.
+            let local = |p: usize| {
+                let list = &self.info.lists()[self.info.list_of(p)];
+                let name = if list.name.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} ", list.name)
+                };
+                format!("{name}#{}", p - list.partitions.start)
+            };
             let (label, extra) = match t.kind {
                 TaskKind::Load {
                     partition,
                     from: None,
                 } => (
-                    format!("load #{partition}\\n{} samples", t.samples),
+                    format!("load {}\\n{} samples", local(partition), t.samples),
                     ", fillcolor=\"#eeeeee\"",
                 ),
                 TaskKind::Load {
@@ -272,8 +295,9 @@ impl TaskGraph {
                     from: Some(s),
                 } => (
                     format!(
-                        "{} checkpoint\\nload #{partition}",
-                        self.info.steps()[s].name()
+                        "{} checkpoint\\nload {}",
+                        self.info.steps()[s].name(),
+                        local(partition)
                     ),
                     ", fillcolor=\"#d9f0d3\", shape=folder",
                 ),
@@ -283,8 +307,9 @@ impl TaskGraph {
                 ),
                 TaskKind::Transform { step, partition } => (
                     format!(
-                        "{}\\ntransform #{partition}",
-                        self.info.steps()[step].name()
+                        "{}\\ntransform {}",
+                        self.info.steps()[step].name(),
+                        local(partition)
                     ),
                     "",
                 ),

@@ -4,7 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
 use crate::data::{AnyPartition, Model};
-use crate::program::{Executed, Executor, Mode, Plan, Program};
+use crate::program::{Executed, Executor, Plan, Program};
 use crate::report::Report;
 use crate::{Error, Result};
 
@@ -37,9 +37,15 @@ impl Executor for InMemory {
         let start = Instant::now();
         let mut report = info.empty_report();
         let mut models: Vec<Option<Model>> = info.steps.iter().map(|s| s.model.clone()).collect();
-        let stops: Vec<usize> = (0..info.steps.len()).filter(|&i| info.fits(i)).collect();
-        let end = info.transform_end();
-        let first_stage = stops.first().copied().unwrap_or(end).min(end);
+        let n = info.steps.len();
+        let stops: Vec<usize> = (0..n).filter(|&i| info.fits(i)).collect();
+        let first_stage = stops.first().copied().unwrap_or(n);
+        // Fits learn from the first list; every list goes to its own end.
+        let fitted_on = info.lists()[0].partitions.clone();
+        let stage = |p: usize, steps: std::ops::Range<usize>| {
+            let end = info.end_of(p);
+            steps.start.min(end)..steps.end.min(end)
+        };
 
         let mut parts = Vec::with_capacity(inputs.len());
         for (p, input) in inputs.into_iter().enumerate() {
@@ -47,7 +53,7 @@ impl Executor for InMemory {
             report.load_failed += loaded.load_failed;
             parts.push(through(
                 &info,
-                0..first_stage,
+                stage(p, 0..first_stage),
                 (p, loaded.partition),
                 &models,
                 &mut report,
@@ -55,11 +61,11 @@ impl Executor for InMemory {
         }
         for (j, &stop) in stops.iter().enumerate() {
             let t0 = Instant::now();
-            let refs: Vec<&AnyPartition> = parts.iter().collect();
+            let refs: Vec<&AnyPartition> = parts[fitted_on.clone()].iter().collect();
             let step = &info.steps[stop];
             let fitted =
                 catch_unwind(AssertUnwindSafe(|| step.fit(&refs))).unwrap_or_else(|panic| {
-                    let samples = info.lens.iter().sum();
+                    let samples = info.lens[fitted_on.clone()].iter().sum();
                     let task = format!("{}.fit", step.name);
                     Err(Error::panicked(
                         &task,
@@ -71,17 +77,23 @@ impl Executor for InMemory {
             models[stop] = Some(fitted?);
             report.steps[stop].fitted = true;
             report.steps[stop].fit_time = t0.elapsed();
-            let stage_end = stops.get(j + 1).copied().unwrap_or(end).min(end);
-            if stop < stage_end {
-                parts = parts
-                    .into_iter()
-                    .enumerate()
-                    .map(|p| through(&info, stop..stage_end, p, &models, &mut report))
-                    .collect::<Result<_>>()?;
-            }
+            let stage_end = stops.get(j + 1).copied().unwrap_or(n);
+            parts = parts
+                .into_iter()
+                .enumerate()
+                .map(|(p, part)| {
+                    through(
+                        &info,
+                        stage(p, stop..stage_end),
+                        (p, part),
+                        &models,
+                        &mut report,
+                    )
+                })
+                .collect::<Result<_>>()?;
         }
-        if info.mode == Mode::Fit {
-            parts.clear();
+        if !info.gives_back(0) {
+            parts.drain(fitted_on);
         }
         report.total = start.elapsed();
         Ok(Executed {

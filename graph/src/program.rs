@@ -23,6 +23,18 @@ pub enum Mode {
     FitTransform,
 }
 
+/// One list of input samples in a run: the first (the run's own, fitted on
+/// in a `fit` or `fit_transform` run) or one transformed beside it in the
+/// same graph (bob.bio's `dev-enroll`, `dev-probe`, … next to `train`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputList {
+    /// Its name: empty for the first list unless it was named; the task ids
+    /// of its partitions start with it (`probe:load-0`).
+    pub name: String,
+    /// Its partitions (indices into the run's partitions).
+    pub partitions: std::ops::Range<usize>,
+}
+
 /// Everything about a run but its input data: its steps, mode, partition
 /// lengths and checkpoint plan — what its task graph is built from, what
 /// workers are sent, and what they compare (its fingerprint).
@@ -31,6 +43,8 @@ pub struct Program {
     pub(crate) steps: Vec<ProgramStep>,
     pub(crate) mode: Mode,
     pub(crate) lens: Vec<usize>,
+    /// The input lists, the first one's partitions first.
+    pub(crate) lists: Vec<InputList>,
     pub(crate) checkpoint: Option<Arc<CheckpointPlan>>,
     pub(crate) input: Arc<dyn DataCodec>,
     /// Where the run's report files go, when the program says.
@@ -46,13 +60,100 @@ impl Program {
         lens: Vec<usize>,
         input: Arc<dyn DataCodec>,
     ) -> Self {
+        let lists = vec![InputList {
+            name: String::new(),
+            partitions: 0..lens.len(),
+        }];
         Program {
             steps,
             mode,
             lens,
+            lists,
             checkpoint: None,
             input,
             report_dir: None,
+        }
+    }
+
+    /// Names the first input list (`train`): its task ids then start with
+    /// the name, as the other lists' do.
+    pub fn name_first_list(&mut self, name: &str) {
+        self.lists[0].name = name.to_owned();
+    }
+
+    /// Adds a list of input samples, in partitions of `lens`, that the run
+    /// transforms through every step, with the models fitted on the first
+    /// list as soon as they exist; its outputs come after the first list's.
+    /// Before the checkpoints are planned.
+    ///
+    /// # Errors
+    /// [`Error::InputList`] when `name` is empty, not made of letters,
+    /// digits, `_` and `-`, or already taken.
+    pub fn add_list(&mut self, name: &str, lens: &[usize]) -> Result<()> {
+        let bad = if name.is_empty() {
+            Some("it is empty")
+        } else if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            Some("only letters, digits, `_` and `-` may name a list")
+        } else if self.lists.iter().any(|l| l.name == name) {
+            Some("another list has this name")
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            return Err(Error::InputList {
+                name: name.to_owned(),
+                why: why.to_owned(),
+            });
+        }
+        let start = self.lens.len();
+        self.lens.extend_from_slice(lens);
+        self.lists.push(InputList {
+            name: name.to_owned(),
+            partitions: start..self.lens.len(),
+        });
+        Ok(())
+    }
+
+    /// The input lists: the first, then those added.
+    pub fn lists(&self) -> &[InputList] {
+        &self.lists
+    }
+
+    /// The list partition `p` belongs to.
+    pub fn list_of(&self, p: usize) -> usize {
+        self.lists
+            .iter()
+            .position(|l| l.partitions.contains(&p))
+            .unwrap_or(0)
+    }
+
+    /// Whether the run gives back list `list`'s outputs: every list's but
+    /// the first's in a `fit` run.
+    pub fn gives_back(&self, list: usize) -> bool {
+        list > 0 || self.mode != Mode::Fit
+    }
+
+    /// Partition `p` goes through steps `0..end_of(p)`: every step, but
+    /// for the first list in a `fit` run, which stops at the last step it
+    /// fits.
+    pub fn end_of(&self, p: usize) -> usize {
+        if self.list_of(p) == 0 {
+            self.first_end()
+        } else {
+            self.steps.len()
+        }
+    }
+
+    fn first_end(&self) -> usize {
+        match self.mode {
+            Mode::Fit => (0..self.steps.len())
+                .rev()
+                .find(|&i| self.fits(i))
+                .unwrap_or(0),
+            _ => self.steps.len(),
         }
     }
 
@@ -116,15 +217,14 @@ impl Program {
         self.checkpoint.as_deref()
     }
 
-    /// Steps `0..transform_end()` transform their partitions; a `fit` run stops
-    /// at the last step it fits (nothing after it learns from its output).
+    /// Steps `0..transform_end()` transform partitions; a `fit` run of one
+    /// list stops at the last step it fits (nothing after it learns from its
+    /// output). See [`end_of`](Self::end_of) for one partition.
     pub fn transform_end(&self) -> usize {
-        match self.mode {
-            Mode::Fit => (0..self.steps.len())
-                .rev()
-                .find(|&i| self.fits(i))
-                .unwrap_or(0),
-            _ => self.steps.len(),
+        if self.lists.len() > 1 {
+            self.steps.len()
+        } else {
+            self.first_end()
         }
     }
 
@@ -137,11 +237,10 @@ impl Program {
         let Some(ck) = self.checkpoint() else {
             return true;
         };
-        let end = self.transform_end();
         !(0..self.steps.len()).any(|i| self.fits(i))
-            && ck.starts.iter().all(|start| {
+            && ck.starts.iter().enumerate().all(|(p, start)| {
                 let first = start.map_or(0, |s| s + 1);
-                !(first..end).any(|i| ck.saves[i])
+                !(first..self.end_of(p)).any(|i| ck.saves[i])
             })
     }
 

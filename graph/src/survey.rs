@@ -249,10 +249,7 @@ pub(crate) fn checkpoint_plan(
     let first_stale = (0..n)
         .find(|&i| matches!(plan.lineage[i], Lineage::Stale(_)))
         .unwrap_or(n);
-    let usable_end = first_fit
-        .min(first_attr)
-        .min(first_stale)
-        .min(info.transform_end());
+    let usable_end = first_fit.min(first_attr).min(first_stale);
 
     // A run that did not finish may have left temp files: only then walk the
     // step folders to remove them (a walk costs more than the run's own checks).
@@ -304,7 +301,7 @@ pub(crate) fn checkpoint_plan(
                     }
                 }
                 // A partition starts at a datum, never at an attribute.
-                if complete && !force && i < usable_end && !is_attr[i] {
+                if complete && !force && i < usable_end.min(info.end_of(p)) && !is_attr[i] {
                     start = Some(i);
                 }
             }

@@ -6,6 +6,7 @@ mod crash;
 mod distributed;
 mod iris;
 mod lineage;
+mod lists;
 mod report;
 mod seed;
 mod sge;

@@ -1,0 +1,243 @@
+//! Several lists of samples in one run: fit on one, transform the others in
+//! the same task graph, on every executor.
+
+use std::num::NonZeroUsize;
+
+use bob_pipelines::executor::distributed::{Distributed, LocalProcesses, is_worker};
+use bob_pipelines::prelude::*;
+use ndarray::Array1;
+
+use crate::distributed::{in_folder, nz, pipeline, run_dir};
+
+type Bits = Vec<(String, Result<Vec<u64>, String>)>;
+
+fn bits(out: &Outputs<Array1<f64>>) -> Bits {
+    crate::distributed::bits(out)
+}
+
+/// `n` samples whose keys start with `list` (some end in 7: they fail).
+fn list(name: &str, n: usize, from: usize) -> Vec<Sample<Array1<f64>>> {
+    (from..from + n)
+        .map(|i| {
+            Sample::new(
+                format!("{name}{i}"),
+                Array1::from_vec(vec![i as f64, -0.5, (i as f64).sqrt()]),
+            )
+        })
+        .collect()
+}
+
+/// Workers that run this test and nothing else.
+fn local_p2(test: &str) -> Distributed<LocalProcesses> {
+    let args = vec![
+        "--exact".to_owned(),
+        format!("lists::{test}"),
+        "--nocapture".to_owned(),
+    ];
+    Distributed::new(LocalProcesses::new(nz(2), NonZeroUsize::MIN).args(args))
+        .with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent))
+}
+
+/// The experiment as separate computes: fit on `train`, then transform
+/// `enroll` and `probe` with the fitted pipeline.
+fn separately() -> (Bits, Bits) {
+    let mut p = pipeline(0);
+    p.fit(list("train", 60, 0))
+        .npartitions(3)
+        .compute(&SingleThreaded::new())
+        .unwrap();
+    let enroll = p
+        .transform(list("enroll", 25, 100))
+        .npartitions(3)
+        .compute(&SingleThreaded::new())
+        .unwrap();
+    let probe = p
+        .transform(list("probe", 40, 200))
+        .npartitions(3)
+        .compute(&SingleThreaded::new())
+        .unwrap();
+    (bits(&enroll), bits(&probe))
+}
+
+fn one_graph(executor: &dyn Executor) -> (Bits, Bits, bob_pipelines::estimator::Report) {
+    let mut p = pipeline(0);
+    let mut out = p
+        .fit(list("train", 60, 0))
+        .named("train")
+        .and_transform("enroll", list("enroll", 25, 100))
+        .and_transform("probe", list("probe", 40, 200))
+        .npartitions(3)
+        .compute(executor)
+        .unwrap();
+    assert!(out.is_empty(), "a fit gives back nothing of its own list");
+    assert_eq!(out.list_names().collect::<Vec<_>>(), ["enroll", "probe"]);
+    let enroll = out.take_list("enroll").unwrap();
+    let probe = out.take_list("probe").unwrap();
+    assert!(out.take_list("probe").is_none());
+    (bits(&enroll), bits(&probe), out.report().clone())
+}
+
+#[test]
+fn one_graph_gives_every_list_what_separate_computes_give_on_every_executor() {
+    // Workers run this test again up to the distributed compute: only the
+    // driver computes the references and runs the other executors.
+    let ex = local_p2("one_graph_gives_every_list_what_separate_computes_give_on_every_executor");
+    let distributed = one_graph(&ex);
+    let expected = separately();
+    let executors: Vec<Box<dyn Executor>> = vec![
+        Box::new(SingleThreaded::new()),
+        Box::new(ThreadPool::new(nz(3))),
+        Box::new(InMemory),
+    ];
+    let runs = executors
+        .iter()
+        .map(|ex| (ex.name(), one_graph(&**ex)))
+        .chain([(ex.name(), distributed)]);
+    let on_workers = |r: &bob_pipelines::estimator::Report| {
+        r.tasks.iter().any(|t| t.worker.starts_with("local-"))
+    };
+    for (name, (enroll, probe, report)) in runs {
+        assert_eq!((enroll, probe), expected, "on {name}");
+        assert_eq!(on_workers(&report), name == ex.name(), "on {name}");
+        // The fit learnt from `train` alone: 60 samples, 6 of them failed
+        // at the first step; every list went through it.
+        assert_eq!(report.steps[0].samples, 60 + 25 + 40, "on {name}");
+        // The second step has the lists' samples that did not fail at the first.
+        assert_eq!(report.steps[1].samples, (25 - 2) + (40 - 4), "on {name}");
+        if name != "in-memory" {
+            // The task stream names the lists.
+            let ids: Vec<&str> = report.tasks.iter().map(|t| t.task.as_str()).collect();
+            for id in [
+                "train:load-2",
+                "enroll:slow.transform-0",
+                "probe:center.transform-2",
+            ] {
+                assert!(ids.contains(&id), "{id} not in {ids:?} on {name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_lists_transforms_wait_for_the_fit_only_from_the_fitted_step_on() {
+    let mut p = pipeline(0);
+    let lazy = p
+        .fit(list("train", 60, 0))
+        .and_transform("probe", list("probe", 40, 200))
+        .npartitions(3);
+    let g = TaskGraph::new(lazy.info().unwrap());
+    let deps = |id: &str| -> Vec<String> {
+        let t = g.find(id).unwrap_or_else(|| panic!("no task {id}"));
+        g.task(t)
+            .deps()
+            .iter()
+            .map(|&d| g.task(d).id().to_owned())
+            .collect()
+    };
+    // The first list is unnamed: its ids are as in a run of one list.
+    assert_eq!(
+        deps("center.fit"),
+        ["slow.transform-0", "slow.transform-1", "slow.transform-2"]
+    );
+    assert_eq!(deps("probe:slow.transform-1"), ["probe:load-1"]);
+    assert_eq!(
+        deps("probe:center.transform-1"),
+        ["probe:slow.transform-1", "center.fit"]
+    );
+    // A fit stops its own list at the fit; the others go to the end.
+    assert!(g.find("center.transform-0").is_none());
+    let outputs: Vec<&str> = g.outputs().iter().map(|&o| g.task(o).id()).collect();
+    assert_eq!(
+        outputs,
+        [
+            "probe:center.transform-0",
+            "probe:center.transform-1",
+            "probe:center.transform-2"
+        ]
+    );
+    assert!(g.to_dot().contains("probe #1"), "{}", g.to_dot());
+}
+
+#[test]
+fn a_checkpointed_experiment_in_one_graph_computes_nothing_the_second_time() {
+    let dir = run_dir("lists-ck");
+    if !is_worker() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let ex = local_p2("a_checkpointed_experiment_in_one_graph_computes_nothing_the_second_time");
+    for round in 0..2 {
+        let mut p = pipeline(0).checkpoint(in_folder(&dir));
+        let mut out = p
+            .fit(list("train", 60, 0))
+            .and_transform("enroll", list("enroll", 25, 100))
+            .and_transform("probe", list("probe", 40, 200))
+            .npartitions(3)
+            .compute(&ex)
+            .unwrap();
+        let r = out.report().clone();
+        let got = (
+            bits(&out.take_list("enroll").unwrap()),
+            bits(&out.take_list("probe").unwrap()),
+        );
+        assert_eq!(got, separately(), "round {round}");
+        if round == 1 {
+            assert!(!r.steps[1].fitted, "the model is read back: {r}");
+            assert_eq!(r.steps[0].samples + r.steps[1].samples, 0, "{r}");
+            assert_eq!(
+                (r.from_checkpoints, r.known_failed),
+                (25 + 40, 2 + 4),
+                "{r}"
+            );
+            assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        }
+    }
+    assert!(dir.join("features/center/probe200.npy").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn lists_of_sample_sets_come_back_as_sets() {
+    let sets = (0..5).map(|s| {
+        SampleSet::new(
+            format!("subject{s}"),
+            list(&format!("subject{s}-"), 4, 5 * s),
+        )
+        .with_attr("subject", s as i64)
+    });
+    let mut p = pipeline(0);
+    let mut out = p
+        .fit_transform(list("train", 30, 0))
+        .and_transform_sets("enroll", sets)
+        .unwrap()
+        .compute(&ThreadPool::new(nz(2)))
+        .unwrap();
+    assert_eq!(out.len(), 30);
+    let enrolled = out.take_sets("enroll").unwrap();
+    let keys: Vec<&str> = enrolled.sets().iter().map(|s| s.key().as_str()).collect();
+    assert_eq!(
+        keys,
+        ["subject0", "subject1", "subject2", "subject3", "subject4"]
+    );
+    // subject1-7 and subject3-17 end in 7: they failed.
+    let sizes: Vec<usize> = enrolled.sets().iter().map(|s| s.len()).collect();
+    assert_eq!(sizes, [4, 3, 4, 3, 4]);
+    assert_eq!(enrolled.failed().len(), 2);
+    assert!(out.take_sets("enroll").is_none());
+}
+
+#[test]
+fn a_bad_list_name_is_an_error_that_names_it() {
+    let mut p = pipeline(0);
+    for (name, why) in [
+        ("", "empty"),
+        ("dev probe", "letters, digits"),
+        ("enroll", "another list"),
+    ] {
+        let lazy = p
+            .fit(list("train", 6, 0))
+            .and_transform("enroll", list("enroll", 2, 10))
+            .and_transform(name, list("x", 2, 20));
+        let e = lazy.info().unwrap_err().to_string();
+        assert!(e.contains(&format!("`{name}`")) && e.contains(why), "{e}");
+    }
+}
