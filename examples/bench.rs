@@ -38,6 +38,8 @@
 //!   seed over N prebuilt samples on 4 Slurm workers (partition `cpu`)
 //!   against `local-p4`. Job logs go to `./target/bench-slurm`.
 
+#[path = "common/experiment.rs"]
+mod experiment;
 #[path = "common/seed.rs"]
 mod seed;
 
@@ -95,9 +97,11 @@ fn main() {
         "small" => small(),
         "scale" => scale(n(1, 128), n(2, 20_000)),
         "driver-bytes" => driver_bytes(n(1, 10_000)),
+        "experiment" => experiment_bench(),
+        "experiment-one" => experiment_one(&args[1]),
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, slurm, verify, small, scale, driver-bytes"
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, slurm, verify, small, scale, driver-bytes, experiment"
             );
             std::process::exit(2);
         }
@@ -552,6 +556,74 @@ fn driver_bytes(n: usize) {
     // The outputs were left in their files: read now, all of them.
     assert_eq!(out.on_disk() > 0, out.samples().count() == n);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The example experiment (400 images, 20 ms of preprocessing each) on
+/// `local-p2`, as one graph and as three computes, each in a process of its
+/// own: wall times, and the ideal (the steps' total time over 2 workers).
+fn experiment_bench() {
+    let (one, line) = child(&["experiment-one", "one-graph"]);
+    let ideal = field(&line, "steps_s") / 2.0;
+    let (separate, _) = child(&["experiment-one", "separate"]);
+    println!(
+        "{{\"bench\":\"experiment\",\"executor\":\"local-p2\",\"one_graph_s\":{one:.3},\"ideal_s\":{ideal:.3},\"separate_computes_s\":{separate:.3},\"one_graph_over_ideal\":{:.3}}}",
+        one / ideal
+    );
+}
+
+/// One run of the experiment bench, checkpointed into a fresh folder:
+/// `one-graph` (fit, enroll and probe in one compute) or `separate` (three
+/// computes). Prints its wall time (`samples_per_s` holds it, for
+/// [`child`]) and its steps' total time.
+fn experiment_one(how: &str) {
+    let dir = std::path::PathBuf::from(format!("target/bench-experiment-{how}"));
+    if !is_worker() {
+        let _ = std::fs::remove_dir_all(dir.join("features"));
+        let _ = std::fs::remove_dir_all(dir.join("models"));
+    }
+    experiment::write_database(&dir.join("db"), experiment::Shape::SMALL).expect("the database");
+    let groups = experiment::open(&dir.join("db")).expect("the database");
+    let executor = Distributed::new(LocalProcesses::new(
+        NonZeroUsize::new(2).expect("2 > 0"),
+        NonZeroUsize::MIN,
+    ))
+    .named("local-p2")
+    .dashboard(None)
+    .with_progress(std::sync::Arc::new(Silent));
+    let mut pipeline = experiment::pipeline(std::time::Duration::from_millis(20))
+        .checkpoint(Checkpoints::new(dir.join("features")).model_dir(dir.join("models")));
+    let sets = experiment::by_subject(groups.enroll).expect("subjects");
+    let t0 = Instant::now();
+    let reports = if how == "one-graph" {
+        let out = pipeline
+            .fit(groups.train)
+            .and_transform_sets("enroll", sets)
+            .expect("sets")
+            .and_transform("probe", groups.probe)
+            .compute(&executor)
+            .expect("the experiment");
+        vec![out.report().clone()]
+    } else {
+        let fit = pipeline.fit(groups.train).compute(&executor).expect("fit");
+        let fit = fit.report().clone();
+        let enroll = pipeline
+            .transform_sets(sets, &executor)
+            .expect("enroll")
+            .report()
+            .clone();
+        let probe = pipeline
+            .transform(groups.probe)
+            .compute(&executor)
+            .expect("probe");
+        vec![fit, enroll, probe.report().clone()]
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    let steps: f64 = reports
+        .iter()
+        .flat_map(|r| &r.steps)
+        .map(|s| (s.fit_time + s.transform_time).as_secs_f64())
+        .sum();
+    println!("{{\"how\":\"{how}\",\"samples_per_s\":{secs:.3},\"steps_s\":{steps:.3}}}");
 }
 
 /// This process's CPU time so far, user and system, from `/proc/self/stat`.

@@ -345,9 +345,10 @@ impl Progress for Dashboard {
         self.with(|s| {
             *s = State {
                 compute: format!(
-                    "{:?} of {samples} samples in {} partitions",
+                    "{:?} of {samples} samples in {} partitions{}",
                     info.mode(),
-                    info.npartitions()
+                    info.npartitions(),
+                    info.lists_line()
                 ),
                 steps,
                 start: Some(Instant::now()),

@@ -209,8 +209,9 @@ impl Bars {
         let steps: Vec<&str> = info.steps().iter().map(|s| s.name()).collect();
         let samples: usize = info.partition_lens().iter().sum();
         format!(
-            "compute {compute}: {mode} of {samples} samples in {} partitions: {}",
+            "compute {compute}: {mode} of {samples} samples in {} partitions{}: {}",
             info.npartitions(),
+            info.lists_line(),
             steps.join(" → ")
         )
     }

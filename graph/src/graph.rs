@@ -492,6 +492,8 @@ pub struct DryRunStep {
 /// What a run would do, step by step, without doing it (`--dry-run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DryRun {
+    /// The lists of samples, when there are several.
+    pub lists: Vec<crate::report::ListReport>,
     /// One entry per step.
     pub steps: Vec<DryRunStep>,
     /// Tasks in the graph.
@@ -509,6 +511,9 @@ impl DryRun {
 
 impl fmt::Display for DryRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for l in &self.lists {
+            writeln!(f, "list {l}")?;
+        }
         for s in &self.steps {
             let model = match s.model {
                 ModelSource::None => "",
@@ -581,6 +586,7 @@ impl TaskGraph {
             })
             .collect();
         DryRun {
+            lists: info.list_reports(),
             steps,
             tasks: self.tasks.len(),
         }

@@ -28,8 +28,8 @@ pub use program::{
     WORKER_ENV, is_worker,
 };
 pub use report::{
-    FailedSample, MAX_BARS, MAX_FAILURES, RanOn, Report, StepReport, TaskRecord, WorkerEvent,
-    WorkerRecord,
+    FailedSample, ListReport, MAX_BARS, MAX_FAILURES, RanOn, Report, StepReport, TaskRecord,
+    WorkerEvent, WorkerRecord,
 };
 pub use step::{ATTR_EXT, ProgramStep, StepOp, StepOptions};
 pub use survey::{RUN_MARKER, RunMarker};

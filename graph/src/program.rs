@@ -122,6 +122,50 @@ impl Program {
         &self.lists
     }
 
+    /// What the report says of the lists: nothing for a run of one.
+    pub fn list_reports(&self) -> Vec<crate::report::ListReport> {
+        if self.lists.len() < 2 {
+            return Vec::new();
+        }
+        self.lists
+            .iter()
+            .enumerate()
+            .map(|(i, l)| crate::report::ListReport {
+                name: l.name.clone(),
+                samples: self.lens[l.partitions.clone()].iter().sum(),
+                partitions: l.partitions.len(),
+                role: match (i, self.mode) {
+                    (0, Mode::Fit) => "fit",
+                    (0, Mode::FitTransform) => "fit, transform",
+                    _ => "transform",
+                }
+                .to_owned(),
+            })
+            .collect()
+    }
+
+    /// The lists in a few words, for progress lines (`; lists: train 60,
+    /// probe 40`): empty for a run of one list.
+    pub fn lists_line(&self) -> String {
+        let lists: Vec<String> = self
+            .list_reports()
+            .iter()
+            .map(|l| {
+                let name = if l.name.is_empty() {
+                    "(first)"
+                } else {
+                    &l.name
+                };
+                format!("{name} {}", l.samples)
+            })
+            .collect();
+        if lists.is_empty() {
+            String::new()
+        } else {
+            format!("; lists: {}", lists.join(", "))
+        }
+    }
+
     /// The list partition `p` belongs to.
     pub fn list_of(&self, p: usize) -> usize {
         self.lists
@@ -275,6 +319,7 @@ impl Program {
                     ran_on: Vec::new(),
                 })
                 .collect(),
+            lists: self.list_reports(),
             warnings: self
                 .checkpoint
                 .as_ref()

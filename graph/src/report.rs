@@ -102,6 +102,38 @@ pub struct Report {
     /// elsewhere (empty otherwise), in order of submission.
     #[serde(default)]
     pub workers: Vec<WorkerRecord>,
+    /// The lists of samples the run went through, when there were several
+    /// (see `Lazy::and_transform`); empty for a run of one list.
+    #[serde(default)]
+    pub lists: Vec<ListReport>,
+}
+
+/// One list of samples of a run of several.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListReport {
+    /// Its name (empty: the first list, unnamed).
+    pub name: String,
+    /// Its samples.
+    pub samples: usize,
+    /// Its partitions.
+    pub partitions: usize,
+    /// What the run did with it: `fit`, `fit, transform` or `transform`.
+    pub role: String,
+}
+
+impl fmt::Display for ListReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = if self.name.is_empty() {
+            "(first)"
+        } else {
+            &self.name
+        };
+        write!(
+            f,
+            "{name} ({}): {} samples in {} partitions",
+            self.role, self.samples, self.partitions
+        )
+    }
 }
 
 /// A worker of the run (on a grid, its job): what it was, what became of
@@ -173,6 +205,10 @@ pub struct TaskRecord {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.lists.is_empty() {
+            let lists: Vec<String> = self.lists.iter().map(ToString::to_string).collect();
+            writeln!(f, "lists: {}", lists.join("; "))?;
+        }
         writeln!(
             f,
             "{:<24} {:>10} {:>8} {:>10} {:>12}",
@@ -278,6 +314,22 @@ impl Report {
             self.total,
             self.tasks.len()
         ));
+        if !self.lists.is_empty() {
+            h.push_str(
+                "<h2>Lists</h2><table id=\"lists\"><tr><th>list</th><th>role</th>\
+                 <th>samples</th><th>partitions</th></tr>",
+            );
+            for l in &self.lists {
+                h.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&l.name),
+                    esc(&l.role),
+                    l.samples,
+                    l.partitions
+                ));
+            }
+            h.push_str("</table>");
+        }
         h.push_str(
             "<h2>Steps</h2><table id=\"steps\"><tr><th>step</th><th>samples</th><th>failed</th>\
              <th>fit</th><th>transform</th><th>ran on</th></tr>",

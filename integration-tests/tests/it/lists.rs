@@ -99,6 +99,16 @@ fn one_graph_gives_every_list_what_separate_computes_give_on_every_executor() {
     for (name, (enroll, probe, report)) in runs {
         assert_eq!((enroll, probe), expected, "on {name}");
         assert_eq!(on_workers(&report), name == ex.name(), "on {name}");
+        let lists: Vec<String> = report.lists.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lists,
+            [
+                "train (fit): 60 samples in 3 partitions",
+                "enroll (transform): 25 samples in 3 partitions",
+                "probe (transform): 40 samples in 3 partitions"
+            ],
+            "on {name}"
+        );
         // The fit learnt from `train` alone: 60 samples, 6 of them failed
         // at the first step; every list went through it.
         assert_eq!(report.steps[0].samples, 60 + 25 + 40, "on {name}");
@@ -156,6 +166,13 @@ fn the_lists_transforms_wait_for_the_fit_only_from_the_fitted_step_on() {
         ]
     );
     assert!(g.to_dot().contains("probe #1"), "{}", g.to_dot());
+    // The dry run names the lists.
+    let plan = g.plan().to_string();
+    assert!(
+        plan.contains("list (first) (fit): 60 samples in 3 partitions")
+            && plan.contains("list probe (transform): 40 samples in 3 partitions"),
+        "{plan}"
+    );
 }
 
 #[test]
@@ -240,4 +257,57 @@ fn a_bad_list_name_is_an_error_that_names_it() {
         let e = lazy.info().unwrap_err().to_string();
         assert!(e.contains(&format!("`{name}`")) && e.contains(why), "{e}");
     }
+}
+
+/// `examples/experiment.rs`: bob.bio's shape in one compute on worker
+/// processes, bob's score file, and nothing computed the second time.
+#[test]
+fn the_experiment_example_scores_in_one_compute_and_computes_nothing_again() {
+    let example = crate::workspace_binary("example", "experiment", &[]);
+    let out = std::env::temp_dir().join(format!("bp-experiment-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let run = || {
+        let run = std::process::Command::new(&example)
+            .args(["local-p2", "--out", out.to_str().unwrap()])
+            .env("BOB_PIPELINES_DASHBOARD", "off")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&run.stdout).into_owned();
+        let err = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert!(run.status.success(), "{text}\n{err}");
+        (text, err)
+    };
+    let (first, err) = run();
+    // One compute: workers replay nothing, and say nothing.
+    assert_eq!(
+        first.matches("compute 1:").count() + err.matches("compute 1:").count(),
+        1,
+        "{first}\n{err}"
+    );
+    assert!(
+        !err.contains("compute 2") && !err.contains("earlier compute"),
+        "{err}"
+    );
+    assert!(
+        first.contains("15 enrolled subjects, 90 probes, 1350 scores"),
+        "{first}"
+    );
+    assert!(!first.contains("nothing computed"), "{first}");
+    let scores = std::fs::read_to_string(out.join("scores-dev.txt")).unwrap();
+    assert_eq!(scores.lines().count(), 1350);
+    for line in scores.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 4, "{line}");
+        assert!(
+            f[3].parse::<f64>().is_ok_and(|s| (-1.0..=1.0).contains(&s)),
+            "{line}"
+        );
+    }
+    let (second, _) = run();
+    assert!(second.contains("nothing computed"), "{second}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("scores-dev.txt")).unwrap(),
+        scores
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }
