@@ -37,6 +37,11 @@
 //!   the first finished task on a fresh worker job, median of 3 — then the
 //!   seed over N prebuilt samples on 4 Slurm workers (partition `cpu`)
 //!   against `local-p4`. Job logs go to `./target/bench-slurm`.
+//! - `cargo run --release --example bench -- experiment`: the experiment
+//!   example's pipeline (20 ms of preprocessing per image, 400 images) on
+//!   `local-p2`, checkpointed into a fresh folder: fit, enroll and probe as
+//!   one graph, then as three computes, each in a process of its own; the
+//!   one-graph time against its ideal (the steps' total time / 2).
 
 #[path = "common/experiment.rs"]
 mod experiment;
