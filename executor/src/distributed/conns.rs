@@ -437,12 +437,22 @@ impl Conns {
             .collect()
     }
 
-    /// Tells every worker to leave, and writes it (for at most `patience`).
-    pub(crate) fn shutdown(&mut self, patience: Duration) {
+    /// Tells every worker to leave, and writes it (for at most `patience`);
+    /// those in `keep` are told to wait for the program's next compute
+    /// instead, and their connections (blocking again) come back.
+    pub(crate) fn shutdown(
+        &mut self,
+        patience: Duration,
+        keep: &BTreeSet<u32>,
+    ) -> Vec<(u32, TcpStream)> {
         let until = Instant::now() + patience;
         for (&id, c) in &mut self.conns {
-            c.queue(&ToWorker::Shutdown, &[]);
-            c.closing = true;
+            if keep.contains(&id) {
+                c.queue(&ToWorker::Wait, &[]);
+            } else {
+                c.queue(&ToWorker::Shutdown, &[]);
+                c.closing = true;
+            }
             self.dirty.insert(id);
         }
         let mut out = Vec::new();
@@ -454,9 +464,20 @@ impl Conns {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        for (_, c) in std::mem::take(&mut self.conns) {
-            let _ = c.stream.shutdown(Shutdown::Both);
+        let mut kept = Vec::new();
+        for (id, c) in std::mem::take(&mut self.conns) {
+            let fd = c.stream.as_raw_fd();
+            let _ = epoll_ctl(&self.epoll, libc::EPOLL_CTL_DEL, fd, 0, 0);
+            if keep.contains(&id)
+                && c.outbuf.len() == c.sent
+                && c.stream.set_nonblocking(false).is_ok()
+            {
+                kept.push((id, c.stream));
+            } else {
+                let _ = c.stream.shutdown(Shutdown::Both);
+            }
         }
+        kept
     }
 }
 

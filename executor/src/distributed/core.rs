@@ -403,6 +403,31 @@ impl<'g> Core<'g> {
         })
     }
 
+    /// The connected workers worth keeping for the program's next compute:
+    /// those of a known kind not leaving nor near their time limit.
+    pub(crate) fn keepable(&self) -> Vec<u32> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.kind.is_some() && w.retiring.is_none() && !self.ending(w))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Worker `id`'s job and kind.
+    pub(crate) fn job_of(&self, id: u32) -> Option<(String, usize)> {
+        let w = self.workers.get(&id)?;
+        Some((w.name.clone(), w.kind?))
+    }
+
+    /// The jobs started for this run, but `but`.
+    pub(crate) fn jobs_but(&self, but: &[&str]) -> Vec<String> {
+        self.jobs
+            .keys()
+            .filter(|j| !but.contains(&j.as_str()))
+            .cloned()
+            .collect()
+    }
+
     /// The kind of job `job` while its worker has not connected (none once
     /// it has, or for a job of no run's).
     pub(crate) fn waiting_job(&self, job: &str) -> Option<&str> {

@@ -74,20 +74,43 @@ pub(crate) struct Settings {
     pending_limit: Option<Duration>,
     worker_loads: bool,
     outputs_from_checkpoints: bool,
+    keep_workers: bool,
     /// Where the live dashboard is served; `None`: not at all.
     dashboard: Option<SocketAddr>,
 }
 
 /// The distributed executor: a scheduler here, workers from a [`Launcher`].
-pub struct Distributed<L> {
+pub struct Distributed<L: Launcher> {
     launcher: Mutex<L>,
+    /// The scheduler's port and secret, and the workers kept between the
+    /// program's computes.
+    session: Mutex<Option<scheduler::Session>>,
     settings: Settings,
     name: String,
     progress: Arc<dyn Progress>,
     dashboard_url: Mutex<Option<String>>,
 }
 
-impl<L> std::fmt::Debug for Distributed<L> {
+impl<L: Launcher> Drop for Distributed<L> {
+    /// The program has no next compute: the workers kept for one leave,
+    /// and their jobs end.
+    fn drop(&mut self) {
+        let session = self
+            .session
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(session) = session {
+            let launcher = self
+                .launcher
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            session.end(launcher);
+        }
+    }
+}
+
+impl<L: Launcher> std::fmt::Debug for Distributed<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Distributed")
             .field("name", &self.name)
@@ -111,6 +134,7 @@ impl<L: Launcher> Distributed<L> {
         Distributed {
             name: launcher.name(),
             launcher: Mutex::new(launcher),
+            session: Mutex::new(None),
             settings: Settings {
                 bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 advertise: None,
@@ -126,6 +150,7 @@ impl<L: Launcher> Distributed<L> {
                 pending_limit: None,
                 worker_loads: true,
                 outputs_from_checkpoints: false,
+                keep_workers: true,
                 dashboard: Some(SocketAddr::new(
                     IpAddr::V4(Ipv4Addr::LOCALHOST),
                     crate::dashboard::DEFAULT_PORT,
@@ -269,6 +294,21 @@ impl<L: Launcher> Distributed<L> {
         self
     }
 
+    /// Whether the workers of a compute that succeeded are kept for the
+    /// program's next compute on this executor (the default): each waits,
+    /// connected, up to the death timeout (30 s); when the program computes
+    /// again it starts itself again in place — the same process, the same
+    /// cluster job, no new wave in the queue — replays the computes up to
+    /// the one it served (from the checkpoints, as any worker does) and
+    /// joins. A worker near its time limit is not kept; jobs still queued
+    /// are cancelled. Off: every compute starts its own workers, and its
+    /// jobs end with it.
+    #[must_use]
+    pub fn keep_workers(mut self, on: bool) -> Self {
+        self.settings.keep_workers = on;
+        self
+    }
+
     /// Where the live dashboard is served while a run computes: by default
     /// 127.0.0.1:8787, or the next free port up to 8887 (port 0: any free
     /// one); `None`: no dashboard. `BOB_PIPELINES_DASHBOARD` (`off`, or
@@ -373,8 +413,20 @@ impl<L: Launcher> Executor for Distributed<L> {
         launcher.stderr_to(Arc::new(move |worker, line| {
             said.worker_said(worker, line);
         }));
-        scheduler::run(&job, &mut *launcher, &self.settings, &*progress, &self.name)
-            .map_err(|e| e.into_run(&self.name))?;
+        let mut session = self
+            .session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        scheduler::run(
+            &job,
+            &mut *launcher,
+            &self.settings,
+            &*progress,
+            &self.name,
+            &mut session,
+        )
+        .map_err(|e| e.into_run(&self.name))?;
+        drop(session);
         drop(launcher);
         let executed = job.finish()?;
         progress.finished(&executed.report);

@@ -199,6 +199,14 @@ pub(crate) enum ToWorker {
     Heartbeat,
     /// No more work for this worker: exit.
     Shutdown,
+    /// This compute is over; the driver keeps this worker (its job) in case
+    /// the program computes again: wait, up to the death timeout, for
+    /// [`Again`](Self::Again); leave quietly if it does not come.
+    Wait,
+    /// The program's next compute starts: start again in place (same
+    /// process, same job), replay the computes up to the one served, and
+    /// connect to the same scheduler at the next.
+    Again,
 }
 
 /// Worker → scheduler.
@@ -363,6 +371,11 @@ impl WorkerEnv {
     const HEARTBEAT_MS: &'static str = "BOB_PIPELINES_HEARTBEAT_MS";
     const DEATH_TIMEOUT_MS: &'static str = "BOB_PIPELINES_DEATH_TIMEOUT_MS";
     const LIFETIME_MS: &'static str = "BOB_PIPELINES_WORKER_LIFETIME_MS";
+    /// Set by a worker that starts itself again for the driver's next
+    /// compute: the fingerprint of the compute it served. That one and
+    /// every compute before it are earlier computes; the first after it is
+    /// the driver's.
+    pub(crate) const AFTER: &'static str = "BOB_PIPELINES_AFTER";
 
     /// The heartbeat interval unless told otherwise.
     pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -411,6 +424,19 @@ impl WorkerEnv {
         std::env::var(Self::PROGRAM)
             .ok()
             .and_then(|p| u64::from_str_radix(&p, 16).ok())
+    }
+
+    /// The fingerprint of the compute this worker served before it started
+    /// itself again (see [`ToWorker::Again`]).
+    pub fn after_from_env() -> Option<u64> {
+        std::env::var(Self::AFTER)
+            .ok()
+            .and_then(|p| u64::from_str_radix(&p, 16).ok())
+    }
+
+    /// Variable name of the driver's program fingerprint.
+    pub(crate) fn program_var() -> &'static str {
+        Self::PROGRAM
     }
 
     /// What this process was given, with the defaults for what is unset.

@@ -23,7 +23,7 @@ use super::Settings;
 use super::conns::{Conns, Incoming, Wake};
 use super::core::{Command, Core, From, Limits, Place, Stop};
 use super::launcher::{JobState, Launcher};
-use super::protocol::{FromWorker, Input, Next, Output, TaskOp, ToWorker, WorkerEnv};
+use super::protocol::{FromWorker, Input, Next, Output, TaskOp, ToWorker, WorkerEnv, put};
 use crate::local::run_task;
 use crate::progress::Progress;
 use crate::wire::{self, Arrival, MAX_HANDSHAKES, Secret, SecretFile, WireError, WorkerInfo};
@@ -70,28 +70,23 @@ pub(crate) fn run(
     settings: &Settings,
     progress: &dyn Progress,
     executor: &str,
+    session: &mut Option<Session>,
 ) -> Result<()> {
     let graph = job.graph();
     let fail = Error::Cannot;
     let ignored = check_resources(job, launcher, executor)?;
     let io = |what: &str, e: std::io::Error| fail(format!("{what}: {e}"));
-    let listener =
-        TcpListener::bind((settings.bind, 0)).map_err(|e| io("binding the scheduler's port", e))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| io("the scheduler's port", e))?
-        .port();
-    let host = settings
-        .advertise
-        .clone()
-        .unwrap_or_else(|| settings.bind.to_string());
-    std::fs::create_dir_all(&settings.secret_dir)
-        .map_err(|e| io(&format!("creating {}", settings.secret_dir.display()), e))?;
-    let secret =
-        SecretFile::create(&settings.secret_dir).map_err(|e| io("writing the secret file", e))?;
+    if session.is_none() {
+        *session = Some(Session::open(settings)?);
+    }
+    let here = session.as_mut().expect("opened above");
+    let listener = here
+        .listener
+        .try_clone()
+        .map_err(|e| io("the scheduler's port", e))?;
     let env = WorkerEnv {
-        scheduler: format!("{host}:{port}"),
-        secret_file: secret.path().to_path_buf(),
+        scheduler: here.scheduler.clone(),
+        secret_file: here.secret.path().to_path_buf(),
         program: Some(program_fingerprint(graph.program())),
         heartbeat: settings.heartbeat,
         death_timeout: settings.death_timeout,
@@ -101,13 +96,26 @@ pub(crate) fn run(
         lifetime: None,
     }
     .run_vars();
+    let secret = here.secret.secret().clone();
+    // The workers kept from the last compute start again for this one.
+    let kept: Vec<(String, usize)> = std::mem::take(&mut here.kept)
+        .into_iter()
+        .filter_map(|mut k| {
+            let _ = k.stream.set_write_timeout(Some(Duration::from_secs(2)));
+            if put(&mut k.stream, &ToWorker::Again, &[]).is_err() {
+                launcher.cancel(&k.job);
+                return None;
+            }
+            Some((k.job, k.kind))
+        })
+        .collect();
 
     let (events_tx, events) = mpsc::channel();
     let (conns, wake) = Conns::new(events_tx).map_err(|e| io("the scheduler's wake pipe", e))?;
     let stop = Arc::new(AtomicBool::new(false));
     accept_workers(
         listener,
-        secret.secret().clone(),
+        secret,
         program_fingerprint(graph.program()),
         (settings.handshake_timeout, MAX_HANDSHAKES),
         wake.clone(),
@@ -122,6 +130,11 @@ pub(crate) fn run(
         (env, conns),
         (launcher.kinds().to_vec(), ignored),
     );
+    for (job, kind) in kept {
+        let name = launcher.kinds()[kind].name.clone();
+        s.worker_state(&job, &name, "kept from the program's last compute");
+        s.core.launched(kind, vec![job]);
+    }
     let (work_tx, work_rx) = mpsc::channel::<DriverWork>();
     let work_rx = Mutex::new(work_rx);
     let outcome = std::thread::scope(|scope| {
@@ -135,8 +148,68 @@ pub(crate) fn run(
         outcome
     });
     stop.store(true, Ordering::Release);
-    s.close(launcher);
+    let keep = outcome.is_ok() && settings.keep_workers;
+    let kept = s.close(launcher, keep);
+    match session {
+        Some(here) if keep => here.kept = kept,
+        _ => *session = None,
+    }
     outcome
+}
+
+/// What outlives one compute of a [`Distributed`](super::Distributed)
+/// executor: the scheduler's port and secret, and the workers kept for the
+/// program's next compute (their jobs keep running; see [`ToWorker::Wait`]).
+pub(crate) struct Session {
+    listener: TcpListener,
+    secret: SecretFile,
+    /// The address workers reach the scheduler at.
+    scheduler: String,
+    kept: Vec<Kept>,
+}
+
+/// A worker kept, connected, for the next compute.
+struct Kept {
+    stream: TcpStream,
+    job: String,
+    kind: usize,
+}
+
+impl Session {
+    /// A port to listen on and a secret, for the computes to come.
+    fn open(settings: &Settings) -> Result<Self> {
+        let io = |what: &str, e: std::io::Error| Error::Cannot(format!("{what}: {e}"));
+        let listener = TcpListener::bind((settings.bind, 0))
+            .map_err(|e| io("binding the scheduler's port", e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| io("the scheduler's port", e))?
+            .port();
+        let host = settings
+            .advertise
+            .clone()
+            .unwrap_or_else(|| settings.bind.to_string());
+        std::fs::create_dir_all(&settings.secret_dir)
+            .map_err(|e| io(&format!("creating {}", settings.secret_dir.display()), e))?;
+        let secret = SecretFile::create(&settings.secret_dir)
+            .map_err(|e| io("writing the secret file", e))?;
+        Ok(Session {
+            listener,
+            secret,
+            scheduler: format!("{host}:{port}"),
+            kept: Vec::new(),
+        })
+    }
+
+    /// The program has no next compute: the kept workers leave, and every
+    /// job the launcher started is stopped.
+    pub(crate) fn end(mut self, launcher: &mut dyn Launcher) {
+        for mut k in std::mem::take(&mut self.kept) {
+            let _ = k.stream.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = put(&mut k.stream, &ToWorker::Shutdown, &[]);
+        }
+        launcher.shutdown();
+    }
 }
 
 /// The resource tags that no kind of worker provides. On one machine they
@@ -982,14 +1055,38 @@ impl<'j, 'a> Scheduler<'j, 'a> {
 
     /// The run is over: workers are told to go, the launcher stops what is
     /// left, and temp files of lost workers are removed.
-    fn close(&mut self, launcher: &mut dyn Launcher) {
+    /// Ends the run's side of the workers: each leaves, or with `keep`,
+    /// waits for the program's next compute (a worker near the end of its
+    /// time is not kept; a job that never connected is cancelled). Returns
+    /// the workers kept.
+    fn close(&mut self, launcher: &mut dyn Launcher, keep: bool) -> Vec<Kept> {
+        let kept_ids: BTreeSet<u32> = if keep {
+            self.core.keepable().into_iter().collect()
+        } else {
+            BTreeSet::new()
+        };
         for id in self.peers.keys() {
             if let Some((name, kind)) = self.core.worker(*id) {
                 self.worker_state(name, kind, "finished");
             }
         }
-        self.conns.shutdown(Duration::from_secs(2));
-        launcher.shutdown();
+        let streams = self.conns.shutdown(Duration::from_secs(2), &kept_ids);
+        let mut kept = Vec::new();
+        if keep {
+            for (id, stream) in streams {
+                if let Some((job, kind)) = self.core.job_of(id) {
+                    kept.push(Kept { stream, job, kind });
+                }
+            }
+            for job in self
+                .core
+                .jobs_but(&kept.iter().map(|k| k.job.as_str()).collect::<Vec<_>>())
+            {
+                launcher.cancel(&job);
+            }
+        } else {
+            launcher.shutdown();
+        }
         self.job.record_traffic(self.conns.read, self.conns.written);
         if self.refused > 0 {
             self.job.warn(format!(
@@ -1038,6 +1135,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 }
             }
         }
+        kept
     }
 }
 

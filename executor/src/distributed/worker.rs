@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
@@ -45,9 +45,64 @@ pub(crate) fn serve(plan: Plan<'_>) -> ! {
 }
 
 /// Whether `program` is not the one the driver runs (the driver's program
-/// fingerprint differs): an earlier compute of the same program.
+/// fingerprint differs): an earlier compute of the same program. A worker
+/// the driver kept for its next compute ([`ToWorker::Again`]) does not know
+/// that compute's fingerprint: every compute up to the one it served is
+/// earlier, and the next is the driver's.
 pub(crate) fn earlier_compute(program: &Program) -> bool {
+    static PASSED: AtomicBool = AtomicBool::new(false);
+    if let Some(served) = WorkerEnv::after_from_env() {
+        if PASSED.load(Ordering::Acquire) {
+            return false;
+        }
+        if served == program_fingerprint(program) {
+            PASSED.store(true, Ordering::Release);
+        }
+        return true;
+    }
     WorkerEnv::program_from_env().is_some_and(|want| want != program_fingerprint(program))
+}
+
+/// Starts this worker again in place (same process, same job), for the
+/// driver's next compute after the one whose fingerprint is `served`.
+/// Returns only if that fails.
+fn again(served: u64) -> std::io::Error {
+    use std::os::unix::process::CommandExt as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let mut args = std::env::args_os();
+    let _ = args.next();
+    std::process::Command::new("/proc/self/exe")
+        .args(args)
+        .env_remove(WorkerEnv::program_var())
+        .env(WorkerEnv::AFTER, format!("{served:016x}"))
+        .exec()
+}
+
+/// How long ago this process started (an `exec` keeps the time): what its
+/// time limit counts from. Zero where `/proc` cannot tell.
+fn age() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    // Field 22 (start time, in clock ticks since boot) counts from the
+    // command name's closing parenthesis, which may hold spaces.
+    let start = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(19))
+        .and_then(|t| t.parse::<f64>().ok());
+    let up = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|u| u.parse::<f64>().ok());
+    // SAFETY: sysconf takes no pointer.
+    #[allow(unsafe_code)]
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    match (start, up) {
+        (Some(start), Some(up)) if ticks > 0 => {
+            Duration::from_secs_f64((up - start / ticks as f64).max(0.0))
+        }
+        _ => Duration::ZERO,
+    }
 }
 
 fn name() -> String {
@@ -177,9 +232,15 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
     let threads = contract.threads.get();
     let (heartbeat, death) = (contract.heartbeat, contract.death_timeout);
 
-    let mut stream = connect(&addr, death)?;
+    // A worker kept from the driver's last compute may wait for the next
+    // as long as for a silent scheduler; then it leaves, quietly.
+    let kept = WorkerEnv::after_from_env().is_some();
+    let mut stream = match connect(&addr, death) {
+        Err(_) if kept => return Ok(()),
+        connected => connected?,
+    };
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(if kept { death } else { Duration::from_secs(30) }))
         .map_err(|e| e.to_string())?;
     // Other workers reach this one on the address it reaches the scheduler
     // from.
@@ -196,8 +257,12 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
         threads: u32::try_from(threads).unwrap_or(u32::MAX),
         name: name(),
         peer,
+        // A job's time limit counts from its start, also for a worker
+        // started again in it.
         lifetime_ms: contract.lifetime.map_or(0, |l| {
-            u64::try_from(l.as_millis()).unwrap_or(u64::MAX).max(1)
+            u64::try_from(l.saturating_sub(age()).as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1)
         }),
     };
     // Before its time limit the grid asks the job to leave (SIGUSR1): it
@@ -205,12 +270,18 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
     if let Err(e) = crate::distributed::interrupt::drain_on_usr1() {
         eprintln!("bob-pipelines worker: cannot catch SIGUSR1 ({e}): it will not drain");
     }
-    wire::connect(&mut stream, &secret, me.clone()).map_err(|e| match e {
-        WireError::Rejected(reason) => {
-            format!("the scheduler at {addr} rejected this worker: {reason}")
+    match wire::connect(&mut stream, &secret, me.clone()) {
+        Ok(_) => {}
+        // No next compute came (the driver ended, or works on something
+        // else for long): the job is released.
+        Err(e) if kept && !matches!(e, WireError::Rejected(_)) => return Ok(()),
+        Err(WireError::Rejected(reason)) => {
+            return Err(format!(
+                "the scheduler at {addr} rejected this worker: {reason}"
+            ));
         }
-        e => format!("handshake with the scheduler at {addr}: {e}"),
-    })?;
+        Err(e) => return Err(format!("handshake with the scheduler at {addr}: {e}")),
+    }
     // From now on a scheduler that says nothing for `death` is gone.
     stream
         .set_read_timeout(Some(death))
@@ -278,15 +349,32 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
             });
         }
         let outcome = read(&shared, inputs, stream, &tx, (&addr, death));
-        // The process ends here: task threads still running end with it.
+        // The process ends here, or starts again for the next compute: task
+        // threads still running end with it.
         std::process::exit(match outcome {
-            Ok(()) => 0,
+            Ok(Leave::Exit) => 0,
+            Ok(Leave::Again) => {
+                let e = again(fingerprint);
+                eprintln!(
+                    "bob-pipelines worker {}: cannot start again for the next compute: {e}",
+                    shared.name
+                );
+                1
+            }
             Err(e) => {
                 eprintln!("bob-pipelines worker {}: {e}", shared.name);
                 1
             }
         })
     })
+}
+
+/// How a worker leaves its scheduler.
+enum Leave {
+    /// The process ends.
+    Exit,
+    /// It starts again, for the driver's next compute.
+    Again,
 }
 
 /// Reads the scheduler's messages until it says to leave.
@@ -296,11 +384,18 @@ fn read(
     stream: TcpStream,
     tx: &mpsc::Sender<Work>,
     (addr, death): (&str, Duration),
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Leave, String> {
     let info = &shared.info;
     let mut reader = BufReader::new(stream);
+    // Kept after the compute for the program's next: silence or a closed
+    // connection now mean there is no next.
+    let mut waiting = false;
     loop {
-        let msg: ToWorker = get(&mut reader).map_err(|e| gone(addr, death, &e))?;
+        let msg: ToWorker = match get(&mut reader) {
+            Ok(msg) => msg,
+            Err(_) if waiting => return Ok(Leave::Exit),
+            Err(e) => return Err(gone(addr, death, &e)),
+        };
         match msg {
             ToWorker::Model { step } => {
                 let bytes = get_frames(&mut reader, 1).map_err(|e| gone(addr, death, &e))?;
@@ -361,7 +456,9 @@ fn read(
                 lock(&shared.store).remove(&task);
             }
             ToWorker::Heartbeat => {}
-            ToWorker::Shutdown => return Ok(()),
+            ToWorker::Shutdown => return Ok(Leave::Exit),
+            ToWorker::Wait => waiting = true,
+            ToWorker::Again => return Ok(Leave::Again),
         }
     }
 }

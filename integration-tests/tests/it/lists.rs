@@ -311,3 +311,105 @@ fn the_experiment_example_scores_in_one_compute_and_computes_nothing_again() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The workers named in a run's report, each with its first state.
+fn workers_of(r: &bob_pipelines::estimator::Report) -> Vec<(String, String)> {
+    r.workers
+        .iter()
+        .map(|w| {
+            let first = w
+                .states
+                .first()
+                .map(|s| s.state.clone())
+                .unwrap_or_default();
+            (w.worker.clone(), first)
+        })
+        .collect()
+}
+
+/// A program of three computes on one executor: the workers of the first
+/// serve the next two in the same processes (no new worker is started),
+/// and the outputs are those of separate executors.
+#[test]
+fn a_program_of_three_computes_keeps_its_workers_from_one_to_the_next() {
+    let dir = run_dir("lists-kept");
+    if !is_worker() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let ex = local_p2("a_program_of_three_computes_keeps_its_workers_from_one_to_the_next");
+    let mut p = pipeline(0).checkpoint(in_folder(&dir));
+    let fit = p
+        .fit(list("train", 60, 0))
+        .npartitions(3)
+        .compute(&ex)
+        .unwrap();
+    let enroll = p
+        .transform(list("enroll", 25, 100))
+        .npartitions(3)
+        .compute(&ex)
+        .unwrap();
+    let probe = p
+        .transform(list("probe", 40, 200))
+        .npartitions(3)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!((bits(&enroll), bits(&probe)), separately());
+    let mut first = workers_of(fit.report());
+    first.sort();
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first.iter().all(|(_, s)| s == "submitted"), "{first:?}");
+    for out in [&enroll, &probe] {
+        let mut kept = workers_of(out.report());
+        kept.sort();
+        assert_eq!(
+            kept.iter().map(|(w, _)| w).collect::<Vec<_>>(),
+            first.iter().map(|(w, _)| w).collect::<Vec<_>>(),
+            "the same workers: {kept:?}"
+        );
+        assert!(
+            kept.iter()
+                .all(|(_, s)| s == "kept from the program's last compute"),
+            "{kept:?}"
+        );
+        assert!(
+            out.report()
+                .tasks
+                .iter()
+                .all(|t| t.worker.starts_with("local-")),
+            "the tasks ran on the kept workers"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A worker kept for a next compute that does not come within the death
+/// timeout leaves; the next compute then starts new workers.
+#[test]
+fn kept_workers_leave_when_no_next_compute_comes_in_time() {
+    let ex = local_p2("kept_workers_leave_when_no_next_compute_comes_in_time")
+        .death_timeout(std::time::Duration::from_secs(1));
+    let mut p = pipeline(0);
+    let fit = p
+        .fit(list("train", 60, 0))
+        .npartitions(3)
+        .compute(&ex)
+        .unwrap();
+    if !is_worker() {
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    let probe = p
+        .transform(list("probe", 40, 200))
+        .npartitions(3)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(probe.len(), 40);
+    let before: Vec<String> = workers_of(fit.report()).into_iter().map(|w| w.0).collect();
+    let after = workers_of(probe.report());
+    assert!(!after.is_empty(), "{after:?}");
+    for (w, state) in &after {
+        assert!(
+            !before.contains(w) && state == "submitted",
+            "{before:?} → {after:?}"
+        );
+    }
+}
