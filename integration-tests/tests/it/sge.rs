@@ -654,3 +654,84 @@ fn a_run_of_three_time_limits_ends_with_no_task_lost_to_them() {
     assert_no_jobs_left(&job_name(TEST));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A program of three computes (fit, then two transforms) on one executor
+/// submits one wave of jobs: the workers of the first compute serve the
+/// next two in the same jobs.
+#[test]
+fn a_program_of_three_computes_submits_one_wave_of_jobs() {
+    const TEST: &str = "a_program_of_three_computes_submits_one_wave_of_jobs";
+    if !is_worker() && !grid_engine(TEST) {
+        return;
+    }
+    let dir = test_dir("waves");
+    let ex = on_loopback(launcher(TEST, &dir, cpu_specs("q_1day", 2), false));
+    let prefix = job_name(TEST);
+    let mut p = pipeline(20).checkpoint(
+        bob_pipelines::prelude::Checkpoints::new(dir.join("features"))
+            .model_dir(dir.join("models")),
+    );
+    let fit = p.fit(samples(200)).npartitions(10).compute(&ex).unwrap();
+    let first = p
+        .transform(samples(200))
+        .npartitions(10)
+        .compute(&ex)
+        .unwrap();
+    let second = p
+        .transform(samples(300))
+        .npartitions(10)
+        .compute(&ex)
+        .unwrap();
+    assert_eq!(bits(&first), reference(200, 10));
+    let mut alone = pipeline(0);
+    let one = bob_pipelines::prelude::SingleThreaded::new();
+    alone
+        .fit(samples(200))
+        .npartitions(10)
+        .compute(&one)
+        .unwrap();
+    let expected = alone
+        .transform(samples(300))
+        .npartitions(10)
+        .compute(&one)
+        .unwrap();
+    assert_eq!(bits(&second), bits(&expected));
+    // `qsub` calls: the job numbers of the workers submitted, over the
+    // three computes (an array's tasks share theirs).
+    let submitted = |r: &bob_pipelines::estimator::Report| -> Vec<String> {
+        r.workers
+            .iter()
+            .filter(|w| w.states.iter().any(|s| s.state == "submitted"))
+            .map(|w| w.worker.split('.').next().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert!(
+        !submitted(fit.report()).is_empty(),
+        "{:?}",
+        fit.report().workers
+    );
+    for out in [&first, &second] {
+        let r = out.report();
+        assert!(submitted(r).is_empty(), "new jobs: {:?}", r.workers);
+        assert!(
+            r.workers
+                .iter()
+                .all(|w| w.states[0].state == "kept from the program's last compute"),
+            "{:?}",
+            r.workers
+        );
+        // Every fit and transform ran on a kept worker (outputs read from
+        // the checkpoints are the driver's loads).
+        let kept: Vec<&str> = r.workers.iter().map(|w| w.worker.as_str()).collect();
+        let elsewhere: Vec<(&str, &str)> = r
+            .tasks
+            .iter()
+            .filter(|t| t.step.is_some() && !kept.contains(&t.worker.as_str()))
+            .map(|t| (t.task.as_str(), t.worker.as_str()))
+            .collect();
+        assert!(elsewhere.is_empty(), "{kept:?}: {elsewhere:?}");
+    }
+    drop(ex);
+    assert_no_jobs_left(&prefix);
+    let _ = std::fs::remove_dir_all(&dir);
+}
