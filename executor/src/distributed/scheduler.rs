@@ -634,7 +634,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     return Err(self.fail(format!(
                         "a worker from {peer} was rejected: {error}. Every worker must run the same \
                          program with the same arguments as the driver and reach the same compute() \
-                         call (a program with several distributed computes gets new workers for each)"
+                         call; a worker kept from the program's last compute joins at the program's \
+                         next compute() after it, so every process must make the same computes in the \
+                         same order (or turn this off: `Distributed::keep_workers(false)`)"
                     )));
                 }
                 // Not one of ours: dropped, and counted in the report.
