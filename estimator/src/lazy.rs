@@ -574,7 +574,8 @@ where
                         eprintln!(
                             "an earlier compute of this program ({:?} of {} samples) is computed \
                              again in each worker to reach the driver's: it is not checkpointed. \
-                             Checkpoint it (`pipeline.checkpoint(…)`), and workers read it instead",
+                             Checkpoint it (`pipeline.checkpoint(…)`), and workers read it instead; \
+                             or compute the lists in one graph (`.and_transform(name, samples)`)",
                             self.mode, self.n
                         );
                     }

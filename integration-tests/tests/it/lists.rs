@@ -413,3 +413,59 @@ fn kept_workers_leave_when_no_next_compute_comes_in_time() {
         );
     }
 }
+
+/// Keeps what workers say.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<String>>);
+impl bob_pipelines::executor::Progress for Heard {
+    fn worker_said(&self, worker: &str, line: &str) {
+        self.0.lock().unwrap().push(format!("{worker}: {line}"));
+    }
+}
+
+/// Workers replay a checkpointed earlier compute in silence; one that is
+/// not checkpointed is computed again in each worker, which says so with
+/// the fixes.
+#[test]
+fn an_earlier_compute_is_replayed_in_silence_or_said_with_the_fix() {
+    for checkpointed in [true, false] {
+        let heard = std::sync::Arc::new(Heard::default());
+        let ex = local_p2("an_earlier_compute_is_replayed_in_silence_or_said_with_the_fix")
+            .keep_workers(false)
+            .with_progress(heard.clone());
+        let dir = run_dir(&format!("lists-replay-{checkpointed}"));
+        if !is_worker() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let mut p = pipeline(0);
+        if checkpointed {
+            p = p.checkpoint(in_folder(&dir));
+        }
+        p.fit(list("train", 60, 0))
+            .npartitions(3)
+            .compute(&ex)
+            .unwrap();
+        let probe = p
+            .transform(list("probe", 40, 200))
+            .npartitions(3)
+            .compute(&ex)
+            .unwrap();
+        assert_eq!(probe.len(), 40);
+        let said = heard.0.lock().unwrap().join("\n");
+        if checkpointed {
+            assert!(said.is_empty(), "{said}");
+        } else {
+            assert!(
+                said.contains("is computed again in each worker")
+                    && said.contains("pipeline.checkpoint(")
+                    && said.contains(".and_transform("),
+                "{said}"
+            );
+        }
+    }
+    // Only now: the second round's workers replay the first round's
+    // computes from its checkpoints.
+    for checkpointed in [true, false] {
+        let _ = std::fs::remove_dir_all(run_dir(&format!("lists-replay-{checkpointed}")));
+    }
+}
