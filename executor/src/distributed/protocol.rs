@@ -427,7 +427,7 @@ impl WorkerEnv {
     }
 
     /// The fingerprint of the compute this worker served before it started
-    /// itself again (see [`ToWorker::Again`]).
+    /// itself again for the program's next compute.
     pub fn after_from_env() -> Option<u64> {
         std::env::var(Self::AFTER)
             .ok()
