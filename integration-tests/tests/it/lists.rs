@@ -38,24 +38,34 @@ fn local_p2(test: &str) -> Distributed<LocalProcesses> {
         .with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent))
 }
 
-/// The experiment as separate computes: fit on `train`, then transform
-/// `enroll` and `probe` with the fitted pipeline.
-fn separately() -> (Bits, Bits) {
-    let mut p = pipeline(0);
-    p.fit(list("train", 60, 0))
+/// The experiment as three computes on `executor`: fit `p` on `train`,
+/// then transform `enroll` and `probe` with it.
+fn three_computes(
+    p: &mut Pipeline<Array1<f64>, Array1<f64>>,
+    executor: &dyn Executor,
+) -> [Outputs<Array1<f64>>; 3] {
+    let fit = p
+        .fit(list("train", 60, 0))
         .npartitions(3)
-        .compute(&SingleThreaded::new())
+        .compute(executor)
         .unwrap();
     let enroll = p
         .transform(list("enroll", 25, 100))
         .npartitions(3)
-        .compute(&SingleThreaded::new())
+        .compute(executor)
         .unwrap();
     let probe = p
         .transform(list("probe", 40, 200))
         .npartitions(3)
-        .compute(&SingleThreaded::new())
+        .compute(executor)
         .unwrap();
+    [fit, enroll, probe]
+}
+
+/// The experiment as separate computes, single-threaded: what `enroll`
+/// and `probe` give.
+fn separately() -> (Bits, Bits) {
+    let [_, enroll, probe] = three_computes(&mut pipeline(0), &SingleThreaded::new());
     (bits(&enroll), bits(&probe))
 }
 
@@ -338,21 +348,7 @@ fn a_program_of_three_computes_keeps_its_workers_from_one_to_the_next() {
     }
     let ex = local_p2("a_program_of_three_computes_keeps_its_workers_from_one_to_the_next");
     let mut p = pipeline(0).checkpoint(in_folder(&dir));
-    let fit = p
-        .fit(list("train", 60, 0))
-        .npartitions(3)
-        .compute(&ex)
-        .unwrap();
-    let enroll = p
-        .transform(list("enroll", 25, 100))
-        .npartitions(3)
-        .compute(&ex)
-        .unwrap();
-    let probe = p
-        .transform(list("probe", 40, 200))
-        .npartitions(3)
-        .compute(&ex)
-        .unwrap();
+    let [fit, enroll, probe] = three_computes(&mut p, &ex);
     assert_eq!((bits(&enroll), bits(&probe)), separately());
     let mut first = workers_of(fit.report());
     first.sort();
@@ -441,15 +437,7 @@ fn an_earlier_compute_is_replayed_in_silence_or_said_with_the_fix() {
         if checkpointed {
             p = p.checkpoint(in_folder(&dir));
         }
-        p.fit(list("train", 60, 0))
-            .npartitions(3)
-            .compute(&ex)
-            .unwrap();
-        let probe = p
-            .transform(list("probe", 40, 200))
-            .npartitions(3)
-            .compute(&ex)
-            .unwrap();
+        let [_, _, probe] = three_computes(&mut p, &ex);
         assert_eq!(probe.len(), 40);
         let said = heard.0.lock().unwrap().join("\n");
         if checkpointed {
