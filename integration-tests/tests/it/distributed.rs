@@ -277,12 +277,20 @@ fn with_a_worker_killed(
     ex: &Distributed<LocalProcesses>,
 ) -> (Outputs<Array1<f64>>, String) {
     let dir = notes(driver_pid());
+    if !is_worker() {
+        // An earlier process of this pid may have left notes naming pids
+        // since given to others.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     let killer = (!is_worker()).then(|| {
         let dir = dir.clone();
         std::thread::spawn(move || {
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(60) {
-                if let Some(pid) = pids(&dir).into_iter().next() {
+                let mine = pids(&dir)
+                    .into_iter()
+                    .find(|pid| is_child(pid, std::process::id()));
+                if let Some(pid) = mine {
                     std::thread::sleep(Duration::from_millis(100));
                     let status = Command::new("kill").args(["-9", &pid]).status().unwrap();
                     return status.success().then_some(pid);
@@ -443,6 +451,9 @@ fn strangers_on_the_port_are_dropped_and_the_run_goes_on() {
     let mut p = pipeline(100);
     let lazy = p.fit_transform(samples(400)).npartitions(20);
     let dir = notes(driver_pid());
+    if !is_worker() {
+        let _ = std::fs::remove_dir_all(&dir); // notes of an earlier process of this pid
+    }
     let stranger = (!is_worker()).then(|| {
         let dir = dir.clone();
         std::thread::spawn(move || {
@@ -556,6 +567,15 @@ fn alive(pid: &str) -> bool {
 }
 
 /// The pids of the workers that noted themselves in `dir`.
+/// Whether process `pid` is a child of process `parent`.
+fn is_child(pid: &str, parent: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The parent's pid is the second field after the command name's `)`.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .is_some_and(|ppid| ppid == parent.to_string())
+}
+
 fn pids(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -583,15 +603,22 @@ fn workers_exit_when_their_driver_is_killed() {
         .spawn()
         .unwrap();
     let dir = notes(driver.id());
+    // Only its workers: notes of an earlier process of this pid may be there.
+    let its = || -> Vec<String> {
+        pids(&dir)
+            .into_iter()
+            .filter(|p| is_child(p, driver.id()))
+            .collect()
+    };
     let t0 = Instant::now();
-    while pids(&dir).len() < 2 {
+    while its().len() < 2 {
         assert!(
             t0.elapsed() < Duration::from_secs(60),
             "the driver's workers never ran a task"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let workers = pids(&dir);
+    let workers = its();
     assert!(workers.iter().all(|p| alive(p)));
     driver.kill().unwrap();
     driver.wait().unwrap();
