@@ -489,11 +489,32 @@ pub struct DryRunStep {
     pub stale: Option<String>,
 }
 
+/// One list of samples of a dry run of several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunList {
+    /// The list, as the report names it.
+    pub list: crate::report::ListReport,
+    /// Its partitions that start from a step's checkpoint.
+    pub from_checkpoints: usize,
+    /// Samples this run will put through a step, summed over the steps.
+    pub to_compute: usize,
+}
+
+impl fmt::Display for DryRunList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}; {} partition(s) from checkpoints, {} sample-steps to compute",
+            self.list, self.from_checkpoints, self.to_compute
+        )
+    }
+}
+
 /// What a run would do, step by step, without doing it (`--dry-run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DryRun {
     /// The lists of samples, when there are several.
-    pub lists: Vec<crate::report::ListReport>,
+    pub lists: Vec<DryRunList>,
     /// One entry per step.
     pub steps: Vec<DryRunStep>,
     /// Tasks in the graph.
@@ -585,8 +606,30 @@ impl TaskGraph {
                 }
             })
             .collect();
+        let lists = info
+            .list_reports()
+            .into_iter()
+            .zip(info.lists())
+            .map(|(list, l)| {
+                let mine = |p: usize| l.partitions.contains(&p);
+                DryRunList {
+                    list,
+                    from_checkpoints: l
+                        .partitions
+                        .clone()
+                        .filter(|&p| ck.and_then(|c| c.start(p)).is_some())
+                        .count(),
+                    to_compute: self
+                        .tasks
+                        .iter()
+                        .filter(|t| matches!(t.kind, TaskKind::Transform { partition, .. } if mine(partition)))
+                        .map(|t| t.samples)
+                        .sum(),
+                }
+            })
+            .collect();
         DryRun {
-            lists: info.list_reports(),
+            lists,
             steps,
             tasks: self.tasks.len(),
         }

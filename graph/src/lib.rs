@@ -21,7 +21,9 @@ pub use execution::{
     Done, Execution, KEYS_SHOWN, ReadCounts, SavedPartition, name_checkpoint_input,
     read_step_outputs, save_model, save_outputs,
 };
-pub use graph::{DryRun, DryRunStep, ModelSource, Task, TaskGraph, TaskKind, program_fingerprint};
+pub use graph::{
+    DryRun, DryRunList, DryRunStep, ModelSource, Task, TaskGraph, TaskKind, program_fingerprint,
+};
 pub use in_memory::InMemory;
 pub use program::{
     Executed, Executor, InputPartition, Loaded, Metas, Mode, PartitionSource, Plan, Program, Serve,
