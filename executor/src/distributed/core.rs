@@ -233,6 +233,10 @@ struct Launched {
     kind: usize,
     connected: bool,
     told: Option<String>,
+    /// Kept from the program's last compute: it may have left in the
+    /// meantime (no next compute came in time), which is no failure to
+    /// start.
+    kept: bool,
 }
 
 /// The kind of worker untagged tasks run on: the first that provides no
@@ -1231,9 +1235,12 @@ impl<'g> Core<'g> {
             if l.connected {
                 continue; // its connection's end reports it
             }
-            let kind = l.kind;
+            let (kind, kept) = (l.kind, l.kept);
             self.jobs.remove(job);
             self.commands.push(Command::Cancel(job.clone()));
+            if kept {
+                continue; // it left before this compute came: replaced as any
+            }
             self.launch_failures.push((kind, format!("`{job}` {how}")));
             let ends: Vec<String> = self
                 .launch_failures
@@ -1290,9 +1297,24 @@ impl<'g> Core<'g> {
                     kind,
                     connected: false,
                     told: None,
+                    kept: false,
                 },
             );
         }
+    }
+
+    /// Job `name` of kind `kind` runs a worker kept from the program's last
+    /// compute, which starts again for this one.
+    pub(crate) fn kept(&mut self, kind: usize, name: String) {
+        self.jobs.insert(
+            name,
+            Launched {
+                kind,
+                connected: false,
+                told: None,
+                kept: true,
+            },
+        );
     }
 
     /// The kind of worker that serves a task: the first that provides its
@@ -1983,6 +2005,31 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn kept_workers_that_left_before_the_compute_are_replaced_not_failures() {
+        let g = graph(4, 2);
+        let mut core = Core::new(
+            &g,
+            vec![kind("default", 1, &[])],
+            BTreeSet::new(),
+            limits(4),
+            vec![false],
+        );
+        for job in ["k1", "k2", "k3", "k4"] {
+            core.kept(0, job.into());
+        }
+        let left: Vec<(String, JobState)> = ["k1", "k2", "k3", "k4"]
+            .into_iter()
+            .map(|j| (j.to_owned(), JobState::Ended("exited with status 0".into())))
+            .collect();
+        assert_eq!(core.tick(&left), Ok(()));
+        let commands = core.take_commands();
+        assert!(
+            commands.contains(&Command::Launch { kind: 0, n: 1 }),
+            "replaced: {commands:?}"
+        );
     }
 
     #[test]

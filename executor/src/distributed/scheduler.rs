@@ -102,7 +102,7 @@ pub(crate) fn run(
         .into_iter()
         .filter_map(|mut k| {
             let _ = k.stream.set_write_timeout(Some(Duration::from_secs(2)));
-            if put(&mut k.stream, &ToWorker::Again, &[]).is_err() {
+            if !k.waits() || put(&mut k.stream, &ToWorker::Again, &[]).is_err() {
                 launcher.cancel(&k.job);
                 return None;
             }
@@ -133,7 +133,7 @@ pub(crate) fn run(
     for (job, kind) in kept {
         let name = launcher.kinds()[kind].name.clone();
         s.worker_state(&job, &name, "kept from the program's last compute");
-        s.core.launched(kind, vec![job]);
+        s.core.kept(kind, job);
     }
     let (work_tx, work_rx) = mpsc::channel::<DriverWork>();
     let work_rx = Mutex::new(work_rx);
@@ -173,6 +173,29 @@ struct Kept {
     stream: TcpStream,
     job: String,
     kind: usize,
+}
+
+impl Kept {
+    /// Whether the worker still waits: its connection is open (what it
+    /// sent meanwhile, heartbeats, is read and dropped). One that waited
+    /// longer than its death timeout has left and closed it.
+    fn waits(&mut self) -> bool {
+        use std::io::Read as _;
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut sink = [0u8; 4096];
+        let open = loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => break false,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        open && self.stream.set_nonblocking(false).is_ok()
+    }
 }
 
 impl Session {

@@ -27,15 +27,19 @@ fn list(name: &str, n: usize, from: usize) -> Vec<Sample<Array1<f64>>> {
         .collect()
 }
 
-/// Workers that run this test and nothing else.
-fn local_p2(test: &str) -> Distributed<LocalProcesses> {
+/// `n` workers that run this test and nothing else.
+fn local(test: &str, n: usize) -> Distributed<LocalProcesses> {
     let args = vec![
         "--exact".to_owned(),
         format!("lists::{test}"),
         "--nocapture".to_owned(),
     ];
-    Distributed::new(LocalProcesses::new(nz(2), NonZeroUsize::MIN).args(args))
+    Distributed::new(LocalProcesses::new(nz(n), NonZeroUsize::MIN).args(args))
         .with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent))
+}
+
+fn local_p2(test: &str) -> Distributed<LocalProcesses> {
+    local(test, 2)
 }
 
 /// The experiment as three computes on `executor`: fit `p` on `train`,
@@ -389,7 +393,9 @@ fn a_program_of_three_computes_keeps_its_workers_from_one_to_the_next() {
 /// timeout leaves; the next compute then starts new workers.
 #[test]
 fn kept_workers_leave_when_no_next_compute_comes_in_time() {
-    let ex = local_p2("kept_workers_leave_when_no_next_compute_comes_in_time")
+    // Four: more than the three early ends that stop a run for workers
+    // that cannot start.
+    let ex = local("kept_workers_leave_when_no_next_compute_comes_in_time", 4)
         .death_timeout(std::time::Duration::from_secs(1));
     let mut p = pipeline(0);
     let fit = p
@@ -402,11 +408,12 @@ fn kept_workers_leave_when_no_next_compute_comes_in_time() {
     }
     let probe = p
         .transform(list("probe", 40, 200))
-        .npartitions(3)
+        .npartitions(8)
         .compute(&ex)
         .unwrap();
     assert_eq!(probe.len(), 40);
     let before: Vec<String> = workers_of(fit.report()).into_iter().map(|w| w.0).collect();
+    assert_eq!(before.len(), 4, "{before:?}");
     let after = workers_of(probe.report());
     assert!(!after.is_empty(), "{after:?}");
     for (w, state) in &after {
