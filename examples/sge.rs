@@ -23,11 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bob_pipelines::estimator::{Partitioning, Step};
-use bob_pipelines::prelude::{BoxError, Pipeline, RunArgs, TaskGraph};
+use bob_pipelines::prelude::{BoxError, RunArgs};
 use bob_pipelines::sge::{QueueSpec, QueueSpecs, Sge, executor};
 use clap::Parser;
-use ndarray::Array2;
 
 fn main() -> ExitCode {
     match run() {
@@ -110,35 +108,5 @@ fn run() -> Result<(), BoxError> {
     }
     let executor = executor(sge, "sge").death_timeout(Duration::from_secs(death));
 
-    let checkpoints = run.checkpoints(&out_dir);
-    let mut pipeline: Pipeline<Array2<f64>, Array2<f64>> = Pipeline::new()
-        .then(Step::new(seed::MyTransformer).transform_extra("metadata", "metadata"))
-        .then(Step::fit(seed::MyFitTransformer).fit_tag("q_short_gpu"))
-        .checkpoint(checkpoints);
-    let lazy = pipeline
-        .fit_transform(seed::samples(n))
-        .partitioning(match run.partitioning() {
-            Partitioning::Auto => Partitioning::Count(8),
-            asked => asked,
-        })
-        .report_to(run.report.clone());
-    if run.dry_run {
-        println!("{}", TaskGraph::new(lazy.info()?).plan());
-        return Ok(());
-    }
-    let outputs = lazy.compute(&executor)?;
-
-    // Only the driver gets here: a worker's process ends in `compute`.
-    let wrong = outputs
-        .samples()
-        .filter(|s| s.data() != Array2::<f64>::zeros((2, 2)))
-        .count();
-    println!(
-        "{} samples in, {} out, {} failed, {wrong} not the expected zero matrix",
-        outputs.len(),
-        outputs.samples().count(),
-        outputs.failed().count()
-    );
-    println!("{}", outputs.report());
-    Ok(())
+    seed::run_on_grid(&run, &out_dir, n, &executor)
 }

@@ -71,3 +71,48 @@ pub(crate) fn pipeline() -> Pipeline<Array2<f64>, Array2<f64>> {
         .then(Step::new(MyTransformer).transform_extra("metadata", "metadata"))
         .then(MyFitTransformer)
 }
+
+/// The grid examples' run (`sge.rs`, `slurm.rs`): the seed pipeline with
+/// the fit of `MyFitTransformer` tagged `q_short_gpu` (bob's `fit_tag`), so
+/// it runs on a GPU worker, over `n` samples in 8 partitions (unless `run`
+/// says otherwise), checkpointed as `run` says under `out_dir`, on
+/// `executor`. Prints what came out and the report; with `--dry-run`, only
+/// what it would do.
+pub(crate) fn run_on_grid(
+    run: &RunArgs,
+    out_dir: &std::path::Path,
+    n: usize,
+    executor: &dyn Executor,
+) -> Result<(), BoxError> {
+    use bob_pipelines::estimator::Partitioning;
+    let mut pipeline: Pipeline<Array2<f64>, Array2<f64>> = Pipeline::new()
+        .then(Step::new(MyTransformer).transform_extra("metadata", "metadata"))
+        .then(Step::fit(MyFitTransformer).fit_tag("q_short_gpu"))
+        .checkpoint(run.checkpoints(out_dir));
+    let lazy = pipeline
+        .fit_transform(samples(n))
+        .partitioning(match run.partitioning() {
+            Partitioning::Auto => Partitioning::Count(8),
+            asked => asked,
+        })
+        .report_to(run.report.clone());
+    if run.dry_run {
+        println!("{}", TaskGraph::new(lazy.info()?).plan());
+        return Ok(());
+    }
+    let outputs = lazy.compute(executor)?;
+
+    // Only the driver gets here: a worker's process ends in `compute`.
+    let wrong = outputs
+        .samples()
+        .filter(|s| s.data() != Array2::<f64>::zeros((2, 2)))
+        .count();
+    println!(
+        "{} samples in, {} out, {} failed, {wrong} not the expected zero matrix",
+        outputs.len(),
+        outputs.samples().count(),
+        outputs.failed().count()
+    );
+    println!("{}", outputs.report());
+    Ok(())
+}

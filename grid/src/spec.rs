@@ -321,6 +321,17 @@ impl<S: Spec> Specs<S> {
         self.specs.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 
+    /// Spec number `kind` (a kind of worker), with its name.
+    ///
+    /// # Errors
+    /// [`Error::Spec`] when there is no spec with this number.
+    pub fn nth(&self, kind: usize) -> Result<(&str, &S), Error> {
+        self.iter().nth(kind).ok_or_else(|| Error::Spec {
+            spec: kind.to_string(),
+            reason: "no spec with this number".to_owned(),
+        })
+    }
+
     /// The number of spec `name`, in order.
     ///
     /// # Errors

@@ -95,10 +95,7 @@ impl Sge {
         n: usize,
         env: &[(String, String)],
     ) -> Result<String, Error> {
-        let (name, spec) = self.specs.iter().nth(kind).ok_or_else(|| Error::Spec {
-            spec: kind.to_string(),
-            reason: "no spec with this number".to_owned(),
-        })?;
+        let (name, spec) = self.specs.nth(kind)?;
         let command = self.settings.command(name)?;
         let log = self.settings.log_dir.display().to_string();
         let mut directives = vec![
@@ -258,11 +255,8 @@ impl Launcher for Sge {
             return Ok(Vec::new());
         }
         let script = self.job_script(kind, n, env)?;
-        let (name, queue) = self
-            .specs
-            .iter()
-            .nth(kind)
-            .map_or(("?", "?"), |(n, s)| (n, s.queue.as_str()));
+        let (name, spec) = self.specs.nth(kind)?;
+        let queue = spec.queue.as_str();
         let validate = self.validate;
         self.jobs
             .submit(&self.settings.log_dir, || {

@@ -84,10 +84,7 @@ impl Slurm {
         n: usize,
         env: &[(String, String)],
     ) -> Result<String, Error> {
-        let (name, spec) = self.specs.iter().nth(kind).ok_or_else(|| Error::Spec {
-            spec: kind.to_string(),
-            reason: "no spec with this number".to_owned(),
-        })?;
+        let (name, spec) = self.specs.nth(kind)?;
         let command = self.settings.command(name)?;
         let log = self.settings.log_dir.display().to_string();
         let mut directives = vec![format!("--job-name={}", self.settings.job_name(name))];
@@ -210,12 +207,8 @@ impl Launcher for Slurm {
             return Ok(Vec::new());
         }
         let script = self.job_script(kind, n, env)?;
-        let (name, partition) = self
-            .specs
-            .iter()
-            .nth(kind)
-            .map_or(("?", None), |(n, s)| (n, s.partition.as_deref()));
-        let partition = partition.map_or_else(
+        let (name, spec) = self.specs.nth(kind)?;
+        let partition = spec.partition.as_deref().map_or_else(
             || "the default partition".to_owned(),
             |p| format!("partition `{p}`"),
         );

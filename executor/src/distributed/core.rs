@@ -1175,10 +1175,7 @@ impl<'g> Core<'g> {
         if !self.running_on(id, task) || !self.graph.task(task).deps().contains(&input) {
             return Ok(());
         }
-        self.unchain(id, task);
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.running.retain(|&t| t != task);
-        }
+        self.take_back(id, task);
         self.fetches[task].push(why.to_owned());
         if self.fetches[task].len() > FETCH_TRIES {
             return Err(Stop::CannotFetch {
@@ -1195,16 +1192,22 @@ impl<'g> Core<'g> {
         Ok(())
     }
 
+    /// Run `task`, sent to worker `id`, will not run there: it and the
+    /// tasks chained after it leave the worker.
+    fn take_back(&mut self, id: u32, task: usize) {
+        self.unchain(id, task);
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.running.retain(|&t| t != task);
+        }
+    }
+
     /// Worker `id` cannot load `task`'s partition: its input had gone past
     /// it. The driver loads it instead.
     pub(crate) fn cannot_load(&mut self, id: u32, task: usize) {
         if !self.running_on(id, task) {
             return;
         }
-        self.unchain(id, task);
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.running.retain(|&t| t != task);
-        }
+        self.take_back(id, task);
         self.release(task);
         self.driver_load[task] = true;
         self.set_state(task, St::Ready);
@@ -1538,10 +1541,7 @@ impl<'g> Core<'g> {
         if !self.running_on(id, task) {
             return;
         }
-        self.unchain(id, task);
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.running.retain(|&t| t != task);
-        }
+        self.take_back(id, task);
         self.requeue(task);
         self.retire_if_idle(id);
     }

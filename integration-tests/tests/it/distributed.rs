@@ -152,6 +152,31 @@ pub(crate) fn bits(out: &Outputs<Array1<f64>>) -> Vec<(String, Result<Vec<u64>, 
         .collect()
 }
 
+/// What a run over `n` samples in `parts` partitions, several of its
+/// workers' time limits long, must show (the grids' walltime tests): the
+/// outputs of a run without limits, no worker lost, four jobs or more, and
+/// one at least that left at its limit. Its report.
+pub(crate) fn outlived_time_limits(
+    out: &Outputs<Array1<f64>>,
+    n: usize,
+    parts: usize,
+) -> &bob_pipelines::estimator::Report {
+    assert_eq!(bits(out), reference(n, parts));
+    let r = out.report();
+    assert!(
+        !r.warnings.iter().any(|w| w.contains("was lost")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(r.workers.len() >= 4, "{:?}", r.workers);
+    assert!(
+        r.workers.iter().any(|w| w.state().contains("time limit")),
+        "{:?}",
+        r.workers
+    );
+    r
+}
+
 pub(crate) fn reference(n: usize, parts: usize) -> Vec<(String, Result<Vec<u64>, String>)> {
     let mut p = pipeline(0);
     let out = p

@@ -633,19 +633,7 @@ fn a_run_of_three_time_limits_ends_with_no_task_lost_to_them() {
         return;
     }
     eprintln!("the run took {:?}", t0.elapsed());
-    assert_eq!(bits(&out), reference(2400, 240));
-    let r = out.report();
-    assert!(
-        !r.warnings.iter().any(|w| w.contains("was lost")),
-        "{:?}",
-        r.warnings
-    );
-    assert!(r.workers.len() >= 4, "{:?}", r.workers);
-    assert!(
-        r.workers.iter().any(|w| w.state().contains("time limit")),
-        "{:?}",
-        r.workers
-    );
+    let r = crate::distributed::outlived_time_limits(&out, 2400, 240);
     drop(ex);
     for w in &r.workers {
         let (acct, raw) = qacct(&w.worker);
