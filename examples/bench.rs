@@ -100,7 +100,7 @@ fn main() {
         "slurm" => slurm(n(1, 100_000)),
         "slurm-first" => first_task(slurm_executor(1), "slurm_first"),
         "small" => small(),
-        "scale" => scale(n(1, 128), n(2, 20_000)),
+        "scale" => scale(n(1, 128), n(2, 20_000), args.get(3).map(String::as_str)),
         "driver-bytes" => driver_bytes(n(1, 10_000)),
         "experiment" => experiment_bench(),
         "experiment-one" => experiment_one(&args[1]),
@@ -478,9 +478,13 @@ fn distributed(tasks: usize, n: usize) {
 /// each (one sample per partition): how busy the workers were over the whole
 /// compute (their start included), and the driver's CPU time per task (the
 /// scheduler, its threads and the wire; the workers' is not counted).
-fn scale(workers: usize, tasks: usize) {
+/// `loads` picks one of the two lines: `workers` or `driver`.
+fn scale(workers: usize, tasks: usize, loads: Option<&str>) {
     for worker_loads in [true, false] {
-        scale_one(workers, tasks, worker_loads);
+        let name = if worker_loads { "workers" } else { "driver" };
+        if loads.is_none_or(|l| l == name) {
+            scale_one(workers, tasks, worker_loads);
+        }
     }
 }
 

@@ -69,6 +69,9 @@ struct WorkerState {
     /// Resident memory now and at its peak, in bytes (0: not said yet).
     memory: u64,
     peak: u64,
+    /// Its index in `State::names`, once it has run a task.
+    #[serde(skip)]
+    at: Option<usize>,
 }
 
 /// What the page shows, and what it is made from.
@@ -381,20 +384,19 @@ impl Progress for Dashboard {
 
     fn task_ran_on(&self, graph: &TaskGraph, task: usize, worker: &str) {
         self.with(|s| {
-            let at = match s.names.iter().position(|n| n == worker) {
-                Some(i) => i,
-                None => {
-                    s.names.push(worker.to_owned());
-                    s.names.len() - 1
-                }
+            // Called for every task: no scan of the names, no allocation
+            // once the worker is known.
+            let w = match s.workers.get_mut(worker) {
+                Some(w) => w,
+                None => s.workers.entry(worker.to_owned()).or_default(),
             };
+            w.tasks += 1;
+            let at = *w.at.get_or_insert_with(|| {
+                s.names.push(worker.to_owned());
+                s.names.len() - 1
+            });
             if let Some(started) = s.started.get_mut(&task) {
                 started.1 = at;
-            }
-            if let Some(w) = s.workers.get_mut(worker) {
-                w.tasks += 1;
-            } else {
-                s.workers.entry(worker.to_owned()).or_default().tasks += 1;
             }
         });
         self.inner.task_ran_on(graph, task, worker);

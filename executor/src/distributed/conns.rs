@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use super::protocol::{FromWorker, MAX_DATA_FRAME, MAX_MESSAGE, ToWorker};
-use crate::wire::{WireError, encode};
+use super::protocol::{FromWorker, MAX_DATA_FRAME, MAX_MESSAGE, ToWorker, frame_into};
+use crate::wire::WireError;
 
 /// Sends events to the scheduler's thread and wakes its `poll`.
 pub(crate) struct Wake<E> {
@@ -82,8 +82,10 @@ struct Conn {
 
 impl Conn {
     fn queue(&mut self, msg: &ToWorker, frames: &[&[u8]]) {
-        let Ok(header) = encode(msg) else { return };
-        for f in std::iter::once(header.as_slice()).chain(frames.iter().copied()) {
+        if frame_into(&mut self.outbuf, msg).is_err() {
+            return;
+        }
+        for f in frames {
             let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
             self.outbuf.extend_from_slice(&len.to_le_bytes());
             self.outbuf.extend_from_slice(f);

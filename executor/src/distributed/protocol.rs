@@ -6,6 +6,12 @@
 //! [`DataCodec`](bob_pipelines_graph::DataCodec) bytes, models
 //! as their serde bytes), so a partition is written to the socket straight
 //! from the buffer that holds it, and read into one buffer of its own.
+//!
+//! Messages are compact MessagePack: a struct's fields by position, not by
+//! name ([`frame_into`]). Both ends are the same build (the handshake checked
+//! it), and the scheduler reads and writes a message per task: names were a
+//! third of each message's bytes and of its decoding. The handshake keeps
+//! names, so a peer of another version is told so plainly.
 
 use std::io::{Read, Write};
 use std::num::NonZeroUsize;
@@ -16,7 +22,7 @@ use bob_pipelines_graph::{Counts, ReadCounts, WORKER_ENV};
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::{WireError, encode, read_frame, write_frame};
+use crate::wire::{WireError, read_frame, write_frame};
 
 /// What a task does on a worker: the step and the operation. Tasks are sent
 /// by kind, not by the driver's graph index, so a worker needs no graph.
@@ -299,10 +305,27 @@ pub(crate) fn put<T: Serialize>(
     msg: &T,
     frames: &[&[u8]],
 ) -> Result<(), WireError> {
-    write_frame(w, &encode(msg)?)?;
+    let mut header = Vec::new();
+    frame_into(&mut header, msg)?;
+    w.write_all(&header)?;
     for f in frames {
         write_frame(w, f)?;
     }
+    Ok(())
+}
+
+/// Appends `msg` to `buf` as one frame: its length, then the message,
+/// compact (fields by position), written in place.
+pub(crate) fn frame_into<T: Serialize>(buf: &mut Vec<u8>, msg: &T) -> Result<(), WireError> {
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    if let Err(e) = rmp_serde::encode::write(buf, msg) {
+        buf.truncate(at);
+        return Err(WireError::Malformed(e.to_string()));
+    }
+    let len = u32::try_from(buf.len() - at - 4)
+        .map_err(|_| WireError::Malformed("a message over 4 GiB".to_owned()))?;
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
     Ok(())
 }
 

@@ -464,12 +464,19 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.apply(launcher, work)?;
         let mut next_tick = Instant::now() + self.settings.interval;
         let mut incoming = Vec::new();
+        let mut woke = Instant::now();
         loop {
             if self.core.finished() && self.reading == 0 {
                 return Ok(());
             }
+            // Answers that gather are read with one wake (`Core::gather`).
+            let gathered = (woke + self.core.gather()).min(next_tick);
+            if let Some(rest) = gathered.checked_duration_since(Instant::now()) {
+                std::thread::sleep(rest);
+            }
             let wait = next_tick.saturating_duration_since(Instant::now());
             self.conns.poll(wait, &mut incoming);
+            woke = Instant::now();
             loop {
                 match events.try_recv() {
                     Ok(ev) => self.handle(ev)?,
