@@ -191,7 +191,9 @@ pub mod prelude {
     };
     pub use crate::executor::{SingleThreaded, ThreadPool};
     pub use crate::graph::TaskGraph;
-    pub use crate::sample::{DelayedSample, DelayedSampleSet, Key, Sample, SampleBatch, SampleSet};
+    pub use crate::sample::{
+        DelayedSample, DelayedSampleSet, Key, Sample, SampleBatch, SampleSet, indexed,
+    };
     pub use crate::{RunArgs, by_name, from_env};
 }
 

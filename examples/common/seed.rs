@@ -60,9 +60,13 @@ impl Transformer for FittedMatrix {
     }
 }
 
-/// `n` samples of a 2×2 zero matrix, keys `"0"`, `"1"`, …, attribute `metadata = 1`.
-pub(crate) fn samples(n: usize) -> impl ExactSizeIterator<Item = Sample<Array2<f64>>> {
-    (0..n).map(|i| Sample::new(i.to_string(), Array2::zeros((2, 2))).with_attr("metadata", 1))
+/// `n` samples of a 2×2 zero matrix, keys `"0"`, `"1"`, …, attribute
+/// `metadata = 1`, made as they are reached (a worker skips the others'
+/// without making them).
+pub(crate) fn samples(n: usize) -> impl ExactSizeIterator<Item = Sample<Array2<f64>>> + Send {
+    indexed(n, |i| {
+        Sample::new(i.to_string(), Array2::zeros((2, 2))).with_attr("metadata", 1)
+    })
 }
 
 /// `MyTransformer` (with `metadata` as extra argument), then `MyFitTransformer`.
