@@ -138,16 +138,12 @@ const FETCH_TRIES: usize = 3;
 /// thread does not wait for the network between runs.
 pub(crate) const RUNS_PER_THREAD: usize = 2;
 
-/// Runs per thread while runs are short (see [`SHORT_RUN`]): one running,
-/// three queued. A run of a partition's cheap steps takes less than a round
-/// trip through the scheduler (~100 µs here: two processes, four threads, a
-/// socket each way), so with one queued a thread waits for the network
-/// (the `distributed` benchmark: 46 µs per trivial task with two, 25–29
-/// with four). Runs under [`BATCH_RUN`] get four too, in batches, except at
-/// the end of the run; longer ones keep two: more queued on one worker is
-/// more left waiting there at the end while others are idle (the `scale`
-/// benchmark, 20 ms tasks on 128 workers: utilisation 0.82–0.83 in three
-/// runs with four for every run to the end, 0.84–0.87 in three with two).
+/// Runs per thread while runs are short (see [`SHORT_RUN`]) and not
+/// batched (at the end of the run): one running, three queued. A run of a
+/// partition's cheap steps takes less than a round trip through the
+/// scheduler (~100 µs here: two processes, four threads, a socket each way),
+/// so with one queued a thread waits for the network (the `distributed`
+/// benchmark: 46 µs per trivial task with two, 25–29 with four).
 pub(crate) const SHORT_RUNS_PER_THREAD: usize = 4;
 
 /// Runs that take less than this on average (over the run so far) are short.
@@ -156,11 +152,12 @@ pub(crate) const SHORT_RUN: Duration = Duration::from_millis(1);
 /// Runs that take less than this on average go to a worker
 /// [`BATCH_PER_THREAD`] at a time per thread, while there is plenty left to
 /// send: each message to a worker (a `send` that wakes it) costs the
-/// scheduler more than the run's bookkeeping, and at 128 workers with 20 ms
-/// runs (the `scale` benchmark) the driver spends half its time there. A
-/// worker holds up to [`SHORT_RUNS_PER_THREAD`] runs per thread then, and
-/// gets more when it is down to two. Longer runs cost the scheduler too
-/// little for it to matter, and hold their queue for long.
+/// scheduler more than the run's bookkeeping (at 128 workers with 20 ms runs,
+/// the `scale` benchmark, a `send` is about 13 µs of the driver's time,
+/// mostly the receiver's side of loopback TCP and the wake-up). A worker
+/// holds up to [`BATCHED_RUNS_PER_THREAD`] runs per thread then, and gets a
+/// batch when it has room for one. Longer runs cost the scheduler too little
+/// for it to matter, and hold their queue for long.
 pub(crate) const BATCH_RUN: Duration = Duration::from_millis(100);
 
 /// Time to spare between the expected end of a task and its worker's
@@ -169,8 +166,19 @@ pub(crate) const BATCH_RUN: Duration = Duration::from_millis(100);
 pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Runs sent at once per thread while runs are batched (see
-/// [`BATCH_RUN`]).
-pub(crate) const BATCH_PER_THREAD: usize = 2;
+/// [`BATCH_RUN`]): four, so a worker is woken once per four runs (the
+/// `scale` benchmark's driver: 33.5–39 µs per task against 35.5–42 with
+/// two, four runs alternating, utilisation alike).
+pub(crate) const BATCH_PER_THREAD: usize = 4;
+
+/// Runs a worker holds per thread while runs are batched: a batch, and two
+/// more, so it never runs dry while its next batch is on the way. More
+/// queued on one worker is more left waiting there at the end while others
+/// are idle, so near the end of the run (less left to send than the workers
+/// could hold) runs go one at a time and queues are not refilled (the
+/// `scale` benchmark: utilisation 0.82–0.83 with four per thread to the
+/// end, 0.84–0.87 with two, before the end was told apart).
+pub(crate) const BATCHED_RUNS_PER_THREAD: usize = 6;
 
 /// The longest the scheduler lets answers gather before it reads them (see
 /// [`Core::gather`]).
@@ -180,12 +188,12 @@ pub(crate) const GATHER_MAX: Duration = Duration::from_millis(2);
 const GATHER_PART: u32 = 8;
 
 impl Limits {
-    /// The load window for `kinds`: `2 + 4 × Σ max × threads`. Each thread
-    /// of each worker can hold up to [`SHORT_RUNS_PER_THREAD`] partitions
+    /// The load window for `kinds`: `2 + 6 × Σ max × threads`. Each thread
+    /// of each worker can hold up to [`BATCHED_RUNS_PER_THREAD`] partitions
     /// (one running, the rest queued); the 2 keeps loads going while the
     /// first workers start. More would only hold memory.
     pub(crate) fn window_for(kinds: &[WorkerKind]) -> usize {
-        2 + SHORT_RUNS_PER_THREAD * kinds.iter().map(|k| k.max * k.threads.get()).sum::<usize>()
+        2 + BATCHED_RUNS_PER_THREAD * kinds.iter().map(|k| k.max * k.threads.get()).sum::<usize>()
     }
 }
 
@@ -207,7 +215,8 @@ struct Worker {
     kind: Option<usize>,
     resources: Vec<String>,
     /// Its threads: it holds [`RUNS_PER_THREAD`] runs (chains of tasks) per
-    /// thread, or [`SHORT_RUNS_PER_THREAD`] while runs are short.
+    /// thread, [`BATCHED_RUNS_PER_THREAD`] while runs are batched, or
+    /// [`SHORT_RUNS_PER_THREAD`] while runs are short at the end of the run.
     threads: usize,
     /// Runs sent and not finished.
     runs: usize,
@@ -792,7 +801,7 @@ impl<'g> Core<'g> {
         }
         let avg = total / n;
         match (avg < SHORT_RUN, avg < BATCH_RUN && !self.at_end()) {
-            (_, true) => (SHORT_RUNS_PER_THREAD, BATCH_PER_THREAD),
+            (_, true) => (BATCHED_RUNS_PER_THREAD, BATCH_PER_THREAD),
             (true, false) => (SHORT_RUNS_PER_THREAD, 1),
             (false, false) => (RUNS_PER_THREAD, 1),
         }
@@ -802,7 +811,7 @@ impl<'g> Core<'g> {
     /// workers could hold.
     fn at_end(&self) -> bool {
         let threads: usize = self.workers.values().map(|w| w.threads).sum();
-        self.loads.len() + self.ready.len() < SHORT_RUNS_PER_THREAD * threads
+        self.loads.len() + self.ready.len() < BATCHED_RUNS_PER_THREAD * threads
     }
 
     /// How long the scheduler may let workers' answers gather before it
@@ -2690,40 +2699,44 @@ mod tests {
         assert_eq!(first.len(), 2 * RUNS_PER_THREAD, "two workers");
         core.ran(0, Duration::from_micros(200));
         let more = runs(&mut core);
-        assert_eq!(more.len(), 2 * (SHORT_RUNS_PER_THREAD - RUNS_PER_THREAD));
-        // Batched: a worker that finishes a run gets none until it is down
-        // to two, then two at once (one message).
+        assert_eq!(more.len(), 2 * (BATCHED_RUNS_PER_THREAD - RUNS_PER_THREAD));
         let finish = |core: &mut Core<'_>, (w, load, _): &Sent| {
             let t = g.dependents(*load)[0];
             core.done(*w, *load);
             core.done(*w, t);
         };
         let w = first[0].0;
-        let mine: Vec<Sent> = first
+        let mut mine: std::collections::VecDeque<Sent> = first
             .iter()
             .chain(&more)
             .filter(|r| r.0 == w)
             .cloned()
             .collect();
-        finish(&mut core, &mine[0]);
-        assert!(runs(&mut core).is_empty());
-        finish(&mut core, &mine[1]);
+        assert_eq!(mine.len(), BATCHED_RUNS_PER_THREAD);
+        // Batched: a worker that finishes a run gets none until it has room
+        // for a whole batch, then the batch at once (one message).
+        for _ in 1..BATCH_PER_THREAD {
+            finish(&mut core, &mine.pop_front().unwrap());
+            assert!(runs(&mut core).is_empty());
+        }
+        finish(&mut core, &mine.pop_front().unwrap());
         let batch = runs(&mut core);
         assert_eq!(batch.len(), BATCH_PER_THREAD);
         assert!(batch.iter().all(|r| r.0 == w), "{batch:?}");
+        mine.extend(batch);
         // Long runs on average: two per thread, one at a time.
         core.ran(0, BATCH_RUN * 100);
-        finish(&mut core, &mine[2]);
-        finish(&mut core, &mine[3]);
-        finish(&mut core, &batch[0]);
+        while mine.len() > 1 {
+            finish(&mut core, &mine.pop_front().unwrap());
+        }
         assert_eq!(runs(&mut core).len(), 1, "down to one: one more");
     }
 
     #[test]
     fn at_the_end_of_a_run_batched_runs_go_one_at_a_time() {
-        // 12 partitions, 2 workers of one thread: 4 runs out, then 4 more
+        // 20 partitions, 2 workers of one thread: 4 runs out, then 8 more
         // in batches; then fewer are left than the workers could hold.
-        let g = graph(24, 12);
+        let g = graph(40, 20);
         let mut core = on_workers(&g, 100);
         core.step();
         let mut out = sent(&core.take_commands());
@@ -2734,7 +2747,7 @@ mod tests {
             .into_iter()
             .filter(|(_, t, _)| matches!(g.task(*t).kind(), TaskKind::Load { .. }))
             .collect();
-        assert_eq!(loads.len(), 8);
+        assert_eq!(loads.len(), 2 * BATCHED_RUNS_PER_THREAD);
         let w = loads[0].0;
         let mut mine = loads.iter().filter(|r| r.0 == w);
         let mut finish = |core: &mut Core<'_>| {
@@ -2744,9 +2757,10 @@ mod tests {
             core.step();
             sent(&core.take_commands())
         };
-        // Down to three, then two: a long queue is not refilled at the end.
-        assert!(finish(&mut core).is_empty());
-        assert!(finish(&mut core).is_empty());
+        // Down to two: a long queue is not refilled at the end.
+        for _ in 2..BATCHED_RUNS_PER_THREAD {
+            assert!(finish(&mut core).is_empty());
+        }
         // Down to one: one more run (a load and its transform).
         let next = finish(&mut core);
         assert_eq!(next.len(), 2, "{next:?}");
