@@ -81,12 +81,15 @@ struct State {
     finished: bool,
     steps: Vec<StepState>,
     stream: VecDeque<Bar>,
-    workers: BTreeMap<String, WorkerState>,
+    /// By name; the page lists them in name order. A hash map: a task's
+    /// end looks its worker up, and a tree's string compares each touch
+    /// memory the 128 workers of a big run keep out of the cache.
+    workers: HashMap<String, WorkerState>,
     warnings: Vec<String>,
     failures: Vec<String>,
     start: Option<Instant>,
-    /// Running tasks: when they started, and where (`names` index).
-    started: HashMap<usize, (Instant, usize)>,
+    /// Each running task: when it started, and where (`names` index).
+    started: Vec<Option<(Instant, usize)>>,
     /// Each task's id, by index.
     ids: Vec<String>,
     /// Where tasks ran: the driver first, then workers as they are named.
@@ -115,7 +118,7 @@ struct Snapshot<'s> {
     finished: bool,
     steps: &'s [StepState],
     stream: Vec<BarView<'s>>,
-    workers: &'s BTreeMap<String, WorkerState>,
+    workers: BTreeMap<&'s str, &'s WorkerState>,
     warnings: &'s [String],
     failures: &'s [String],
     graph: Vec<GraphRow<'s>>,
@@ -168,7 +171,7 @@ impl Dashboard {
                     failed: b.failed,
                 })
                 .collect(),
-            workers: &s.workers,
+            workers: s.workers.iter().map(|(n, w)| (n.as_str(), w)).collect(),
             warnings: &s.warnings,
             failures: &s.failures,
             graph: {
@@ -358,6 +361,7 @@ impl Progress for Dashboard {
                 ids: graph.tasks().iter().map(|t| t.id().to_owned()).collect(),
                 names: vec!["driver".to_owned()],
                 states: vec![b'w'; graph.len()],
+                started: vec![None; graph.len()],
                 cells,
                 rows,
                 ..State::default()
@@ -368,7 +372,9 @@ impl Progress for Dashboard {
 
     fn task_started(&self, graph: &TaskGraph, task: usize) {
         self.with(|s| {
-            s.started.entry(task).or_insert_with(|| (Instant::now(), 0));
+            if let Some(at) = s.started.get_mut(task) {
+                at.get_or_insert_with(|| (Instant::now(), 0));
+            }
             if let Some(st) = s.states.get_mut(task) {
                 *st = b'r';
             }
@@ -395,7 +401,7 @@ impl Progress for Dashboard {
                 s.names.push(worker.to_owned());
                 s.names.len() - 1
             });
-            if let Some(started) = s.started.get_mut(&task) {
+            if let Some(Some(started)) = s.started.get_mut(task) {
                 started.1 = at;
             }
         });
@@ -472,7 +478,11 @@ impl Dashboard {
         self.with(|s| {
             let row = row_of(graph, task);
             let start = s.start.unwrap_or_else(Instant::now);
-            let (began, worker) = s.started.remove(&task).unwrap_or((Instant::now(), 0));
+            let (began, worker) = s
+                .started
+                .get_mut(task)
+                .and_then(Option::take)
+                .unwrap_or((Instant::now(), 0));
             if let Some(st) = s.states.get_mut(task) {
                 *st = if failed { b'f' } else { b'd' };
             }
