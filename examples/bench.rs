@@ -480,6 +480,10 @@ fn distributed(tasks: usize, n: usize) {
 /// scheduler, its threads and the wire; the workers' is not counted).
 /// `loads` picks one of the two lines: `workers` or `driver`.
 fn scale(workers: usize, tasks: usize, loads: Option<&str>) {
+    if loads.is_some_and(|l| l != "workers" && l != "driver") {
+        eprintln!("scale: the loads line is `workers` or `driver`, not {loads:?}");
+        std::process::exit(2);
+    }
     for worker_loads in [true, false] {
         let name = if worker_loads { "workers" } else { "driver" };
         if loads.is_none_or(|l| l == name) {

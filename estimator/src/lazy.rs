@@ -67,7 +67,8 @@ impl<S> Puller<'_, S> {
         while self.next <= p && self.next < self.lens.len() {
             let len = self.lens[self.next];
             if self.forgotten.remove(&self.next) || (self.drop_passed && self.next < p) {
-                // `nth` skips without building for a `Vec` or a range.
+                // `nth` skips without building for a `Vec`, a range or
+                // `indexed`.
                 if len > 0 {
                     let _ = self.iter.nth(len - 1);
                 }

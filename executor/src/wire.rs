@@ -7,7 +7,7 @@
 //! before anything is allocated, so a hostile or confused peer cannot make a
 //! process reserve gigabytes.
 //!
-//! The handshake (protocol version 2), scheduler `S`, worker `W`, shared secret `k`:
+//! The handshake (protocol version 3), scheduler `S`, worker `W`, shared secret `k`:
 //! 1. `S → W` `Challenge { protocol, nonce_s }` (32 random bytes).
 //! 2. `W → S` `Hello { protocol, proof = HMAC-SHA256(k, "worker" ‖ nonce_s), nonce_w, fingerprint, … }`.
 //! 3. `S` checks the proof (in constant time). A wrong proof closes the
@@ -34,8 +34,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL: u32 = 2;
+/// The protocol version this build speaks (3 since run messages go by
+/// position: `distributed::protocol`).
+pub const PROTOCOL: u32 = 3;
 
 /// The largest frame accepted unless a peer is told otherwise: 256 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 256 << 20;

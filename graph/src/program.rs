@@ -360,9 +360,9 @@ pub trait PartitionSource: Send + Sync {
     /// From now on, partitions passed over on the way to the one asked for
     /// are dropped instead of kept: a distributed worker loads only the
     /// partitions it is told to, and skips the others without holding them
-    /// (a `Vec` or a range skips for free; a `map` builds and drops each
-    /// sample it skips, which for delayed samples loads nothing). A
-    /// partition asked for after it was passed is then
+    /// (a `Vec`, a range or `sample::indexed` skips for free; a `map`
+    /// builds and drops each sample it skips, which for delayed samples
+    /// loads nothing). A partition asked for after it was passed is then
     /// [`Error::InputTaken`]. By default sources keep them.
     fn drop_passed(&self) {}
     /// Partition `p` will never be asked for: its samples may go (a

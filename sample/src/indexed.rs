@@ -71,6 +71,29 @@ impl<S, F: FnMut(usize) -> S> Iterator for Indexed<F> {
         self.next = self.next.saturating_add(n).min(self.end);
         self.next()
     }
+
+    fn count(self) -> usize {
+        self.end - self.next
+    }
+
+    fn last(mut self) -> Option<S> {
+        self.next_back()
+    }
+}
+
+impl<S, F: FnMut(usize) -> S> DoubleEndedIterator for Indexed<F> {
+    fn next_back(&mut self) -> Option<S> {
+        if self.next >= self.end {
+            return None;
+        }
+        self.end -= 1;
+        Some((self.make)(self.end))
+    }
+
+    fn nth_back(&mut self, n: usize) -> Option<S> {
+        self.end = self.end.saturating_sub(n).max(self.next);
+        self.next_back()
+    }
 }
 
 impl<S, F: FnMut(usize) -> S> ExactSizeIterator for Indexed<F> {}
@@ -95,6 +118,23 @@ mod tests {
         assert_eq!(it.len(), 3);
         assert_eq!(it.nth(5), None, "past the end");
         assert_eq!(it.next(), None);
+        assert_eq!(made.get(), 1);
+        // From the back, as a map of a range does; count and last make
+        // nothing or one.
+        let mut it = indexed(10, |i| i);
+        assert_eq!(it.next_back(), Some(9));
+        assert_eq!(it.nth_back(2), Some(6));
+        assert_eq!(it.next(), Some(0));
+        assert_eq!(it.clone().rev().collect::<Vec<_>>(), [5, 4, 3, 2, 1]);
+        assert_eq!(it.nth_back(9), None);
+        assert_eq!(it.next(), None);
+        let made = std::cell::Cell::new(0);
+        let it = indexed(1_000, |i| {
+            made.set(made.get() + 1);
+            i
+        });
+        assert_eq!(it.clone().count(), 1_000);
+        assert_eq!(it.last(), Some(999));
         assert_eq!(made.get(), 1);
     }
 }

@@ -323,6 +323,18 @@ impl Conns {
         self.watching_out.remove(&id);
     }
 
+    /// Whether a transfer is under way: bytes left to write to a worker, or
+    /// part of a message or of its data read. The scheduler then polls
+    /// without letting answers gather: a big frame moves a socket buffer
+    /// per poll.
+    pub(crate) fn busy(&self) -> bool {
+        !self.watching_out.is_empty()
+            || self
+                .conns
+                .values()
+                .any(|c| c.start < c.inbuf.len() || c.pending.is_some())
+    }
+
     /// Writes every buffer queued to since the last flush as far as its
     /// socket takes it (the rest when the socket has room: [`poll`](Self::poll));
     /// a worker whose socket fails is lost.

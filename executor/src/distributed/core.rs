@@ -184,8 +184,12 @@ pub(crate) const BATCHED_RUNS_PER_THREAD: usize = 6;
 /// [`Core::gather`]).
 pub(crate) const GATHER_MAX: Duration = Duration::from_millis(2);
 
-/// The part of the average run the scheduler lets answers gather for.
+/// The part of the recent task time the scheduler lets answers gather for.
 const GATHER_PART: u32 = 8;
+
+/// The recent task time follows each finished task by 1/16 of the
+/// difference: after a long step, 50 cheap tasks bring it down twelvefold.
+const RECENT_WEIGHT: u32 = 16;
 
 impl Limits {
     /// The load window for `kinds`: `2 + 6 × Σ max × threads`. Each thread
@@ -315,6 +319,11 @@ pub(crate) struct Core<'g> {
     load_of: Vec<usize>,
     /// The time tasks ran on workers so far, and how many.
     run_time: (Duration, usize),
+    /// Recent task times: an average in which each finished task weighs
+    /// 1/[`RECENT_WEIGHT`], for the gather window. It follows a change of
+    /// step, where the run-wide average lags: cheap tasks after a long
+    /// step would be gathered for as if they were long.
+    recent: Option<Duration>,
     /// The runs a worker holds per thread in this step.
     per_thread: usize,
     /// The workers open in this step (see `open`): placement looks at
@@ -381,6 +390,7 @@ impl<'g> Core<'g> {
             read_back: vec![false; n],
             unreadable: vec![false; n],
             run_time: (Duration::ZERO, 0),
+            recent: None,
             per_thread: RUNS_PER_THREAD,
             open_ids: Vec::new(),
             op_time: vec![(Duration::ZERO, 0); 2 * graph.program().steps().len()],
@@ -815,27 +825,22 @@ impl<'g> Core<'g> {
     }
 
     /// How long the scheduler may let workers' answers gather before it
-    /// reads them: an eighth of the average run, at most [`GATHER_MAX`];
-    /// nothing while runs are short ([`SHORT_RUN`]), before any has ended,
-    /// or at the end of the run. Each wake of the scheduler costs a context
-    /// switch and an `epoll_wait`; answers read together cost one of each
-    /// and are placed in one step (the `scale` benchmark: 128 workers end a
-    /// 20 ms run every 160 µs, a dozen per 2 ms). No worker waits for it: a
-    /// worker gets its next runs while it still holds one queued per thread
-    /// (see `runs_per_thread`), which takes the whole average run.
+    /// reads them: an eighth of the recent task time (`recent`), at most
+    /// [`GATHER_MAX`]; nothing while tasks are short ([`SHORT_RUN`]),
+    /// before any has ended, or at the end of the run. Each wake of the
+    /// scheduler costs a context switch and an `epoll_wait`; answers read
+    /// together cost one of each and are placed in one step (the `scale`
+    /// benchmark: 128 workers end a 20 ms run every 160 µs; 656 wakes for
+    /// 20 000 runs). No worker waits for it: a worker gets its next runs
+    /// while it still holds one queued per thread (see `runs_per_thread`),
+    /// and a run takes at least a task.
     pub(crate) fn gather(&self) -> Duration {
-        let (total, n) = self.run_time;
-        let Ok(n) = u32::try_from(n) else {
-            return Duration::ZERO;
-        };
-        if n == 0 {
-            return Duration::ZERO;
+        match self.recent {
+            Some(recent) if recent >= SHORT_RUN && !self.at_end() => {
+                (recent / GATHER_PART).min(GATHER_MAX)
+            }
+            _ => Duration::ZERO,
         }
-        let avg = total / n;
-        if avg < SHORT_RUN || self.at_end() {
-            return Duration::ZERO;
-        }
-        (avg / GATHER_PART).min(GATHER_MAX)
     }
 
     /// Opens the workers that have room for a batch of runs, for this
@@ -865,6 +870,10 @@ impl<'g> Core<'g> {
     pub(crate) fn ran(&mut self, task: usize, elapsed: Duration) {
         self.run_time.0 += elapsed;
         self.run_time.1 += 1;
+        self.recent = Some(match self.recent {
+            Some(r) => r - r / RECENT_WEIGHT + elapsed / RECENT_WEIGHT,
+            None => elapsed,
+        });
         if let Some(op) = self.op_of(task) {
             self.op_time[op].0 += elapsed;
             self.op_time[op].1 += 1;
@@ -2768,16 +2777,23 @@ mod tests {
     }
 
     #[test]
-    fn answers_gather_for_an_eighth_of_a_run_only_while_runs_are_long_and_plenty_is_left() {
+    fn answers_gather_for_an_eighth_of_a_task_only_while_tasks_are_long_and_plenty_is_left() {
         let g = graph(400, 200);
         let mut core = on_workers(&g, 1000);
         core.step();
-        assert_eq!(core.gather(), Duration::ZERO, "no run has ended yet");
+        assert_eq!(core.gather(), Duration::ZERO, "no task has ended yet");
         core.ran(0, Duration::from_millis(8));
         assert_eq!(core.gather(), Duration::from_millis(1));
-        core.ran(0, Duration::from_millis(72));
-        assert_eq!(core.gather(), GATHER_MAX, "40 ms on average: at most");
-        // Short runs: answers are read as they come.
+        core.ran(0, Duration::from_millis(200));
+        assert_eq!(core.gather(), GATHER_MAX, "at most");
+        // A cheap step after a long one: the window follows the recent
+        // tasks, though the run-wide average is still long.
+        for _ in 0..60 {
+            core.ran(0, Duration::from_micros(50));
+        }
+        assert!(core.run_time.0 / 62 > SHORT_RUN);
+        assert_eq!(core.gather(), Duration::ZERO);
+        // Short tasks: answers are read as they come.
         let mut short = on_workers(&g, 1000);
         short.step();
         short.ran(0, SHORT_RUN / 2);

@@ -8,10 +8,11 @@
 //! from the buffer that holds it, and read into one buffer of its own.
 //!
 //! Messages are compact MessagePack: a struct's fields by position, not by
-//! name ([`frame_into`]). Both ends are the same build (the handshake checked
-//! it), and the scheduler reads and writes a message per task: names were a
-//! third of each message's bytes and of its decoding. The handshake keeps
-//! names, so a peer of another version is told so plainly.
+//! name ([`frame_into`]). The scheduler reads and writes a message per task:
+//! names were a third of each message's bytes and of its decoding. Read by
+//! position, a message whose fields change must change
+//! [`PROTOCOL`](crate::wire::PROTOCOL), which the handshake compares (it
+//! keeps names, so a peer of another version is told so plainly).
 
 use std::io::{Read, Write};
 use std::num::NonZeroUsize;
@@ -323,8 +324,10 @@ pub(crate) fn frame_into<T: Serialize>(buf: &mut Vec<u8>, msg: &T) -> Result<(),
         buf.truncate(at);
         return Err(WireError::Malformed(e.to_string()));
     }
-    let len = u32::try_from(buf.len() - at - 4)
-        .map_err(|_| WireError::Malformed("a message over 4 GiB".to_owned()))?;
+    let Ok(len) = u32::try_from(buf.len() - at - 4) else {
+        buf.truncate(at);
+        return Err(WireError::Malformed("a message over 4 GiB".to_owned()));
+    };
     buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
     Ok(())
 }

@@ -469,10 +469,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             if self.core.finished() && self.reading == 0 {
                 return Ok(());
             }
-            // Answers that gather are read with one wake (`Core::gather`).
-            let gathered = (woke + self.core.gather()).min(next_tick);
-            if let Some(rest) = gathered.checked_duration_since(Instant::now()) {
-                std::thread::sleep(rest);
+            // Answers that gather are read with one wake (`Core::gather`),
+            // unless data is moving or being read back.
+            if self.reading == 0 && !self.conns.busy() {
+                let gathered = (woke + self.core.gather()).min(next_tick);
+                if let Some(rest) = gathered.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(rest);
+                }
             }
             let wait = next_tick.saturating_duration_since(Instant::now());
             self.conns.poll(wait, &mut incoming);
