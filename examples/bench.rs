@@ -263,17 +263,17 @@ fn small() {
 }
 
 fn cpu_one(name: &str) {
-    let n = 200_000;
+    let n: usize = 200_000;
     let executor = by_name(name).expect("a valid executor name");
     let pipeline = Pipeline::new().then(Heavy).then(Heavy);
-    let samples = built_first((0..n).map(|i| Sample::new(i.to_string(), f64::from(i))));
+    let samples = built_first(indexed(n, |i| Sample::new(i.to_string(), i as f64)));
     let t0 = Instant::now();
     let out = pipeline
         .transform(samples)
         .compute(&executor)
         .expect("runs");
-    let rate = f64::from(n) / t0.elapsed().as_secs_f64();
-    assert_eq!(out.len(), n as usize);
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    assert_eq!(out.len(), n);
     println!(
         "{{\"bench\":\"cpu\",\"executor\":\"{}\",\"n\":{n},\"samples_per_s\":{rate:.0}}}",
         executor.name()
@@ -451,7 +451,7 @@ fn distributed(tasks: usize, n: usize) {
         .named("local-p2")
         .with_progress(std::sync::Arc::new(Silent));
     let pipeline = Pipeline::new().then(Step::new(Pass).name("pass"));
-    let samples = (0..tasks as u32).map(|i| Sample::new(i.to_string(), i));
+    let samples = indexed(tasks, |i| Sample::new(i.to_string(), i as u32));
     let t0 = Instant::now();
     let out = pipeline
         .transform(samples)
@@ -492,9 +492,8 @@ fn scale(workers: usize, tasks: usize, loads: Option<&str>) {
     }
 }
 
-/// [`scale`] with loads on the workers (each worker builds the samples its
-/// input passes on the way to its partitions: 128 workers on 2 cores build
-/// 128 × `tasks` of them) or in the driver.
+/// [`scale`] with loads on the workers (each worker makes only the samples
+/// of the partitions it loads: the input is `indexed`) or in the driver.
 fn scale_one(workers: usize, tasks: usize, worker_loads: bool) {
     const TASK_MS: u64 = 20;
     let executor = Distributed::new(LocalProcesses::new(
@@ -508,7 +507,7 @@ fn scale_one(workers: usize, tasks: usize, worker_loads: bool) {
         std::thread::sleep(std::time::Duration::from_millis(TASK_MS));
         *x
     }));
-    let samples = (0..tasks as u32).map(|i| Sample::new(i.to_string(), i));
+    let samples = indexed(tasks, |i| Sample::new(i.to_string(), i as u32));
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let out = pipeline
