@@ -409,6 +409,14 @@ impl Fnv {
         self.0 ^= 0xff;
         self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
     }
+
+    /// A number, in one step rather than eight: a program's partition
+    /// sizes are hashed in every worker process (20 000 partitions on 128
+    /// workers took a fifth of a second of two cores byte by byte).
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
 }
 
 /// Mode and steps: names, estimator type names and options.
@@ -435,7 +443,7 @@ fn hash_steps(info: &Program) -> Fnv {
 pub fn program_fingerprint(info: &Program) -> u64 {
     let mut h = hash_steps(info);
     for &n in info.partition_lens() {
-        h.write(&(n as u64).to_le_bytes());
+        h.write_u64(n as u64);
     }
     if let Some(c) = info.checkpoint() {
         h.write(format!("{:?}", c.options()).as_bytes());
