@@ -63,7 +63,8 @@ impl WorkerKind {
 /// Where a launched worker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
-    /// Waiting to start (queued on a cluster).
+    /// Waiting to start (queued on a cluster, or a local process not
+    /// started yet).
     Pending,
     /// Waiting to start for a while: `waited` so far, and why, in the
     /// grid's words (SGE's scheduling info). The scheduler says so in the
@@ -99,11 +100,14 @@ pub trait Launcher: Send {
 
     /// Starts `n` workers of kind `kind` (an index into [`kinds`](Self::kinds)),
     /// each with `env` in its environment (scheduler address, secret file,
-    /// timeouts) plus its own job id, threads and resources. Returns their job
-    /// ids, which the workers report as their names.
+    /// timeouts) plus its own job id, threads and resources, or queues them
+    /// (a cluster's queue, or a thread that starts them later): such jobs
+    /// are [`JobState::Pending`] until they start, and `Ended` with why if
+    /// they cannot. Returns their job ids, which the workers report as their
+    /// names.
     ///
     /// # Errors
-    /// When the workers cannot be started; the message says why.
+    /// When the workers cannot be started or queued; the message says why.
     fn launch(
         &mut self,
         kind: usize,
@@ -153,7 +157,8 @@ pub fn worker_command(
 /// Workers as child processes of the driver: the program that runs, started
 /// again with the same arguments (bob's `local-parallel`). Their standard
 /// output is discarded (it would repeat the driver's); their standard error
-/// is the driver's.
+/// is the driver's, or goes line by line to the run's progress
+/// ([`Launcher::stderr_to`]).
 ///
 /// Of the workers one launch asks for, the first starts at once (a program
 /// that cannot start is an error of the launch) and the others on a thread
@@ -169,7 +174,8 @@ pub struct LocalProcesses {
     args: Option<Vec<OsString>>,
     env: Vec<(OsString, OsString)>,
     jobs: Arc<Mutex<Jobs>>,
-    /// The thread starting the queued jobs, while there are some.
+    /// The last thread started to start queued jobs (one runs at a time:
+    /// `Jobs::starter_running`).
     starter: Option<JoinHandle<()>>,
     launched: usize,
     stderr: Option<Sink>,
@@ -181,11 +187,26 @@ struct Jobs {
     /// Started.
     children: Vec<(String, Child)>,
     /// Launched and not started yet, in order.
-    queued: VecDeque<(String, Command)>,
+    queued: VecDeque<Queued>,
+    /// Whether a thread is starting the queued jobs: set when one is
+    /// started, cleared by it when it finds the queue empty, both under the
+    /// lock, so a job queued as it ends still gets a thread.
+    starter_running: bool,
     /// The job being started, and whether it was cancelled meanwhile.
     starting: Option<(String, bool)>,
     /// Could not start, with why.
     failed: Vec<(String, String)>,
+}
+
+/// A job waiting to start: its id, what starts it, where its standard
+/// error goes (the compute's that launched it), and the program's name for
+/// an error.
+#[derive(Debug)]
+struct Queued {
+    job: String,
+    command: Command,
+    sink: Option<Sink>,
+    program: String,
 }
 
 fn lock(jobs: &Mutex<Jobs>) -> MutexGuard<'_, Jobs> {
@@ -300,24 +321,40 @@ impl Launcher for LocalProcesses {
                     .map_err(|e| format!("cannot start worker {}: {e}", program.display()))?;
                 lock(&self.jobs).children.push((job.clone(), child));
             } else {
-                lock(&self.jobs).queued.push_back((job.clone(), command));
+                lock(&self.jobs).queued.push_back(Queued {
+                    job: job.clone(),
+                    command,
+                    sink: self.stderr.clone(),
+                    program: program.display().to_string(),
+                });
             }
             names.push(job);
         }
-        if self.starter.as_ref().is_none_or(JoinHandle::is_finished) && n > 1 {
-            let (jobs, sink) = (Arc::clone(&self.jobs), self.stderr.clone());
-            let shown = program.display().to_string();
+        let run_starter = {
+            let mut jobs = lock(&self.jobs);
+            let idle = !jobs.queued.is_empty() && !jobs.starter_running;
+            jobs.starter_running |= idle;
+            idle
+        };
+        if run_starter {
+            // The previous thread, if any, has seen the queue empty: it is
+            // ending.
+            if let Some(previous) = self.starter.take() {
+                let _ = previous.join();
+            }
+            let jobs = Arc::clone(&self.jobs);
             self.starter = Some(std::thread::spawn(move || {
                 loop {
-                    let (job, mut command) = {
+                    let mut next = {
                         let mut jobs = lock(&jobs);
-                        let Some((job, command)) = jobs.queued.pop_front() else {
+                        let Some(next) = jobs.queued.pop_front() else {
+                            jobs.starter_running = false;
                             return;
                         };
-                        jobs.starting = Some((job.clone(), false));
-                        (job, command)
+                        jobs.starting = Some((next.job.clone(), false));
+                        next
                     };
-                    let started = start(&mut command, &job, sink.as_ref());
+                    let started = start(&mut next.command, &next.job, next.sink.as_ref());
                     let mut jobs = lock(&jobs);
                     let cancelled = jobs.starting.take().is_some_and(|(_, c)| c);
                     match started {
@@ -326,11 +363,12 @@ impl Launcher for LocalProcesses {
                             let _ = child.kill();
                             let _ = child.wait();
                         }
-                        Ok(child) => jobs.children.push((job, child)),
+                        Ok(child) => jobs.children.push((next.job, child)),
                         Err(_) if cancelled => {}
-                        Err(e) => jobs
-                            .failed
-                            .push((job, format!("cannot start worker {shown}: {e}"))),
+                        Err(e) => {
+                            let why = format!("cannot start worker {}: {e}", next.program);
+                            jobs.failed.push((next.job, why));
+                        }
                     }
                 }
             }));
@@ -344,7 +382,7 @@ impl Launcher for LocalProcesses {
 
     fn cancel(&mut self, job: &str) {
         let mut jobs = lock(&self.jobs);
-        jobs.queued.retain(|(j, _)| j != job);
+        jobs.queued.retain(|q| q.job != job);
         jobs.failed.retain(|(j, _)| j != job);
         if let Some((j, cancelled)) = &mut jobs.starting {
             *cancelled |= j == job;
@@ -364,6 +402,7 @@ impl Launcher for LocalProcesses {
             queued,
             starting,
             failed,
+            ..
         } = &mut *jobs;
         let started = children.iter_mut().map(|(job, child)| {
             let state = match child.try_wait() {
@@ -377,7 +416,7 @@ impl Launcher for LocalProcesses {
             .iter()
             .filter(|(_, cancelled)| !cancelled)
             .map(|(job, _)| job)
-            .chain(queued.iter().map(|(job, _)| job))
+            .chain(queued.iter().map(|q| &q.job))
             .map(|job| (job.clone(), JobState::Pending));
         let unstarted = failed
             .iter()
@@ -470,6 +509,20 @@ mod tests {
         }
         l.cancel("local-2");
         assert_eq!(l.poll().len(), 3);
+        // Launches that follow each other, as a compute's replacements
+        // do, all get started (by one thread at a time).
+        for _ in 0..5 {
+            l.launch(0, 2, &[]).unwrap();
+        }
+        let t0 = Instant::now();
+        while !states(&mut l)
+            .iter()
+            .all(|(_, s)| *s == JobState::Ended("exited with status 3".into()))
+        {
+            assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", l.poll());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(l.poll().len(), 13);
         l.shutdown();
         assert!(l.poll().is_empty());
     }
