@@ -485,10 +485,17 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
-    fn states(l: &mut LocalProcesses) -> Vec<(String, JobState)> {
-        let mut s = l.poll();
-        s.sort_by(|a, b| a.0.cmp(&b.0));
-        s
+    /// Waits until every job `l` knows has ended with status 3.
+    fn all_ended(l: &mut LocalProcesses) {
+        let t0 = Instant::now();
+        while !l
+            .poll()
+            .iter()
+            .all(|(_, s)| *s == JobState::Ended("exited with status 3".into()))
+        {
+            assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", l.poll());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
@@ -499,14 +506,7 @@ mod tests {
         let names = l.launch(0, 4, &[]).unwrap();
         assert_eq!(names, ["local-1", "local-2", "local-3", "local-4"]);
         assert_eq!(l.poll().len(), 4, "every job is known at once");
-        let t0 = Instant::now();
-        while !states(&mut l)
-            .iter()
-            .all(|(_, s)| *s == JobState::Ended("exited with status 3".into()))
-        {
-            assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", l.poll());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        all_ended(&mut l);
         l.cancel("local-2");
         assert_eq!(l.poll().len(), 3);
         // Launches that follow each other, as a compute's replacements
@@ -514,14 +514,7 @@ mod tests {
         for _ in 0..5 {
             l.launch(0, 2, &[]).unwrap();
         }
-        let t0 = Instant::now();
-        while !states(&mut l)
-            .iter()
-            .all(|(_, s)| *s == JobState::Ended("exited with status 3".into()))
-        {
-            assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", l.poll());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        all_ended(&mut l);
         assert_eq!(l.poll().len(), 13);
         l.shutdown();
         assert!(l.poll().is_empty());
