@@ -1364,28 +1364,25 @@ impl<'g> Core<'g> {
     /// Jobs `names` were started for kind `kind`.
     pub(crate) fn launched(&mut self, kind: usize, names: Vec<String>) {
         for name in names {
-            self.jobs.insert(
-                name,
-                Launched {
-                    kind,
-                    connected: false,
-                    told: None,
-                    kept: false,
-                },
-            );
+            self.track(kind, name, false);
         }
     }
 
     /// Job `name` of kind `kind` runs a worker kept from the program's last
     /// compute, which starts again for this one.
     pub(crate) fn kept(&mut self, kind: usize, name: String) {
+        self.track(kind, name, true);
+    }
+
+    /// Counts job `name` of kind `kind` as launched, not connected yet.
+    fn track(&mut self, kind: usize, name: String, kept: bool) {
         self.jobs.insert(
             name,
             Launched {
                 kind,
                 connected: false,
                 told: None,
-                kept: true,
+                kept,
             },
         );
     }
