@@ -35,8 +35,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 /// The protocol version this build speaks (3 since run messages go by
-/// position: `distributed::protocol`).
-pub const PROTOCOL: u32 = 3;
+/// position: `distributed::protocol`; 4 since a partition's keys and
+/// lengths cross as byte columns).
+pub const PROTOCOL: u32 = 4;
 
 /// The largest frame accepted unless a peer is told otherwise: 256 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 256 << 20;

@@ -184,33 +184,75 @@ struct Typed<T> {
     codec: Arc<dyn Codec<T>>,
 }
 
-/// A partition on the wire, in columns: the valid samples' keys, their
-/// attributes (each sample's compact pairs, `Attrs::to_pairs`, one after
-/// the other, and their lengths), and their data as one column of the
-/// codec's (one header and one buffer for same-shaped arrays); failed
-/// samples with their positions.
+/// A partition on the wire, in columns: the valid samples' keys (one
+/// after the other, and their lengths), their attributes (each sample's
+/// compact pairs, `Attrs::to_pairs`, one after the other, and their
+/// lengths), and their data as one column of the codec's (one header and
+/// one buffer for same-shaped arrays); failed samples with their
+/// positions. Lengths are little-endian `u32`s in a byte string: a
+/// partition's keys are read with one UTF-8 check and no MessagePack
+/// string or integer per sample.
 #[derive(Serialize)]
 struct ColumnsRef<'a> {
     len: usize,
-    keys: Vec<&'a Key>,
+    #[serde(with = "bob_pipelines_sample::bin")]
+    keys: Vec<u8>,
+    #[serde(with = "bob_pipelines_sample::bin")]
+    key_lens: Vec<u8>,
     #[serde(with = "bob_pipelines_sample::bin")]
     attrs: Vec<u8>,
-    attr_lens: Vec<u32>,
+    #[serde(with = "bob_pipelines_sample::bin")]
+    attr_lens: Vec<u8>,
     failed: Vec<(usize, &'a Failed)>,
     #[serde(with = "bob_pipelines_sample::bin")]
     data: Vec<u8>,
 }
 
+/// [`ColumnsRef`] read back: the byte columns are read in place.
 #[derive(Deserialize)]
-struct ColumnsOwned {
+struct ColumnsIn<'a> {
     len: usize,
-    keys: Vec<Key>,
-    #[serde(with = "bob_pipelines_sample::bin")]
-    attrs: Vec<u8>,
-    attr_lens: Vec<u32>,
+    keys: &'a [u8],
+    key_lens: &'a [u8],
+    attrs: &'a [u8],
+    attr_lens: &'a [u8],
     failed: Vec<(usize, Failed)>,
-    #[serde(with = "bob_pipelines_sample::bin")]
-    data: Vec<u8>,
+    data: &'a [u8],
+}
+
+/// Appends `len` to a column of lengths.
+fn put_len(lens: &mut Vec<u8>, len: usize) -> std::result::Result<(), String> {
+    let len = u32::try_from(len).map_err(|_| format!("{len} bytes is over 4 GiB"))?;
+    lens.extend_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// The pieces of `bytes` that a column of `n` lengths cuts, or why it
+/// cannot.
+fn cut<'a>(
+    bytes: &'a [u8],
+    lens: &'a [u8],
+    n: usize,
+) -> std::result::Result<impl Iterator<Item = &'a [u8]>, String> {
+    if lens.len() != n * 4 {
+        return Err(format!("{} bytes of lengths for {n} samples", lens.len()));
+    }
+    let lens = lens
+        .chunks_exact(4)
+        .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
+    let total: u64 = lens.clone().map(|l| l as u64).sum();
+    if total != bytes.len() as u64 {
+        return Err(format!(
+            "lengths of {total} bytes for {} bytes",
+            bytes.len()
+        ));
+    }
+    let mut at = 0;
+    Ok(lens.map(move |l| {
+        let piece = &bytes[at..at + l];
+        at += l;
+        piece
+    }))
 }
 
 impl<T: Send + Sync + 'static> Typed<T> {
@@ -323,29 +365,26 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
         let part = self.slots(part)?;
         let mut columns = ColumnsRef {
             len: part.len(),
-            keys: Vec::with_capacity(part.len()),
+            keys: Vec::new(),
+            key_lens: Vec::with_capacity(4 * part.len()),
             attrs: Vec::new(),
-            attr_lens: Vec::with_capacity(part.len()),
+            attr_lens: Vec::with_capacity(4 * part.len()),
             failed: Vec::new(),
             data: Vec::new(),
         };
         let mut values = Vec::with_capacity(part.len());
+        let mut keys = Vec::with_capacity(part.len());
         for (i, s) in part.iter().enumerate() {
             match s {
                 Ok(s) => {
-                    let pairs = s
-                        .attrs()
-                        .to_pairs()
-                        .map_err(|e| Self::partition_error(format!("sample {:?}: {e}", s.key())))?;
-                    let len = u32::try_from(pairs.len()).map_err(|_| {
-                        Self::partition_error(format!(
-                            "sample {:?} has over 4 GiB of attributes",
-                            s.key()
-                        ))
-                    })?;
-                    columns.keys.push(s.key());
+                    let too_big =
+                        |e: String| Self::partition_error(format!("sample {:?}: {e}", s.key()));
+                    let pairs = s.attrs().to_pairs().map_err(|e| too_big(e.to_string()))?;
+                    put_len(&mut columns.key_lens, s.key().as_str().len()).map_err(too_big)?;
+                    put_len(&mut columns.attr_lens, pairs.len()).map_err(too_big)?;
+                    columns.keys.extend_from_slice(s.key().as_str().as_bytes());
                     columns.attrs.extend_from_slice(&pairs);
-                    columns.attr_lens.push(len);
+                    keys.push(s.key());
                     values.push(s.data());
                 }
                 Err(f) => columns.failed.push((i, f)),
@@ -359,8 +398,7 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
                 .position(|v| self.codec.encode(v, &mut scratch).is_err())
                 .unwrap_or(0);
             return Err(Error::Codec {
-                key: columns
-                    .keys
+                key: keys
                     .get(culprit)
                     .map_or_else(|| Key::from(""), |k| (*k).clone()),
                 source,
@@ -370,43 +408,37 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<AnyPartition> {
-        let c: ColumnsOwned = rmp_serde::from_slice(bytes).map_err(Self::partition_error)?;
-        let valid = c.len.checked_sub(c.failed.len());
-        let attr_bytes: u64 = c.attr_lens.iter().map(|&l| u64::from(l)).sum();
-        if valid != Some(c.keys.len())
-            || c.attr_lens.len() != c.keys.len()
-            || attr_bytes != c.attrs.len() as u64
-        {
-            return Err(Self::partition_error(format!(
-                "{} samples, {} failed, but {} keys and {} attribute sets ({attr_bytes} of {} bytes)",
-                c.len,
-                c.failed.len(),
-                c.keys.len(),
-                c.attr_lens.len(),
-                c.attrs.len()
-            )));
-        }
-        let mut at = 0;
-        let attrs = c
-            .attr_lens
-            .iter()
-            .map(|&len| {
-                let pairs = &c.attrs[at..at + len as usize];
-                at += len as usize;
-                Attrs::from_pairs(pairs).map_err(|e| Self::partition_error(e.to_string()))
-            })
-            .collect::<Result<Vec<Attrs>>>()?;
+        let c: ColumnsIn<'_> = rmp_serde::from_slice(bytes).map_err(Self::partition_error)?;
+        let valid = c.len.checked_sub(c.failed.len()).ok_or_else(|| {
+            Self::partition_error(format!("{} samples, {} failed", c.len, c.failed.len()))
+        })?;
+        let keys = std::str::from_utf8(c.keys)
+            .map_err(|e| Self::partition_error(format!("its keys: {e}")))?;
+        let key_pieces = cut(c.keys, c.key_lens, valid)
+            .map_err(|e| Self::partition_error(format!("its keys: {e}")))?;
+        let attr_pieces = cut(c.attrs, c.attr_lens, valid)
+            .map_err(|e| Self::partition_error(format!("its attributes: {e}")))?;
         let values = self
             .codec
-            .decode_column(&c.data, c.keys.len())
+            .decode_column(c.data, valid)
             .map_err(|e| Self::partition_error(format!("its data column: {e}")))?;
-        let mut samples = c
-            .keys
-            .into_iter()
-            .zip(attrs)
+        // One pass: each sample is made where it stays.
+        let mut at = 0;
+        let mut samples = key_pieces
+            .zip(attr_pieces)
             .zip(values)
-            .map(|((key, attrs), value)| {
-                Sample::from_meta(Arc::new(Meta::with_attrs(key, attrs)), value)
+            .map(|((key, pairs), value)| {
+                // A piece of valid UTF-8, unless it cuts a character.
+                let key = keys.get(at..at + key.len()).ok_or_else(|| {
+                    Self::partition_error("a key's length cuts a character".to_owned())
+                })?;
+                at += key.len();
+                let attrs =
+                    Attrs::from_pairs(pairs).map_err(|e| Self::partition_error(e.to_string()))?;
+                Ok(Sample::from_meta(
+                    Arc::new(Meta::with_attrs(key, attrs)),
+                    value,
+                ))
             });
         let mut failed = c.failed.into_iter().peekable();
         let mut part: Vec<Slot<T>> = Vec::with_capacity(c.len);
@@ -415,7 +447,7 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
                 Some((_, f)) => part.push(Err(f)),
                 None => part.push(Ok(samples.next().ok_or_else(|| {
                     Self::partition_error("a failed sample's position is out of order")
-                })?)),
+                })??)),
             }
         }
         if failed.next().is_some() {
@@ -577,6 +609,35 @@ mod tests {
                 assert_eq!(p.len(), 4, "byte {at}");
             }
         }
+    }
+
+    #[test]
+    fn keys_of_any_script_come_back_and_a_length_inside_a_character_is_refused() {
+        let part: Vec<Slot<u32>> = ["é-1", "顔/2", "", "plain"]
+            .iter()
+            .zip(0..)
+            .map(|(k, i)| Ok(Sample::new(*k, i)))
+            .collect();
+        assert_eq!(round_trip(part.clone()).0, part);
+        // "é" is two bytes: lengths of one and one cut it in half.
+        let data = data_codec(default_codec::<u32>());
+        let mut column = Vec::new();
+        default_codec::<u32>()
+            .encode_column(&[&1, &2], &mut column)
+            .unwrap();
+        let columns = ColumnsRef {
+            len: 2,
+            keys: "é".as_bytes().to_vec(),
+            key_lens: [1u32, 1].iter().flat_map(|l| l.to_le_bytes()).collect(),
+            attrs: Vec::new(),
+            attr_lens: vec![0; 8],
+            failed: Vec::new(),
+            data: column,
+        };
+        let e = data
+            .decode(&rmp_serde::to_vec(&columns).unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("cuts a character"), "{e}");
     }
 
     #[test]

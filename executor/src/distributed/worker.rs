@@ -759,15 +759,13 @@ fn run_op(
                     Err((input, error)) => return Ok(Outcome::Unreachable { input, error }),
                 }
             }
-            for fetched in fetch_from_peers(shared, codec, &peers) {
-                match fetched? {
-                    Ok(parts) => {
-                        for (i, p) in parts {
-                            got[i] = Some(Got::Own(p));
-                        }
+            match fetch_from_peers(shared, codec, &peers)? {
+                Ok(parts) => {
+                    for (i, p) in parts {
+                        got[i] = Some(Got::Own(p));
                     }
-                    Err((input, error)) => return Ok(Outcome::Unreachable { input, error }),
                 }
+                Err((input, error)) => return Ok(Outcome::Unreachable { input, error }),
             }
             let got: Vec<Got> = got
                 .into_iter()
@@ -839,47 +837,136 @@ fn run_op(
     })
 }
 
-/// What a fit gets from one peer: its inputs (place, partition), or the
+/// What a fit gets from its peers: its inputs (place, partition), or the
 /// first that could not be had.
-type FromPeer = graph::Result<std::result::Result<Vec<(usize, AnyPartition)>, (u32, String)>>;
+type FromPeers = graph::Result<std::result::Result<Vec<(usize, AnyPartition)>, (u32, String)>>;
+
+/// Fetched partitions waiting to be decoded, and how many peers still
+/// send.
+struct Arrivals {
+    queue: Mutex<(Vec<Arrived>, usize)>,
+    came: std::sync::Condvar,
+    /// A decoder failed: the others stop.
+    failed: AtomicBool,
+}
+
+impl Arrivals {
+    fn push(&self, place: usize, bytes: Vec<u8>) {
+        lock(&self.queue).0.push((place, bytes));
+        self.came.notify_one();
+    }
+
+    /// One peer has sent all it will.
+    fn sent(&self) {
+        lock(&self.queue).1 -= 1;
+        self.came.notify_all();
+    }
+
+    /// Decodes partitions as they come, until every peer has sent all and
+    /// none is left, or a decoder failed.
+    fn decode(&self, codec: &dyn DataCodec) -> graph::Result<Vec<(usize, AnyPartition)>> {
+        let mut parts = Vec::new();
+        loop {
+            let next = {
+                let mut q = lock(&self.queue);
+                loop {
+                    if self.failed.load(Ordering::Relaxed) {
+                        return Ok(parts);
+                    }
+                    if let Some(next) = q.0.pop() {
+                        break next;
+                    }
+                    if q.1 == 0 {
+                        return Ok(parts);
+                    }
+                    q = self.came.wait(q).unwrap_or_else(PoisonError::into_inner);
+                }
+            };
+            match codec.decode(&next.1) {
+                Ok(p) => parts.push((next.0, p)),
+                Err(e) => {
+                    self.failed.store(true, Ordering::Relaxed);
+                    self.came.notify_all();
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// A fetched partition: its place among the fit's inputs, and its bytes.
+type Arrived = (usize, Vec<u8>);
+
+/// Says, when dropped, that a peer has sent all it will.
+struct Sending<'a>(&'a Arrivals);
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.sent();
+    }
+}
 
 /// A fit's inputs held by other workers (by peer address: place among the
 /// fit's inputs, task), fetched from every peer at once, each on a thread
-/// of its own that decodes as the partitions come.
+/// of its own. The fit's thread, which would wait, decodes them as they
+/// come, and each peer's thread helps once its peer has sent all: decoding
+/// a partition takes longer than encoding it (the seed's fit: 0.25 s of
+/// decoding against 0.1 s of encoding on the peer), and the fit waits for
+/// the last.
 fn fetch_from_peers(
     shared: &Shared,
     codec: &dyn DataCodec,
     peers: &HashMap<&str, Vec<(usize, u32)>>,
-) -> Vec<FromPeer> {
+) -> FromPeers {
+    let arrivals = Arrivals {
+        queue: Mutex::new((Vec::new(), peers.len())),
+        came: std::sync::Condvar::new(),
+        failed: AtomicBool::new(false),
+    };
+    let arrivals = &arrivals;
     std::thread::scope(|scope| {
         let handles: Vec<_> = peers
             .iter()
             .map(|(addr, wanted)| {
                 scope.spawn(move || {
                     let tasks: Vec<u32> = wanted.iter().map(|w| w.1).collect();
-                    let mut parts = Vec::with_capacity(wanted.len());
-                    let fetched = fetch_many(shared, addr, &tasks, |k, bytes| {
-                        parts.push((wanted[k].0, codec.decode(&bytes)?));
-                        Ok(())
-                    })?;
-                    Ok(fetched.map(|()| parts))
+                    let fetched = {
+                        // Said even if fetching panics: no decoder waits for ever.
+                        let _sent = Sending(arrivals);
+                        fetch_many(shared, addr, &tasks, |k, bytes| {
+                            arrivals.push(wanted[k].0, bytes);
+                            Ok(())
+                        })
+                    };
+                    (fetched, arrivals.decode(codec))
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|panic| {
-                    Err(graph::Error::Step(
-                        format!(
-                            "decoding a fetched partition panicked: {}",
-                            panic_message(&*panic)
-                        )
-                        .into(),
-                    ))
-                })
-            })
-            .collect()
+        let mut parts = arrivals.decode(codec);
+        let mut unreachable = None;
+        for h in handles {
+            let (fetched, decoded) = h.join().unwrap_or_else(|panic| {
+                let e = graph::Error::Step(
+                    format!(
+                        "decoding a fetched partition panicked: {}",
+                        panic_message(&*panic)
+                    )
+                    .into(),
+                );
+                (Ok(Ok(())), Err(e))
+            });
+            match (fetched?, decoded) {
+                (_, Err(e)) => parts = Err(e),
+                (Err(first), Ok(_)) if unreachable.is_none() => unreachable = Some(first),
+                (_, Ok(more)) => {
+                    if let Ok(p) = &mut parts {
+                        p.extend(more);
+                    }
+                }
+            }
+        }
+        let parts = parts?;
+        Ok(unreachable.map_or(Ok(parts), Err))
     })
 }
 
