@@ -181,11 +181,9 @@ pub(crate) const BATCH_PER_THREAD: usize = 4;
 pub(crate) const BATCHED_RUNS_PER_THREAD: usize = 6;
 
 /// The longest the scheduler lets answers gather before it reads them (see
-/// [`Core::gather`]).
-pub(crate) const GATHER_MAX: Duration = Duration::from_millis(2);
-
-/// The part of the recent task time the scheduler lets answers gather for.
-const GATHER_PART: u32 = 8;
+/// [`Core::gather`]): what a new worker may wait for its first runs, and a
+/// lost one for its tasks to be sent again.
+pub(crate) const GATHER_MAX: Duration = Duration::from_millis(50);
 
 /// The recent task time follows each finished task by 1/16 of the
 /// difference: after a long step, 50 cheap tasks bring it down twelvefold.
@@ -320,9 +318,10 @@ pub(crate) struct Core<'g> {
     /// The time tasks ran on workers so far, and how many.
     run_time: (Duration, usize),
     /// Recent task times: an average in which each finished task weighs
-    /// 1/[`RECENT_WEIGHT`], for the gather window. It follows a change of
-    /// step, where the run-wide average lags: cheap tasks after a long
-    /// step would be gathered for as if they were long.
+    /// 1/[`RECENT_WEIGHT`]: whether answers gather (not while recent tasks
+    /// are short). It follows a change of step, where the run-wide average
+    /// lags: cheap tasks after a long step would be gathered for as if they
+    /// were long.
     recent: Option<Duration>,
     /// The runs a worker holds per thread in this step.
     per_thread: usize,
@@ -825,22 +824,36 @@ impl<'g> Core<'g> {
     }
 
     /// How long the scheduler may let workers' answers gather before it
-    /// reads them: an eighth of the recent task time (`recent`), at most
-    /// [`GATHER_MAX`]; nothing while tasks are short ([`SHORT_RUN`]),
-    /// before any has ended, or at the end of the run. Each wake of the
-    /// scheduler costs a context switch and an `epoll_wait`; answers read
-    /// together cost one of each and are placed in one step (the `scale`
-    /// benchmark: 128 workers end a 20 ms run every 160 µs; 656 wakes for
-    /// 20 000 runs). No worker waits for it: a worker gets its next runs
-    /// while it still holds one queued per thread (see `runs_per_thread`),
-    /// and a run takes at least a task.
+    /// reads them: the work queued on the worker that has least (its runs
+    /// beyond one per thread, at their operations' average times, per
+    /// thread), at most [`GATHER_MAX`]; nothing while tasks are short
+    /// ([`SHORT_RUN`]), before any has ended, or at the end of the run.
+    /// Each wake of the scheduler costs a context switch, an `epoll_wait`,
+    /// a `recv` per worker that answered and a step over the workers;
+    /// answers read together share them, and a worker that answered twice
+    /// is read once. No worker runs dry meanwhile, even if each thread's
+    /// current run ends at once (the `scale` benchmark, 128 workers ending
+    /// a 20 ms run every 160 µs: about 2 000–2 600 wakes for 20 000 runs
+    /// at an eighth of a task, as before, and 300–850 now; see the README
+    /// for the driver's CPU).
     pub(crate) fn gather(&self) -> Duration {
         match self.recent {
-            Some(recent) if recent >= SHORT_RUN && !self.at_end() => {
-                (recent / GATHER_PART).min(GATHER_MAX)
-            }
-            _ => Duration::ZERO,
+            Some(recent) if recent >= SHORT_RUN && !self.at_end() => {}
+            _ => return Duration::ZERO,
         }
+        let average = |task: usize| match self.op_of(task).map(|op| self.op_time[op]) {
+            Some((total, n)) if n > 0 => total / n,
+            _ => Duration::ZERO, // a load, chained with its transform
+        };
+        let mut least = GATHER_MAX;
+        for w in self.workers.values().filter(|w| w.runs > 0) {
+            let work: Duration = w.running.iter().map(|&t| average(t)).sum();
+            // Each thread's current run may be about to end.
+            let queued = w.runs.saturating_sub(w.threads);
+            let per_thread = work.mul_f64(queued as f64 / (w.runs * w.threads) as f64);
+            least = least.min(per_thread);
+        }
+        least
     }
 
     /// Opens the workers that have room for a batch of runs, for this
@@ -2774,21 +2787,34 @@ mod tests {
     }
 
     #[test]
-    fn answers_gather_for_an_eighth_of_a_task_only_while_tasks_are_long_and_plenty_is_left() {
+    fn answers_gather_for_the_work_queued_on_the_least_busy_worker() {
         let g = graph(400, 200);
         let mut core = on_workers(&g, 1000);
         core.step();
+        let first = sent(&core.take_commands());
         assert_eq!(core.gather(), Duration::ZERO, "no task has ended yet");
-        core.ran(0, Duration::from_millis(8));
-        assert_eq!(core.gather(), Duration::from_millis(1));
-        core.ran(0, Duration::from_millis(200));
+        let transform = |t: usize| matches!(g.task(t).kind(), TaskKind::Transform { .. });
+        let some = first.iter().find(|r| transform(r.1)).unwrap().1;
+        core.ran(some, Duration::from_millis(20));
+        // Each worker (one thread) holds two runs of 20 ms: the one that may
+        // be about to end, and one queued.
+        assert_eq!(core.gather(), Duration::from_millis(20));
+        // Batched: each holds BATCHED_RUNS_PER_THREAD, five of them queued.
+        core.step();
+        let batched = sent(&core.take_commands());
         assert_eq!(core.gather(), GATHER_MAX, "at most");
-        // A cheap step after a long one: the window follows the recent
-        // tasks, though the run-wide average is still long.
-        for _ in 0..60 {
-            core.ran(0, Duration::from_micros(50));
+        // A worker down to its last run, nothing queued: answers are read
+        // as they come, since its next answer leaves it idle.
+        let w = first[0].0;
+        let mine: Vec<usize> = first
+            .iter()
+            .chain(&batched)
+            .filter(|r| r.0 == w)
+            .map(|r| r.1)
+            .collect();
+        for &t in &mine[..mine.len() - 2] {
+            core.done(w, t);
         }
-        assert!(core.run_time.0 / 62 > SHORT_RUN);
         assert_eq!(core.gather(), Duration::ZERO);
         // Short tasks: answers are read as they come.
         let mut short = on_workers(&g, 1000);
