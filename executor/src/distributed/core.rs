@@ -325,11 +325,13 @@ pub(crate) struct Core<'g> {
     recent: Option<Duration>,
     /// The runs a worker holds per thread in this step.
     per_thread: usize,
-    /// The workers open in this step (see `open`): placement looks at
-    /// these, not at every worker. With many workers, few are open in a
-    /// step (those whose answers it read), and a scan of all of them per
-    /// run sent cost more than the rest of the placement.
-    open_ids: Vec<u32>,
+    /// The workers open in this step that still have room (see `open`),
+    /// least busy first: by the tasks each runs, then by id. Placement
+    /// looks at these, not at every worker, and the least busy is the first
+    /// that fits. With many workers, a scan of them all per run sent cost
+    /// more than the rest of the placement; so did a scan of the open
+    /// ones, once answers gathered for longer and most were open.
+    open_ids: Vec<(usize, u32)>,
     /// Time and count of the finished tasks of each operation: each step's
     /// transforms, then each step's fit (see `op_of`); what a task is
     /// expected to take.
@@ -866,16 +868,30 @@ impl<'g> Core<'g> {
         for (&id, w) in &mut self.workers {
             w.open = w.runs + batch * w.threads <= per_thread * w.threads;
             if w.open {
-                self.open_ids.push(id);
+                self.open_ids.push((w.running.len(), id));
             }
         }
+        self.open_ids.sort_unstable();
     }
 
-    /// The workers open in this step.
+    /// The workers open in this step with room, least busy first.
     fn opened(&self) -> impl Iterator<Item = (u32, &Worker)> {
         self.open_ids
             .iter()
-            .filter_map(|&id| self.workers.get(&id).map(|w| (id, w)))
+            .filter_map(|&(_, id)| self.workers.get(&id).map(|w| (id, w)))
+    }
+
+    /// Worker `id` was sent a run: its place among the open workers, or
+    /// none when it has no room left in this step.
+    fn reopen(&mut self, id: u32) {
+        if let Some(at) = self.open_ids.iter().position(|&(_, o)| o == id) {
+            self.open_ids.remove(at);
+        }
+        if let Some(w) = self.workers.get(&id).filter(|w| self.has_room(w)) {
+            let key = (w.running.len(), id);
+            let at = self.open_ids.partition_point(|&k| k < key);
+            self.open_ids.insert(at, key);
+        }
     }
 
     /// Task `task` ran for `elapsed` (on a worker): the averages that say
@@ -893,11 +909,11 @@ impl<'g> Core<'g> {
         }
     }
 
-    /// The least busy worker with room for `task`.
+    /// The least busy worker with room for `task` (by the tasks it runs,
+    /// then by id).
     fn least_busy(&self, task: usize) -> Option<u32> {
         self.opened()
-            .filter(|(_, w)| self.fits(w, task))
-            .min_by_key(|&(id, w)| (w.running.len(), id))
+            .find(|(_, w)| self.fits(w, task))
             .map(|(id, _)| id)
     }
 
@@ -1042,6 +1058,7 @@ impl<'g> Core<'g> {
         if let Some(w) = self.workers.get_mut(&id) {
             w.runs += 1;
         }
+        self.reopen(id);
         let then = chain[1..].iter().map(|&t| (t, self.output(t))).collect();
         self.commands.push(Command::Run {
             worker: id,
