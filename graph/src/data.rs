@@ -234,7 +234,7 @@ fn cut<'a>(
     lens: &'a [u8],
     n: usize,
 ) -> std::result::Result<impl Iterator<Item = &'a [u8]>, String> {
-    if lens.len() != n * 4 {
+    if n.checked_mul(4) != Some(lens.len()) {
         return Err(format!("{} bytes of lengths for {n} samples", lens.len()));
     }
     let lens = lens
