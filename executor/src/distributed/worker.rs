@@ -1124,6 +1124,76 @@ mod tests {
         }
     }
 
+    #[test]
+    fn fetched_partitions_decode_once_whichever_thread_takes_them_and_bad_bytes_are_an_error() {
+        let codec = graph::data_codec(bob_pipelines_checkpoint::default_codec::<u32>());
+        let codec = &*codec;
+        let part = |i: usize| -> Vec<u8> {
+            let p: AnyPartition = Box::new(vec![Ok::<_, graph::Failed>(Sample::new(
+                format!("k{i}"),
+                i as u32,
+            ))]);
+            codec.encode(&p).unwrap()
+        };
+        let arrivals = |peers: usize| Arrivals {
+            queue: Mutex::new((Vec::new(), peers)),
+            came: std::sync::Condvar::new(),
+            failed: AtomicBool::new(false),
+        };
+        // Two peers of 50 partitions each: the waiting thread and both
+        // peers' threads decode; every partition comes out once, whole.
+        let two = arrivals(2);
+        let decoded: Vec<(usize, AnyPartition)> = std::thread::scope(|scope| {
+            let peers: Vec<_> = (0..2)
+                .map(|p| {
+                    let (two, part) = (&two, &part);
+                    scope.spawn(move || {
+                        {
+                            let _sent = Sending(two);
+                            for k in 0..50 {
+                                two.push(p * 50 + k, part(p * 50 + k));
+                            }
+                        }
+                        two.decode(codec).unwrap()
+                    })
+                })
+                .collect();
+            let mut all = two.decode(codec).unwrap();
+            for h in peers {
+                all.extend(h.join().unwrap());
+            }
+            all
+        });
+        let mut places: Vec<usize> = decoded
+            .into_iter()
+            .map(|(at, p)| {
+                let p = p.downcast::<Vec<graph::Slot<u32>>>().unwrap();
+                assert_eq!(*p[0].as_ref().unwrap().data(), at as u32);
+                at
+            })
+            .collect();
+        places.sort_unstable();
+        assert_eq!(places, (0..100).collect::<Vec<_>>());
+        // Damaged bytes from a peer whose thread then dies: an error, and
+        // the waiting thread does not wait for ever.
+        let one = arrivals(1);
+        let outcome = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    let _sent = Sending(&one);
+                    one.push(0, part(0));
+                    one.push(1, b"not a partition".to_vec());
+                    panic!("a peer's thread dies");
+                }));
+            });
+            one.decode(codec)
+        });
+        assert!(
+            matches!(outcome, Err(graph::Error::Partition { .. })),
+            "{outcome:?}"
+        );
+    }
+
     /// A worker's shared state over a one-step program, holding task 5's
     /// output (the input partition `[7, 8]`), whose scheduler is the far
     /// end of the returned connection.
