@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bob_pipelines_graph::{Done, Error, Report, TaskGraph, TaskKind};
 use serde::Serialize;
@@ -230,18 +230,26 @@ impl Dashboard {
         let token = crate::wire::random_token()?;
         let url = format!("http://{bound}/?token={token}");
         let stop = Arc::new(AtomicBool::new(false));
-        let (state, halt) = (Arc::clone(&self.state), Arc::clone(&stop));
+        let server = Arc::new(server);
+        let (state, halt, serving) = (
+            Arc::clone(&self.state),
+            Arc::clone(&stop),
+            Arc::clone(&server),
+        );
+        // It waits for requests without a timeout: dropping `Served` wakes
+        // it (`unblock`). A 100 ms timeout that it woke to look at its stop
+        // flag made every compute end up to 100 ms late.
         let thread = std::thread::spawn(move || {
             while !halt.load(Ordering::Acquire) {
-                let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
-                    continue;
-                };
-                let _ = answer(request, &token, &state);
+                if let Ok(request) = serving.recv() {
+                    let _ = answer(request, &token, &state);
+                }
             }
         });
         Ok(Served {
             url,
             stop,
+            server,
             thread: Some(thread),
         })
     }
@@ -256,17 +264,26 @@ pub const ENV: &str = "BOB_PIPELINES_DASHBOARD";
 
 /// A dashboard being served: its URL (with the token); dropping it stops
 /// the server.
-#[derive(Debug)]
 pub struct Served {
     /// Where the page is, token included.
     pub url: String,
     stop: Arc<AtomicBool>,
+    server: Arc<tiny_http::Server>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Served")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
