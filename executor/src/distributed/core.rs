@@ -2804,6 +2804,47 @@ mod tests {
     }
 
     #[test]
+    fn runs_go_to_the_least_busy_open_worker_ties_by_id() {
+        let g = graph(400, 200);
+        let mut l = limits(1000);
+        l.worker_loads = true;
+        let mut core = Core::new(
+            &g,
+            vec![kind("default", 3, &[])],
+            BTreeSet::new(),
+            l,
+            vec![false; g.program().steps().len()],
+        );
+        core.launched(0, vec!["j1".into(), "j2".into(), "j3".into()]);
+        core.joined(2, "j2".into(), 1, Vec::new(), None);
+        core.joined(1, "j1".into(), 1, Vec::new(), None);
+        let loads = |core: &mut Core<'_>| -> Vec<Sent> {
+            sent(&core.take_commands())
+                .into_iter()
+                .filter(|(_, t, _)| matches!(g.task(*t).kind(), TaskKind::Load { .. }))
+                .collect()
+        };
+        // Each run is a load and its transform: the workers take turns, the
+        // lower id first on a tie, until each holds its two.
+        core.step();
+        let first = loads(&mut core);
+        let order: Vec<u32> = first.iter().map(|r| r.0).collect();
+        assert_eq!(order, [1, 2, 1, 2]);
+        // A new worker is the least busy, and the only one with room.
+        core.joined(3, "j3".into(), 1, Vec::new(), None);
+        core.step();
+        let order: Vec<u32> = loads(&mut core).iter().map(|r| r.0).collect();
+        assert_eq!(order, [3, 3]);
+        // Worker 2 finishes a run: the next run is its own.
+        let (_, load, _) = first[1];
+        core.done(2, load);
+        core.done(2, g.dependents(load)[0]);
+        core.step();
+        let order: Vec<u32> = loads(&mut core).iter().map(|r| r.0).collect();
+        assert_eq!(order, [2]);
+    }
+
+    #[test]
     fn answers_gather_for_the_work_queued_on_the_least_busy_worker() {
         let g = graph(400, 200);
         let mut core = on_workers(&g, 1000);
