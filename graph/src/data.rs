@@ -227,31 +227,27 @@ fn put_len(lens: &mut Vec<u8>, len: usize) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The pieces of `bytes` that a column of `n` lengths cuts, or why it
-/// cannot.
-fn cut<'a>(
-    bytes: &'a [u8],
-    lens: &'a [u8],
+/// The ranges of a column of `total` bytes that a column of `n` lengths
+/// cuts, or why it cannot.
+fn cut(
+    total: usize,
+    lens: &[u8],
     n: usize,
-) -> std::result::Result<impl Iterator<Item = &'a [u8]>, String> {
+) -> std::result::Result<impl Iterator<Item = std::ops::Range<usize>> + '_, String> {
     if n.checked_mul(4) != Some(lens.len()) {
         return Err(format!("{} bytes of lengths for {n} samples", lens.len()));
     }
     let lens = lens
         .chunks_exact(4)
         .map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize);
-    let total: u64 = lens.clone().map(|l| l as u64).sum();
-    if total != bytes.len() as u64 {
-        return Err(format!(
-            "lengths of {total} bytes for {} bytes",
-            bytes.len()
-        ));
+    let sum: u64 = lens.clone().map(|l| l as u64).sum();
+    if sum != total as u64 {
+        return Err(format!("lengths of {sum} bytes for {total} bytes"));
     }
     let mut at = 0;
     Ok(lens.map(move |l| {
-        let piece = &bytes[at..at + l];
         at += l;
-        piece
+        at - l..at
     }))
 }
 
@@ -414,27 +410,25 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
         })?;
         let keys = std::str::from_utf8(c.keys)
             .map_err(|e| Self::partition_error(format!("its keys: {e}")))?;
-        let key_pieces = cut(c.keys, c.key_lens, valid)
+        let key_ranges = cut(c.keys.len(), c.key_lens, valid)
             .map_err(|e| Self::partition_error(format!("its keys: {e}")))?;
-        let attr_pieces = cut(c.attrs, c.attr_lens, valid)
+        let attr_ranges = cut(c.attrs.len(), c.attr_lens, valid)
             .map_err(|e| Self::partition_error(format!("its attributes: {e}")))?;
         let values = self
             .codec
             .decode_column(c.data, valid)
             .map_err(|e| Self::partition_error(format!("its data column: {e}")))?;
         // One pass: each sample is made where it stays.
-        let mut at = 0;
-        let mut samples = key_pieces
-            .zip(attr_pieces)
+        let mut samples = key_ranges
+            .zip(attr_ranges)
             .zip(values)
             .map(|((key, pairs), value)| {
                 // A piece of valid UTF-8, unless it cuts a character.
-                let key = keys.get(at..at + key.len()).ok_or_else(|| {
+                let key = keys.get(key).ok_or_else(|| {
                     Self::partition_error("a key's length cuts a character".to_owned())
                 })?;
-                at += key.len();
-                let attrs =
-                    Attrs::from_pairs(pairs).map_err(|e| Self::partition_error(e.to_string()))?;
+                let attrs = Attrs::from_pairs(&c.attrs[pairs])
+                    .map_err(|e| Self::partition_error(e.to_string()))?;
                 Ok(Sample::from_meta(
                     Arc::new(Meta::with_attrs(key, attrs)),
                     value,

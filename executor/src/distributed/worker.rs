@@ -841,24 +841,41 @@ fn run_op(
 /// first that could not be had.
 type FromPeers = graph::Result<std::result::Result<Vec<(usize, AnyPartition)>, (u32, String)>>;
 
-/// Fetched partitions waiting to be decoded, and how many peers still
-/// send.
+/// Fetched partitions waiting to be decoded, as they come.
 struct Arrivals {
-    queue: Mutex<(Vec<Arrived>, usize)>,
+    queue: Mutex<Queue>,
     came: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    arrived: Vec<Arrived>,
+    /// Peers still sending.
+    sending: usize,
     /// A decoder failed: the others stop.
-    failed: AtomicBool,
+    failed: bool,
 }
 
 impl Arrivals {
+    /// Partitions to come from `peers` peers.
+    fn new(peers: usize) -> Self {
+        Arrivals {
+            queue: Mutex::new(Queue {
+                sending: peers,
+                ..Queue::default()
+            }),
+            came: std::sync::Condvar::new(),
+        }
+    }
+
     fn push(&self, place: usize, bytes: Vec<u8>) {
-        lock(&self.queue).0.push((place, bytes));
+        lock(&self.queue).arrived.push((place, bytes));
         self.came.notify_one();
     }
 
     /// One peer has sent all it will.
     fn sent(&self) {
-        lock(&self.queue).1 -= 1;
+        lock(&self.queue).sending -= 1;
         self.came.notify_all();
     }
 
@@ -870,13 +887,13 @@ impl Arrivals {
             let next = {
                 let mut q = lock(&self.queue);
                 loop {
-                    if self.failed.load(Ordering::Relaxed) {
+                    if q.failed {
                         return Ok(parts);
                     }
-                    if let Some(next) = q.0.pop() {
+                    if let Some(next) = q.arrived.pop() {
                         break next;
                     }
-                    if q.1 == 0 {
+                    if q.sending == 0 {
                         return Ok(parts);
                     }
                     q = self.came.wait(q).unwrap_or_else(PoisonError::into_inner);
@@ -885,7 +902,7 @@ impl Arrivals {
             match codec.decode(&next.1) {
                 Ok(p) => parts.push((next.0, p)),
                 Err(e) => {
-                    self.failed.store(true, Ordering::Relaxed);
+                    lock(&self.queue).failed = true;
                     self.came.notify_all();
                     return Err(e);
                 }
@@ -918,12 +935,7 @@ fn fetch_from_peers(
     codec: &dyn DataCodec,
     peers: &HashMap<&str, Vec<(usize, u32)>>,
 ) -> FromPeers {
-    let arrivals = Arrivals {
-        queue: Mutex::new((Vec::new(), peers.len())),
-        came: std::sync::Condvar::new(),
-        failed: AtomicBool::new(false),
-    };
-    let arrivals = &arrivals;
+    let arrivals = &Arrivals::new(peers.len());
     std::thread::scope(|scope| {
         let handles: Vec<_> = peers
             .iter()
@@ -1135,14 +1147,9 @@ mod tests {
             ))]);
             codec.encode(&p).unwrap()
         };
-        let arrivals = |peers: usize| Arrivals {
-            queue: Mutex::new((Vec::new(), peers)),
-            came: std::sync::Condvar::new(),
-            failed: AtomicBool::new(false),
-        };
         // Two peers of 50 partitions each: the waiting thread and both
         // peers' threads decode; every partition comes out once, whole.
-        let two = arrivals(2);
+        let two = Arrivals::new(2);
         let decoded: Vec<(usize, AnyPartition)> = std::thread::scope(|scope| {
             let peers: Vec<_> = (0..2)
                 .map(|p| {
@@ -1176,7 +1183,7 @@ mod tests {
         assert_eq!(places, (0..100).collect::<Vec<_>>());
         // Damaged bytes from a peer whose thread then dies: an error, and
         // the waiting thread does not wait for ever.
-        let one = arrivals(1);
+        let one = Arrivals::new(1);
         let outcome = std::thread::scope(|scope| {
             scope.spawn(|| {
                 let _ = catch_unwind(AssertUnwindSafe(|| {
