@@ -774,6 +774,12 @@ impl<'g> Core<'g> {
             },
             _ => task,
         };
+        self.average(task)
+    }
+
+    /// The average time of the finished tasks of `task`'s operation (none
+    /// for a load, which is no operation of its own).
+    fn average(&self, task: usize) -> Duration {
         match self.op_of(task).map(|op| self.op_time[op]) {
             Some((total, n)) if n > 0 => total / n,
             _ => Duration::ZERO,
@@ -843,13 +849,10 @@ impl<'g> Core<'g> {
             Some(recent) if recent >= SHORT_RUN && !self.at_end() => {}
             _ => return Duration::ZERO,
         }
-        let average = |task: usize| match self.op_of(task).map(|op| self.op_time[op]) {
-            Some((total, n)) if n > 0 => total / n,
-            _ => Duration::ZERO, // a load, chained with its transform
-        };
         let mut least = GATHER_MAX;
         for w in self.workers.values().filter(|w| w.runs > 0) {
-            let work: Duration = w.running.iter().map(|&t| average(t)).sum();
+            // A load counts for nothing: it is chained with its transform.
+            let work: Duration = w.running.iter().map(|&t| self.average(t)).sum();
             // Each thread's current run may be about to end.
             let queued = w.runs.saturating_sub(w.threads);
             let per_thread = work.mul_f64(queued as f64 / (w.runs * w.threads) as f64);
@@ -2220,18 +2223,24 @@ mod tests {
         assert_eq!(core.tick(&waiting(600, never)), Ok(()));
     }
 
-    /// A core over `g` with loads on two workers (ids 1 and 2, one thread
-    /// each) of one kind, and a window of `window`.
-    fn on_workers(g: &TaskGraph, window: usize) -> Core<'_> {
+    /// A core over `g` with loads on workers of one kind (at most `max`),
+    /// a window of `window`, and no worker yet.
+    fn loading(g: &TaskGraph, window: usize, max: usize) -> Core<'_> {
         let mut l = limits(window);
         l.worker_loads = true;
-        let mut core = Core::new(
+        Core::new(
             g,
-            vec![kind("default", 2, &[])],
+            vec![kind("default", max, &[])],
             BTreeSet::new(),
             l,
             vec![false; g.program().steps().len()],
-        );
+        )
+    }
+
+    /// A core over `g` with loads on two workers (ids 1 and 2, one thread
+    /// each) of one kind, and a window of `window`.
+    fn on_workers(g: &TaskGraph, window: usize) -> Core<'_> {
+        let mut core = loading(g, window, 2);
         core.launched(0, vec!["j1".into(), "j2".into()]);
         core.joined(1, "j1".into(), 1, Vec::new(), None);
         core.joined(2, "j2".into(), 1, Vec::new(), None);
@@ -2430,15 +2439,7 @@ mod tests {
     /// Two jobs of one kind (at most 3), joined: `j1` with `lifetime`,
     /// `j2` without.
     fn one_with_a_time_limit(g: &TaskGraph, lifetime: Duration) -> Core<'_> {
-        let mut l = limits(100);
-        l.worker_loads = true;
-        let mut core = Core::new(
-            g,
-            vec![kind("default", 3, &[])],
-            BTreeSet::new(),
-            l,
-            vec![false; g.program().steps().len()],
-        );
+        let mut core = loading(g, 100, 3);
         core.launched(0, vec!["j1".into(), "j2".into()]);
         core.joined(1, "j1".into(), 1, Vec::new(), Some(lifetime));
         core.joined(2, "j2".into(), 1, Vec::new(), None);
@@ -2485,15 +2486,7 @@ mod tests {
     #[test]
     fn a_worker_at_the_end_of_its_time_hands_what_it_holds_to_the_driver_before_it_goes() {
         let g = fitted(None, 8, 4);
-        let mut l = limits(10);
-        l.worker_loads = true;
-        let mut core = Core::new(
-            &g,
-            vec![kind("default", 2, &[])],
-            BTreeSet::new(),
-            l,
-            vec![false; g.program().steps().len()],
-        );
+        let mut core = loading(&g, 10, 2);
         core.launched(0, vec!["j1".into(), "j2".into()]);
         core.joined(
             1,
@@ -2806,15 +2799,7 @@ mod tests {
     #[test]
     fn runs_go_to_the_least_busy_open_worker_ties_by_id() {
         let g = graph(400, 200);
-        let mut l = limits(1000);
-        l.worker_loads = true;
-        let mut core = Core::new(
-            &g,
-            vec![kind("default", 3, &[])],
-            BTreeSet::new(),
-            l,
-            vec![false; g.program().steps().len()],
-        );
+        let mut core = loading(&g, 1000, 3);
         core.launched(0, vec!["j1".into(), "j2".into(), "j3".into()]);
         core.joined(2, "j2".into(), 1, Vec::new(), None);
         core.joined(1, "j1".into(), 1, Vec::new(), None);
