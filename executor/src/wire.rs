@@ -7,7 +7,7 @@
 //! before anything is allocated, so a hostile or confused peer cannot make a
 //! process reserve gigabytes.
 //!
-//! The handshake (protocol version 3), scheduler `S`, worker `W`, shared secret `k`:
+//! The handshake (protocol version 4), scheduler `S`, worker `W`, shared secret `k`:
 //! 1. `S → W` `Challenge { protocol, nonce_s }` (32 random bytes).
 //! 2. `W → S` `Hello { protocol, proof = HMAC-SHA256(k, "worker" ‖ nonce_s), nonce_w, fingerprint, … }`.
 //! 3. `S` checks the proof (in constant time). A wrong proof closes the
@@ -19,11 +19,16 @@
 //!
 //! The secret travels in a file only its owner can read ([`SecretFile`]); the
 //! environment and command line carry the file's path, never the secret.
+//!
+//! A connection is TCP, or a Unix socket (`unix:<path>`) when the scheduler
+//! and its workers share one machine ([`Stream`]).
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -162,7 +167,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// 32 bytes from the operating system's random source.
-fn random32() -> io::Result<[u8; 32]> {
+pub(crate) fn random32() -> io::Result<[u8; 32]> {
     let mut b = [0u8; 32];
     fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
     Ok(b)
@@ -458,6 +463,181 @@ pub fn connect<S: Read + Write>(
     }
 }
 
+/// A connection: TCP, or a Unix socket when both ends are on one machine.
+/// On one machine a Unix socket costs the scheduler less per message than
+/// loopback TCP: no acknowledgements to send on each read, and no TCP
+/// receive path run in the sender (the `scale` benchmark: see the README).
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A Unix socket connection.
+    Unix(UnixStream),
+}
+
+/// Applies one method to either kind of socket.
+macro_rules! either {
+    ($s:expr, $x:ident => $e:expr) => {
+        match $s {
+            Stream::Tcp($x) => $e,
+            Stream::Unix($x) => $e,
+        }
+    };
+}
+
+impl Stream {
+    /// Connects to `addr`: `unix:<path>`, or `host:port`.
+    ///
+    /// # Errors
+    /// When nothing listens there.
+    pub fn connect(addr: &str) -> io::Result<Stream> {
+        match addr.strip_prefix(UNIX_PREFIX) {
+            Some(path) => UnixStream::connect(path).map(Stream::Unix),
+            None => TcpStream::connect(addr).map(Stream::Tcp),
+        }
+    }
+
+    /// Another handle to the same connection.
+    ///
+    /// # Errors
+    /// When the system has no descriptor left.
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        match self {
+            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+        }
+    }
+
+    /// Makes reads and writes return at once when they would wait.
+    ///
+    /// # Errors
+    /// As the socket's.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        either!(self, s => s.set_nonblocking(on))
+    }
+
+    /// The longest a read waits (`None`: for ever).
+    ///
+    /// # Errors
+    /// As the socket's (a zero duration is an error).
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        either!(self, s => s.set_read_timeout(t))
+    }
+
+    /// The longest a write waits (`None`: for ever).
+    ///
+    /// # Errors
+    /// As the socket's (a zero duration is an error).
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        either!(self, s => s.set_write_timeout(t))
+    }
+
+    /// Shuts the reading or writing half, or both, down.
+    ///
+    /// # Errors
+    /// As the socket's.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        either!(self, s => s.shutdown(how))
+    }
+
+    /// Sends small messages at once (TCP; a Unix socket does anyway).
+    pub(crate) fn send_at_once(&self) {
+        if let Stream::Tcp(s) = self {
+            let _ = s.set_nodelay(true);
+        }
+    }
+
+    /// The address this end has (a Unix socket is on this machine:
+    /// 127.0.0.1).
+    pub(crate) fn local_ip(&self) -> io::Result<IpAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().map(|a| a.ip()),
+            Stream::Unix(_) => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        either!(self, s => s.read(buf))
+    }
+}
+
+impl Read for &Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        either!(*self, s => (&mut &*s).read(buf))
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        either!(self, s => s.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        either!(*self, s => (&mut &*s).write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        either!(self, s => s.as_raw_fd())
+    }
+}
+
+/// How an address names a Unix socket: `unix:<path>`.
+pub(crate) const UNIX_PREFIX: &str = "unix:";
+
+/// A port that accepts [`Stream`]s.
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// The next connection, and who made it (for messages).
+    fn accept(&self) -> io::Result<(Stream, String)> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), a.to_string())),
+            Listener::Unix(l) => l
+                .accept()
+                .map(|(s, _)| (Stream::Unix(s), "a process of this machine".to_owned())),
+        }
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.set_nonblocking(on),
+            Listener::Unix(l) => l.set_nonblocking(on),
+        }
+    }
+
+    /// Another handle to the same port.
+    pub(crate) fn try_clone(&self) -> io::Result<Listener> {
+        match self {
+            Listener::Tcp(l) => l.try_clone().map(Listener::Tcp),
+            Listener::Unix(l) => l.try_clone().map(Listener::Unix),
+        }
+    }
+
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
 /// How many connections may be in their handshake at once: beyond it, a new
 /// connection is closed at once (a flood or a port scan cannot hold the
 /// scheduler's threads and descriptors).
@@ -467,7 +647,7 @@ pub(crate) const MAX_HANDSHAKES: usize = 64;
 /// write may take only what is left of it, so a peer that trickles a byte at
 /// a time is cut off all the same.
 struct Deadline<'s> {
-    stream: &'s TcpStream,
+    stream: &'s Stream,
     until: Instant,
 }
 
@@ -521,12 +701,12 @@ pub(crate) enum Arrival {
         /// What the peer said about itself.
         info: WorkerInfo,
         /// The connection, blocking, with a 10 s write timeout.
-        stream: TcpStream,
+        stream: Stream,
     },
     /// Not one of the run's (or it failed its handshake); closed.
     Refused {
         /// Who connected.
-        peer: SocketAddr,
+        peer: String,
         /// Why it was refused.
         error: WireError,
     },
@@ -541,22 +721,34 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 /// (It polled `accept` every 5 ms: with 128 workers, each with a peer port,
 /// 25 600 wake-ups a second of two cores, and the scheduler's driver CPU
 /// per task rose with them.) std cannot wait on a listener with a timeout.
+fn wait_for_connection(listener: &Listener, timeout: Duration) {
+    // Whatever the outcome (a connection, the timeout, an interruption),
+    // the caller tries `accept` again.
+    let _ = wait_readable(listener.as_raw_fd(), Some(timeout));
+}
+
+/// Waits until `fd` has something to read, or `timeout` (`None`: for
+/// ever); whether it has.
+///
+/// # Errors
+/// As `poll(2)`'s (an interrupted wait is `Interrupted`).
 #[allow(unsafe_code)]
-fn wait_for_connection(listener: &TcpListener, timeout: Duration) {
-    use std::os::fd::AsRawFd as _;
+pub(crate) fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<bool> {
     let mut fd = libc::pollfd {
-        fd: listener.as_raw_fd(),
+        fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `fd` is one valid pollfd for the call's duration, and the
-    // listener's descriptor stays open while it is borrowed. Whatever the
-    // outcome (a connection, the timeout, an interruption), the caller
-    // tries `accept` again.
-    unsafe {
-        libc::poll(&raw mut fd, 1, ms);
+    let ms = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX)
+    });
+    // SAFETY: `fd` is one valid pollfd for the call's duration; the caller
+    // keeps its descriptor open while it waits.
+    let n = unsafe { libc::poll(&raw mut fd, 1, ms) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
     }
+    Ok(n > 0)
 }
 
 /// Accepts connections until `stop`; each is authenticated on its own
@@ -564,7 +756,7 @@ fn wait_for_connection(listener: &TcpListener, timeout: Duration) {
 /// hostile peer holds up no one. Each outcome goes to `on`, from the thread
 /// that saw it; `on` returning false stops the acceptor.
 pub(crate) fn accept_peers(
-    listener: TcpListener,
+    listener: Listener,
     secret: Secret,
     fingerprint: u64,
     (deadline, cap): (Duration, usize),

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use super::protocol::{FromWorker, MAX_DATA_FRAME, MAX_MESSAGE, ToWorker, frame_into};
-use crate::wire::WireError;
+use crate::wire::{Stream, WireError};
 
 /// Sends events to the scheduler's thread and wakes its `poll`.
 pub(crate) struct Wake<E> {
@@ -66,7 +66,7 @@ pub(crate) enum Incoming {
 
 /// One worker's connection.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes read and not parsed yet, from `start`.
     inbuf: Vec<u8>,
     start: usize,
@@ -254,7 +254,7 @@ impl Conns {
     }
 
     /// Worker `id`'s authenticated connection.
-    pub(crate) fn add(&mut self, id: u32, stream: TcpStream) {
+    pub(crate) fn add(&mut self, id: u32, stream: Stream) {
         let watched = epoll_ctl(
             &self.epoll,
             libc::EPOLL_CTL_ADD,
@@ -265,7 +265,7 @@ impl Conns {
         if stream.set_nonblocking(true).is_err() || watched.is_err() {
             return;
         }
-        let _ = stream.set_nodelay(true);
+        stream.send_at_once();
         self.conns.insert(
             id,
             Conn {
@@ -458,7 +458,7 @@ impl Conns {
         &mut self,
         patience: Duration,
         keep: &BTreeSet<u32>,
-    ) -> Vec<(u32, TcpStream)> {
+    ) -> Vec<(u32, Stream)> {
         let until = Instant::now() + patience;
         for (&id, c) in &mut self.conns {
             if keep.contains(&id) {

@@ -1,5 +1,6 @@
 //! Distributed execution: a scheduler in the driver process, workers in
-//! other processes (children here, cluster jobs elsewhere) over TCP.
+//! other processes (children here, cluster jobs elsewhere) over TCP, or a
+//! Unix socket when they are children of the driver.
 //!
 //! A worker is the user's own program, started again by a [`Launcher`] with
 //! the scheduler's address in its environment ([`WORKER_ENV`]). It runs

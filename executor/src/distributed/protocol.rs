@@ -366,7 +366,8 @@ pub(crate) fn is_timeout(e: &WireError) -> bool {
 /// never in the environment: only its file's path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerEnv {
-    /// The scheduler's address, `host:port` ([`WORKER_ENV`]).
+    /// The scheduler's address, `host:port`, or `unix:<path>` on one
+    /// machine ([`WORKER_ENV`]).
     pub scheduler: String,
     /// The secret file's path.
     pub secret_file: PathBuf,

@@ -9,7 +9,8 @@
 //! outputs and the fitted models come to the driver.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,7 +27,10 @@ use super::launcher::{JobState, Launcher};
 use super::protocol::{FromWorker, Input, Next, Output, TaskOp, ToWorker, WorkerEnv, put};
 use crate::local::run_task;
 use crate::progress::Progress;
-use crate::wire::{self, Arrival, MAX_HANDSHAKES, Secret, SecretFile, WireError, WorkerInfo};
+use crate::wire::{
+    self, Arrival, Listener, MAX_HANDSHAKES, Secret, SecretFile, Stream, UNIX_PREFIX, WireError,
+    WorkerInfo,
+};
 use crate::{Error, Result};
 
 /// Bytes the driver holds (partitions it loaded, models), shared by the
@@ -77,7 +81,7 @@ pub(crate) fn run(
     let ignored = check_resources(job, launcher, executor)?;
     let io = |what: &str, e: std::io::Error| fail(format!("{what}: {e}"));
     if session.is_none() {
-        *session = Some(Session::open(settings)?);
+        *session = Some(Session::open(settings, launcher.is_local())?);
     }
     let here = session.as_mut().expect("opened above");
     let listener = here
@@ -161,7 +165,10 @@ pub(crate) fn run(
 /// executor: the scheduler's port and secret, and the workers kept for the
 /// program's next compute (their jobs keep running; see [`ToWorker::Wait`]).
 pub(crate) struct Session {
-    listener: TcpListener,
+    listener: Listener,
+    /// The private directory of the Unix socket `listener` is bound to, if
+    /// it is one; removed with the session.
+    _socket_dir: Option<SocketDir>,
     secret: SecretFile,
     /// The address workers reach the scheduler at.
     scheduler: String,
@@ -170,7 +177,7 @@ pub(crate) struct Session {
 
 /// A worker kept, connected, for the next compute.
 struct Kept {
-    stream: TcpStream,
+    stream: Stream,
     job: String,
     kind: usize,
 }
@@ -199,9 +206,27 @@ impl Kept {
 }
 
 impl Session {
-    /// A port to listen on and a secret, for the computes to come.
-    fn open(settings: &Settings) -> Result<Self> {
+    /// A port to listen on and a secret, for the computes to come. Workers
+    /// on this machine only (`local`) reach the scheduler on a Unix socket
+    /// (see [`Stream`]); the port is TCP when there is none to make.
+    fn open(settings: &Settings, local: bool) -> Result<Self> {
         let io = |what: &str, e: std::io::Error| Error::Cannot(format!("{what}: {e}"));
+        std::fs::create_dir_all(&settings.secret_dir)
+            .map_err(|e| io(&format!("creating {}", settings.secret_dir.display()), e))?;
+        let secret = SecretFile::create(&settings.secret_dir)
+            .map_err(|e| io("writing the secret file", e))?;
+        if local {
+            if let Some((dir, listener)) = SocketDir::bind() {
+                let scheduler = format!("{UNIX_PREFIX}{}", dir.socket().display());
+                return Ok(Session {
+                    listener: Listener::Unix(listener),
+                    _socket_dir: Some(dir),
+                    secret,
+                    scheduler,
+                    kept: Vec::new(),
+                });
+            }
+        }
         let listener = TcpListener::bind((settings.bind, 0))
             .map_err(|e| io("binding the scheduler's port", e))?;
         let port = listener
@@ -212,12 +237,9 @@ impl Session {
             .advertise
             .clone()
             .unwrap_or_else(|| settings.bind.to_string());
-        std::fs::create_dir_all(&settings.secret_dir)
-            .map_err(|e| io(&format!("creating {}", settings.secret_dir.display()), e))?;
-        let secret = SecretFile::create(&settings.secret_dir)
-            .map_err(|e| io("writing the secret file", e))?;
         Ok(Session {
-            listener,
+            listener: Listener::Tcp(listener),
+            _socket_dir: None,
             secret,
             scheduler: format!("{host}:{port}"),
             kept: Vec::new(),
@@ -232,6 +254,38 @@ impl Session {
             let _ = put(&mut k.stream, &ToWorker::Shutdown, &[]);
         }
         launcher.shutdown();
+    }
+}
+
+/// A directory only this user can enter, in the system's temporary
+/// directory, for the scheduler's Unix socket; removed when dropped.
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    /// A new directory and the socket bound in it; `None` when either
+    /// cannot be made (the scheduler then listens on TCP).
+    fn bind() -> Option<(SocketDir, std::os::unix::net::UnixListener)> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let nonce: String = wire::random32().ok()?[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let path =
+            std::env::temp_dir().join(format!("bob-pipelines-{}-{nonce}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&path).ok()?;
+        let dir = SocketDir(path);
+        let listener = std::os::unix::net::UnixListener::bind(dir.socket()).ok()?;
+        Some((dir, listener))
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.0.join("scheduler")
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -279,7 +333,7 @@ fn check_resources(
 /// Accepts workers until `stop` (see [`wire::accept_peers`]): each
 /// connection becomes an event.
 fn accept_workers(
-    listener: TcpListener,
+    listener: Listener,
     secret: Secret,
     fingerprint: u64,
     limits: (Duration, usize),
@@ -838,7 +892,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.job.record_worker(name, kind, state);
     }
 
-    fn joined(&mut self, id: u32, info: WorkerInfo, stream: TcpStream) {
+    fn joined(&mut self, id: u32, info: WorkerInfo, stream: Stream) {
         let threads = usize::try_from(info.threads).unwrap_or(1);
         let lifetime = (info.lifetime_ms > 0).then(|| Duration::from_millis(info.lifetime_ms));
         self.core
@@ -1178,9 +1232,28 @@ impl<'j, 'a> Scheduler<'j, 'a> {
 mod tests {
     use super::*;
     use std::io::{Read as _, Write as _};
-    use std::net::SocketAddr;
+    use std::net::{SocketAddr, TcpStream};
 
     use bob_pipelines_graph::{Executed, Executor};
+
+    #[test]
+    fn the_unix_socket_is_in_a_directory_only_its_user_enters_and_goes_with_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (dir, listener) = SocketDir::bind().unwrap();
+        let (path, socket) = (dir.0.clone(), dir.socket());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        let addr = format!("{UNIX_PREFIX}{}", socket.display());
+        let mut c = Stream::connect(&addr).unwrap();
+        let (mut s, _) = listener.accept().unwrap();
+        c.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+        drop(dir);
+        assert!(!path.exists(), "{} is left", path.display());
+        assert!(Stream::connect(&addr).is_err());
+    }
 
     /// The acceptor with `cap` handshakes at once and `deadline` for each;
     /// returns its address, its events, its stop switch and the
@@ -1195,6 +1268,7 @@ mod tests {
         let (conns, wake) = Conns::new(tx).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let secret = Secret::random().unwrap();
+        let listener = Listener::Tcp(listener);
         accept_workers(listener, secret, 1, (deadline, cap), wake, stop.clone()).unwrap();
         (addr, rx, stop, conns)
     }

@@ -492,12 +492,14 @@ fn strangers_on_the_port_are_dropped_and_the_run_goes_on() {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             };
+            // On one machine, a Unix socket.
+            assert!(addr.starts_with("unix:"), "{addr}");
             let open = || {
-                let s = std::net::TcpStream::connect(&addr).unwrap();
+                let s = wire::Stream::connect(&addr).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                 s
             };
-            let closed = |mut s: std::net::TcpStream| {
+            let closed = |mut s: wire::Stream| {
                 use std::io::Read as _;
                 let mut sink = Vec::new();
                 // The challenge may come first; then the scheduler hangs up.
