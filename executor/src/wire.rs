@@ -540,10 +540,17 @@ impl Stream {
         either!(self, s => s.shutdown(how))
     }
 
-    /// Sends small messages at once (TCP; a Unix socket does anyway).
-    pub(crate) fn send_at_once(&self) {
-        if let Stream::Tcp(s) = self {
-            let _ = s.set_nodelay(true);
+    /// Readies a connection between the scheduler and a worker: small
+    /// messages go at once (TCP), and a Unix socket may hold
+    /// [`UNIX_SEND_BUFFER`] unread.
+    pub(crate) fn tune(&self) {
+        match self {
+            Stream::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+            }
+            Stream::Unix(s) => {
+                let _ = set_send_buffer(s.as_raw_fd(), UNIX_SEND_BUFFER);
+            }
         }
     }
 
@@ -593,6 +600,59 @@ impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
         either!(self, s => s.as_raw_fd())
     }
+}
+
+/// What a Unix socket between the scheduler and a worker may hold unread.
+/// A worker ships outputs of megabytes while the scheduler's thread decodes
+/// others: with the system's default (208 KiB) the worker waits for the
+/// scheduler at every partition (the seed benchmark's `local-p2`: a third
+/// slower than on TCP, whose buffers grow to megabytes on their own).
+pub(crate) const UNIX_SEND_BUFFER: usize = 4 << 20;
+
+/// Asks for a send buffer of `bytes` on socket `fd`; what the system gave
+/// (Linux doubles the request for its bookkeeping, and caps it at
+/// `net.core.wmem_max`).
+#[allow(unsafe_code)]
+fn set_send_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
+    let want = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    let mut got: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4);
+    // SAFETY: both calls get a valid descriptor and a pointer to a live
+    // c_int of the length they are given, for the call's duration.
+    let rc = unsafe {
+        let set = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&raw const want).cast(),
+            len,
+        );
+        if set < 0 {
+            set
+        } else {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&raw mut got).cast(),
+                &raw mut len,
+            )
+        }
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(got).unwrap_or(0))
+}
+
+/// Whether this system lets a Unix socket hold [`UNIX_SEND_BUFFER`]
+/// unread (`net.core.wmem_max` at least that). Where it does not, workers
+/// on this machine reach the scheduler over TCP.
+pub(crate) fn unix_sockets_hold_enough() -> bool {
+    let Ok((a, _b)) = UnixStream::pair() else {
+        return false;
+    };
+    set_send_buffer(a.as_raw_fd(), UNIX_SEND_BUFFER).is_ok_and(|got| got >= UNIX_SEND_BUFFER)
 }
 
 /// How an address names a Unix socket: `unix:<path>`.
@@ -848,6 +908,20 @@ mod tests {
             accept(&mut c, &secret, fingerprint, 7)
         });
         (addr, h)
+    }
+
+    #[test]
+    fn a_tuned_unix_socket_holds_what_the_probe_says_or_the_scheduler_uses_tcp() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let before = set_send_buffer(a.as_raw_fd(), 1 << 16).unwrap();
+        assert!(before >= 1 << 16, "{before}");
+        Stream::Unix(a.try_clone().unwrap()).tune();
+        let tuned = set_send_buffer(a.as_raw_fd(), UNIX_SEND_BUFFER).unwrap();
+        assert_eq!(
+            tuned >= UNIX_SEND_BUFFER,
+            unix_sockets_hold_enough(),
+            "{tuned} bytes"
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ struct Ran {
 #[derive(Debug, Default)]
 struct TaskLog {
     /// Who ran tasks (workers, driver threads), in order of first task.
-    names: Vec<String>,
+    names: Vec<Arc<str>>,
     index: HashMap<String, usize>,
     tasks: Vec<Ran>,
     /// Tasks per step, worker and operation (fit or not), in order of first.
@@ -89,7 +89,7 @@ impl TaskLog {
         if let Some(&i) = self.index.get(worker) {
             return i;
         }
-        self.names.push(worker.to_owned());
+        self.names.push(worker.into());
         self.index.insert(worker.to_owned(), self.names.len() - 1);
         self.names.len() - 1
     }
@@ -429,14 +429,15 @@ impl<'a> Execution<'a> {
     fn report_now(&self, mut report: Report) -> Report {
         let log = lock(&self.log);
         let info = self.graph.program();
+        let steps: Vec<Arc<str>> = info.steps().iter().map(|s| s.name().into()).collect();
         report.tasks = log
             .tasks
             .iter()
             .map(|r| {
                 let task = self.graph.task(r.task);
                 TaskRecord {
-                    task: task.id().to_owned(),
-                    step: task.step().map(|s| info.steps()[s].name().to_owned()),
+                    task: task.shared_id().clone(),
+                    step: task.step().map(|s| steps[s].clone()),
                     worker: log.names[r.who].clone(),
                     start_ms: r.start_ms,
                     end_ms: r.end_ms,
@@ -455,7 +456,7 @@ impl<'a> Execution<'a> {
         }
         for &((step, who, fit), n) in &log.places {
             report.steps[step].ran_on.push(crate::report::RanOn {
-                worker: log.names[who].clone(),
+                worker: log.names[who].to_string(),
                 kind: log.kinds.get(&who).cloned().unwrap_or_default(),
                 fit,
                 tasks: n,

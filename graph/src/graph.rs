@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
+use std::sync::Arc;
 
 use crate::program::{Mode, Program};
 
@@ -35,7 +36,8 @@ pub enum TaskKind {
 /// One task: its stable id, what it does, what it waits for, what it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
-    id: String,
+    /// Shared with the report's records of the task's runs.
+    id: Arc<str>,
     kind: TaskKind,
     deps: Vec<usize>,
     resource: Option<String>,
@@ -45,6 +47,11 @@ pub struct Task {
 impl Task {
     /// The stable id: `load-3`, `<step>.fit`, `<step>.transform-3`.
     pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// [`id`](Self::id), shared.
+    pub fn shared_id(&self) -> &Arc<str> {
         &self.id
     }
 
@@ -135,7 +142,8 @@ impl TaskGraph {
                             id: match from {
                                 Some(s) => format!("{list}{}.load-{q}", steps[s].name()),
                                 None => format!("{list}load-{q}"),
-                            },
+                            }
+                            .into(),
                             kind: TaskKind::Load { partition: p, from },
                             deps: vec![],
                             resource: None,
@@ -151,7 +159,7 @@ impl TaskGraph {
                 push(
                     &mut tasks,
                     Task {
-                        id: format!("{}.fit", step.name()),
+                        id: format!("{}.fit", step.name()).into(),
                         kind: TaskKind::Fit { step: s },
                         deps: current[first.clone()].iter().flatten().copied().collect(),
                         resource: step.opts().fit_tag.clone(),
@@ -170,7 +178,7 @@ impl TaskGraph {
                 *c = push(
                     &mut tasks,
                     Task {
-                        id: format!("{list}{}.transform-{q}", step.name()),
+                        id: format!("{list}{}.transform-{q}", step.name()).into(),
                         kind: TaskKind::Transform {
                             step: s,
                             partition: p,
@@ -242,7 +250,7 @@ impl TaskGraph {
 
     /// The task with this id.
     pub fn find(&self, id: &str) -> Option<usize> {
-        self.tasks.iter().position(|t| t.id == id)
+        self.tasks.iter().position(|t| &*t.id == id)
     }
 
     /// A hash of everything that shapes the graph: step names and estimator
@@ -259,7 +267,7 @@ impl TaskGraph {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for t in &self.tasks {
             if let Some(r) = &t.resource {
-                out.entry(r.clone()).or_default().push(t.id.clone());
+                out.entry(r.clone()).or_default().push(t.id.to_string());
             }
         }
         out

@@ -1,6 +1,7 @@
 //! What a run did: per step, and as a whole.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -189,12 +190,15 @@ pub struct FailedSample {
 /// One task as it ran: the task stream's bar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
-    /// The task's id (`center.transform-3`).
-    pub task: String,
+    /// The task's id (`center.transform-3`). The strings of a record are
+    /// shared with the graph and with each other record of the same step
+    /// or worker: a run of many tasks costs no allocation per task for
+    /// them.
+    pub task: Arc<str>,
     /// Its step's name (none for a load).
-    pub step: Option<String>,
+    pub step: Option<Arc<str>>,
     /// Who ran it: a worker's name, or the driver's thread.
-    pub worker: String,
+    pub worker: Arc<str>,
     /// When it started and ended, in milliseconds since the run started.
     pub start_ms: f64,
     /// See `start_ms`.
@@ -417,7 +421,7 @@ impl Report {
         let tasks = &self.tasks[..self.tasks.len().min(MAX_BARS)];
         let mut rows: Vec<&str> = Vec::new();
         for t in tasks {
-            if !rows.contains(&t.worker.as_str()) {
+            if !rows.contains(&&*t.worker) {
                 rows.push(&t.worker);
             }
         }
@@ -437,7 +441,7 @@ impl Report {
         }
         let steps: Vec<&str> = self.steps.iter().map(|s| s.name.as_str()).collect();
         for t in tasks {
-            let y = row * rows.iter().position(|w| *w == t.worker).unwrap_or(0) as f64;
+            let y = row * rows.iter().position(|w| **w == *t.worker).unwrap_or(0) as f64;
             let x = label + t.start_ms / end * width;
             let w = ((t.end_ms - t.start_ms) / end * width).max(0.5);
             let fill = if t.failed {

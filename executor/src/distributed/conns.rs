@@ -265,7 +265,7 @@ impl Conns {
         if stream.set_nonblocking(true).is_err() || watched.is_err() {
             return;
         }
-        stream.send_at_once();
+        stream.tune();
         self.conns.insert(
             id,
             Conn {

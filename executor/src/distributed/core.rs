@@ -185,6 +185,22 @@ pub(crate) const BATCHED_RUNS_PER_THREAD: usize = 6;
 /// lost one for its tasks to be sent again.
 pub(crate) const GATHER_MAX: Duration = Duration::from_millis(50);
 
+/// A load's operation: none (see [`op_in`]).
+const NO_OP: u32 = u32::MAX;
+
+/// `task`'s operation in `graph`, an index in `Core::op_time`: its step's
+/// transforms, or its step's fit; [`NO_OP`] for a load, which is no
+/// operation of its own.
+fn op_in(graph: &TaskGraph, task: usize) -> u32 {
+    let steps = graph.program().steps().len();
+    let op = match graph.task(task).kind() {
+        TaskKind::Transform { step, .. } => step,
+        TaskKind::Fit { step } => steps + step,
+        TaskKind::Load { .. } => return NO_OP,
+    };
+    u32::try_from(op).unwrap_or(NO_OP)
+}
+
 /// The recent task time follows each finished task by 1/16 of the
 /// difference: after a long step, 50 cheap tasks bring it down twelvefold.
 const RECENT_WEIGHT: u32 = 16;
@@ -336,6 +352,10 @@ pub(crate) struct Core<'g> {
     /// transforms, then each step's fit (see `op_of`); what a task is
     /// expected to take.
     op_time: Vec<(Duration, u32)>,
+    /// Each task's index in `op_time` (`NO_OP` for a load): read for every
+    /// run a worker holds at each [`gather`](Self::gather), and far smaller
+    /// than the graph's tasks.
+    ops: Vec<u32>,
     /// The time of this step (placement against workers' deadlines).
     now: Instant,
     workers: BTreeMap<u32, Worker>,
@@ -395,6 +415,7 @@ impl<'g> Core<'g> {
             per_thread: RUNS_PER_THREAD,
             open_ids: Vec::new(),
             op_time: vec![(Duration::ZERO, 0); 2 * graph.program().steps().len()],
+            ops: (0..n).map(|t| op_in(graph, t)).collect(),
             now: Instant::now(),
             load_of: {
                 let mut of = vec![0; graph.program().npartitions()];
@@ -789,11 +810,9 @@ impl<'g> Core<'g> {
     /// `task`'s operation, an index in `op_time`: its step's transforms, or
     /// its step's fit.
     fn op_of(&self, task: usize) -> Option<usize> {
-        let steps = self.graph.program().steps().len();
-        match self.graph.task(task).kind() {
-            TaskKind::Transform { step, .. } => Some(step),
-            TaskKind::Fit { step } => Some(steps + step),
-            TaskKind::Load { .. } => None,
+        match self.ops[task] {
+            NO_OP => None,
+            op => Some(op as usize),
         }
     }
 
@@ -849,12 +868,29 @@ impl<'g> Core<'g> {
             Some(recent) if recent >= SHORT_RUN && !self.at_end() => {}
             _ => return Duration::ZERO,
         }
+        // Each thread's current run may be about to end: a worker with
+        // nothing queued beyond them leaves no time (and spares the sums).
+        if self
+            .workers
+            .values()
+            .any(|w| w.runs > 0 && w.runs <= w.threads)
+        {
+            return Duration::ZERO;
+        }
+        let averages: Vec<Duration> = self
+            .op_time
+            .iter()
+            .map(|&(total, n)| if n > 0 { total / n } else { Duration::ZERO })
+            .collect();
         let mut least = GATHER_MAX;
         for w in self.workers.values().filter(|w| w.runs > 0) {
             // A load counts for nothing: it is chained with its transform.
-            let work: Duration = w.running.iter().map(|&t| self.average(t)).sum();
-            // Each thread's current run may be about to end.
-            let queued = w.runs.saturating_sub(w.threads);
+            let work: Duration = w
+                .running
+                .iter()
+                .filter_map(|&t| averages.get(self.ops[t] as usize))
+                .sum();
+            let queued = w.runs - w.threads;
             let per_thread = work.mul_f64(queued as f64 / (w.runs * w.threads) as f64);
             least = least.min(per_thread);
         }

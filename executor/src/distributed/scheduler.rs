@@ -208,7 +208,8 @@ impl Kept {
 impl Session {
     /// A port to listen on and a secret, for the computes to come. Workers
     /// on this machine only (`local`) reach the scheduler on a Unix socket
-    /// (see [`Stream`]); the port is TCP when there is none to make.
+    /// (see [`Stream`]); the port is TCP when there is none to make, or
+    /// when the system keeps Unix sockets' buffers small.
     fn open(settings: &Settings, local: bool) -> Result<Self> {
         let io = |what: &str, e: std::io::Error| Error::Cannot(format!("{what}: {e}"));
         std::fs::create_dir_all(&settings.secret_dir)
@@ -263,9 +264,14 @@ struct SocketDir(PathBuf);
 
 impl SocketDir {
     /// A new directory and the socket bound in it; `None` when either
-    /// cannot be made (the scheduler then listens on TCP).
+    /// cannot be made, or when the system's Unix sockets cannot hold what
+    /// a worker ships at once (see [`wire::unix_sockets_hold_enough`]): the
+    /// scheduler then listens on TCP.
     fn bind() -> Option<(SocketDir, std::os::unix::net::UnixListener)> {
         use std::os::unix::fs::DirBuilderExt as _;
+        if !wire::unix_sockets_hold_enough() {
+            return None;
+        }
         let nonce: String = wire::random32().ok()?[..8]
             .iter()
             .map(|b| format!("{b:02x}"))

@@ -289,7 +289,7 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
     stream
         .set_read_timeout(Some(death))
         .map_err(|e| e.to_string())?;
-    stream.send_at_once();
+    stream.tune();
     let shared = Arc::new(Shared {
         models: RwLock::new(vec![None; info.steps().len()]),
         info,
@@ -1124,7 +1124,7 @@ fn serve_peers(
 
 /// Answers one peer's fetches until it leaves.
 fn serve_peer(shared: &Shared, stream: Stream) {
-    stream.send_at_once();
+    stream.tune();
     let _ = stream.set_read_timeout(None);
     let Ok(w) = stream.try_clone() else { return };
     let mut r = BufReader::new(stream);

@@ -290,7 +290,7 @@ fn outputs_read_back_from_checkpoints_are_the_same_and_skip_the_sockets() {
     assert_eq!((r.from_checkpoints, r.known_failed), (0, 0), "{r}");
     assert_eq!(r.steps[0].failed, 60, "{r}");
     // The task stream names the workers that ran each task.
-    let fit = r.tasks.iter().find(|t| t.task == "center.fit").unwrap();
+    let fit = r.tasks.iter().find(|t| &*t.task == "center.fit").unwrap();
     assert!(fit.worker.starts_with("local-"), "{fit:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -492,8 +492,8 @@ fn strangers_on_the_port_are_dropped_and_the_run_goes_on() {
                 }
                 std::thread::sleep(Duration::from_millis(5));
             };
-            // On one machine, a Unix socket.
-            assert!(addr.starts_with("unix:"), "{addr}");
+            // On one machine, a Unix socket where the system lets one
+            // hold enough (else TCP).
             let open = || {
                 let s = wire::Stream::connect(&addr).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();

@@ -130,7 +130,7 @@ fn one_graph_gives_every_list_what_separate_computes_give_on_every_executor() {
         assert_eq!(report.steps[1].samples, (25 - 2) + (40 - 4), "on {name}");
         if name != "in-memory" {
             // The task stream names the lists.
-            let ids: Vec<&str> = report.tasks.iter().map(|t| t.task.as_str()).collect();
+            let ids: Vec<&str> = report.tasks.iter().map(|t| &*t.task).collect();
             for id in [
                 "train:load-2",
                 "enroll:slow.transform-0",

@@ -714,8 +714,8 @@ fn a_program_of_three_computes_submits_one_wave_of_jobs() {
         let elsewhere: Vec<(&str, &str)> = r
             .tasks
             .iter()
-            .filter(|t| t.step.is_some() && !kept.contains(&t.worker.as_str()))
-            .map(|t| (t.task.as_str(), t.worker.as_str()))
+            .filter(|t| t.step.is_some() && !kept.contains(&&*t.worker))
+            .map(|t| (&*t.task, &*t.worker))
             .collect();
         assert!(elsewhere.is_empty(), "{kept:?}: {elsewhere:?}");
     }
