@@ -486,13 +486,21 @@ macro_rules! either {
 }
 
 impl Stream {
-    /// Connects to `addr`: `unix:<path>`, or `host:port`.
+    /// Connects to `addr`: `unix:@<name>` (an abstract Unix socket, see
+    /// [`bind_local`]), `unix:<path>`, or `host:port`.
     ///
     /// # Errors
     /// When nothing listens there.
     pub fn connect(addr: &str) -> io::Result<Stream> {
+        use std::os::linux::net::SocketAddrExt as _;
         match addr.strip_prefix(UNIX_PREFIX) {
-            Some(path) => UnixStream::connect(path).map(Stream::Unix),
+            Some(unix) => match unix.strip_prefix('@') {
+                Some(name) => {
+                    let at = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                    UnixStream::connect_addr(&at).map(Stream::Unix)
+                }
+                None => UnixStream::connect(unix).map(Stream::Unix),
+            },
             None => TcpStream::connect(addr).map(Stream::Tcp),
         }
     }
@@ -655,8 +663,31 @@ pub(crate) fn unix_sockets_hold_enough() -> bool {
     set_send_buffer(a.as_raw_fd(), UNIX_SEND_BUFFER).is_ok_and(|got| got >= UNIX_SEND_BUFFER)
 }
 
-/// How an address names a Unix socket: `unix:<path>`.
+/// How an address names a Unix socket: `unix:<path>`, or `unix:@<name>`
+/// for an abstract one.
 pub(crate) const UNIX_PREFIX: &str = "unix:";
+
+/// A port for workers on this machine: an abstract Unix socket (Linux),
+/// which has no file to leave behind when the driver is killed, with a
+/// random name; its address (`unix:@bob-pipelines-<pid>-<random>`) and
+/// listener. Like the loopback TCP port it replaces, any process of the
+/// machine may connect: the handshake admits only those with the run's
+/// secret. `None` where none can be made, or where the system keeps Unix
+/// sockets' buffers small ([`unix_sockets_hold_enough`]).
+pub(crate) fn bind_local() -> Option<(String, UnixListener)> {
+    use std::os::linux::net::SocketAddrExt as _;
+    if !unix_sockets_hold_enough() {
+        return None;
+    }
+    let nonce: String = random32().ok()?[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let name = format!("bob-pipelines-{}-{nonce}", std::process::id());
+    let at = std::os::unix::net::SocketAddr::from_abstract_name(&name).ok()?;
+    let listener = UnixListener::bind_addr(&at).ok()?;
+    Some((format!("{UNIX_PREFIX}@{name}"), listener))
+}
 
 /// A port that accepts [`Stream`]s.
 pub(crate) enum Listener {
@@ -908,6 +939,27 @@ mod tests {
             accept(&mut c, &secret, fingerprint, 7)
         });
         (addr, h)
+    }
+
+    #[test]
+    fn a_local_port_takes_connections_and_leaves_nothing_behind() {
+        if !unix_sockets_hold_enough() {
+            eprintln!("skipped: Unix sockets here hold less than 4 MiB; the scheduler uses TCP");
+            return;
+        }
+        let (addr, listener) = bind_local().unwrap();
+        assert!(addr.starts_with("unix:@bob-pipelines-"), "{addr}");
+        let mut c = Stream::connect(&addr).unwrap();
+        let (mut s, _) = listener.accept().unwrap();
+        c.write_all(b"hi").unwrap();
+        let mut buf = [0u8; 2];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"hi");
+        drop(listener);
+        assert!(
+            Stream::connect(&addr).is_err(),
+            "{addr} still takes connections"
+        );
     }
 
     #[test]

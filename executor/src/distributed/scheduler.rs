@@ -10,7 +10,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,8 +27,7 @@ use super::protocol::{FromWorker, Input, Next, Output, TaskOp, ToWorker, WorkerE
 use crate::local::run_task;
 use crate::progress::Progress;
 use crate::wire::{
-    self, Arrival, Listener, MAX_HANDSHAKES, Secret, SecretFile, Stream, UNIX_PREFIX, WireError,
-    WorkerInfo,
+    self, Arrival, Listener, MAX_HANDSHAKES, Secret, SecretFile, Stream, WireError, WorkerInfo,
 };
 use crate::{Error, Result};
 
@@ -166,9 +164,6 @@ pub(crate) fn run(
 /// program's next compute (their jobs keep running; see [`ToWorker::Wait`]).
 pub(crate) struct Session {
     listener: Listener,
-    /// The private directory of the Unix socket `listener` is bound to, if
-    /// it is one; removed with the session.
-    _socket_dir: Option<SocketDir>,
     secret: SecretFile,
     /// The address workers reach the scheduler at.
     scheduler: String,
@@ -208,8 +203,8 @@ impl Kept {
 impl Session {
     /// A port to listen on and a secret, for the computes to come. Workers
     /// on this machine only (`local`) reach the scheduler on a Unix socket
-    /// (see [`Stream`]); the port is TCP when there is none to make, or
-    /// when the system keeps Unix sockets' buffers small.
+    /// (see [`wire::bind_local`]); the port is TCP when there is none to
+    /// make, or when the system keeps Unix sockets' buffers small.
     fn open(settings: &Settings, local: bool) -> Result<Self> {
         let io = |what: &str, e: std::io::Error| Error::Cannot(format!("{what}: {e}"));
         std::fs::create_dir_all(&settings.secret_dir)
@@ -217,11 +212,9 @@ impl Session {
         let secret = SecretFile::create(&settings.secret_dir)
             .map_err(|e| io("writing the secret file", e))?;
         if local {
-            if let Some((dir, listener)) = SocketDir::bind() {
-                let scheduler = format!("{UNIX_PREFIX}{}", dir.socket().display());
+            if let Some((scheduler, listener)) = wire::bind_local() {
                 return Ok(Session {
                     listener: Listener::Unix(listener),
-                    _socket_dir: Some(dir),
                     secret,
                     scheduler,
                     kept: Vec::new(),
@@ -240,7 +233,6 @@ impl Session {
             .unwrap_or_else(|| settings.bind.to_string());
         Ok(Session {
             listener: Listener::Tcp(listener),
-            _socket_dir: None,
             secret,
             scheduler: format!("{host}:{port}"),
             kept: Vec::new(),
@@ -255,43 +247,6 @@ impl Session {
             let _ = put(&mut k.stream, &ToWorker::Shutdown, &[]);
         }
         launcher.shutdown();
-    }
-}
-
-/// A directory only this user can enter, in the system's temporary
-/// directory, for the scheduler's Unix socket; removed when dropped.
-struct SocketDir(PathBuf);
-
-impl SocketDir {
-    /// A new directory and the socket bound in it; `None` when either
-    /// cannot be made, or when the system's Unix sockets cannot hold what
-    /// a worker ships at once (see [`wire::unix_sockets_hold_enough`]): the
-    /// scheduler then listens on TCP.
-    fn bind() -> Option<(SocketDir, std::os::unix::net::UnixListener)> {
-        use std::os::unix::fs::DirBuilderExt as _;
-        if !wire::unix_sockets_hold_enough() {
-            return None;
-        }
-        let nonce: String = wire::random32().ok()?[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let path =
-            std::env::temp_dir().join(format!("bob-pipelines-{}-{nonce}", std::process::id()));
-        std::fs::DirBuilder::new().mode(0o700).create(&path).ok()?;
-        let dir = SocketDir(path);
-        let listener = std::os::unix::net::UnixListener::bind(dir.socket()).ok()?;
-        Some((dir, listener))
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.0.join("scheduler")
-    }
-}
-
-impl Drop for SocketDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -1241,25 +1196,6 @@ mod tests {
     use std::net::{SocketAddr, TcpStream};
 
     use bob_pipelines_graph::{Executed, Executor};
-
-    #[test]
-    fn the_unix_socket_is_in_a_directory_only_its_user_enters_and_goes_with_it() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let (dir, listener) = SocketDir::bind().unwrap();
-        let (path, socket) = (dir.0.clone(), dir.socket());
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
-        let addr = format!("{UNIX_PREFIX}{}", socket.display());
-        let mut c = Stream::connect(&addr).unwrap();
-        let (mut s, _) = listener.accept().unwrap();
-        c.write_all(b"hi").unwrap();
-        let mut buf = [0u8; 2];
-        s.read_exact(&mut buf).unwrap();
-        assert_eq!(&buf, b"hi");
-        drop(dir);
-        assert!(!path.exists(), "{} is left", path.display());
-        assert!(Stream::connect(&addr).is_err());
-    }
 
     /// The acceptor with `cap` handshakes at once and `deadline` for each;
     /// returns its address, its events, its stop switch and the
