@@ -69,7 +69,7 @@ struct Ran {
     failed: bool,
 }
 
-/// What [`Execution::record_task`] and [`Execution::record_place`] keep.
+/// What [`Execution::record_task`] and [`Execution::record_ran_on`] keep.
 #[derive(Debug, Default)]
 struct TaskLog {
     /// Who ran tasks (workers, driver threads), in order of first task.
@@ -79,7 +79,7 @@ struct TaskLog {
     /// Tasks per step, worker and operation (fit or not), in order of first.
     places: Vec<((usize, usize, bool), usize)>,
     place_index: HashMap<(usize, usize, bool), usize>,
-    /// Each worker's kind.
+    /// Each worker's kind, by its index in `names`.
     kinds: HashMap<usize, String>,
 }
 
@@ -406,22 +406,51 @@ impl<'a> Execution<'a> {
     /// whether it failed): the task stream. The first failure's task is
     /// what the report files of a failed run name.
     pub fn record_task(&self, i: usize, worker: &str, started: Instant, failed: bool) {
-        let ms = |t: Instant| t.saturating_duration_since(self.start).as_secs_f64() * 1e3;
-        let (start_ms, end_ms) = (ms(started), ms(Instant::now()));
         let mut log = lock(&self.log);
         let who = log.who(worker);
-        log.tasks.push(Ran {
-            task: i,
-            who,
-            start_ms,
-            end_ms,
-            failed,
-        });
+        self.log_task(&mut log, i, who, started, failed);
         drop(log);
         if failed {
             let id = self.graph.task(i).id();
             lock(&self.error).get_or_insert_with(|| format!("task `{id}` failed"));
         }
+    }
+
+    /// Records that task `i` ran on worker `worker`, of kind `kind`, from
+    /// `started` until now: the task stream, and where its step ran (the
+    /// report's `ran_on`). One lock and one look-up of the worker per task:
+    /// a distributed run records every task this way.
+    pub fn record_ran_on(&self, i: usize, worker: &str, kind: &str, started: Instant) {
+        let mut log = lock(&self.log);
+        let who = log.who(worker);
+        self.log_task(&mut log, i, who, started, false);
+        let task = self.graph.task(i);
+        let Some(step) = task.step() else { return };
+        let key = (step, who, matches!(task.kind(), TaskKind::Fit { .. }));
+        match log.place_index.get(&key) {
+            Some(&at) => log.places[at].1 += 1,
+            None => {
+                // The first of a step on this worker: its kind is known
+                // from here on.
+                log.kinds.entry(who).or_insert_with(|| kind.to_owned());
+                let at = log.places.len();
+                log.places.push((key, 1));
+                log.place_index.insert(key, at);
+            }
+        }
+    }
+
+    /// Adds task `i`'s run by `who`, from `started` until now, to the task
+    /// stream.
+    fn log_task(&self, log: &mut TaskLog, i: usize, who: usize, started: Instant, failed: bool) {
+        let ms = |t: Instant| t.saturating_duration_since(self.start).as_secs_f64() * 1e3;
+        log.tasks.push(Ran {
+            task: i,
+            who,
+            start_ms: ms(started),
+            end_ms: ms(Instant::now()),
+            failed,
+        });
     }
 
     /// The report so far: the counts, with the task stream and where each
@@ -526,22 +555,6 @@ impl<'a> Execution<'a> {
         let mut report = lock(&self.report);
         if let Some(w) = report.workers.iter_mut().find(|w| w.worker == worker) {
             w.peak_memory = w.peak_memory.max(peak);
-        }
-    }
-
-    /// Records that worker `worker`, of kind `kind`, ran a task of `step`.
-    pub fn record_place(&self, step: usize, worker: &str, kind: &str, fit: bool) {
-        let mut log = lock(&self.log);
-        let who = log.who(worker);
-        log.kinds.entry(who).or_insert_with(|| kind.to_owned());
-        let key = (step, who, fit);
-        match log.place_index.get(&key) {
-            Some(&at) => log.places[at].1 += 1,
-            None => {
-                let at = log.places.len();
-                log.places.push((key, 1));
-                log.place_index.insert(key, at);
-            }
         }
     }
 

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -139,8 +140,9 @@ impl Conn {
         }
     }
 
-    /// The next whole frame read, if any (`max`: the largest accepted).
-    fn frame(&mut self, max: usize) -> Result<Option<Vec<u8>>, WireError> {
+    /// Where the next whole frame read lies in `inbuf`, if it is whole
+    /// (`max`: the largest accepted); the frame then counts as read.
+    fn frame(&mut self, max: usize) -> Result<Option<Range<usize>>, WireError> {
         let buf = &self.inbuf[self.start..];
         let Some(len) = buf.get(..4) else {
             return Ok(None);
@@ -149,11 +151,17 @@ impl Conn {
         if len > max {
             return Err(WireError::TooLarge { len, max });
         }
-        let Some(payload) = buf.get(4..4 + len) else {
+        if buf.len() < 4 + len {
             return Ok(None);
-        };
-        let payload = payload.to_vec();
-        self.start += 4 + len;
+        }
+        let at = self.start + 4;
+        self.start = at + len;
+        Ok(Some(at..at + len))
+    }
+
+    /// Drops the frames read from `inbuf`, moving what is left to its
+    /// front when that is less than what was read.
+    fn compact(&mut self) {
         if self.start == self.inbuf.len() {
             self.inbuf.clear();
             self.start = 0;
@@ -161,11 +169,17 @@ impl Conn {
             self.inbuf.drain(..self.start);
             self.start = 0;
         }
-        Ok(Some(payload))
     }
 
-    /// The messages whole in the buffer.
+    /// The messages whole in the buffer. A message is decoded where it
+    /// lies; only a data frame is copied out.
     fn messages(&mut self, id: u32, out: &mut Vec<Incoming>) -> Result<(), WireError> {
+        let parsed = self.parse(id, out);
+        self.compact();
+        parsed
+    }
+
+    fn parse(&mut self, id: u32, out: &mut Vec<Incoming>) -> Result<(), WireError> {
         loop {
             if let Some(msg) = self.pending.take() {
                 let Some(data) = self.frame(MAX_DATA_FRAME)? else {
@@ -175,15 +189,15 @@ impl Conn {
                 out.push(Incoming::Msg {
                     id,
                     msg,
-                    data: Some(data),
+                    data: Some(self.inbuf[data].to_vec()),
                 });
                 continue;
             }
             let Some(bytes) = self.frame(MAX_MESSAGE)? else {
                 return Ok(());
             };
-            let msg: FromWorker =
-                rmp_serde::from_slice(&bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
+            let msg: FromWorker = rmp_serde::from_slice(&self.inbuf[bytes])
+                .map_err(|e| WireError::Malformed(e.to_string()))?;
             if matches!(
                 msg,
                 FromWorker::Done { shipped: true, .. } | FromWorker::Handed { held: true, .. }
@@ -542,4 +556,82 @@ fn epoll_wait(epoll: &OwnedFd, ready: &mut [libc::epoll_event], timeout: Duratio
     // `max` of them.
     let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), ready.as_mut_ptr(), max, ms) };
     usize::try_from(n).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::protocol::put;
+
+    fn conn() -> Conn {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        Conn {
+            stream: Stream::Unix(ours),
+            inbuf: Vec::new(),
+            start: 0,
+            pending: None,
+            outbuf: Vec::new(),
+            sent: 0,
+            last_read: Instant::now(),
+            closing: false,
+        }
+    }
+
+    fn done(task: u32, shipped: bool) -> FromWorker {
+        FromWorker::Done {
+            task,
+            samples: 1,
+            failed: 0,
+            micros: 7,
+            keys: vec!["k".to_owned()],
+            shipped,
+            read: None,
+        }
+    }
+
+    #[test]
+    fn messages_split_anywhere_come_whole_with_their_data_and_a_huge_length_is_refused() {
+        let mut wire = Vec::new();
+        put(&mut wire, &done(1, false), &[]).unwrap();
+        put(&mut wire, &done(2, true), &[b"output"]).unwrap();
+        put(&mut wire, &FromWorker::Draining, &[]).unwrap();
+        // Every split point, in two reads.
+        for cut in 0..=wire.len() {
+            let mut c = conn();
+            let mut out = Vec::new();
+            c.inbuf.extend_from_slice(&wire[..cut]);
+            c.messages(9, &mut out).unwrap();
+            c.inbuf.extend_from_slice(&wire[cut..]);
+            c.messages(9, &mut out).unwrap();
+            let got: Vec<(u32, Option<Vec<u8>>)> = out
+                .into_iter()
+                .map(|i| match i {
+                    Incoming::Msg {
+                        id,
+                        msg: FromWorker::Done { task, .. },
+                        data,
+                    } => {
+                        assert_eq!(id, 9);
+                        (task, data)
+                    }
+                    Incoming::Msg {
+                        msg: FromWorker::Draining,
+                        data: None,
+                        ..
+                    } => (0, None),
+                    _ => panic!("not what was sent"),
+                })
+                .collect();
+            assert_eq!(
+                got,
+                vec![(1, None), (2, Some(b"output".to_vec())), (0, None)],
+                "cut at {cut}"
+            );
+            assert!(c.inbuf.is_empty() && c.start == 0, "cut at {cut}");
+        }
+        let mut c = conn();
+        c.inbuf.extend_from_slice(&(1u32 << 31).to_le_bytes());
+        let e = c.messages(9, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, WireError::TooLarge { .. }), "{e}");
+    }
 }

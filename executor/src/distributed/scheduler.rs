@@ -379,6 +379,8 @@ struct Scheduler<'j, 'a> {
     conns: Conns,
     /// Each worker's peer port, where other workers fetch what it holds.
     peers: BTreeMap<u32, String>,
+    /// The highest peak memory each worker has told (see the heartbeat).
+    peaks: BTreeMap<u32, u64>,
     refused: usize,
     /// Connections refused on workers' peer ports: how many, and why for
     /// the first few.
@@ -454,6 +456,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             models,
             conns,
             peers: BTreeMap::new(),
+            peaks: BTreeMap::new(),
             refused: 0,
             refused_peers: (0, Vec::new()),
             driver_loads: 0,
@@ -747,7 +750,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             FromWorker::Heartbeat { rss, peak } => {
                 if let Some((name, _)) = self.core.worker(id) {
                     self.progress.worker_memory(name, rss, peak);
-                    self.job.record_worker_memory(name, peak);
+                    // The report keeps the peak: told only when it grows
+                    // (its workers are found by name, one by one).
+                    let known = self.peaks.entry(id).or_default();
+                    if peak > *known {
+                        *known = peak;
+                        self.job.record_worker_memory(name, peak);
+                    }
                 }
             }
             FromWorker::Done {
@@ -885,12 +894,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             let started = Instant::now()
                 .checked_sub(elapsed)
                 .unwrap_or_else(Instant::now);
-            self.job.record_task(task, name, started, false);
+            self.job.record_ran_on(task, name, worker_kind, started);
             self.progress.task_ran_on(self.graph, task, name);
-            if let Some(step) = self.graph.task(task).step() {
-                let fit = matches!(kind, TaskKind::Fit { .. });
-                self.job.record_place(step, name, worker_kind, fit);
-            }
         }
         let shipped = |what: &str| {
             bytes.ok_or_else(|| internal(format!("worker #{id} kept {what} it was told to send")))
