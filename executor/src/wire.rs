@@ -20,8 +20,8 @@
 //! The secret travels in a file only its owner can read ([`SecretFile`]); the
 //! environment and command line carry the file's path, never the secret.
 //!
-//! A connection is TCP, or a Unix socket (`unix:<path>`) when the scheduler
-//! and its workers share one machine ([`Stream`]).
+//! A connection is TCP, or an abstract Unix socket (`unix:@<name>`) when
+//! the scheduler and its workers share one machine ([`Stream`]).
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -486,21 +486,19 @@ macro_rules! either {
 }
 
 impl Stream {
-    /// Connects to `addr`: `unix:@<name>` (an abstract Unix socket, see
-    /// [`bind_local`]), `unix:<path>`, or `host:port`.
+    /// Connects to `addr`: `unix:@<name>` (an abstract Unix socket, where
+    /// the scheduler of workers on its own machine listens), or
+    /// `host:port`.
     ///
     /// # Errors
     /// When nothing listens there.
     pub fn connect(addr: &str) -> io::Result<Stream> {
         use std::os::linux::net::SocketAddrExt as _;
         match addr.strip_prefix(UNIX_PREFIX) {
-            Some(unix) => match unix.strip_prefix('@') {
-                Some(name) => {
-                    let at = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-                    UnixStream::connect_addr(&at).map(Stream::Unix)
-                }
-                None => UnixStream::connect(unix).map(Stream::Unix),
-            },
+            Some(name) => {
+                let at = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                UnixStream::connect_addr(&at).map(Stream::Unix)
+            }
             None => TcpStream::connect(addr).map(Stream::Tcp),
         }
     }
@@ -663,9 +661,8 @@ pub(crate) fn unix_sockets_hold_enough() -> bool {
     set_send_buffer(a.as_raw_fd(), UNIX_SEND_BUFFER).is_ok_and(|got| got >= UNIX_SEND_BUFFER)
 }
 
-/// How an address names a Unix socket: `unix:<path>`, or `unix:@<name>`
-/// for an abstract one.
-pub(crate) const UNIX_PREFIX: &str = "unix:";
+/// How an address names an abstract Unix socket: `unix:@<name>`.
+pub(crate) const UNIX_PREFIX: &str = "unix:@";
 
 /// A port for workers on this machine: an abstract Unix socket (Linux),
 /// which has no file to leave behind when the driver is killed, with a
@@ -686,7 +683,7 @@ pub(crate) fn bind_local() -> Option<(String, UnixListener)> {
     let name = format!("bob-pipelines-{}-{nonce}", std::process::id());
     let at = std::os::unix::net::SocketAddr::from_abstract_name(&name).ok()?;
     let listener = UnixListener::bind_addr(&at).ok()?;
-    Some((format!("{UNIX_PREFIX}@{name}"), listener))
+    Some((format!("{UNIX_PREFIX}{name}"), listener))
 }
 
 /// A port that accepts [`Stream`]s.

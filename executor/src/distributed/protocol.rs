@@ -366,7 +366,7 @@ pub(crate) fn is_timeout(e: &WireError) -> bool {
 /// never in the environment: only its file's path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerEnv {
-    /// The scheduler's address, `host:port`, or `unix:<path>` on one
+    /// The scheduler's address, `host:port`, or `unix:@<name>` on one
     /// machine ([`WORKER_ENV`]).
     pub scheduler: String,
     /// The secret file's path.
