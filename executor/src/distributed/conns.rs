@@ -77,6 +77,8 @@ struct Conn {
     outbuf: Vec<u8>,
     sent: usize,
     last_read: Instant,
+    /// When a message was last queued for it.
+    last_sent: Instant,
     /// Leaving: closed once its buffer is written.
     closing: bool,
 }
@@ -86,6 +88,7 @@ impl Conn {
         if frame_into(&mut self.outbuf, msg).is_err() {
             return;
         }
+        self.last_sent = Instant::now();
         for f in frames {
             let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
             self.outbuf.extend_from_slice(&len.to_le_bytes());
@@ -290,6 +293,7 @@ impl Conns {
                 outbuf: Vec::new(),
                 sent: 0,
                 last_read: Instant::now(),
+                last_sent: Instant::now(),
                 closing: false,
             },
         );
@@ -309,11 +313,15 @@ impl Conns {
         }
     }
 
-    /// Queues a message for every worker.
-    pub(crate) fn send_all(&mut self, msg: &ToWorker) {
+    /// Queues a heartbeat for every worker sent nothing for `quiet`: any
+    /// message tells a worker its scheduler lives, and at 128 workers a
+    /// heartbeat each per interval was a tenth of the messages sent.
+    pub(crate) fn heartbeat(&mut self, quiet: Duration) {
         for (&id, c) in &mut self.conns {
-            c.queue(msg, &[]);
-            self.dirty.insert(id);
+            if c.last_sent.elapsed() >= quiet {
+                c.queue(&ToWorker::Heartbeat, &[]);
+                self.dirty.insert(id);
+            }
         }
     }
 
@@ -573,6 +581,7 @@ mod tests {
             outbuf: Vec::new(),
             sent: 0,
             last_read: Instant::now(),
+            last_sent: Instant::now(),
             closing: false,
         }
     }

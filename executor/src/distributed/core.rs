@@ -1476,7 +1476,8 @@ impl<'g> Core<'g> {
     pub(crate) fn scale(&mut self) {
         self.now = Instant::now();
         let graph = self.graph;
-        let is_load = |t: usize| matches!(graph.task(t).kind(), TaskKind::Load { .. });
+        // Each tick: from the compact array, not the graph's tasks.
+        let is_load = |t: usize| self.ops[t] == NO_OP;
         if (0..graph.len()).all(|i| is_load(i) || self.state[i] == St::Done) {
             return; // nothing for a worker to do (all read from checkpoints)
         }

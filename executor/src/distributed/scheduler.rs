@@ -1081,7 +1081,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// Once per interval: heartbeats, then the core's tick (launch failures,
     /// idle workers, scaling).
     fn tick(&mut self, launcher: &mut dyn Launcher) -> Result<()> {
-        self.conns.send_all(&ToWorker::Heartbeat);
+        // Those sent something within the interval know the scheduler lives.
+        self.conns.heartbeat(self.settings.interval / 2);
         let silence = self.settings.worker_timeout;
         for id in self.conns.silent(silence) {
             let reason = format!("silent for {silence:?} (no heartbeat)");
