@@ -88,19 +88,31 @@ struct State {
     warnings: Vec<String>,
     failures: Vec<String>,
     start: Option<Instant>,
-    /// Each running task: when it started, and where (`names` index).
-    started: Vec<Option<(Instant, usize)>>,
-    /// Each task's id, by index.
-    ids: Vec<String>,
+    /// Each task, by index: its state, and while it runs, when it started
+    /// and where. One entry per task, so that each event of a task touches
+    /// one place in memory (at 128 workers the dashboard's per-task cost is
+    /// its cache misses).
+    tasks: Vec<TaskCell>,
+    /// Each task's id, by index (shared with the graph).
+    ids: Vec<Arc<str>>,
     /// Where tasks ran: the driver first, then workers as they are named.
     names: Vec<String>,
-    /// Each task's state: `w`aiting, `r`unning, `d`one, `f`ailed.
-    states: Vec<u8>,
     /// Each task's place in the graph panel: row (loads, each step's
     /// transforms, each fit), column (its partition; a fit's is 0).
     cells: Vec<(usize, usize)>,
     /// The graph panel's row names.
     rows: Vec<String>,
+}
+
+/// A task as the page sees it.
+#[derive(Debug, Clone, Copy)]
+struct TaskCell {
+    /// `w`aiting, `r`unning, `d`one, `f`ailed.
+    state: u8,
+    /// Where it runs (`names` index; 0, the driver, until told).
+    worker: u32,
+    /// When it started, while it runs.
+    began: Option<Instant>,
 }
 
 /// One row of the graph panel: a letter per task, by state.
@@ -163,7 +175,7 @@ impl Dashboard {
                 .stream
                 .iter()
                 .map(|b| BarView {
-                    task: s.ids.get(b.task).map_or("", String::as_str),
+                    task: s.ids.get(b.task).map_or("", |id| id),
                     step: b.step,
                     worker: name(b.worker),
                     start_ms: b.start_ms,
@@ -176,7 +188,8 @@ impl Dashboard {
             failures: &s.failures,
             graph: {
                 let mut rows: Vec<Vec<u8>> = vec![Vec::new(); s.rows.len()];
-                for (&(r, c), &st) in s.cells.iter().zip(&s.states) {
+                for (&(r, c), t) in s.cells.iter().zip(&s.tasks) {
+                    let st = t.state;
                     let row = &mut rows[r];
                     if row.len() <= c {
                         row.resize(c + 1, b'w');
@@ -375,10 +388,20 @@ impl Progress for Dashboard {
                 ),
                 steps,
                 start: Some(Instant::now()),
-                ids: graph.tasks().iter().map(|t| t.id().to_owned()).collect(),
+                ids: graph
+                    .tasks()
+                    .iter()
+                    .map(|t| t.shared_id().clone())
+                    .collect(),
                 names: vec!["driver".to_owned()],
-                states: vec![b'w'; graph.len()],
-                started: vec![None; graph.len()],
+                tasks: vec![
+                    TaskCell {
+                        state: b'w',
+                        worker: 0,
+                        began: None,
+                    };
+                    graph.len()
+                ],
                 cells,
                 rows,
                 ..State::default()
@@ -389,11 +412,9 @@ impl Progress for Dashboard {
 
     fn task_started(&self, graph: &TaskGraph, task: usize) {
         self.with(|s| {
-            if let Some(at) = s.started.get_mut(task) {
-                at.get_or_insert_with(|| (Instant::now(), 0));
-            }
-            if let Some(st) = s.states.get_mut(task) {
-                *st = b'r';
+            if let Some(t) = s.tasks.get_mut(task) {
+                t.began.get_or_insert_with(Instant::now);
+                t.state = b'r';
             }
             if let Some(r) = s.steps.get_mut(row_of(graph, task)) {
                 match graph.task(task).kind() {
@@ -418,8 +439,10 @@ impl Progress for Dashboard {
                 s.names.push(worker.to_owned());
                 s.names.len() - 1
             });
-            if let Some(Some(started)) = s.started.get_mut(task) {
-                started.1 = at;
+            if let Some(t) = s.tasks.get_mut(task) {
+                if t.began.is_some() {
+                    t.worker = u32::try_from(at).unwrap_or(0);
+                }
             }
         });
         self.inner.task_ran_on(graph, task, worker);
@@ -495,14 +518,15 @@ impl Dashboard {
         self.with(|s| {
             let row = row_of(graph, task);
             let start = s.start.unwrap_or_else(Instant::now);
-            let (began, worker) = s
-                .started
-                .get_mut(task)
-                .and_then(Option::take)
-                .unwrap_or((Instant::now(), 0));
-            if let Some(st) = s.states.get_mut(task) {
-                *st = if failed { b'f' } else { b'd' };
-            }
+            let (began, worker) = match s.tasks.get_mut(task) {
+                Some(t) => {
+                    t.state = if failed { b'f' } else { b'd' };
+                    let began = t.began.take();
+                    (began, std::mem::take(&mut t.worker) as usize)
+                }
+                None => (None, 0),
+            };
+            let began = began.unwrap_or_else(Instant::now);
             let ms = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
             if let Some(r) = s.steps.get_mut(row) {
                 if !matches!(graph.task(task).kind(), TaskKind::Fit { .. }) {
