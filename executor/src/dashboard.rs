@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use bob_pipelines_graph::{Done, Error, Report, TaskGraph, TaskKind};
@@ -69,9 +69,6 @@ struct WorkerState {
     /// Resident memory now and at its peak, in bytes (0: not said yet).
     memory: u64,
     peak: u64,
-    /// Its index in `State::names`, once it has run a task.
-    #[serde(skip)]
-    at: Option<usize>,
 }
 
 /// What the page shows, and what it is made from.
@@ -95,8 +92,6 @@ struct State {
     tasks: Vec<TaskCell>,
     /// Each task's id, by index (shared with the graph).
     ids: Vec<Arc<str>>,
-    /// Where tasks ran: the driver first, then workers as they are named.
-    names: Vec<String>,
     /// Each task's place in the graph panel: row (loads, each step's
     /// transforms, each fit), column (its partition; a fit's is 0).
     cells: Vec<(usize, usize)>,
@@ -109,10 +104,169 @@ struct State {
 struct TaskCell {
     /// `w`aiting, `r`unning, `d`one, `f`ailed.
     state: u8,
-    /// Where it runs (`names` index; 0, the driver, until told).
+    /// Whether it is a fit.
+    fit: bool,
+    /// Its row in the progress panel: 0 for a load, then its step's.
+    row: u32,
+    /// Where it runs (`Pending::names` index; 0, the driver, until told).
     worker: u32,
+    /// The samples of a load's partition (what its end adds to `done`).
+    samples: u64,
     /// When it started, while it runs.
     began: Option<Instant>,
+}
+
+/// A task's event, kept in order until the page's state is next needed.
+#[derive(Debug, Clone, Copy)]
+enum TaskEvent {
+    Started {
+        task: usize,
+        at: Instant,
+    },
+    RanOn {
+        task: usize,
+        /// `Pending::names` index.
+        worker: usize,
+    },
+    Ended {
+        task: usize,
+        at: Instant,
+        samples: u64,
+        failed: u64,
+        error: bool,
+    },
+}
+
+/// Task events applied to the state at once when this many wait.
+const APPLY_AT: usize = 8_192;
+
+/// The task events not yet in the state, and who ran tasks. A task's
+/// three events are appended here, where the end of the list stays in the
+/// cache, and applied together when the page asks for a snapshot, a
+/// non-task event comes, or [`APPLY_AT`] wait: applied one by one as they
+/// came, each touched the state's memory cold (at 128 workers the
+/// dashboard cost the scheduler about 3 µs per task).
+#[derive(Debug, Default)]
+struct Pending {
+    events: Vec<TaskEvent>,
+    /// Where tasks ran: the driver first, then workers as they are named.
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Pending {
+    /// `worker`'s index in `names`.
+    fn who(&mut self, worker: &str) -> usize {
+        if let Some(&i) = self.index.get(worker) {
+            return i;
+        }
+        self.names.push(worker.to_owned());
+        self.index.insert(worker.to_owned(), self.names.len() - 1);
+        self.names.len() - 1
+    }
+}
+
+/// What the page is made from. Locked in this order: `pending`, `state`.
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    /// The state with every pending event applied, and the names of who
+    /// ran tasks.
+    fn current(&self) -> (MutexGuard<'_, Pending>, MutexGuard<'_, State>) {
+        let mut pending = lock(&self.pending);
+        let mut state = lock(&self.state);
+        state.apply(&mut pending);
+        (pending, state)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    /// Applies the pending task events, in order.
+    fn apply(&mut self, pending: &mut Pending) {
+        let start = self.start.unwrap_or_else(Instant::now);
+        let ms = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
+        for ev in pending.events.drain(..) {
+            match ev {
+                TaskEvent::Started { task, at } => {
+                    let Some(t) = self.tasks.get_mut(task) else {
+                        continue;
+                    };
+                    t.began.get_or_insert(at);
+                    t.state = b'r';
+                    if let Some(r) = self.steps.get_mut(t.row as usize) {
+                        if t.fit {
+                            r.fit = Some("fitting");
+                        } else {
+                            r.running += 1;
+                        }
+                    }
+                }
+                TaskEvent::RanOn { task, worker } => {
+                    let Some(name) = pending.names.get(worker) else {
+                        continue;
+                    };
+                    match self.workers.get_mut(name) {
+                        Some(w) => w.tasks += 1,
+                        None => self.workers.entry(name.clone()).or_default().tasks += 1,
+                    }
+                    if let Some(t) = self.tasks.get_mut(task) {
+                        if t.began.is_some() {
+                            t.worker = u32::try_from(worker).unwrap_or(0);
+                        }
+                    }
+                }
+                TaskEvent::Ended {
+                    task,
+                    at,
+                    samples,
+                    failed,
+                    error,
+                } => {
+                    let Some(t) = self.tasks.get_mut(task) else {
+                        continue;
+                    };
+                    t.state = if error { b'f' } else { b'd' };
+                    let began = t.began.take().unwrap_or(at);
+                    let worker = std::mem::take(&mut t.worker) as usize;
+                    let (row, fit, loaded) = (t.row as usize, t.fit, t.samples);
+                    if let Some(r) = self.steps.get_mut(row) {
+                        if !fit {
+                            r.running = r.running.saturating_sub(1);
+                        }
+                        if !error {
+                            if fit {
+                                r.fit = Some("fitted");
+                            } else if row == 0 {
+                                r.done += loaded;
+                            } else {
+                                r.done += samples;
+                                r.failed += failed;
+                            }
+                        }
+                    }
+                    if self.stream.len() == STREAM {
+                        self.stream.pop_front();
+                    }
+                    self.stream.push_back(Bar {
+                        task,
+                        step: row,
+                        worker,
+                        start_ms: ms(began),
+                        end_ms: ms(at),
+                        failed: error,
+                    });
+                }
+            }
+        }
+    }
 }
 
 /// One row of the graph panel: a letter per task, by state.
@@ -139,7 +293,7 @@ struct Snapshot<'s> {
 /// A run's dashboard: its state, fed by the run's events, and the progress
 /// it hands them on to.
 pub struct Dashboard {
-    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
     inner: Arc<dyn Progress>,
 }
 
@@ -153,19 +307,35 @@ impl Dashboard {
     /// A dashboard that also hands every event to `inner`.
     pub fn new(inner: Arc<dyn Progress>) -> Self {
         Dashboard {
-            state: Arc::new(Mutex::new(State::default())),
+            shared: Arc::new(Shared::default()),
             inner,
         }
     }
 
+    /// `f` on the state, every pending task event applied first.
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
-        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+        f(&mut self.shared.current().1)
+    }
+
+    /// `f` on the state as it is (for what task events do not touch).
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut lock(&self.shared.state))
+    }
+
+    /// Adds a task event (its worker's name, for `RanOn`, looked up here).
+    fn record(&self, event: impl FnOnce(&mut Pending) -> TaskEvent) {
+        let mut pending = lock(&self.shared.pending);
+        let ev = event(&mut pending);
+        pending.events.push(ev);
+        if pending.events.len() >= APPLY_AT {
+            lock(&self.shared.state).apply(&mut pending);
+        }
     }
 
     /// The page's snapshot, as JSON.
-    fn snapshot(state: &Mutex<State>) -> String {
-        let s = state.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = |i: usize| s.names.get(i).map_or("driver", String::as_str);
+    fn snapshot(shared: &Shared) -> String {
+        let (pending, s) = shared.current();
+        let name = |i: usize| pending.names.get(i).map_or("driver", String::as_str);
         let view = Snapshot {
             compute: &s.compute,
             elapsed_ms: s.start.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
@@ -245,7 +415,7 @@ impl Dashboard {
         let stop = Arc::new(AtomicBool::new(false));
         let server = Arc::new(server);
         let (state, halt, serving) = (
-            Arc::clone(&self.state),
+            Arc::clone(&self.shared),
             Arc::clone(&stop),
             Arc::clone(&server),
         );
@@ -304,7 +474,7 @@ impl Drop for Served {
 }
 
 /// Answers one request: the page, the snapshot, 403 without the token, 404.
-fn answer(request: tiny_http::Request, token: &str, state: &Mutex<State>) -> std::io::Result<()> {
+fn answer(request: tiny_http::Request, token: &str, state: &Shared) -> std::io::Result<()> {
     let url = request.url().to_owned();
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
     let given = query
@@ -378,7 +548,24 @@ impl Progress for Dashboard {
                 TaskKind::Fit { step } => (row_of_step[step] - 1, 0),
             })
             .collect();
-        self.with(|s| {
+        let tasks = (0..graph.len())
+            .map(|i| {
+                let t = graph.task(i);
+                TaskCell {
+                    state: b'w',
+                    fit: matches!(t.kind(), TaskKind::Fit { .. }),
+                    row: u32::try_from(row_of(graph, i)).unwrap_or(0),
+                    worker: 0,
+                    samples: t.samples() as u64,
+                    began: None,
+                }
+            })
+            .collect();
+        *lock(&self.shared.pending) = Pending {
+            names: vec!["driver".to_owned()],
+            ..Pending::default()
+        };
+        self.with_state(|s| {
             *s = State {
                 compute: format!(
                     "{:?} of {samples} samples in {} partitions{}",
@@ -393,15 +580,7 @@ impl Progress for Dashboard {
                     .iter()
                     .map(|t| t.shared_id().clone())
                     .collect(),
-                names: vec!["driver".to_owned()],
-                tasks: vec![
-                    TaskCell {
-                        state: b'w',
-                        worker: 0,
-                        began: None,
-                    };
-                    graph.len()
-                ],
+                tasks,
                 cells,
                 rows,
                 ..State::default()
@@ -411,59 +590,40 @@ impl Progress for Dashboard {
     }
 
     fn task_started(&self, graph: &TaskGraph, task: usize) {
-        self.with(|s| {
-            if let Some(t) = s.tasks.get_mut(task) {
-                t.began.get_or_insert_with(Instant::now);
-                t.state = b'r';
-            }
-            if let Some(r) = s.steps.get_mut(row_of(graph, task)) {
-                match graph.task(task).kind() {
-                    TaskKind::Fit { .. } => r.fit = Some("fitting"),
-                    _ => r.running += 1,
-                }
-            }
-        });
+        let at = Instant::now();
+        self.record(|_| TaskEvent::Started { task, at });
         self.inner.task_started(graph, task);
     }
 
     fn task_ran_on(&self, graph: &TaskGraph, task: usize, worker: &str) {
-        self.with(|s| {
-            // Called for every task: no scan of the names, no allocation
-            // once the worker is known.
-            let w = match s.workers.get_mut(worker) {
-                Some(w) => w,
-                None => s.workers.entry(worker.to_owned()).or_default(),
-            };
-            w.tasks += 1;
-            let at = *w.at.get_or_insert_with(|| {
-                s.names.push(worker.to_owned());
-                s.names.len() - 1
-            });
-            if let Some(t) = s.tasks.get_mut(task) {
-                if t.began.is_some() {
-                    t.worker = u32::try_from(at).unwrap_or(0);
-                }
-            }
+        self.record(|p| TaskEvent::RanOn {
+            task,
+            worker: p.who(worker),
         });
         self.inner.task_ran_on(graph, task, worker);
     }
 
     fn task_finished(&self, graph: &TaskGraph, done: &Done) {
-        self.bar(graph, done.task, false, |r| {
-            match graph.task(done.task).kind() {
-                TaskKind::Fit { .. } => r.fit = Some("fitted"),
-                TaskKind::Load { .. } => r.done += graph.task(done.task).samples() as u64,
-                TaskKind::Transform { .. } => {
-                    r.done += done.counts.samples as u64;
-                    r.failed += done.counts.failed as u64;
-                }
-            }
+        let at = Instant::now();
+        self.record(|_| TaskEvent::Ended {
+            task: done.task,
+            at,
+            samples: done.counts.samples as u64,
+            failed: done.counts.failed as u64,
+            error: false,
         });
         self.inner.task_finished(graph, done);
     }
 
     fn task_failed(&self, graph: &TaskGraph, task: usize, error: &Error) {
-        self.bar(graph, task, true, |_| {});
+        let at = Instant::now();
+        self.record(|_| TaskEvent::Ended {
+            task,
+            at,
+            samples: 0,
+            failed: 0,
+            error: true,
+        });
         self.with(|s| s.failures.push(error.to_string()));
         self.inner.task_failed(graph, task, error);
     }
@@ -474,7 +634,7 @@ impl Progress for Dashboard {
     }
 
     fn warning(&self, message: &str) {
-        self.with(|s| s.warnings.push(message.to_owned()));
+        self.with_state(|s| s.warnings.push(message.to_owned()));
         self.inner.warning(message);
     }
 
@@ -483,7 +643,7 @@ impl Progress for Dashboard {
     }
 
     fn worker_state(&self, worker: &str, kind: &str, state: &str) {
-        self.with(|s| {
+        self.with_state(|s| {
             let w = s.workers.entry(worker.to_owned()).or_default();
             w.kind = kind.to_owned();
             w.state = state.to_owned();
@@ -492,7 +652,7 @@ impl Progress for Dashboard {
     }
 
     fn worker_memory(&self, worker: &str, rss: u64, peak: u64) {
-        self.with(|s| {
+        self.with_state(|s| {
             if let Some(w) = s.workers.get_mut(worker) {
                 w.memory = rss;
                 w.peak = peak;
@@ -503,49 +663,6 @@ impl Progress for Dashboard {
 
     fn info(&self, line: &str) {
         self.inner.info(line);
-    }
-}
-
-impl Dashboard {
-    /// A task ended: its bar in the stream, its row updated by `update`.
-    fn bar(
-        &self,
-        graph: &TaskGraph,
-        task: usize,
-        failed: bool,
-        update: impl FnOnce(&mut StepState),
-    ) {
-        self.with(|s| {
-            let row = row_of(graph, task);
-            let start = s.start.unwrap_or_else(Instant::now);
-            let (began, worker) = match s.tasks.get_mut(task) {
-                Some(t) => {
-                    t.state = if failed { b'f' } else { b'd' };
-                    let began = t.began.take();
-                    (began, std::mem::take(&mut t.worker) as usize)
-                }
-                None => (None, 0),
-            };
-            let began = began.unwrap_or_else(Instant::now);
-            let ms = |t: Instant| t.saturating_duration_since(start).as_secs_f64() * 1e3;
-            if let Some(r) = s.steps.get_mut(row) {
-                if !matches!(graph.task(task).kind(), TaskKind::Fit { .. }) {
-                    r.running = r.running.saturating_sub(1);
-                }
-                update(r);
-            }
-            if s.stream.len() == STREAM {
-                s.stream.pop_front();
-            }
-            s.stream.push_back(Bar {
-                task,
-                step: row,
-                worker,
-                start_ms: ms(began),
-                end_ms: ms(Instant::now()),
-                failed,
-            });
-        });
     }
 }
 
@@ -587,3 +704,86 @@ async function tick(){
 }
 tick();setInterval(tick,1000);
 </script></body></html>"#;
+
+#[cfg(test)]
+mod tests {
+    use bob_pipelines_estimator::{BoxError, Pipeline, SampleResult, Step, Transformer};
+    use bob_pipelines_graph::Counts;
+    use bob_pipelines_sample::Sample;
+
+    use super::*;
+    use crate::progress::Silent;
+
+    struct Same;
+    impl Transformer for Same {
+        type Input = u32;
+        type Output = u32;
+        fn transform(
+            &self,
+            b: &bob_pipelines_estimator::Batch<'_, u32>,
+        ) -> Result<Vec<SampleResult<u32>>, BoxError> {
+            Ok(b.iter().map(|x| Ok(*x)).collect())
+        }
+    }
+
+    fn done(task: usize, samples: usize, failed: usize) -> Done {
+        Done {
+            task,
+            counts: Counts { samples, failed },
+            elapsed: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn task_events_show_in_order_in_the_snapshot_however_many_wait() {
+        let p = Pipeline::new().then(Step::new(Same).name("same"));
+        let samples: Vec<_> = (0..4u32).map(|i| Sample::new(format!("k{i}"), i)).collect();
+        let g = TaskGraph::new(p.transform(samples).npartitions(2).info().unwrap());
+        let d = Dashboard::new(Arc::new(Silent));
+        d.started(&g);
+        let load = (0..g.len())
+            .find(|&t| matches!(g.task(t).kind(), TaskKind::Load { .. }))
+            .unwrap();
+        let transform = g.dependents(load)[0];
+        d.worker_state("w1", "default", "connected");
+        d.task_started(&g, load);
+        d.task_started(&g, transform);
+        d.task_ran_on(&g, load, "w1");
+        d.task_ran_on(&g, transform, "w1");
+        d.task_finished(&g, &done(load, 2, 0));
+        let json: serde_json::Value =
+            serde_json::from_str(&Dashboard::snapshot(&d.shared)).unwrap();
+        // One load of two samples done, its transform running on w1.
+        assert_eq!(json["steps"][0]["done"], 2, "{json}");
+        assert_eq!(json["steps"][1]["running"], 1, "{json}");
+        assert_eq!(json["workers"]["w1"]["tasks"], 2, "{json}");
+        assert_eq!(json["workers"]["w1"]["state"], "connected", "{json}");
+        assert_eq!(json["stream"][0]["worker"], "w1", "{json}");
+        assert_eq!(json["stream"][0]["task"], g.task(load).id(), "{json}");
+        // More events than wait at once: applied as they pile up, and
+        // still in order.
+        for _ in 0..APPLY_AT {
+            d.task_started(&g, transform);
+        }
+        d.task_finished(&g, &done(transform, 2, 1));
+        d.task_failed(&g, transform, &bob_pipelines_graph::Error::bug("test"));
+        let json: serde_json::Value =
+            serde_json::from_str(&Dashboard::snapshot(&d.shared)).unwrap();
+        assert_eq!(json["steps"][1]["done"], 2, "{json}");
+        assert_eq!(json["steps"][1]["failed"], 1, "{json}");
+        assert_eq!(json["stream"].as_array().unwrap().len(), 3, "{json}");
+        assert_eq!(json["stream"][2]["failed"], true, "{json}");
+        assert_eq!(json["failures"].as_array().unwrap().len(), 1, "{json}");
+        // The graph panel: the load done, the transform failed.
+        let cells: Vec<String> = json["graph"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["cells"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            cells[0].starts_with('d') && cells[1].starts_with('f'),
+            "{cells:?}"
+        );
+    }
+}
