@@ -155,6 +155,14 @@ struct Pending {
 }
 
 impl Pending {
+    /// Nothing pending; the driver is who ran tasks first.
+    fn new() -> Self {
+        Pending {
+            names: vec!["driver".to_owned()],
+            ..Pending::default()
+        }
+    }
+
     /// `worker`'s index in `names`.
     fn who(&mut self, worker: &str) -> usize {
         if let Some(&i) = self.index.get(worker) {
@@ -167,7 +175,7 @@ impl Pending {
 }
 
 /// What the page is made from. Locked in this order: `pending`, `state`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     pending: Mutex<Pending>,
     state: Mutex<State>,
@@ -307,7 +315,10 @@ impl Dashboard {
     /// A dashboard that also hands every event to `inner`.
     pub fn new(inner: Arc<dyn Progress>) -> Self {
         Dashboard {
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared {
+                pending: Mutex::new(Pending::new()),
+                state: Mutex::new(State::default()),
+            }),
             inner,
         }
     }
@@ -561,10 +572,7 @@ impl Progress for Dashboard {
                 }
             })
             .collect();
-        *lock(&self.shared.pending) = Pending {
-            names: vec!["driver".to_owned()],
-            ..Pending::default()
-        };
+        *lock(&self.shared.pending) = Pending::new();
         self.with_state(|s| {
             *s = State {
                 compute: format!(
