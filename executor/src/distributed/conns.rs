@@ -84,6 +84,21 @@ struct Conn {
 }
 
 impl Conn {
+    /// A new connection on `stream`, nothing read or queued yet.
+    fn new(stream: Stream) -> Self {
+        Conn {
+            stream,
+            inbuf: Vec::new(),
+            start: 0,
+            pending: None,
+            outbuf: Vec::new(),
+            sent: 0,
+            last_read: Instant::now(),
+            last_sent: Instant::now(),
+            closing: false,
+        }
+    }
+
     fn queue(&mut self, msg: &ToWorker, frames: &[&[u8]]) {
         if frame_into(&mut self.outbuf, msg).is_err() {
             return;
@@ -283,20 +298,7 @@ impl Conns {
             return;
         }
         stream.tune();
-        self.conns.insert(
-            id,
-            Conn {
-                stream,
-                inbuf: Vec::new(),
-                start: 0,
-                pending: None,
-                outbuf: Vec::new(),
-                sent: 0,
-                last_read: Instant::now(),
-                last_sent: Instant::now(),
-                closing: false,
-            },
-        );
+        self.conns.insert(id, Conn::new(stream));
     }
 
     /// Whether worker `id` is connected.
@@ -573,17 +575,7 @@ mod tests {
 
     fn conn() -> Conn {
         let (ours, _theirs) = UnixStream::pair().unwrap();
-        Conn {
-            stream: Stream::Unix(ours),
-            inbuf: Vec::new(),
-            start: 0,
-            pending: None,
-            outbuf: Vec::new(),
-            sent: 0,
-            last_read: Instant::now(),
-            last_sent: Instant::now(),
-            closing: false,
-        }
+        Conn::new(Stream::Unix(ours))
     }
 
     fn done(task: u32, shipped: bool) -> FromWorker {
