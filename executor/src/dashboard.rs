@@ -142,8 +142,8 @@ const APPLY_AT: usize = 8_192;
 
 /// The task events not yet in the state, and who ran tasks. A task's
 /// three events are appended here, where the end of the list stays in the
-/// cache, and applied together when the page asks for a snapshot, a
-/// non-task event comes, or [`APPLY_AT`] wait: applied one by one as they
+/// cache, and applied together when the page asks for a snapshot, a task
+/// fails, the run ends, or [`APPLY_AT`] wait: applied one by one as they
 /// came, each touched the state's memory cold (at 128 workers the
 /// dashboard cost the scheduler about 3 µs per task).
 #[derive(Debug, Default)]
