@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use bob_pipelines_graph::{Done, Error, Report, TaskGraph, TaskKind};
+use bob_pipelines_graph::{Done, Error, Names, Report, TaskGraph, TaskKind};
 use serde::Serialize;
 
 use crate::progress::{Progress, row_of, rows};
@@ -146,31 +146,22 @@ const APPLY_AT: usize = 8_192;
 /// fails, the run ends, or [`APPLY_AT`] wait: applied one by one as they
 /// came, each touched the state's memory cold (at 128 workers the
 /// dashboard cost the scheduler about 3 µs per task).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pending {
     events: Vec<TaskEvent>,
     /// Where tasks ran: the driver first, then workers as they are named.
-    names: Vec<String>,
-    index: HashMap<String, usize>,
+    names: Names,
 }
 
 impl Pending {
     /// Nothing pending; the driver is who ran tasks first.
     fn new() -> Self {
+        let mut names = Names::default();
+        names.number("driver");
         Pending {
-            names: vec!["driver".to_owned()],
-            ..Pending::default()
+            events: Vec::new(),
+            names,
         }
-    }
-
-    /// `worker`'s index in `names`.
-    fn who(&mut self, worker: &str) -> usize {
-        if let Some(&i) = self.index.get(worker) {
-            return i;
-        }
-        self.names.push(worker.to_owned());
-        self.index.insert(worker.to_owned(), self.names.len() - 1);
-        self.names.len() - 1
     }
 }
 
@@ -221,9 +212,9 @@ impl State {
                     let Some(name) = pending.names.get(worker) else {
                         continue;
                     };
-                    match self.workers.get_mut(name) {
+                    match self.workers.get_mut(&**name) {
                         Some(w) => w.tasks += 1,
-                        None => self.workers.entry(name.clone()).or_default().tasks += 1,
+                        None => self.workers.entry(name.to_string()).or_default().tasks += 1,
                     }
                     if let Some(t) = self.tasks.get_mut(task) {
                         if t.began.is_some() {
@@ -346,7 +337,7 @@ impl Dashboard {
     /// The page's snapshot, as JSON.
     fn snapshot(shared: &Shared) -> String {
         let (pending, s) = shared.current();
-        let name = |i: usize| pending.names.get(i).map_or("driver", String::as_str);
+        let name = |i: usize| pending.names.get(i).map_or("driver", |n| &**n);
         let view = Snapshot {
             compute: &s.compute,
             elapsed_ms: s.start.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
@@ -606,7 +597,7 @@ impl Progress for Dashboard {
     fn task_ran_on(&self, graph: &TaskGraph, task: usize, worker: &str) {
         self.record(|p| TaskEvent::RanOn {
             task,
-            worker: p.who(worker),
+            worker: p.names.number(worker),
         });
         self.inner.task_ran_on(graph, task, worker);
     }

@@ -73,8 +73,7 @@ struct Ran {
 #[derive(Debug, Default)]
 struct TaskLog {
     /// Who ran tasks (workers, driver threads), in order of first task.
-    names: Vec<Arc<str>>,
-    index: HashMap<String, usize>,
+    names: Names,
     tasks: Vec<Ran>,
     /// Tasks per step, worker and operation (fit or not), in order of first.
     places: Vec<((usize, usize, bool), usize)>,
@@ -83,15 +82,44 @@ struct TaskLog {
     kinds: HashMap<usize, String>,
 }
 
-impl TaskLog {
-    /// `worker`'s index in `names`.
-    fn who(&mut self, worker: &str) -> usize {
-        if let Some(&i) = self.index.get(worker) {
+/// Who ran tasks (workers, driver threads), each numbered in order of
+/// first appearance: the rows of a task stream (the report's, the
+/// dashboard's). A task's record keeps the number, not the name.
+#[derive(Debug, Default)]
+pub struct Names {
+    names: Vec<Arc<str>>,
+    index: HashMap<String, usize>,
+}
+
+impl Names {
+    /// `name`'s number, given it if it is new.
+    pub fn number(&mut self, name: &str) -> usize {
+        if let Some(&i) = self.index.get(name) {
             return i;
         }
-        self.names.push(worker.into());
-        self.index.insert(worker.to_owned(), self.names.len() - 1);
+        self.names.push(name.into());
+        self.index.insert(name.to_owned(), self.names.len() - 1);
         self.names.len() - 1
+    }
+
+    /// `name`'s number, if it has one.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    /// The name numbered `i`.
+    pub fn get(&self, i: usize) -> Option<&Arc<str>> {
+        self.names.get(i)
+    }
+
+    /// How many are named.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
     }
 }
 
@@ -407,7 +435,7 @@ impl<'a> Execution<'a> {
     /// what the report files of a failed run name.
     pub fn record_task(&self, i: usize, worker: &str, started: Instant, failed: bool) {
         let mut log = lock(&self.log);
-        let who = log.who(worker);
+        let who = log.names.number(worker);
         self.log_task(&mut log, i, who, started, failed);
         drop(log);
         if failed {
@@ -422,7 +450,7 @@ impl<'a> Execution<'a> {
     /// a distributed run records every task this way.
     pub fn record_ran_on(&self, i: usize, worker: &str, kind: &str, started: Instant) {
         let mut log = lock(&self.log);
-        let who = log.who(worker);
+        let who = log.names.number(worker);
         self.log_task(&mut log, i, who, started, false);
         let task = self.graph.task(i);
         let Some(step) = task.step() else { return };
@@ -467,7 +495,7 @@ impl<'a> Execution<'a> {
                 TaskRecord {
                     task: task.shared_id().clone(),
                     step: task.step().map(|s| steps[s].clone()),
-                    worker: log.names[r.who].clone(),
+                    worker: log.names.get(r.who).cloned().unwrap_or_default(),
                     start_ms: r.start_ms,
                     end_ms: r.end_ms,
                     failed: r.failed,
@@ -479,13 +507,17 @@ impl<'a> Execution<'a> {
             tasks[r.who] += 1;
         }
         for w in &mut report.workers {
-            if let Some(&who) = log.index.get(&w.worker) {
+            if let Some(who) = log.names.find(&w.worker) {
                 w.tasks = tasks[who];
             }
         }
         for &((step, who, fit), n) in &log.places {
             report.steps[step].ran_on.push(crate::report::RanOn {
-                worker: log.names[who].to_string(),
+                worker: log
+                    .names
+                    .get(who)
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
                 kind: log.kinds.get(&who).cloned().unwrap_or_default(),
                 fit,
                 tasks: n,

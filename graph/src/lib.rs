@@ -18,7 +18,7 @@ pub use data::{
 };
 pub use error::{Error, Result, panic_message};
 pub use execution::{
-    Done, Execution, KEYS_SHOWN, ReadCounts, SavedPartition, name_checkpoint_input,
+    Done, Execution, KEYS_SHOWN, Names, ReadCounts, SavedPartition, name_checkpoint_input,
     read_step_outputs, save_model, save_outputs,
 };
 pub use graph::{
