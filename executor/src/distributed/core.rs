@@ -877,19 +877,10 @@ impl<'g> Core<'g> {
         {
             return Duration::ZERO;
         }
-        let averages: Vec<Duration> = self
-            .op_time
-            .iter()
-            .map(|&(total, n)| if n > 0 { total / n } else { Duration::ZERO })
-            .collect();
         let mut least = GATHER_MAX;
         for w in self.workers.values().filter(|w| w.runs > 0) {
             // A load counts for nothing: it is chained with its transform.
-            let work: Duration = w
-                .running
-                .iter()
-                .filter_map(|&t| averages.get(self.ops[t] as usize))
-                .sum();
+            let work: Duration = w.running.iter().map(|&t| self.average(t)).sum();
             let queued = w.runs - w.threads;
             let per_thread = work.mul_f64(queued as f64 / (w.runs * w.threads) as f64);
             least = least.min(per_thread);
@@ -1477,7 +1468,7 @@ impl<'g> Core<'g> {
         self.now = Instant::now();
         let graph = self.graph;
         // Each tick: from the compact array, not the graph's tasks.
-        let is_load = |t: usize| self.ops[t] == NO_OP;
+        let is_load = |t: usize| self.op_of(t).is_none();
         if (0..graph.len()).all(|i| is_load(i) || self.state[i] == St::Done) {
             return; // nothing for a worker to do (all read from checkpoints)
         }
