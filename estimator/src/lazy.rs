@@ -60,36 +60,68 @@ struct Puller<'a, S> {
     /// Partitions that will never be asked for, not pulled yet: skipped
     /// when the iterator reaches them.
     forgotten: HashSet<usize>,
+    /// Items passed over and not yet skipped in the iterator: skipped with
+    /// the next partition pulled, in one `nth`, or, when partitions are
+    /// forgotten, once [`PASSED_HELD`] wait. `nth` moves past items without making them for a `Vec`, a
+    /// range or `indexed`, but it makes the item it returns: skipping each
+    /// partition on its own would make one sample of each (all of them, at
+    /// one sample per partition).
+    passed: usize,
 }
+
+/// How many passed items [`Puller`] may leave unskipped. A `Vec`'s items
+/// are dropped when skipped, so this bounds what it keeps a little longer;
+/// `indexed` makes one item of each this many skipped.
+const PASSED_HELD: usize = 256;
 
 impl<S> Puller<'_, S> {
     fn pull_to(&mut self, p: usize) {
         while self.next <= p && self.next < self.lens.len() {
             let len = self.lens[self.next];
             if self.forgotten.remove(&self.next) || (self.drop_passed && self.next < p) {
-                // `nth` skips without building for a `Vec`, a range or
-                // `indexed`.
-                if len > 0 {
-                    let _ = self.iter.nth(len - 1);
-                }
+                self.passed += len;
             } else {
-                let part: Vec<S> = self.iter.by_ref().take(len).collect();
+                let mut part = Vec::with_capacity(len);
+                if len > 0 {
+                    let first = match std::mem::take(&mut self.passed) {
+                        0 => self.iter.next(),
+                        n => self.iter.nth(n),
+                    };
+                    part.extend(first);
+                    part.extend(self.iter.by_ref().take(len - 1));
+                }
                 self.ahead.insert(self.next, part);
             }
             self.next += 1;
         }
     }
 
+    /// Skips the passed items if too many wait.
+    fn skip_if_many(&mut self) {
+        if self.passed >= PASSED_HELD {
+            let _ = self.iter.nth(self.passed - 1);
+            self.passed = 0;
+        }
+    }
+
     /// Drops partition `p`: at once if it was pulled, else when the
     /// iterator reaches it (the forgotten partitions right ahead, now).
     fn forget(&mut self, p: usize) {
-        if self.ahead.remove(&p).is_some() || p < self.next {
+        if p < self.next {
+            self.ahead.remove(&p);
             return;
         }
-        self.forgotten.insert(p);
+        if p == self.next && p < self.lens.len() {
+            // The usual case, partitions forgotten in order: no set.
+            self.passed += self.lens[p];
+            self.next += 1;
+        } else {
+            self.forgotten.insert(p);
+        }
         while self.forgotten.contains(&self.next) {
             self.pull_to(self.next);
         }
+        self.skip_if_many();
     }
 
     fn take(&mut self, p: usize) -> graph::Result<Vec<S>> {
@@ -212,6 +244,7 @@ where
                 ahead: HashMap::new(),
                 drop_passed: false,
                 forgotten: HashSet::new(),
+                passed: 0,
             }),
             _data: std::marker::PhantomData,
         });
@@ -627,5 +660,76 @@ where
             p.set_models(executed.models);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    use super::*;
+
+    /// A puller over `indexed` items `0..n` in partitions of `len`,
+    /// counting the items made.
+    fn puller(n: usize, len: usize) -> (Puller<'static, usize>, Arc<AtomicUsize>) {
+        let made = Arc::new(AtomicUsize::new(0));
+        let count = made.clone();
+        let iter = bob_pipelines_sample::indexed(n, move |i| {
+            count.fetch_add(1, Relaxed);
+            i
+        });
+        let puller = Puller {
+            iter: Box::new(iter),
+            lens: vec![len; n / len],
+            next: 0,
+            ahead: HashMap::new(),
+            drop_passed: false,
+            forgotten: HashSet::new(),
+            passed: 0,
+        };
+        (puller, made)
+    }
+
+    #[test]
+    fn partitions_forgotten_or_passed_are_skipped_without_making_their_samples() {
+        // The driver, when workers load: every partition forgotten, one
+        // ahead of the others, and the last one taken.
+        let (mut p, made) = puller(1000, 1);
+        p.forget(1);
+        p.forget(0);
+        for i in 2..999 {
+            p.forget(i);
+        }
+        assert_eq!(p.take(999).unwrap(), vec![999]);
+        assert!(
+            made.load(Relaxed) <= 1 + 999 / PASSED_HELD,
+            "{} made for one taken",
+            made.load(Relaxed)
+        );
+        assert!(matches!(
+            p.take(5),
+            Err(graph::Error::InputTaken { partition: 5 })
+        ));
+
+        // A worker: passes over what it does not load, out of order.
+        let (mut p, made) = puller(3000, 3);
+        p.drop_passed = true;
+        assert_eq!(p.take(2).unwrap(), vec![6, 7, 8]);
+        assert_eq!(p.take(500).unwrap(), vec![1500, 1501, 1502]);
+        assert!(matches!(
+            p.take(400),
+            Err(graph::Error::InputTaken { partition: 400 })
+        ));
+        assert_eq!(made.load(Relaxed), 6, "only the partitions taken");
+
+        // Without dropping, what was passed stays for later.
+        let (mut p, _) = puller(30, 3);
+        assert_eq!(p.take(4).unwrap(), vec![12, 13, 14]);
+        assert_eq!(p.take(1).unwrap(), vec![3, 4, 5]);
+        p.forget(0);
+        p.forget(6);
+        p.forget(5);
+        assert_eq!(p.take(7).unwrap(), vec![21, 22, 23]);
+        assert!(p.take(6).is_err());
     }
 }
