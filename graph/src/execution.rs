@@ -9,6 +9,7 @@ use bob_pipelines_sample::Key;
 use crate::checkpoints::{Found, assemble, load, load_attribute, save};
 use crate::data::Entry;
 use crate::data::{AnyPartition, Counts, Model};
+use crate::fast_hash::FastMap;
 use crate::program::{Executed, InputPartition, Metas, Plan, Program};
 use crate::report::{FailedSample, MAX_FAILURES, Report, TaskRecord};
 use crate::survey::{ensure_stamp, expected_stamps, model_hash, model_stamp, stamp_of};
@@ -77,7 +78,7 @@ struct TaskLog {
     tasks: Vec<Ran>,
     /// Tasks per step, worker and operation (fit or not), in order of first.
     places: Vec<((usize, usize, bool), usize)>,
-    place_index: HashMap<(usize, usize, bool), usize>,
+    place_index: FastMap<(usize, usize, bool), usize>,
     /// Each worker's kind, by its index in `names`.
     kinds: HashMap<usize, String>,
 }
@@ -88,7 +89,7 @@ struct TaskLog {
 #[derive(Debug, Default)]
 pub struct Names {
     names: Vec<Arc<str>>,
-    index: HashMap<String, usize>,
+    index: FastMap<String, usize>,
 }
 
 impl Names {
@@ -444,13 +445,20 @@ impl<'a> Execution<'a> {
         }
     }
 
-    /// Records that task `i` ran on worker `worker`, of kind `kind`, from
-    /// `started` until now: the task stream, and where its step ran (the
-    /// report's `ran_on`). One lock and one look-up of the worker per task:
-    /// a distributed run records every task this way.
-    pub fn record_ran_on(&self, i: usize, worker: &str, kind: &str, started: Instant) {
+    /// The number of `name` (a worker, a driver thread) in the task stream,
+    /// given on its first call: what [`record_ran_on`](Self::record_ran_on)
+    /// takes, looked up once per worker rather than once per task.
+    pub fn runner(&self, name: &str) -> usize {
+        lock(&self.log).names.number(name)
+    }
+
+    /// Records that task `i` ran on runner `who` (see
+    /// [`runner`](Self::runner)), a worker of kind `kind`, from `started`
+    /// until now: the task stream, and where its step ran (the report's
+    /// `ran_on`). One lock per task: a distributed run records every task
+    /// this way.
+    pub fn record_ran_on(&self, i: usize, who: usize, kind: &str, started: Instant) {
         let mut log = lock(&self.log);
-        let who = log.names.number(worker);
         self.log_task(&mut log, i, who, started, false);
         let task = self.graph.task(i);
         let Some(step) = task.step() else { return };
@@ -698,7 +706,17 @@ impl<'a> Execution<'a> {
         let mut report = self.report_now(report);
         report.total = self.start.elapsed();
         let info = self.graph.program();
-        for (&o, part) in self.graph.outputs().iter().zip(&parts) {
+        // A failed sample in the outputs was counted where it failed: with
+        // none counted, there is nothing to look for in each partition.
+        let any_failed = report.load_failed > 0
+            || report.known_failed > 0
+            || report.steps.iter().any(|s| s.failed > 0);
+        let outputs = if any_failed {
+            self.graph.outputs()
+        } else {
+            &[]
+        };
+        for (&o, part) in outputs.iter().zip(&parts) {
             let codec = match self.graph.task(o).kind() {
                 TaskKind::Transform { step, .. }
                 | TaskKind::Load {

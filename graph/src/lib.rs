@@ -4,6 +4,7 @@ mod checkpoints;
 mod data;
 mod error;
 mod execution;
+mod fast_hash;
 mod graph;
 mod in_memory;
 mod program;

@@ -379,6 +379,9 @@ struct Scheduler<'j, 'a> {
     conns: Conns,
     /// Each worker's peer port, where other workers fetch what it holds.
     peers: BTreeMap<u32, String>,
+    /// Each worker's number in the task stream, by its id
+    /// ([`Execution::runner`]).
+    runners: Vec<usize>,
     /// The highest peak memory each worker has told (see the heartbeat).
     peaks: BTreeMap<u32, u64>,
     refused: usize,
@@ -456,6 +459,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             models,
             conns,
             peers: BTreeMap::new(),
+            runners: Vec::new(),
             peaks: BTreeMap::new(),
             refused: 0,
             refused_peers: (0, Vec::new()),
@@ -872,6 +876,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         }
         self.conns.add(id, stream);
         self.peers.insert(id, info.peer);
+        if let Some((name, _)) = self.core.worker(id) {
+            let at = id as usize;
+            if self.runners.len() <= at {
+                self.runners.resize(at + 1, usize::MAX);
+            }
+            self.runners[at] = self.job.runner(name);
+        }
     }
 
     /// Worker `id` finished `task`: `counts`, `elapsed`, a load's first
@@ -894,7 +905,11 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             let started = Instant::now()
                 .checked_sub(elapsed)
                 .unwrap_or_else(Instant::now);
-            self.job.record_ran_on(task, name, worker_kind, started);
+            let who = match self.runners.get(id as usize) {
+                Some(&who) if who != usize::MAX => who,
+                _ => self.job.runner(name),
+            };
+            self.job.record_ran_on(task, who, worker_kind, started);
             self.progress.task_ran_on(self.graph, task, name);
         }
         let shipped = |what: &str| {
