@@ -203,25 +203,29 @@ impl<T: 'static> Outputs<T> {
     /// Outputs made of what an executor gave back: partitions of
     /// `Vec<Slot<T>>`, or [`SavedPartition`]s read when looked at.
     pub(crate) fn from_any(parts: Vec<AnyPartition>, report: Report) -> graph::Result<Self> {
-        let parts = parts
-            .into_iter()
-            .map(|p| match p.downcast::<Vec<Slot<T>>>() {
-                Ok(slots) => Ok(Part::Here(*slots)),
+        // A loop, not `collect` into a `Result`: that cannot know the
+        // length, and grew the vector from empty, copying it a dozen times.
+        let mut out = Vec::with_capacity(parts.len());
+        for p in parts {
+            out.push(match p.downcast::<Vec<Slot<T>>>() {
+                Ok(slots) => Part::Here(*slots),
                 Err(p) => match p.downcast::<SavedPartition>() {
-                    Ok(saved) => Ok(Part::Saved {
+                    Ok(saved) => Part::Saved {
                         saved: *saved,
                         read: OnceLock::new(),
                         reader: read_saved::<T>,
-                    }),
-                    Err(_) => Err(graph::Error::bug(format!(
-                        "the executor gave back an output partition that is not a {}",
-                        std::any::type_name::<Vec<Slot<T>>>()
-                    ))),
+                    },
+                    Err(_) => {
+                        return Err(graph::Error::bug(format!(
+                            "the executor gave back an output partition that is not a {}",
+                            std::any::type_name::<Vec<Slot<T>>>()
+                        )));
+                    }
                 },
-            })
-            .collect::<graph::Result<_>>()?;
+            });
+        }
         Ok(Outputs {
-            parts,
+            parts: out,
             report,
             lists: Vec::new(),
             layout: None,
