@@ -101,11 +101,67 @@ fn pairs(mut rest: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
         }
         let (name, after) = rmp::decode::read_str_from_slice(rest).ok()?;
         let mut rd = after;
-        rmpv::decode::read_value_ref(&mut rd).ok()?;
+        skip_value(&mut rd)?;
         let (value, tail) = after.split_at(after.len() - rd.len());
         rest = tail;
         Some((name, value))
     })
+}
+
+/// Moves `rd` past one MessagePack value without making it (what reading
+/// it would cost: an allocation for a string, an array or a map, and the
+/// walk); `None` when the bytes end before the value does, or hold a
+/// reserved marker. It loops rather than recurses, and each step takes a
+/// byte at least, so no nesting or length in the bytes can make it run
+/// long.
+fn skip_value(rd: &mut &[u8]) -> Option<()> {
+    use rmp::Marker as M;
+    fn take<'a>(rd: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = rd.split_at_checked(n)?;
+        *rd = tail;
+        Some(head)
+    }
+    // A big-endian length of `n` bytes.
+    fn len(rd: &mut &[u8], n: usize) -> Option<usize> {
+        let b = take(rd, n)?;
+        Some(b.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
+    }
+    let mut values = 1usize;
+    while values > 0 {
+        values -= 1;
+        let marker = M::from_u8(*take(rd, 1)?.first()?);
+        // Bytes of this value after its marker, and values inside it.
+        let (bytes, inside) = match marker {
+            M::FixPos(_) | M::FixNeg(_) | M::Null | M::True | M::False => (0, 0),
+            M::U8 | M::I8 => (1, 0),
+            M::U16 | M::I16 => (2, 0),
+            M::U32 | M::I32 | M::F32 => (4, 0),
+            M::U64 | M::I64 | M::F64 => (8, 0),
+            M::FixStr(n) => (usize::from(n), 0),
+            M::Str8 | M::Bin8 => (len(rd, 1)?, 0),
+            M::Str16 | M::Bin16 => (len(rd, 2)?, 0),
+            M::Str32 | M::Bin32 => (len(rd, 4)?, 0),
+            M::FixArray(n) => (0, usize::from(n)),
+            M::Array16 => (0, len(rd, 2)?),
+            M::Array32 => (0, len(rd, 4)?),
+            M::FixMap(n) => (0, 2 * usize::from(n)),
+            M::Map16 => (0, len(rd, 2)?.checked_mul(2)?),
+            M::Map32 => (0, len(rd, 4)?.checked_mul(2)?),
+            // An extension: its type byte, then its data.
+            M::FixExt1 => (2, 0),
+            M::FixExt2 => (3, 0),
+            M::FixExt4 => (5, 0),
+            M::FixExt8 => (9, 0),
+            M::FixExt16 => (17, 0),
+            M::Ext8 => (len(rd, 1)?.checked_add(1)?, 0),
+            M::Ext16 => (len(rd, 2)?.checked_add(1)?, 0),
+            M::Ext32 => (len(rd, 4)?.checked_add(1)?, 0),
+            M::Reserved => return None,
+        };
+        take(rd, bytes)?;
+        values = values.checked_add(inside)?;
+    }
+    Some(())
 }
 
 fn decode(mut bytes: &[u8]) -> Value {
@@ -281,7 +337,7 @@ impl Attrs {
             let (_, after) = rmp::decode::read_str_from_slice(rest)
                 .map_err(|_| bad("no name where one was expected"))?;
             let mut rd = after;
-            rmpv::decode::read_value_ref(&mut rd).map_err(|_| bad("a name without a value"))?;
+            skip_value(&mut rd).ok_or_else(|| bad("a name without a value"))?;
             rest = rd;
         }
         Ok(Attrs {
@@ -509,6 +565,72 @@ impl<'de> serde::de::Visitor<'de> for PairsVisitor {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn skipping_a_value_goes_exactly_where_reading_it_would() {
+        use rmpv::{Integer, Value as V};
+        let values = vec![
+            V::Nil,
+            V::Boolean(true),
+            V::from(7),
+            V::from(-3),
+            V::from(200u8),
+            V::from(-200i16),
+            V::from(70_000u32),
+            V::from(-70_000i32),
+            V::Integer(Integer::from(u64::MAX)),
+            V::Integer(Integer::from(i64::MIN)),
+            V::F32(1.5),
+            V::F64(-2.25),
+            V::from("short"),
+            V::from("s".repeat(40)),
+            V::from("m".repeat(300)),
+            V::from("l".repeat(70_000)),
+            V::Binary(vec![1; 3]),
+            V::Binary(vec![2; 300]),
+            V::Binary(vec![3; 70_000]),
+            V::Array(vec![V::from(1), V::from("two"), V::Array(vec![V::Nil])]),
+            V::Array((0..20).map(V::from).collect()),
+            V::Array((0..70_000).map(|_| V::Nil).collect()),
+            V::Map(vec![(V::from("a"), V::Map(vec![(V::from(1), V::from(2))]))]),
+            V::Map((0..20).map(|i| (V::from(i), V::from(i))).collect()),
+            V::Map((0..70_000).map(|i| (V::from(i), V::Nil)).collect()),
+        ]
+        .into_iter()
+        .chain([1usize, 2, 4, 8, 16, 3, 300, 70_000].map(|n| V::Ext(5, vec![9; n])));
+        for v in values {
+            let mut bytes = Vec::new();
+            rmpv::encode::write_value(&mut bytes, &v).unwrap();
+            let mut rd = bytes.as_slice();
+            assert_eq!(skip_value(&mut rd), Some(()), "{v}");
+            assert!(rd.is_empty(), "{v}: {} bytes left", rd.len());
+            // A value cut short is no value.
+            let cuts = [0, 1, bytes.len() / 2, bytes.len() - 1];
+            for cut in cuts.into_iter().filter(|&c| c < bytes.len()) {
+                let mut rd = &bytes[..cut];
+                assert_eq!(skip_value(&mut rd), None, "{v} cut at {cut}");
+            }
+        }
+        // Bytes of any kind: the same verdict and length as reading.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            let bytes: Vec<u8> = (0..(x % 24) as usize)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            let (mut skip, mut read) = (bytes.as_slice(), bytes.as_slice());
+            let skipped = skip_value(&mut skip).is_some();
+            let was_read = rmpv::decode::read_value_ref(&mut read).is_ok();
+            assert_eq!(skipped, was_read, "{bytes:02x?}");
+            if skipped {
+                assert_eq!(skip.len(), read.len(), "{bytes:02x?}");
+            }
+        }
+    }
 
     #[test]
     fn many_and_long_attributes_are_kept_whole_and_in_order() {
