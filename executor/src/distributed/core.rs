@@ -444,8 +444,18 @@ impl<'g> Core<'g> {
     }
 
     /// The commands decided since the last call, in order.
+    #[cfg(test)]
     pub(crate) fn take_commands(&mut self) -> Vec<Command> {
         std::mem::take(&mut self.commands)
+    }
+
+    /// [`take_commands`](Self::take_commands) into `spare`, emptied first:
+    /// the core goes on with `spare`'s memory. The shell takes commands
+    /// after each batch of events, and a vector grown from empty each time
+    /// cost a reallocation every few commands.
+    pub(crate) fn swap_commands(&mut self, spare: &mut Vec<Command>) {
+        spare.clear();
+        std::mem::swap(&mut self.commands, spare);
     }
 
     /// Whether every task is done.

@@ -379,6 +379,13 @@ struct Scheduler<'j, 'a> {
     conns: Conns,
     /// Each worker's peer port, where other workers fetch what it holds.
     peers: BTreeMap<u32, String>,
+    /// Outputs shipped by workers, to decode (see
+    /// [`put_outputs`](Self::put_outputs)): task, input partition, step and
+    /// bytes.
+    shipped: Vec<(usize, usize, usize, Vec<u8>)>,
+    /// The vector [`apply`](Self::apply) takes the core's commands into,
+    /// kept for its memory.
+    commands: Vec<Command>,
     /// Each worker's number in the task stream, by its id
     /// ([`Execution::runner`]).
     runners: Vec<usize>,
@@ -460,6 +467,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             conns,
             peers: BTreeMap::new(),
             runners: Vec::new(),
+            commands: Vec::new(),
+            shipped: Vec::new(),
             peaks: BTreeMap::new(),
             refused: 0,
             refused_peers: (0, Vec::new()),
@@ -525,18 +534,40 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 next_tick = Instant::now() + self.settings.interval;
             }
             self.conns.flush(&mut incoming);
+            self.put_outputs()?;
         }
+    }
+
+    /// Decodes the outputs workers shipped into the job. This comes after
+    /// the workers' next runs are sent: a large output takes milliseconds
+    /// to decode, and decoded as it came, before the runs, a worker with
+    /// its two slots empty waited for it (a fifth of the seed's last step
+    /// idle on two workers). It runs on this thread, the one that made
+    /// the inputs, so that the memory they leave is reused (a thread of its
+    /// own would take fresh memory from an allocator arena of its own).
+    fn put_outputs(&mut self) -> Result<()> {
+        let info = self.graph.program();
+        for (task, partition, step, bytes) in std::mem::take(&mut self.shipped) {
+            // Nothing will rebuild this partition now: the driver's own
+            // copy of its samples goes.
+            self.job.forget_input(partition);
+            let part = info.steps()[step].output().decode(&bytes)?;
+            self.job.put_result(task, part);
+        }
+        Ok(())
     }
 
     /// Carries out the core's commands.
     fn apply(&mut self, launcher: &mut dyn Launcher, work: &Sender<DriverWork>) -> Result<()> {
         // A launch answers with job names, which may bring more commands.
         loop {
-            let commands = self.core.take_commands();
+            let mut commands = std::mem::take(&mut self.commands);
+            self.core.swap_commands(&mut commands);
             if commands.is_empty() {
+                self.commands = commands;
                 return Ok(());
             }
-            for c in commands {
+            for c in commands.drain(..) {
                 match c {
                     Command::Load(t) => {
                         if work.send(DriverWork::Load(t)).is_err() {
@@ -597,6 +628,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     }
                 }
             }
+            self.commands = commands;
         }
     }
 
@@ -942,14 +974,10 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     work.send(DriverWork::ReadBack(task))
                         .map_err(|_| internal("driver threads stopped".to_owned()))?;
                 } else if self.is_output[task] {
-                    // Nothing will rebuild this partition now: the driver's
-                    // own copy of its samples goes. The output is decoded
-                    // here, on the thread that made the inputs: the memory
-                    // they leave is reused (a thread of its own would take
-                    // fresh memory from an allocator arena of its own).
-                    self.job.forget_input(partition);
-                    let part = info.steps()[step].output().decode(&shipped("an output")?)?;
-                    self.job.put_result(task, part);
+                    // Decoded once the workers have their next runs (see
+                    // `put_outputs`).
+                    let bytes = shipped("an output")?;
+                    self.shipped.push((task, partition, step, bytes));
                 }
             }
             TaskKind::Fit { step } => {
