@@ -738,14 +738,20 @@ where
         opts: &StepOptions,
         inputs: &[&AnyPartition],
     ) -> graph::Result<Model> {
-        let mut valid: Vec<&Sample<D>> = Vec::new();
-        for p in inputs {
-            let part = p.downcast_ref::<Vec<Slot<D>>>().ok_or_else(|| {
-                graph::Error::bug(format!(
-                    "step `{name}` was given a partition that is not a {}",
-                    std::any::type_name::<Vec<Slot<D>>>()
-                ))
-            })?;
+        let parts = inputs
+            .iter()
+            .map(|p| {
+                p.downcast_ref::<Vec<Slot<D>>>().ok_or_else(|| {
+                    graph::Error::bug(format!(
+                        "step `{name}` was given a partition that is not a {}",
+                        std::any::type_name::<Vec<Slot<D>>>()
+                    ))
+                })
+            })
+            .collect::<graph::Result<Vec<_>>>()?;
+        // Sized at once: a fit may read millions of samples.
+        let mut valid: Vec<&Sample<D>> = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
             valid.extend(part.iter().filter_map(|s| s.as_ref().ok()));
         }
         self.with_batch(name, (Op::Fit, &opts.fit_extra), &valid, |batch| {
