@@ -62,10 +62,10 @@ struct Puller<'a, S> {
     forgotten: HashSet<usize>,
     /// Items passed over and not yet skipped in the iterator: skipped with
     /// the next partition pulled, in one `nth`, or, when partitions are
-    /// forgotten, once [`PASSED_HELD`] wait. `nth` moves past items without making them for a `Vec`, a
-    /// range or `indexed`, but it makes the item it returns: skipping each
-    /// partition on its own would make one sample of each (all of them, at
-    /// one sample per partition).
+    /// forgotten, once [`PASSED_HELD`] wait. `nth` moves past items without
+    /// making them for a `Vec`, a range or `indexed`, but it makes the item
+    /// it returns: skipping each partition on its own would make one sample
+    /// of each (all of them, at one sample per partition).
     passed: usize,
 }
 

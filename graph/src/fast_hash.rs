@@ -1,6 +1,6 @@
 //! A fast hash for the small keys the run's bookkeeping looks up once per
 //! task (worker names, numbers), where the standard library's SipHash, made
-//! to resist crafted keys, was a tenth of the scheduler's own work. The keys
+//! to resist crafted keys, cost more than the look-up it served. The keys
 //! come from the program and from workers that showed the run's secret.
 
 use std::collections::HashMap;
@@ -72,7 +72,7 @@ mod tests {
             .chain(["".to_owned(), "\0".to_owned(), "\0\0".to_owned()])
             .collect();
         for (i, n) in names.iter().enumerate() {
-            assert_eq!(m.insert(n.clone(), i), None, "{n:?} collides");
+            assert_eq!(m.insert(n.clone(), i), None, "{n:?} is new");
         }
         for (i, n) in names.iter().enumerate() {
             assert_eq!(m.get(n.as_str()), Some(&i));
