@@ -386,9 +386,10 @@ struct Scheduler<'j, 'a> {
     /// The vector [`apply`](Self::apply) takes the core's commands into,
     /// kept for its memory.
     commands: Vec<Command>,
-    /// Each worker's number in the task stream, by its id
-    /// ([`Execution::runner`]).
-    runners: Vec<usize>,
+    /// Each worker's number in the task stream ([`Execution::runner`]), by
+    /// id, in order of id: as many as workers joined, whatever the ids
+    /// (connections refused count too).
+    runners: Vec<(u32, usize)>,
     /// The highest peak memory each worker has told (see the heartbeat).
     peaks: BTreeMap<u32, u64>,
     refused: usize,
@@ -909,11 +910,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.conns.add(id, stream);
         self.peers.insert(id, info.peer);
         if let Some((name, _)) = self.core.worker(id) {
-            let at = id as usize;
-            if self.runners.len() <= at {
-                self.runners.resize(at + 1, usize::MAX);
-            }
-            self.runners[at] = self.job.runner(name);
+            let runner = self.job.runner(name);
+            let at = self.runners.partition_point(|&(w, _)| w < id);
+            self.runners.insert(at, (id, runner));
         }
     }
 
@@ -937,9 +936,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
             let started = Instant::now()
                 .checked_sub(elapsed)
                 .unwrap_or_else(Instant::now);
-            let who = match self.runners.get(id as usize) {
-                Some(&who) if who != usize::MAX => who,
-                _ => self.job.runner(name),
+            let who = match self.runners.binary_search_by_key(&id, |&(w, _)| w) {
+                Ok(at) => self.runners[at].1,
+                Err(_) => self.job.runner(name),
             };
             self.job.record_ran_on(task, who, worker_kind, started);
             self.progress.task_ran_on(self.graph, task, name);
