@@ -107,11 +107,14 @@ impl<S> Puller<'_, S> {
     /// Drops partition `p`: at once if it was pulled, else when the
     /// iterator reaches it (the forgotten partitions right ahead, now).
     fn forget(&mut self, p: usize) {
+        if p >= self.lens.len() {
+            return; // no such partition: nothing to skip
+        }
         if p < self.next {
             self.ahead.remove(&p);
             return;
         }
-        if p == self.next && p < self.lens.len() {
+        if p == self.next {
             // The usual case, partitions forgotten in order: no set.
             self.passed += self.lens[p];
             self.next += 1;
@@ -710,6 +713,8 @@ mod tests {
             p.take(5),
             Err(graph::Error::InputTaken { partition: 5 })
         ));
+        p.forget(1000); // no such partition, with the input at its end
+        p.forget(5000);
 
         // A worker: passes over what it does not load, out of order.
         let (mut p, made) = puller(3000, 3);

@@ -706,17 +706,7 @@ impl<'a> Execution<'a> {
         let mut report = self.report_now(report);
         report.total = self.start.elapsed();
         let info = self.graph.program();
-        // A failed sample in the outputs was counted where it failed: with
-        // none counted, there is nothing to look for in each partition.
-        let any_failed = report.load_failed > 0
-            || report.known_failed > 0
-            || report.steps.iter().any(|s| s.failed > 0);
-        let outputs = if any_failed {
-            self.graph.outputs()
-        } else {
-            &[]
-        };
-        for (&o, part) in outputs.iter().zip(&parts) {
+        for (&o, part) in self.graph.outputs().iter().zip(&parts) {
             let codec = match self.graph.task(o).kind() {
                 TaskKind::Transform { step, .. }
                 | TaskKind::Load {

@@ -108,12 +108,16 @@ fn pairs(mut rest: &[u8]) -> impl Iterator<Item = (&str, &[u8])> {
     })
 }
 
+/// How deep [`skip_value`] lets arrays and maps nest: well within what
+/// reading a value back allows, so that every value it passes reads back.
+const MAX_NESTING: usize = 256;
+
 /// Moves `rd` past one MessagePack value without making it (what reading
 /// it would cost: an allocation for a string, an array or a map, and the
-/// walk); `None` when the bytes end before the value does, or hold a
-/// reserved marker. It loops rather than recurses, and each step takes a
-/// byte at least, so no nesting or length in the bytes can make it run
-/// long.
+/// walk); `None` when the bytes end before the value does, hold a reserved
+/// marker, or nest deeper than [`MAX_NESTING`]. It loops rather than
+/// recurses, and each step takes a byte at least, so no length in the
+/// bytes can make it run long.
 fn skip_value(rd: &mut &[u8]) -> Option<()> {
     use rmp::Marker as M;
     fn take<'a>(rd: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -126,8 +130,10 @@ fn skip_value(rd: &mut &[u8]) -> Option<()> {
         let b = take(rd, n)?;
         Some(b.iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x)))
     }
+    // Values left at this level, and at each level it is inside.
     let mut values = 1usize;
-    while values > 0 {
+    let mut outer: Vec<usize> = Vec::new();
+    loop {
         values -= 1;
         let marker = M::from_u8(*take(rd, 1)?.first()?);
         // Bytes of this value after its marker, and values inside it.
@@ -159,9 +165,20 @@ fn skip_value(rd: &mut &[u8]) -> Option<()> {
             M::Reserved => return None,
         };
         take(rd, bytes)?;
-        values = values.checked_add(inside)?;
+        if inside > 0 {
+            if outer.len() >= MAX_NESTING {
+                return None;
+            }
+            outer.push(values);
+            values = inside;
+        }
+        while values == 0 {
+            match outer.pop() {
+                Some(left) => values = left,
+                None => return Some(()),
+            }
+        }
     }
-    Some(())
 }
 
 fn decode(mut bytes: &[u8]) -> Value {
@@ -611,25 +628,42 @@ mod tests {
                 assert_eq!(skip_value(&mut rd), None, "{v} cut at {cut}");
             }
         }
-        // Bytes of any kind: the same verdict and length as reading.
+        // Nesting: as deep as allowed, and one deeper.
+        for depth in [MAX_NESTING, MAX_NESTING + 1] {
+            let mut bytes = vec![0x91; depth]; // an array of one, nested
+            bytes.push(0xc0);
+            let mut rd = bytes.as_slice();
+            let ok = skip_value(&mut rd).is_some();
+            assert_eq!(ok, depth <= MAX_NESTING, "{depth} deep");
+            let mut back = bytes.as_slice();
+            assert!(rmpv::decode::read_value(&mut back).is_ok(), "reads back");
+        }
+        // Bytes of any kind: what skipping passes, reading reads, to the
+        // same place; what reading reads, skipping passes, but for the
+        // reserved marker 0xc1, which reading takes for nil.
         let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut passed = 0;
         for _ in 0..20_000 {
-            let bytes: Vec<u8> = (0..(x % 24) as usize)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 24) as u8
-                })
-                .collect();
+            let n = (next() % 24) as usize;
+            let bytes: Vec<u8> = (0..n).map(|_| (next() >> 24) as u8).collect();
             let (mut skip, mut read) = (bytes.as_slice(), bytes.as_slice());
             let skipped = skip_value(&mut skip).is_some();
             let was_read = rmpv::decode::read_value_ref(&mut read).is_ok();
-            assert_eq!(skipped, was_read, "{bytes:02x?}");
             if skipped {
+                passed += 1;
+                assert!(was_read, "{bytes:02x?}");
                 assert_eq!(skip.len(), read.len(), "{bytes:02x?}");
+            } else if was_read {
+                assert!(bytes.contains(&0xc1), "{bytes:02x?}");
             }
         }
+        assert!(passed > 5_000, "only {passed} of 20 000 were values");
     }
 
     #[test]
