@@ -548,7 +548,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// own would take fresh memory from an allocator arena of its own).
     fn put_outputs(&mut self) -> Result<()> {
         let info = self.graph.program();
-        for (task, partition, step, bytes) in std::mem::take(&mut self.shipped) {
+        for (task, partition, step, bytes) in self.shipped.drain(..) {
             // Nothing will rebuild this partition now: the driver's own
             // copy of its samples goes.
             self.job.forget_input(partition);
