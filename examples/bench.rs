@@ -42,6 +42,11 @@
 //!   `local-p2`, checkpointed into a fresh folder: fit, enroll and probe as
 //!   one graph, then as three computes, each in a process of its own; the
 //!   one-graph time against its ideal (the steps' total time / 2).
+//! - `cargo run --release --example bench -- codec [N]`: one partition of N
+//!   (default 16 129, the seed's at a million samples) seed samples on the
+//!   wire between processes: nanoseconds per sample to encode it and to
+//!   decode it (the driver decodes every output it gets, a fit every input
+//!   it fetches), best of 20 rounds each.
 
 #[path = "common/experiment.rs"]
 mod experiment;
@@ -104,9 +109,10 @@ fn main() {
         "driver-bytes" => driver_bytes(n(1, 10_000)),
         "experiment" => experiment_bench(),
         "experiment-one" => experiment_one(&args[1]),
+        "codec" => codec(n(1, 16_129)),
         other => {
             eprintln!(
-                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, sge, slurm, verify, small, scale, driver-bytes, experiment"
+                "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, codec, sge, slurm, verify, small, scale, driver-bytes, experiment"
             );
             std::process::exit(2);
         }
@@ -174,6 +180,14 @@ fn pipeline(executor: &str, n: usize, prebuilt: bool) {
     assert_eq!(out.samples().count(), n);
     if std::env::var_os("BENCH_REPORT").is_some() {
         eprintln!("{secs:.3} s\n{}", out.report());
+        if std::env::var_os("BENCH_TASKS").is_some() {
+            for t in &out.report().tasks {
+                eprintln!(
+                    "T {} {} {:.1} {:.1}",
+                    t.task, t.worker, t.start_ms, t.end_ms
+                );
+            }
+        }
     }
     println!(
         "{{\"bench\":\"pipeline\",\"executor\":\"{}\",\"input\":\"{}\",\"n\":{n},\"samples_per_s\":{:.0},\"peak_rss_mib\":{:.1}}}",
@@ -825,5 +839,42 @@ fn verify(n: usize) {
     println!(
         "{{\"bench\":\"checkpoint_verify\",\"files\":{n},\"verify_s\":{verify_s:.2},\"verify_files_per_s\":{:.0},\"stats_s\":{stats_s:.2}}}",
         n as f64 / verify_s
+    );
+}
+
+/// [`codec`]'s figures: the best of 20 rounds of `f` over a partition of
+/// `n` samples, in nanoseconds per sample (what `f` makes is dropped after
+/// the clock stops).
+fn best_ns<R>(n: usize, mut f: impl FnMut() -> R) -> f64 {
+    (0..20)
+        .map(|_| {
+            let t0 = Instant::now();
+            let made = std::hint::black_box(f());
+            let ns = t0.elapsed().as_secs_f64() * 1e9 / n as f64;
+            drop(made);
+            ns
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// A seed partition of `n` samples encoded for the wire and decoded back.
+fn codec(n: usize) {
+    use bob_pipelines::checkpoint::Npy;
+    use bob_pipelines::graph::{AnyPartition, Slot, data_codec};
+    let codec = data_codec::<ndarray::Array2<f64>>(std::sync::Arc::new(Npy));
+    let part: AnyPartition = Box::new(seed::samples(n).map(Ok).collect::<Vec<Slot<_>>>());
+    let bytes = codec.encode(&part).expect("the seed encodes");
+    let encode = best_ns(n, || codec.encode(&part));
+    let decode = best_ns(n, || codec.decode(&bytes));
+    assert_eq!(
+        codec
+            .entries(&codec.decode(&bytes).expect("decodes"))
+            .expect("a partition")
+            .len(),
+        n
+    );
+    println!(
+        "{{\"bench\":\"codec\",\"n\":{n},\"bytes_per_sample\":{:.1},\"encode_ns_per_sample\":{encode:.0},\"decode_ns_per_sample\":{decode:.0}}}",
+        bytes.len() as f64 / n as f64
     );
 }

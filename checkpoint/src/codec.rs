@@ -266,10 +266,8 @@ fn npy_decode_column<A: NpyElem, D: Dimension>(
             }
             let mut out = Vec::with_capacity(n);
             for chunk in data.chunks_exact(each.max(1)).take(n) {
-                let values: Vec<A> = chunk
-                    .chunks_exact(size_of::<A>())
-                    .map(bytemuck::pod_read_unaligned)
-                    .collect();
+                let mut values = vec![A::zeroed(); count];
+                bytemuck::cast_slice_mut::<A, u8>(&mut values).copy_from_slice(chunk);
                 let a = Array::from_shape_vec(dim.clone(), values)
                     .map_err(|e| CodecError::Npy(e.to_string()))?;
                 out.push(a);

@@ -418,6 +418,10 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
             .codec
             .decode_column(c.data, valid)
             .map_err(|e| Self::partition_error(format!("its data column: {e}")))?;
+        // Attributes the same as the sample before's are that sample's
+        // again, not read a second time: samples of a list often share
+        // theirs.
+        let mut before: Option<(&[u8], Attrs)> = None;
         // One pass: each sample is made where it stays.
         let mut samples = key_ranges
             .zip(attr_ranges)
@@ -427,8 +431,16 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
                 let key = keys.get(key).ok_or_else(|| {
                     Self::partition_error("a key's length cuts a character".to_owned())
                 })?;
-                let attrs = Attrs::from_pairs(&c.attrs[pairs])
-                    .map_err(|e| Self::partition_error(e.to_string()))?;
+                let pairs = &c.attrs[pairs];
+                let attrs = match &before {
+                    Some((same, attrs)) if *same == pairs => attrs.clone(),
+                    _ => {
+                        let attrs = Attrs::from_pairs(pairs)
+                            .map_err(|e| Self::partition_error(e.to_string()))?;
+                        before = Some((pairs, attrs.clone()));
+                        attrs
+                    }
+                };
                 Ok(Sample::from_meta(
                     Arc::new(Meta::with_attrs(key, attrs)),
                     value,
@@ -543,6 +555,39 @@ mod tests {
         // header per sample, or the ~5 bytes per number of MessagePack.
         let raw = 99 * 512;
         assert!(size < raw + 99 * 32, "{size} bytes for {raw} bytes of data");
+    }
+
+    #[test]
+    fn attributes_shared_by_samples_in_a_row_come_back_as_each_had_them() {
+        // Runs of the same attributes, short and long (shared, past the
+        // inline size), none, a failure inside a run, and a change back.
+        let long = "a path longer than twenty-two bytes/image.png";
+        let attrs: [&[(&str, &str)]; 10] = [
+            &[("subject", "a")],
+            &[("subject", "a")],
+            &[("subject", "a")],
+            &[("subject", "b")],
+            &[("subject", "a")],
+            &[],
+            &[("path", long)],
+            &[("path", long)],
+            &[("path", long), ("subject", "a")],
+            &[("subject", "a")],
+        ];
+        let mut part: Vec<Slot<u32>> = attrs
+            .iter()
+            .enumerate()
+            .map(|(i, pairs)| {
+                let mut s = Sample::new(format!("s{i}"), i as u32);
+                for (name, value) in *pairs {
+                    s = s.with_attr(name, *value);
+                }
+                Ok(s)
+            })
+            .collect();
+        part.insert(2, Err(Failed::new(Key::from("gone"), "crop", "no face")));
+        let (back, _) = round_trip(part.clone());
+        assert_eq!(back, part);
     }
 
     #[test]
