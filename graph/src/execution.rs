@@ -679,6 +679,7 @@ impl<'a> Execution<'a> {
         r.known_failed += read.known_failed;
         r.from_checkpoints += read.from_checkpoints;
         r.recomputed += read.recomputed;
+        r.load_failed += read.load_failed;
         for (s, counts, elapsed) in read.steps {
             r.steps[s].add(counts, elapsed);
         }
@@ -880,6 +881,9 @@ pub struct ReadCounts {
     pub from_checkpoints: usize,
     /// Samples whose file was missing or damaged, computed again.
     pub recomputed: usize,
+    /// Of those, the ones whose data could not be loaded (their loader
+    /// failed this time).
+    pub load_failed: usize,
     /// Known failures skipped (a resumed run's).
     pub known_failed: usize,
     /// What each step computed again: step, counts, time.
@@ -919,6 +923,12 @@ pub fn read_step_outputs(
     let recomputed = if redo.is_empty() {
         None
     } else {
+        read.load_failed = info
+            .input()
+            .entries(&again)?
+            .iter()
+            .filter(|e| matches!(e, Entry::Failed(_)))
+            .count();
         let mut part = again;
         for s in 0..=step {
             let t0 = Instant::now();

@@ -77,6 +77,8 @@ pub(crate) enum Input {
 pub(crate) struct ReadStats {
     from_checkpoints: u64,
     recomputed: u64,
+    #[serde(default)]
+    load_failed: u64,
     known_failed: u64,
     /// Step, samples, failed, microseconds.
     steps: Vec<(u32, u64, u64, u64)>,
@@ -89,6 +91,7 @@ impl From<ReadCounts> for ReadStats {
         ReadStats {
             from_checkpoints: wide(r.from_checkpoints),
             recomputed: wide(r.recomputed),
+            load_failed: wide(r.load_failed),
             known_failed: wide(r.known_failed),
             steps: r
                 .steps
@@ -109,6 +112,7 @@ impl From<ReadStats> for ReadCounts {
         ReadCounts {
             from_checkpoints: narrow(r.from_checkpoints),
             recomputed: narrow(r.recomputed),
+            load_failed: narrow(r.load_failed),
             known_failed: narrow(r.known_failed),
             steps: r
                 .steps

@@ -409,6 +409,68 @@ fn a_missing_file_is_recomputed_through_the_earlier_steps() {
 }
 
 #[test]
+fn a_sample_recomputed_from_a_loader_that_now_fails_counts_as_not_loaded() {
+    let t = TempDir::new("reload");
+    let gone = t.0.join("k3.gone");
+    let inputs = || {
+        (0..6)
+            .map(|i| {
+                let gone = gone.clone();
+                DelayedSample::new(format!("k{i}"), move || {
+                    if i == 3 && gone.exists() {
+                        Err(std::io::Error::other("the image is gone"))
+                    } else {
+                        Ok(Array1::from_elem(2, f64::from(i)))
+                    }
+                })
+                .with_attr("gain", 2.0)
+            })
+            .collect::<Vec<_>>()
+    };
+    let pipeline = Pipeline::new()
+        .then(
+            Step::new(Scale {
+                calls: Arc::default(),
+            })
+            .name("scale")
+            .transform_extra("gain", "gain"),
+        )
+        .checkpoint(Checkpoints::new(t.0.join("features")));
+    for name in ["single-threaded", "threads-p2"] {
+        let ex = by_name(name).unwrap();
+        let _ = std::fs::remove_dir_all(t.0.join("features"));
+        let _ = std::fs::remove_file(&gone);
+        let out = pipeline.transform(inputs()).compute(&ex).unwrap();
+        assert_eq!(out.samples().count(), 6, "{name}");
+        // k3's output file is damaged (found when it is read: recomputed
+        // from its input), and the image it came from is gone.
+        let k3 = files(&t.0.join("features/scale"))
+            .into_iter()
+            .find(|f| f.file_name().is_some_and(|n| n == "k3.npy"))
+            .unwrap();
+        std::fs::write(k3, b"not a .npy file").unwrap();
+        std::fs::write(&gone, b"").unwrap();
+        let out = pipeline.transform(inputs()).compute(&ex).unwrap();
+        let report = out.report();
+        assert_eq!(
+            (
+                report.recomputed,
+                report.load_failed,
+                report.from_checkpoints
+            ),
+            (1, 1, 5),
+            "{name}: {report}"
+        );
+        let failed: Vec<_> = out.failed().map(|f| f.key().to_string()).collect();
+        assert_eq!(failed, ["k3"], "{name}");
+        assert!(
+            report.to_string().contains("1 samples could not be loaded"),
+            "{name}: {report}"
+        );
+    }
+}
+
+#[test]
 fn failed_samples_are_never_checkpointed_and_not_retried() {
     let t = TempDir::new("failed");
     let c = Counters::default();

@@ -732,6 +732,71 @@ fn a_resume_that_refits_from_checkpoints_ends() {
     let _ = std::fs::remove_dir_all(notes(driver_pid()));
 }
 
+#[test]
+fn a_sample_recomputed_on_a_worker_from_a_loader_that_now_fails_counts_as_not_loaded() {
+    let dir = run_dir("reload");
+    let gone = dir.join("k03.gone");
+    let inputs = || {
+        (0..40)
+            .map(|i| {
+                let gone = gone.clone();
+                DelayedSample::new(format!("k{i:02}"), move || {
+                    if i == 3 && gone.exists() {
+                        Err(std::io::Error::other("the image is gone"))
+                    } else {
+                        Ok(Array1::from_elem(3, f64::from(i)))
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut p = pipeline(0).checkpoint(in_folder(&dir));
+    if !is_worker() {
+        // The first run, in this process. Then the model is lost, so the
+        // workers read `slow`'s outputs back to fit again; k03's is
+        // damaged (found when read: recomputed from its input), and the
+        // image it came from is gone.
+        let _ = std::fs::remove_dir_all(&dir);
+        p.fit_transform(inputs())
+            .npartitions(4)
+            .compute(&by_name("threads-p2").unwrap())
+            .unwrap();
+        std::fs::remove_file(dir.join("models/center.msgpack")).unwrap();
+        std::fs::write(dir.join("features/slow/k03.npy"), b"not a .npy file").unwrap();
+        std::fs::write(&gone, b"").unwrap();
+    }
+    let ex = silent(workers(
+        2,
+        "a_sample_recomputed_on_a_worker_from_a_loader_that_now_fails_counts_as_not_loaded",
+        false,
+    ));
+    let out = within(Duration::from_secs(60), "the resumed run", || {
+        p.fit_transform(inputs())
+            .npartitions(4)
+            .compute(&ex)
+            .unwrap()
+    });
+    let r = out.report();
+    // Read back on the workers, which count for the driver's report.
+    let readers: Vec<&str> = r
+        .tasks
+        .iter()
+        .filter(|t| t.task.starts_with("slow.load"))
+        .map(|t| &*t.worker)
+        .collect();
+    assert!(
+        readers.len() == 4 && readers.iter().all(|w| w.starts_with("local-")),
+        "{readers:?}"
+    );
+    assert_eq!((r.recomputed, r.load_failed), (1, 1), "{r}");
+    assert!(
+        out.failed()
+            .any(|f| f.key() == "k03" && f.to_string().contains("the image is gone")),
+        "{r}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 const CASE_ENV: &str = "BOB_PIPELINES_TEST_CASE";
 
 /// One random resume: a pipeline of stateless and fitted steps, a
