@@ -30,8 +30,9 @@
 //!   runs, e.g. after `scripts/gridengine.sh`): the time from `compute()` to
 //!   the first finished task on a fresh SGE worker job (`first_task_s`), then
 //!   the seed pipeline over N (default 100 000) prebuilt samples on 4 SGE
-//!   workers (`q_1day`, kept for the run) against `local-parallel`, median of
-//!   3 processes each. Job logs go to `./target/bench-sge`.
+//!   workers (`q_1day`, kept for the run) against `local-parallel`, three
+//!   pairs of processes alternating, the median pair's ratio. Job logs go to
+//!   `./target/bench-sge`.
 //! - `cargo run --release --example bench -- slurm [N]` (only where Slurm
 //!   runs, e.g. after `scripts/slurm.sh`): the same on Slurm — `sbatch` to
 //!   the first finished task on a fresh worker job, median of 3 — then the
@@ -141,6 +142,31 @@ fn median_pipeline(executor: &str, n: usize, input: &str) -> f64 {
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     println!("{}", runs[1].1);
     runs[1].0
+}
+
+/// The seed pipeline on `base` and on `other`, in three pairs of processes
+/// run one after the other, so that each pair meets the same load of the
+/// machine: prints each executor's median line and returns the median of
+/// the pairs' ratios (`other` over `base`). (Three runs of one executor,
+/// then three of the other, put whatever the machine did meanwhile into
+/// the ratio.)
+fn paired_ratio(base: &str, other: &str, n: usize) -> f64 {
+    let n = n.to_string();
+    let mut lines = [Vec::new(), Vec::new()];
+    let mut ratios = Vec::new();
+    for _ in 0..3 {
+        let a = child(&["pipeline-one", base, &n, "prebuilt"]);
+        let b = child(&["pipeline-one", other, &n, "prebuilt"]);
+        ratios.push(b.0 / a.0);
+        lines[0].push(a);
+        lines[1].push(b);
+    }
+    for mut runs in lines {
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        println!("{}", runs[1].1);
+    }
+    ratios.sort_by(f64::total_cmp);
+    ratios[1]
 }
 
 /// Samples built before the clock starts, in the driver. A distributed
@@ -457,8 +483,8 @@ impl Transformer for Pass {
 /// trivial one-sample tasks (everything included: a worker loads each
 /// partition, transforms it in the same run, encodes and answers, the
 /// driver decodes), then the seed pipeline on 2 worker
-/// processes (`local-p2`) against the thread pool (`threads`), median of 3
-/// processes each.
+/// processes (`local-p2`) against the thread pool (`threads`), three pairs
+/// of processes alternating (see [`paired_ratio`]).
 fn distributed(tasks: usize, n: usize) {
     let two = NonZeroUsize::new(2).expect("2 > 0");
     let executor = Distributed::new(LocalProcesses::new(two, NonZeroUsize::MIN))
@@ -478,13 +504,9 @@ fn distributed(tasks: usize, n: usize) {
         "{{\"bench\":\"distributed\",\"workers\":2,\"tasks\":{tasks},\"us_per_task\":{:.1}}}",
         secs * 1e6 / tasks as f64
     );
-    let rates: Vec<f64> = ["threads", "local-p2"]
-        .iter()
-        .map(|name| median_pipeline(name, n, "prebuilt"))
-        .collect();
+    let ratio = paired_ratio("threads", "local-p2", n);
     println!(
-        "{{\"bench\":\"distributed_vs_threads\",\"n\":{n},\"processes_over_threads\":{:.2}}}",
-        rates[1] / rates[0]
+        "{{\"bench\":\"distributed_vs_threads\",\"n\":{n},\"processes_over_threads\":{ratio:.2}}}"
     );
 }
 
@@ -720,13 +742,9 @@ fn sge(n: usize) {
         "{{\"bench\":\"sge\",\"first_task_s\":{:.2},\"runs\":{firsts:?}}}",
         firsts[1]
     );
-    let rates: Vec<f64> = ["local-parallel", "sge"]
-        .iter()
-        .map(|name| median_pipeline(name, n, "prebuilt"))
-        .collect();
+    let ratio = paired_ratio("local-parallel", "sge", n);
     println!(
-        "{{\"bench\":\"sge_vs_local_parallel\",\"n\":{n},\"sge_over_local_parallel\":{:.2}}}",
-        rates[1] / rates[0]
+        "{{\"bench\":\"sge_vs_local_parallel\",\"n\":{n},\"sge_over_local_parallel\":{ratio:.2}}}"
     );
 }
 
@@ -764,14 +782,8 @@ fn slurm(n: usize) {
         "{{\"bench\":\"slurm\",\"first_task_s\":{:.2},\"runs\":{firsts:?}}}",
         firsts[1]
     );
-    let rates: Vec<f64> = ["local-p4", "slurm"]
-        .iter()
-        .map(|name| median_pipeline(name, n, "prebuilt"))
-        .collect();
-    println!(
-        "{{\"bench\":\"slurm_vs_local_p4\",\"n\":{n},\"slurm_over_local_p4\":{:.2}}}",
-        rates[1] / rates[0]
-    );
+    let ratio = paired_ratio("local-p4", "slurm", n);
+    println!("{{\"bench\":\"slurm_vs_local_p4\",\"n\":{n},\"slurm_over_local_p4\":{ratio:.2}}}");
 }
 
 /// One run of a one-task pipeline on a fresh worker job of `executor`;
