@@ -45,9 +45,10 @@
 //!   one-graph time against its ideal (the steps' total time / 2).
 //! - `cargo run --release --example bench -- codec [N]`: one partition of N
 //!   (default 16 129, the seed's at a million samples) seed samples on the
-//!   wire between processes: nanoseconds per sample to encode it and to
-//!   decode it (the driver decodes every output it gets, a fit every input
-//!   it fetches), best of 20 rounds each.
+//!   wire between processes: nanoseconds per sample to build it (what a
+//!   worker does for each sample it loads), to encode it and to decode it
+//!   (the driver decodes every output it gets, a fit every input it
+//!   fetches), best of 20 rounds each.
 
 #[path = "common/experiment.rs"]
 mod experiment;
@@ -874,6 +875,7 @@ fn codec(n: usize) {
     use bob_pipelines::checkpoint::Npy;
     use bob_pipelines::graph::{AnyPartition, Slot, data_codec};
     let codec = data_codec::<ndarray::Array2<f64>>(std::sync::Arc::new(Npy));
+    let build = best_ns(n, || seed::samples(n).collect::<Vec<_>>());
     let part: AnyPartition = Box::new(seed::samples(n).map(Ok).collect::<Vec<Slot<_>>>());
     let bytes = codec.encode(&part).expect("the seed encodes");
     let encode = best_ns(n, || codec.encode(&part));
@@ -886,7 +888,7 @@ fn codec(n: usize) {
         n
     );
     println!(
-        "{{\"bench\":\"codec\",\"n\":{n},\"bytes_per_sample\":{:.1},\"encode_ns_per_sample\":{encode:.0},\"decode_ns_per_sample\":{decode:.0}}}",
+        "{{\"bench\":\"codec\",\"n\":{n},\"bytes_per_sample\":{:.1},\"build_ns_per_sample\":{build:.0},\"encode_ns_per_sample\":{encode:.0},\"decode_ns_per_sample\":{decode:.0}}}",
         bytes.len() as f64 / n as f64
     );
 }
