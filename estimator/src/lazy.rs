@@ -141,15 +141,16 @@ struct PullerSource<'a, S, I> {
 }
 
 impl<'a, S: Send, I> PullerSource<'a, S, I> {
-    /// `f` of each sample of partition `p`, which stays where it is.
-    fn look<T>(&self, p: usize, f: impl Fn(&S) -> T) -> graph::Result<Vec<T>> {
+    /// `f` of each of the first `n` samples of partition `p`, which stays
+    /// where it is.
+    fn look<T>(&self, p: usize, n: usize, f: impl Fn(&S) -> T) -> graph::Result<Vec<T>> {
         let mut puller = self.puller.lock().unwrap_or_else(PoisonError::into_inner);
         puller.pull_to(p);
         let items = puller
             .ahead
             .get(&p)
             .ok_or(graph::Error::InputTaken { partition: p })?;
-        Ok(items.iter().map(f).collect())
+        Ok(items.iter().take(n).map(f).collect())
     }
 
     fn take(&self, p: usize) -> graph::Result<Vec<S>> {
@@ -166,7 +167,11 @@ where
     S: SampleSource<I> + Send + 'a,
 {
     fn keys(&self, p: usize) -> graph::Result<Vec<Key>> {
-        self.look(p, |s| s.key().clone())
+        self.look(p, usize::MAX, |s| s.key().clone())
+    }
+
+    fn first_keys(&self, p: usize, n: usize) -> graph::Result<Vec<Key>> {
+        self.look(p, n, |s| s.key().clone())
     }
 
     fn load(&self, p: usize) -> graph::Result<Loaded> {
@@ -204,7 +209,7 @@ where
     }
 
     fn metas(&self, p: usize) -> graph::Result<Option<Metas>> {
-        self.look(p, |s| Some(s.meta())).map(Some)
+        self.look(p, usize::MAX, |s| Some(s.meta())).map(Some)
     }
 
     fn drop_passed(&self) {

@@ -347,6 +347,16 @@ pub trait PartitionSource: Send + Sync {
     /// # Errors
     /// [`Error::InputTaken`] when it was already handed out.
     fn keys(&self, p: usize) -> Result<Vec<Key>>;
+    /// The keys of partition `p`'s first `n` samples, without loading
+    /// them: by default the first `n` of [`keys`](Self::keys).
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when it was already handed out.
+    fn first_keys(&self, p: usize, n: usize) -> Result<Vec<Key>> {
+        let mut keys = self.keys(p)?;
+        keys.truncate(n);
+        Ok(keys)
+    }
     /// Loads partition `p` (delayed samples are loaded now).
     ///
     /// # Errors
@@ -418,6 +428,14 @@ impl<'a> InputPartition<'a> {
     /// [`Error::InputTaken`] when the partition was already handed out.
     pub fn keys(&self) -> Result<Vec<Key>> {
         self.source.keys(self.index)
+    }
+
+    /// The keys of its first `n` samples, without loading them.
+    ///
+    /// # Errors
+    /// [`Error::InputTaken`] when the partition was already handed out.
+    pub fn first_keys(&self, n: usize) -> Result<Vec<Key>> {
+        self.source.first_keys(self.index, n)
     }
 
     /// Loads the samples (delayed samples are loaded now).

@@ -208,9 +208,10 @@ struct Work {
     output: Output,
     /// Transforms to run after it, each on the previous one's output.
     then: Vec<Next>,
-    /// A load's keys, read when it arrived (loads arrive in partition
-    /// order, so the forward-only input is read in that order however the
-    /// task threads take them); `None`: the input had passed it.
+    /// A load's first keys (the report shows them), read when it arrived:
+    /// loads arrive in partition order, so the forward-only input is read
+    /// in that order however the task threads take them. `None`: the
+    /// input had passed it.
     keys: Option<Vec<Key>>,
 }
 
@@ -425,7 +426,7 @@ fn read(
                 let keys = match op {
                     TaskOp::Load { partition, .. } => inputs
                         .get(partition as usize)
-                        .and_then(|i| lock(i).as_ref().map(InputPartition::keys))
+                        .and_then(|i| lock(i).as_ref().map(|i| i.first_keys(KEYS_SHOWN)))
                         .and_then(std::result::Result::ok),
                     _ => None,
                 };
@@ -736,16 +737,17 @@ fn run_op(
             let (Some(input), Some(keys)) = (input, keys) else {
                 return Ok(Outcome::CannotLoad);
             };
+            let samples = input.len();
             let loaded = match input.load() {
                 Ok(l) => l,
                 Err(graph::Error::InputTaken { .. }) => return Ok(Outcome::CannotLoad),
                 Err(e) => return Err(e),
             };
             let counts = Counts {
-                samples: keys.len(),
+                samples,
                 failed: loaded.load_failed,
             };
-            let first = keys.into_iter().take(KEYS_SHOWN).collect();
+            let first = keys;
             (loaded.partition, Of::Input, counts, first)
         }
         TaskOp::Transform { step } => {
