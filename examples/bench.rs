@@ -44,11 +44,13 @@
 //!   one graph, then as three computes, each in a process of its own; the
 //!   one-graph time against its ideal (the steps' total time / 2).
 //! - `cargo run --release --example bench -- codec [N]`: one partition of N
-//!   (default 16 129, the seed's at a million samples) seed samples on the
+//!   (default 16 384, the seed's at a million samples) seed samples on the
 //!   wire between processes: nanoseconds per sample to build it (what a
 //!   worker does for each sample it loads), to encode it and to decode it
 //!   (the driver decodes every output it gets, a fit every input it
-//!   fetches), best of 20 rounds each.
+//!   fetches), best of 20 rounds each: after the first, a round reuses the
+//!   memory the round before freed, so first touches of fresh memory are
+//!   left out.
 
 #[path = "common/experiment.rs"]
 mod experiment;
@@ -111,7 +113,7 @@ fn main() {
         "driver-bytes" => driver_bytes(n(1, 10_000)),
         "experiment" => experiment_bench(),
         "experiment-one" => experiment_one(&args[1]),
-        "codec" => codec(n(1, 16_129)),
+        "codec" => codec(n(1, 16_384)),
         other => {
             eprintln!(
                 "unknown benchmark `{other}`; valid: pipeline, cpu, checkpoint, overhead, distributed, codec, sge, slurm, verify, small, scale, driver-bytes, experiment"
@@ -146,18 +148,25 @@ fn median_pipeline(executor: &str, n: usize, input: &str) -> f64 {
 }
 
 /// The seed pipeline on `base` and on `other`, in three pairs of processes
-/// run one after the other, so that each pair meets the same load of the
-/// machine: prints each executor's median line and returns the median of
-/// the pairs' ratios (`other` over `base`). (Three runs of one executor,
-/// then three of the other, put whatever the machine did meanwhile into
-/// the ratio.)
+/// run one after the other (the second pair in the other order), so that
+/// each pair meets the same load of the machine: prints each executor's
+/// median run (its runs' median, whichever pairs they were in) and returns
+/// the median of the pairs' ratios (`other` over `base`). (Three runs of
+/// one executor, then three of the other, put whatever the machine did
+/// meanwhile into the ratio.)
 fn paired_ratio(base: &str, other: &str, n: usize) -> f64 {
     let n = n.to_string();
+    let run = |name: &str| child(&["pipeline-one", name, &n, "prebuilt"]);
     let mut lines = [Vec::new(), Vec::new()];
     let mut ratios = Vec::new();
-    for _ in 0..3 {
-        let a = child(&["pipeline-one", base, &n, "prebuilt"]);
-        let b = child(&["pipeline-one", other, &n, "prebuilt"]);
+    for pair in 0..3 {
+        let (a, b) = if pair == 1 {
+            let b = run(other);
+            (run(base), b)
+        } else {
+            let a = run(base);
+            (a, run(other))
+        };
         ratios.push(b.0 / a.0);
         lines[0].push(a);
         lines[1].push(b);

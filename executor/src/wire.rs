@@ -41,8 +41,9 @@ use sha2::Sha256;
 
 /// The protocol version this build speaks (3 since run messages go by
 /// position: `distributed::protocol`; 4 since a partition's keys and
-/// lengths cross as byte columns).
-pub const PROTOCOL: u32 = 4;
+/// lengths cross as byte columns; 5 since a read of checkpoints counts the
+/// samples it recomputed that could not be loaded).
+pub const PROTOCOL: u32 = 5;
 
 /// The largest frame accepted unless a peer is told otherwise: 256 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 256 << 20;

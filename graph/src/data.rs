@@ -121,6 +121,14 @@ pub trait DataCodec: Send + Sync {
     /// [`Error::Bug`] for a partition of another type.
     fn entries<'p>(&self, part: &'p AnyPartition) -> Result<Vec<Entry<'p>>>;
 
+    /// How many samples a partition has (failed ones included).
+    ///
+    /// # Errors
+    /// [`Error::Bug`] for a partition of another type.
+    fn len(&self, part: &AnyPartition) -> Result<usize> {
+        Ok(self.entries(part)?.len())
+    }
+
     /// The keys of a partition's first `limit` samples (failed ones
     /// included): what names it in messages.
     ///
@@ -290,6 +298,10 @@ impl<T: Send + Sync + 'static> DataCodec for Typed<T> {
                 Err(f) => Entry::Failed(f),
             })
             .collect())
+    }
+
+    fn len(&self, part: &AnyPartition) -> Result<usize> {
+        Ok(self.slots(part)?.len())
     }
 
     fn first_keys(&self, part: &AnyPartition, limit: usize) -> Result<Vec<Key>> {

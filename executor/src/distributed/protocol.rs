@@ -77,7 +77,6 @@ pub(crate) enum Input {
 pub(crate) struct ReadStats {
     from_checkpoints: u64,
     recomputed: u64,
-    #[serde(default)]
     load_failed: u64,
     known_failed: u64,
     /// Step, samples, failed, microseconds.

@@ -23,7 +23,9 @@ use super::Settings;
 use super::conns::{Conns, Incoming, Wake};
 use super::core::{Command, Core, From, Limits, Place, Stop};
 use super::launcher::{JobState, Launcher};
-use super::protocol::{FromWorker, Input, Next, Output, TaskOp, ToWorker, WorkerEnv, put};
+use super::protocol::{
+    FromWorker, Input, Next, Output, ReadStats, TaskOp, ToWorker, WorkerEnv, put,
+};
 use crate::local::run_task;
 use crate::progress::Progress;
 use crate::wire::{
@@ -805,17 +807,12 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 shipped: _,
                 read,
             } => {
-                if let Some(read) = read {
-                    if self.core.running_on(id, task as usize) {
-                        self.job.record_read(read.into());
-                    }
-                }
                 let counts = Counts {
                     samples: usize::try_from(samples).unwrap_or(usize::MAX),
                     failed: usize::try_from(failed).unwrap_or(usize::MAX),
                 };
                 let elapsed = Duration::from_micros(micros);
-                self.done(id, task as usize, (counts, elapsed, keys), data, work)?;
+                self.done(id, task as usize, (counts, elapsed, keys, read), data, work)?;
             }
             FromWorker::Draining => {
                 if let Some((name, kind)) = self.core.worker(id) {
@@ -917,13 +914,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     }
 
     /// Worker `id` finished `task`: `counts`, `elapsed`, a load's first
-    /// `keys`, and the output when the worker sent it (an output of the run,
-    /// or a fit's model).
+    /// `keys` and what reading its checkpoints did (`read`), and the output
+    /// when the worker sent it (an output of the run, or a fit's model).
     fn done(
         &mut self,
         id: u32,
         task: usize,
-        (counts, elapsed, keys): (Counts, Duration, Vec<String>),
+        (counts, elapsed, keys, read): (Counts, Duration, Vec<String>, Option<ReadStats>),
         bytes: Option<Vec<u8>>,
         work: &Sender<DriverWork>,
     ) -> Result<()> {
@@ -953,6 +950,9 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         match kind {
             TaskKind::Load { partition, .. } => {
                 if first {
+                    if let Some(read) = read {
+                        self.job.record_read(read.into());
+                    }
                     let keys = keys
                         .into_iter()
                         .map(bob_pipelines_sample::Key::from)

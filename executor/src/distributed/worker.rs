@@ -208,10 +208,10 @@ struct Work {
     output: Output,
     /// Transforms to run after it, each on the previous one's output.
     then: Vec<Next>,
-    /// A load's first keys (the report shows them), read when it arrived:
-    /// loads arrive in partition order, so the forward-only input is read
-    /// in that order however the task threads take them. `None`: the
-    /// input had passed it.
+    /// A load's first keys (they name the partition in errors), read when
+    /// it arrived: loads arrive in partition order, so the forward-only
+    /// input is read in that order however the task threads take them.
+    /// `None`: the input had passed it.
     keys: Option<Vec<Key>>,
 }
 
@@ -737,14 +737,13 @@ fn run_op(
             let (Some(input), Some(keys)) = (input, keys) else {
                 return Ok(Outcome::CannotLoad);
             };
-            let samples = input.len();
             let loaded = match input.load() {
                 Ok(l) => l,
                 Err(graph::Error::InputTaken { .. }) => return Ok(Outcome::CannotLoad),
                 Err(e) => return Err(e),
             };
             let counts = Counts {
-                samples,
+                samples: info.input().len(&loaded.partition)?,
                 failed: loaded.load_failed,
             };
             let first = keys;
