@@ -166,10 +166,13 @@ pub(crate) const BATCH_RUN: Duration = Duration::from_millis(100);
 pub(crate) const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
 /// Runs sent at once per thread while runs are batched (see
-/// [`BATCH_RUN`]): four, so a worker is woken once per four runs (the
-/// `scale` benchmark's driver: 33.5–39 µs per task against 35.5–42 with
-/// two, four runs alternating, utilisation alike).
-pub(crate) const BATCH_PER_THREAD: usize = 4;
+/// [`BATCH_RUN`]): eight, so a worker is woken once per eight runs. The
+/// `scale` benchmark's driver: 16.5–19.5 µs per task against 18–19 with
+/// four, six runs alternating, utilisation 0.90–0.91 against 0.89–0.90;
+/// the `distributed` benchmark's trivial tasks: 9.4–14.1 µs against
+/// 12.4–16.1, six runs alternating (earlier, four against two: 33.5–39
+/// against 35.5–42 µs at 128 workers).
+pub(crate) const BATCH_PER_THREAD: usize = 8;
 
 /// Runs a worker holds per thread while runs are batched: a batch, and two
 /// more, so it never runs dry while its next batch is on the way. More
@@ -178,7 +181,7 @@ pub(crate) const BATCH_PER_THREAD: usize = 4;
 /// could hold) runs go one at a time and queues are not refilled (the
 /// `scale` benchmark: utilisation 0.82–0.83 with four per thread to the
 /// end, 0.84–0.87 with two, before the end was told apart).
-pub(crate) const BATCHED_RUNS_PER_THREAD: usize = 6;
+pub(crate) const BATCHED_RUNS_PER_THREAD: usize = 10;
 
 /// The longest the scheduler lets answers gather before it reads them (see
 /// [`Core::gather`]): what a new worker may wait for its first runs, and a
@@ -206,7 +209,7 @@ fn op_in(graph: &TaskGraph, task: usize) -> u32 {
 const RECENT_WEIGHT: u32 = 16;
 
 impl Limits {
-    /// The load window for `kinds`: `2 + 6 × Σ max × threads`. Each thread
+    /// The load window for `kinds`: `2 + 10 × Σ max × threads`. Each thread
     /// of each worker can hold up to [`BATCHED_RUNS_PER_THREAD`] partitions
     /// (one running, the rest queued); the 2 keeps loads going while the
     /// first workers start. More would only hold memory.
@@ -2801,9 +2804,11 @@ mod tests {
 
     #[test]
     fn at_the_end_of_a_run_batched_runs_go_one_at_a_time() {
-        // 20 partitions, 2 workers of one thread: 4 runs out, then 8 more
-        // in batches; then fewer are left than the workers could hold.
-        let g = graph(40, 20);
+        // 2 workers of one thread: 4 runs out, then batches until each
+        // holds BATCHED_RUNS_PER_THREAD; then the 4 left are fewer than the
+        // workers could hold.
+        let parts = 2 * BATCHED_RUNS_PER_THREAD + 4;
+        let g = graph(2 * parts as u32, parts);
         let mut core = on_workers(&g, 100);
         core.step();
         let mut out = sent(&core.take_commands());

@@ -130,7 +130,7 @@ impl<L: Launcher> Distributed<L> {
     /// `wait_count`); the secret file goes to the temp folder; a connection
     /// must prove it knows the run's secret within 5 s (and at most
     /// 64 connections may be proving it at once); input partitions load at
-    /// most `2 + 6 × Σ workers × threads` ahead of the tasks that read them.
+    /// most `2 + 10 × Σ workers × threads` ahead of the tasks that read them.
     pub fn new(launcher: L) -> Self {
         Distributed {
             name: launcher.name(),
@@ -239,7 +239,7 @@ impl<L: Launcher> Distributed<L> {
 
     /// How many input partitions are kept loaded (or loading) ahead of the
     /// tasks that read them, on the workers or in the driver (at least 1; by
-    /// default `2 + 6 × Σ max workers × threads`): the bound on the memory
+    /// default `2 + 10 × Σ max workers × threads`): the bound on the memory
     /// that loads hold. Partitions that
     /// a fit is waiting for do not count: a fit needs them all.
     #[must_use]
