@@ -67,6 +67,9 @@ struct Puller<'a, S> {
     /// it returns: skipping each partition on its own would make one sample
     /// of each (all of them, at one sample per partition).
     passed: usize,
+    /// The first partition the iterator ran out in, and how many samples
+    /// it got: it and every later one are an error when asked for.
+    short: Option<(usize, usize)>,
 }
 
 /// How many passed items [`Puller`] may leave unskipped. A `Vec`'s items
@@ -89,6 +92,9 @@ impl<S> Puller<'_, S> {
                     };
                     part.extend(first);
                     part.extend(self.iter.by_ref().take(len - 1));
+                }
+                if part.len() < len && self.short.is_none() {
+                    self.short = Some((self.next, part.len()));
                 }
                 self.ahead.insert(self.next, part);
             }
@@ -129,9 +135,27 @@ impl<S> Puller<'_, S> {
 
     fn take(&mut self, p: usize) -> graph::Result<Vec<S>> {
         self.pull_to(p);
+        self.check(p)?;
         self.ahead
             .remove(&p)
             .ok_or(graph::Error::InputTaken { partition: p })
+    }
+
+    /// An error if the iterator ran out in partition `p` or before it.
+    fn check(&self, p: usize) -> graph::Result<()> {
+        match self.short {
+            Some((q, got)) if q <= p => {
+                let start = self.lens.iter().take(p).sum();
+                Err(graph::Error::InputShort {
+                    partition: p,
+                    start,
+                    end: start + self.lens.get(p).copied().unwrap_or(0),
+                    got: if q == p { got } else { 0 },
+                    promised: self.lens.iter().sum(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -146,6 +170,7 @@ impl<'a, S: Send, I> PullerSource<'a, S, I> {
     fn look<T>(&self, p: usize, n: usize, f: impl Fn(&S) -> T) -> graph::Result<Vec<T>> {
         let mut puller = self.puller.lock().unwrap_or_else(PoisonError::into_inner);
         puller.pull_to(p);
+        puller.check(p)?;
         let items = puller
             .ahead
             .get(&p)
@@ -253,6 +278,7 @@ where
                 drop_passed: false,
                 forgotten: HashSet::new(),
                 passed: 0,
+                short: None,
             }),
             _data: std::marker::PhantomData,
         });
@@ -316,7 +342,9 @@ struct MoreList {
 }
 
 /// Samples, with their count, ready to be cut into partitions: an iterator
-/// that knows its length is pulled lazily; any other is collected first.
+/// that knows its length (its `size_hint` is exact) is pulled lazily, and
+/// one that then ends early fails the partition it ends in
+/// (`Error::InputShort`); any other is collected first.
 fn source_of<'p, I, S, It>(samples: It) -> (usize, Box<dyn Source<'p> + 'p>)
 where
     I: Send + 'static,
@@ -694,8 +722,32 @@ mod tests {
             drop_passed: false,
             forgotten: HashSet::new(),
             passed: 0,
+            short: None,
         };
         (puller, made)
+    }
+
+    #[test]
+    fn an_iterator_that_ends_early_is_an_error_from_the_partition_it_ends_in() {
+        // Ten partitions of 10 promised, 35 items given.
+        let (mut p, _) = puller(35, 10);
+        p.lens = vec![10; 10];
+        assert_eq!(p.take(1).unwrap().len(), 10);
+        let short = |e: graph::Error| match e {
+            graph::Error::InputShort {
+                partition,
+                start,
+                end,
+                got,
+                promised,
+            } => (partition, start, end, got, promised),
+            other => panic!("{other}"),
+        };
+        assert_eq!(short(p.take(3).unwrap_err()), (3, 30, 40, 5, 100));
+        assert_eq!(short(p.take(7).unwrap_err()), (7, 70, 80, 0, 100));
+        // Partitions before the end are whole.
+        assert_eq!(p.take(0).unwrap().len(), 10);
+        assert_eq!(p.take(2).unwrap().len(), 10);
     }
 
     #[test]

@@ -61,6 +61,26 @@ pub enum Error {
         /// What is wrong with it.
         why: String,
     },
+    /// The caller's iterator of samples ended before the length it gave
+    /// (an `ExactSizeIterator` whose `len` is wrong): partition
+    /// `partition`, samples `start..end`, got only `got` of them.
+    #[error(
+        "the input ended early: its length said {promised} samples, but partition {partition} \
+         (samples {start}..{end}) got {got}; the iterator's `len` (`size_hint`) is wrong: \
+         fix it, or collect the samples into a `Vec` first"
+    )]
+    InputShort {
+        /// The partition that came up short.
+        partition: usize,
+        /// Its first sample's position in the input.
+        start: usize,
+        /// Past its last.
+        end: usize,
+        /// How many samples it got.
+        got: usize,
+        /// The input's length, as its iterator said.
+        promised: usize,
+    },
     /// An input partition was asked for twice.
     #[error("input partition {partition} was already loaded; inputs are handed out once per run")]
     InputTaken {

@@ -797,6 +797,57 @@ fn a_sample_recomputed_on_a_worker_from_a_loader_that_now_fails_counts_as_not_lo
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Samples `0..90` behind a length of 100: an `ExactSizeIterator` whose
+/// `len` is wrong.
+struct EndsEarly(std::ops::Range<u32>);
+
+impl Iterator for EndsEarly {
+    type Item = Sample<f64>;
+    fn next(&mut self) -> Option<Sample<f64>> {
+        self.0
+            .next()
+            .filter(|&i| i < 90)
+            .map(|i| Sample::new(i.to_string(), f64::from(i)))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.0.len(), Some(self.0.len()))
+    }
+}
+
+impl ExactSizeIterator for EndsEarly {}
+
+#[test]
+fn an_input_shorter_than_its_length_fails_the_run_and_says_so() {
+    let p = Pipeline::new().then(Step::map("same", |x: &f64| *x));
+    let run = |ex: &dyn Executor| {
+        p.transform(EndsEarly(0..100))
+            .npartitions(4)
+            .compute(ex)
+            .map(|out| out.len())
+            .map_err(|e| e.to_string())
+    };
+    let mut errors = Vec::new();
+    if !is_worker() {
+        for name in ["single-threaded", "threads-p2"] {
+            errors.push((name, run(&*by_name(name).unwrap())));
+        }
+    }
+    let ex = silent(workers(
+        2,
+        "an_input_shorter_than_its_length_fails_the_run_and_says_so",
+        false,
+    ));
+    errors.push(("local-p2", run(&ex)));
+    for (name, result) in errors {
+        let e = result.expect_err(name);
+        assert!(
+            e.contains("the input ended early: its length said 100 samples")
+                && e.contains("partition 3 (samples 75..100) got 15"),
+            "{name}: {e}"
+        );
+    }
+}
+
 const CASE_ENV: &str = "BOB_PIPELINES_TEST_CASE";
 
 /// One random resume: a pipeline of stateless and fitted steps, a
