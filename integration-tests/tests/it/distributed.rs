@@ -60,8 +60,14 @@ fn silent<L: bob_pipelines::executor::distributed::Launcher>(l: L) -> Distribute
     Distributed::new(l).with_progress(std::sync::Arc::new(bob_pipelines::executor::Silent))
 }
 
-/// Sleeps `ms` per partition, notes the worker it runs on, fails keys
-/// ending in 7.
+/// Where workers note each partition they finished `slow` on
+/// (`<pid>.<first key>`).
+fn finished_notes(driver: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("bp-dist-finished-{driver}"))
+}
+
+/// Sleeps `ms` per partition, notes the worker it runs on (and, once done,
+/// the partition), fails keys ending in 7.
 struct Slow(u64);
 impl Transformer for Slow {
     type Input = Array1<f64>;
@@ -78,6 +84,12 @@ impl Transformer for Slow {
             std::fs::write(dir.join(std::process::id().to_string()), addr)?;
         }
         std::thread::sleep(Duration::from_millis(self.0));
+        // Where a test made the folder (`with_a_worker_killed`) and waits.
+        let dir = finished_notes(std::os::unix::process::parent_id());
+        if is_worker() && dir.is_dir() {
+            let first = b.keys().next().map_or("none", |k| k.as_str());
+            std::fs::write(dir.join(format!("{}.{first}", std::process::id())), "")?;
+        }
         Ok(b.iter()
             .zip(b.keys())
             .map(|(x, k)| {
@@ -296,26 +308,37 @@ fn outputs_read_back_from_checkpoints_are_the_same_and_skip_the_sockets() {
 }
 
 /// Computes `lazy` on `ex` while the first worker that starts is killed
-/// 100 ms into its life: the outputs, and the warning that says it was lost.
+/// once it has finished two partitions of `slow` and 100 ms more have
+/// passed (so it holds outputs the scheduler knows of, however loaded the
+/// machine): the outputs, and the warning that says it was lost.
 fn with_a_worker_killed(
     lazy: bob_pipelines::estimator::Lazy<'_, Array1<f64>, Array1<f64>>,
     ex: &Distributed<LocalProcesses>,
 ) -> (Outputs<Array1<f64>>, String) {
     let dir = notes(driver_pid());
+    let finished = finished_notes(driver_pid());
     if !is_worker() {
         // An earlier process of this pid may have left notes naming pids
         // since given to others.
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&finished);
+        std::fs::create_dir_all(&finished).unwrap();
     }
     let killer = (!is_worker()).then(|| {
-        let dir = dir.clone();
+        let (dir, finished) = (dir.clone(), finished.clone());
         std::thread::spawn(move || {
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(60) {
                 let mine = pids(&dir)
                     .into_iter()
                     .find(|pid| is_child(pid, std::process::id()));
-                if let Some(pid) = mine {
+                let done = |pid: &str| {
+                    pids(&finished)
+                        .iter()
+                        .filter(|f| f.starts_with(&format!("{pid}.")))
+                        .count()
+                };
+                if let Some(pid) = mine.filter(|pid| done(pid) >= 2) {
                     std::thread::sleep(Duration::from_millis(100));
                     let status = Command::new("kill").args(["-9", &pid]).status().unwrap();
                     return status.success().then_some(pid);
@@ -332,6 +355,7 @@ fn with_a_worker_killed(
         .unwrap()
         .expect("a worker was killed");
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&finished);
     let warnings = &out.report().warnings;
     let lost = warnings
         .iter()
