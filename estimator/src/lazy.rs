@@ -134,15 +134,16 @@ impl<S> Puller<'_, S> {
     }
 
     fn take(&mut self, p: usize) -> graph::Result<Vec<S>> {
-        self.pull_to(p);
-        self.check(p)?;
+        self.reach(p)?;
         self.ahead
             .remove(&p)
             .ok_or(graph::Error::InputTaken { partition: p })
     }
 
-    /// An error if the iterator ran out in partition `p` or before it.
-    fn check(&self, p: usize) -> graph::Result<()> {
+    /// Pulls as far as partition `p`; an error if the iterator ran out in
+    /// it or before it.
+    fn reach(&mut self, p: usize) -> graph::Result<()> {
+        self.pull_to(p);
         match self.short {
             Some((q, got)) if q <= p => {
                 let start = self.lens.iter().take(p).sum();
@@ -169,8 +170,7 @@ impl<'a, S: Send, I> PullerSource<'a, S, I> {
     /// where it is.
     fn look<T>(&self, p: usize, n: usize, f: impl Fn(&S) -> T) -> graph::Result<Vec<T>> {
         let mut puller = self.puller.lock().unwrap_or_else(PoisonError::into_inner);
-        puller.pull_to(p);
-        puller.check(p)?;
+        puller.reach(p)?;
         let items = puller
             .ahead
             .get(&p)

@@ -746,8 +746,7 @@ fn run_op(
                 samples: info.input().len(&loaded.partition)?,
                 failed: loaded.load_failed,
             };
-            let first = keys;
-            (loaded.partition, Of::Input, counts, first)
+            (loaded.partition, Of::Input, counts, keys)
         }
         TaskOp::Transform { step } => {
             let step = step as usize;
