@@ -221,10 +221,15 @@ impl Attrs {
 
     /// Sets a plain attribute, replacing a plain or delayed one of the same name.
     pub fn insert(&mut self, name: &str, value: impl Into<Value>) {
-        let mut buf = Scratch::default();
+        // The value is written straight after the pairs kept, in one buffer:
+        // a sample made with one attribute spends most of its making here.
+        self.remove_delayed(name);
+        let mut buf = self.without(name);
+        rmp::encode::write_str(&mut buf, name)
+            .unwrap_or_else(|_| unreachable!("writing to memory cannot fail"));
         rmpv::encode::write_value(&mut buf, &value.into())
             .unwrap_or_else(|_| unreachable!("writing to memory cannot fail"));
-        self.put_plain(name, buf.as_bytes());
+        self.plain = SmallBytes::new(buf.as_bytes());
     }
 
     /// Sets a plain attribute from any serde value.
@@ -393,12 +398,18 @@ impl Attrs {
             .find_map(|(k, d)| (k.as_str() == name).then_some(d))
     }
 
-    /// Rewrites the buffer without `name`, plus `name = encoded` when given.
-    fn rewrite(&mut self, name: &str, encoded: Option<&[u8]>) {
+    /// The pairs of every plain attribute but `name`, in a buffer to go on.
+    fn without(&self, name: &str) -> Scratch {
         let mut buf = Scratch::default();
         for (n, v) in pairs(self.plain.as_bytes()).filter(|(n, _)| *n != name) {
             write_pair(&mut buf, n, v);
         }
+        buf
+    }
+
+    /// Rewrites the buffer without `name`, plus `name = encoded` when given.
+    fn rewrite(&mut self, name: &str, encoded: Option<&[u8]>) {
+        let mut buf = self.without(name);
         if let Some(v) = encoded {
             write_pair(&mut buf, name, v);
         }
