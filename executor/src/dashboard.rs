@@ -130,6 +130,9 @@ enum TaskEvent {
     },
     Ended {
         task: usize,
+        /// When it began, where known (a distributed task: by its worker's
+        /// clock); else since it started.
+        began: Option<Instant>,
         at: Instant,
         samples: u64,
         failed: u64,
@@ -224,6 +227,7 @@ impl State {
                 }
                 TaskEvent::Ended {
                     task,
+                    began,
                     at,
                     samples,
                     failed,
@@ -233,7 +237,7 @@ impl State {
                         continue;
                     };
                     t.state = if error { b'f' } else { b'd' };
-                    let began = t.began.take().unwrap_or(at);
+                    let began = began.or(t.began.take()).unwrap_or(at);
                     let worker = std::mem::take(&mut t.worker) as usize;
                     let (row, fit, loaded) = (t.row as usize, t.fit, t.samples);
                     if let Some(r) = self.steps.get_mut(row) {
@@ -603,10 +607,12 @@ impl Progress for Dashboard {
     }
 
     fn task_finished(&self, graph: &TaskGraph, done: &Done) {
-        let at = Instant::now();
+        // Where and when it ran, not when the driver heard: answers to a
+        // worker's chain of runs come together.
         self.record(|_| TaskEvent::Ended {
             task: done.task,
-            at,
+            began: done.ended.checked_sub(done.elapsed),
+            at: done.ended,
             samples: done.counts.samples as u64,
             failed: done.counts.failed as u64,
             error: false,
@@ -618,6 +624,7 @@ impl Progress for Dashboard {
         let at = Instant::now();
         self.record(|_| TaskEvent::Ended {
             task,
+            began: None,
             at,
             samples: 0,
             failed: 0,
@@ -730,6 +737,7 @@ mod tests {
             task,
             counts: Counts { samples, failed },
             elapsed: std::time::Duration::ZERO,
+            ended: Instant::now(),
         }
     }
 

@@ -42,8 +42,9 @@ use sha2::Sha256;
 /// The protocol version this build speaks (3 since run messages go by
 /// position: `distributed::protocol`; 4 since a partition's keys and
 /// lengths cross as byte columns; 5 since a read of checkpoints counts the
-/// samples it recomputed that could not be loaded).
-pub const PROTOCOL: u32 = 5;
+/// samples it recomputed that could not be loaded; 6 since an answer says
+/// when its run ended by the worker's clock).
+pub const PROTOCOL: u32 = 6;
 
 /// The largest frame accepted unless a peer is told otherwise: 256 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
@@ -791,6 +792,9 @@ pub(crate) enum Arrival {
         info: WorkerInfo,
         /// The connection, blocking, with a 10 s write timeout.
         stream: Stream,
+        /// When the handshake ended here: a moment before the peer's
+        /// clock for the ends of its runs starts.
+        at: Instant,
     },
     /// Not one of the run's (or it failed its handshake); closed.
     Refused {
@@ -879,11 +883,17 @@ pub(crate) fn accept_peers(
                             until: Instant::now() + deadline,
                         };
                         let outcome = accept(&mut conn, &secret, fingerprint, id);
+                        let at = Instant::now();
                         drop(slot);
                         let arrival = match outcome {
                             Ok(info) => {
                                 let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-                                Arrival::Joined { id, info, stream }
+                                Arrival::Joined {
+                                    id,
+                                    info,
+                                    stream,
+                                    at,
+                                }
                             }
                             Err(error) => {
                                 let _ = stream.shutdown(Shutdown::Both);

@@ -26,6 +26,9 @@ pub struct Done {
     pub counts: Counts,
     /// How long it ran.
     pub elapsed: Duration,
+    /// When it ended: for a task run elsewhere, when its worker finished
+    /// it, which may be a while before the driver hears of it.
+    pub ended: Instant,
 }
 
 /// A run in progress (the state an executor drives): the graph, its inputs,
@@ -216,6 +219,7 @@ impl<'a> Execution<'a> {
             },
             str::to_owned,
         );
+        let ended = Instant::now();
         self.record_task(i, &worker, t0, outcome.is_err());
         let counts = outcome.map_err(|source| {
             let (keys, samples) = self.samples_of(i);
@@ -231,7 +235,8 @@ impl<'a> Execution<'a> {
         Ok(Done {
             task: i,
             counts,
-            elapsed: t0.elapsed(),
+            elapsed: ended - t0,
+            ended,
         })
     }
 
@@ -437,7 +442,7 @@ impl<'a> Execution<'a> {
     pub fn record_task(&self, i: usize, worker: &str, started: Instant, failed: bool) {
         let mut log = lock(&self.log);
         let who = log.names.number(worker);
-        self.log_task(&mut log, i, who, started, failed);
+        self.log_task(&mut log, i, who, (started, Instant::now()), failed);
         drop(log);
         if failed {
             let id = self.graph.task(i).id();
@@ -453,13 +458,13 @@ impl<'a> Execution<'a> {
     }
 
     /// Records that task `i` ran on runner `who` (see
-    /// [`runner`](Self::runner)), a worker of kind `kind`, from `started`
-    /// until now: the task stream, and where its step ran (the report's
-    /// `ran_on`). One lock per task: a distributed run records every task
-    /// this way.
-    pub fn record_ran_on(&self, i: usize, who: usize, kind: &str, started: Instant) {
+    /// [`runner`](Self::runner)), a worker of kind `kind`, from the first
+    /// of `when` to the second: the task stream, and where its step ran
+    /// (the report's `ran_on`). One lock per task: a distributed run
+    /// records every task this way.
+    pub fn record_ran_on(&self, i: usize, who: usize, kind: &str, when: (Instant, Instant)) {
         let mut log = lock(&self.log);
-        self.log_task(&mut log, i, who, started, false);
+        self.log_task(&mut log, i, who, when, false);
         let task = self.graph.task(i);
         let Some(step) = task.step() else { return };
         let key = (step, who, matches!(task.kind(), TaskKind::Fit { .. }));
@@ -476,15 +481,22 @@ impl<'a> Execution<'a> {
         }
     }
 
-    /// Adds task `i`'s run by `who`, from `started` until now, to the task
-    /// stream.
-    fn log_task(&self, log: &mut TaskLog, i: usize, who: usize, started: Instant, failed: bool) {
+    /// Adds task `i`'s run by `who`, from the first of `when` to the
+    /// second, to the task stream.
+    fn log_task(
+        &self,
+        log: &mut TaskLog,
+        i: usize,
+        who: usize,
+        (started, ended): (Instant, Instant),
+        failed: bool,
+    ) {
         let ms = |t: Instant| t.saturating_duration_since(self.start).as_secs_f64() * 1e3;
         log.tasks.push(Ran {
             task: i,
             who,
             start_ms: ms(started),
-            end_ms: ms(Instant::now()),
+            end_ms: ms(ended),
             failed,
         });
     }

@@ -584,6 +584,7 @@ mod tests {
             samples: 1,
             failed: 0,
             micros: 7,
+            ended_us: 9,
             keys: vec!["k".to_owned()],
             shipped,
             read: None,

@@ -233,6 +233,11 @@ pub(crate) enum FromWorker {
         failed: u64,
         /// How long it ran, in microseconds.
         micros: u64,
+        /// When it ended, in microseconds after this worker's handshake:
+        /// the driver places the run in its task stream by the worker's
+        /// clock, not by when the answer reached it (a chain's answers go
+        /// out together, and a busy driver reads them late).
+        ended_us: u64,
         /// A load's first keys, for the driver's errors.
         keys: Vec<String>,
         /// Whether a frame follows.

@@ -388,10 +388,11 @@ struct Scheduler<'j, 'a> {
     /// The vector [`apply`](Self::apply) takes the core's commands into,
     /// kept for its memory.
     commands: Vec<Command>,
-    /// Each worker's number in the task stream ([`Execution::runner`]), by
-    /// id, in order of id: as many as workers joined, whatever the ids
-    /// (connections refused count too).
-    runners: Vec<(u32, usize)>,
+    /// Each worker's number in the task stream ([`Execution::runner`]) and
+    /// when its handshake ended here (where its clock for the ends of its
+    /// runs starts), by id, in order of id: as many as workers joined,
+    /// whatever the ids (connections refused count too).
+    runners: Vec<(u32, usize, Instant)>,
     /// The highest peak memory each worker has told (see the heartbeat).
     peaks: BTreeMap<u32, u64>,
     refused: usize,
@@ -718,7 +719,12 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     /// driver thread's work.
     fn handle(&mut self, ev: Event) -> Result<()> {
         match ev {
-            Event::Arrived(Arrival::Joined { id, info, stream }) => self.joined(id, info, stream),
+            Event::Arrived(Arrival::Joined {
+                id,
+                info,
+                stream,
+                at,
+            }) => self.joined(id, info, stream, at),
             Event::Arrived(Arrival::Refused { peer, error }) => match error {
                 WireError::Fingerprint { .. } | WireError::Protocol { .. } => {
                     return Err(self.fail(format!(
@@ -803,6 +809,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                 samples,
                 failed,
                 micros,
+                ended_us,
                 keys,
                 shipped: _,
                 read,
@@ -812,7 +819,14 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     failed: usize::try_from(failed).unwrap_or(usize::MAX),
                 };
                 let elapsed = Duration::from_micros(micros);
-                self.done(id, task as usize, (counts, elapsed, keys, read), data, work)?;
+                let ended = self.worker_time(id, ended_us);
+                self.done(
+                    id,
+                    task as usize,
+                    (counts, elapsed, ended, keys, read),
+                    data,
+                    work,
+                )?;
             }
             FromWorker::Draining => {
                 if let Some((name, kind)) = self.core.worker(id) {
@@ -896,7 +910,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.job.record_worker(name, kind, state);
     }
 
-    fn joined(&mut self, id: u32, info: WorkerInfo, stream: Stream) {
+    fn joined(&mut self, id: u32, info: WorkerInfo, stream: Stream, joined_at: Instant) {
         let threads = usize::try_from(info.threads).unwrap_or(1);
         let lifetime = (info.lifetime_ms > 0).then(|| Duration::from_millis(info.lifetime_ms));
         self.core
@@ -908,19 +922,46 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         self.peers.insert(id, info.peer);
         if let Some((name, _)) = self.core.worker(id) {
             let runner = self.job.runner(name);
-            let at = self.runners.partition_point(|&(w, _)| w < id);
-            self.runners.insert(at, (id, runner));
+            let at = self.runners.partition_point(|&(w, ..)| w < id);
+            self.runners.insert(at, (id, runner, joined_at));
         }
     }
 
-    /// Worker `id` finished `task`: `counts`, `elapsed`, a load's first
-    /// `keys` and what reading its checkpoints did (`read`), and the output
-    /// when the worker sent it (an output of the run, or a fit's model).
+    /// When a run of worker `id` ended that it says ended `ended_us` after
+    /// its handshake, by the driver's clock: counted from when the
+    /// handshake ended here. The worker's clock starts a moment later (when
+    /// the handshake's last message reached it), so a run is placed early
+    /// by that moment at most, give or take the clocks' drift. Never later
+    /// than now.
+    fn worker_time(&self, id: u32, ended_us: u64) -> Instant {
+        let now = Instant::now();
+        self.runners
+            .binary_search_by_key(&id, |&(w, ..)| w)
+            .ok()
+            .and_then(|at| {
+                self.runners[at]
+                    .2
+                    .checked_add(Duration::from_micros(ended_us))
+            })
+            .filter(|&t| t <= now)
+            .unwrap_or(now)
+    }
+
+    /// Worker `id` finished `task`: `counts`, `elapsed`, when it `ended`, a
+    /// load's first `keys` and what reading its checkpoints did (`read`),
+    /// and the output when the worker sent it (an output of the run, or a
+    /// fit's model).
     fn done(
         &mut self,
         id: u32,
         task: usize,
-        (counts, elapsed, keys, read): (Counts, Duration, Vec<String>, Option<ReadStats>),
+        (counts, elapsed, ended, keys, read): (
+            Counts,
+            Duration,
+            Instant,
+            Vec<String>,
+            Option<ReadStats>,
+        ),
         bytes: Option<Vec<u8>>,
         work: &Sender<DriverWork>,
     ) -> Result<()> {
@@ -930,14 +971,13 @@ impl<'j, 'a> Scheduler<'j, 'a> {
         let info = self.graph.program();
         let kind = self.graph.task(task).kind();
         if let Some((name, worker_kind)) = self.core.worker(id) {
-            let started = Instant::now()
-                .checked_sub(elapsed)
-                .unwrap_or_else(Instant::now);
-            let who = match self.runners.binary_search_by_key(&id, |&(w, _)| w) {
+            let started = ended.checked_sub(elapsed).unwrap_or(ended);
+            let who = match self.runners.binary_search_by_key(&id, |&(w, ..)| w) {
                 Ok(at) => self.runners[at].1,
                 Err(_) => self.job.runner(name),
             };
-            self.job.record_ran_on(task, who, worker_kind, started);
+            self.job
+                .record_ran_on(task, who, worker_kind, (started, ended));
             self.progress.task_ran_on(self.graph, task, name);
         }
         let shipped = |what: &str| {
@@ -994,6 +1034,7 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                     task,
                     counts,
                     elapsed,
+                    ended,
                 },
             );
         }

@@ -168,6 +168,9 @@ struct Shared {
     name: String,
     /// Idle connections to other workers' peer ports, by address.
     peers: Mutex<HashMap<String, Vec<TcpStream>>>,
+    /// When the handshake with the scheduler ended: answers say when
+    /// their runs ended from here (`FromWorker::Done::ended_us`).
+    joined: Instant,
 }
 
 impl Shared {
@@ -274,8 +277,8 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
     if let Err(e) = crate::distributed::interrupt::drain_on_usr1() {
         eprintln!("bob-pipelines worker: cannot catch SIGUSR1 ({e}): it will not drain");
     }
-    match wire::connect(&mut stream, &secret, me.clone()) {
-        Ok(_) => {}
+    let joined = match wire::connect(&mut stream, &secret, me.clone()) {
+        Ok(_) => Instant::now(),
         // No next compute came (the driver ended, or works on something
         // else for long): the job is released.
         Err(e) if kept && !matches!(e, WireError::Rejected(_)) => return Ok(()),
@@ -285,7 +288,7 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
             ));
         }
         Err(e) => return Err(format!("handshake with the scheduler at {addr}: {e}")),
-    }
+    };
     // From now on a scheduler that says nothing for `death` is gone.
     stream
         .set_read_timeout(Some(death))
@@ -301,6 +304,7 @@ fn run(plan: Plan<'_>) -> std::result::Result<(), String> {
         secret: secret.clone(),
         name: me.name,
         peers: Mutex::new(HashMap::new()),
+        joined,
     });
     serve_peers(listener, &shared, fingerprint).map_err(|e| format!("the peer port: {e}"))?;
     {
@@ -592,6 +596,7 @@ fn execute(
                 format!("{what} failed: panicked: {message}").into(),
             ))
         });
+    let ended = Instant::now();
     let done = matches!(outcome, Ok(Outcome::Done { .. }));
     match outcome {
         Ok(Outcome::Done {
@@ -606,7 +611,11 @@ fn execute(
                     task,
                     samples: counts.samples as u64,
                     failed: counts.failed as u64,
-                    micros: u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    micros: u64::try_from((ended - t0).as_micros()).unwrap_or(u64::MAX),
+                    ended_us: u64::try_from(
+                        ended.saturating_duration_since(shared.joined).as_micros(),
+                    )
+                    .unwrap_or(u64::MAX),
                     keys: keys.iter().map(|k| k.as_str().to_owned()).collect(),
                     shipped: shipped.is_some(),
                     read,
@@ -1284,6 +1293,7 @@ mod tests {
             secret: secret.clone(),
             name: "test".to_owned(),
             peers: Mutex::new(HashMap::new()),
+            joined: Instant::now(),
         });
         (shared, scheduler)
     }

@@ -872,6 +872,59 @@ fn an_input_shorter_than_its_length_fails_the_run_and_says_so() {
     }
 }
 
+#[test]
+fn the_task_stream_shows_when_each_run_ran_on_its_worker() {
+    // Each partition's load and two steps run chained on one worker, whose
+    // answers go out together at the chain's end; the driver is busy
+    // between reads. Placed by when the driver heard, a one-thread
+    // worker's runs overlapped.
+    let slow = |name: &str| {
+        Step::map(name, |x: &f64| {
+            std::thread::sleep(Duration::from_millis(2));
+            *x
+        })
+    };
+    let p = Pipeline::new().then(slow("a")).then(slow("b"));
+    let samples: Vec<_> = (0..40)
+        .map(|i| Sample::new(i.to_string(), f64::from(i)))
+        .collect();
+    let ex = silent(workers(
+        2,
+        "the_task_stream_shows_when_each_run_ran_on_its_worker",
+        false,
+    ));
+    let out = p.transform(samples).npartitions(8).compute(&ex).unwrap();
+    let mut by_worker: std::collections::BTreeMap<&str, Vec<(f64, f64, &str)>> =
+        std::collections::BTreeMap::new();
+    for t in &out.report().tasks {
+        by_worker
+            .entry(&*t.worker)
+            .or_default()
+            .push((t.start_ms, t.end_ms, &*t.task));
+    }
+    assert_eq!(by_worker.len(), 2, "{by_worker:?}");
+    let mut runs = 0;
+    for (worker, mut ran) in by_worker {
+        ran.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for pair in ran.windows(2) {
+            let ((_, end, before), (start, _, after)) = (pair[0], pair[1]);
+            // Microseconds rounded on the worker, milliseconds here.
+            assert!(
+                start >= end - 0.01,
+                "`{after}` began at {start:.3} ms, before `{before}` ended at {end:.3} ms, both on the one thread of `{worker}`"
+            );
+        }
+        for &(start, end, task) in &ran {
+            assert!(
+                end > start,
+                "`{task}` on `{worker}`: {start:.3}..{end:.3} ms"
+            );
+        }
+        runs += ran.len();
+    }
+    assert_eq!(runs, 24, "8 loads and 16 transforms");
+}
+
 const CASE_ENV: &str = "BOB_PIPELINES_TEST_CASE";
 
 /// One random resume: a pipeline of stateless and fitted steps, a
