@@ -130,8 +130,8 @@ enum TaskEvent {
     },
     Ended {
         task: usize,
-        /// When it began, where known (a distributed task: by its worker's
-        /// clock); else since it started.
+        /// When it began (a distributed task: by its worker's clock);
+        /// `None` for a failed task, shown from when it started.
         began: Option<Instant>,
         at: Instant,
         samples: u64,

@@ -379,6 +379,17 @@ pub fn accept<S: Read + Write>(
     fingerprint: u64,
     worker: u32,
 ) -> Result<WorkerInfo, WireError> {
+    accept_at(conn, secret, fingerprint, worker).map(|(info, _)| info)
+}
+
+/// [`accept`], and the moment just before the welcome went out: the peer
+/// reads it later, so its clock for the ends of its runs starts after this.
+fn accept_at<S: Read + Write>(
+    conn: &mut S,
+    secret: &Secret,
+    fingerprint: u64,
+    worker: u32,
+) -> Result<(WorkerInfo, Instant), WireError> {
     let nonce = random32()?.to_vec();
     send(
         conn,
@@ -422,6 +433,7 @@ pub fn accept<S: Read + Write>(
             },
         );
     }
+    let at = Instant::now();
     send(
         conn,
         &Answer::Welcome {
@@ -429,7 +441,7 @@ pub fn accept<S: Read + Write>(
             worker,
         },
     )?;
-    Ok(hello.info)
+    Ok((hello.info, at))
 }
 
 /// The worker's side of the handshake: returns the worker number the
@@ -792,8 +804,8 @@ pub(crate) enum Arrival {
         info: WorkerInfo,
         /// The connection, blocking, with a 10 s write timeout.
         stream: Stream,
-        /// When the handshake ended here: a moment before the peer's
-        /// clock for the ends of its runs starts.
+        /// When the welcome went out: a worker's clock for the ends of its
+        /// runs starts after it (a worker's peer port ignores it).
         at: Instant,
     },
     /// Not one of the run's (or it failed its handshake); closed.
@@ -882,11 +894,10 @@ pub(crate) fn accept_peers(
                             stream: &stream,
                             until: Instant::now() + deadline,
                         };
-                        let outcome = accept(&mut conn, &secret, fingerprint, id);
-                        let at = Instant::now();
+                        let outcome = accept_at(&mut conn, &secret, fingerprint, id);
                         drop(slot);
                         let arrival = match outcome {
-                            Ok(info) => {
+                            Ok((info, at)) => {
                                 let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
                                 Arrival::Joined {
                                     id,

@@ -928,23 +928,25 @@ impl<'j, 'a> Scheduler<'j, 'a> {
     }
 
     /// When a run of worker `id` ended that it says ended `ended_us` after
-    /// its handshake, by the driver's clock: counted from when the
-    /// handshake ended here. The worker's clock starts a moment later (when
-    /// the handshake's last message reached it), so a run is placed early
-    /// by that moment at most, give or take the clocks' drift. Never later
-    /// than now.
-    fn worker_time(&self, id: u32, ended_us: u64) -> Instant {
+    /// its handshake, by the driver's clock: counted from when the welcome
+    /// went out. The worker's clock starts once the welcome reached it, so
+    /// a run is placed early by that moment at most. A time past now (the
+    /// worker's clock runs fast) is now, and moves the worker's start back
+    /// by as much, so its later runs stay after this one.
+    fn worker_time(&mut self, id: u32, ended_us: u64) -> Instant {
         let now = Instant::now();
-        self.runners
-            .binary_search_by_key(&id, |&(w, ..)| w)
-            .ok()
-            .and_then(|at| {
-                self.runners[at]
-                    .2
-                    .checked_add(Duration::from_micros(ended_us))
-            })
-            .filter(|&t| t <= now)
-            .unwrap_or(now)
+        let Ok(at) = self.runners.binary_search_by_key(&id, |&(w, ..)| w) else {
+            return now;
+        };
+        let start = &mut self.runners[at].2;
+        match start.checked_add(Duration::from_micros(ended_us)) {
+            Some(t) if t <= now => t,
+            Some(t) => {
+                *start = start.checked_sub(t - now).unwrap_or(*start);
+                now
+            }
+            None => now,
+        }
     }
 
     /// Worker `id` finished `task`: `counts`, `elapsed`, when it `ended`, a

@@ -902,8 +902,13 @@ fn the_task_stream_shows_when_each_run_ran_on_its_worker() {
             .or_default()
             .push((t.start_ms, t.end_ms, &*t.task));
     }
-    assert_eq!(by_worker.len(), 2, "{by_worker:?}");
-    let mut runs = 0;
+    let runs: usize = by_worker.values().map(Vec::len).sum();
+    assert_eq!(runs, 24, "8 loads and 16 transforms: {by_worker:?}");
+    // Each worker's runs (the driver may load a partition itself, on its
+    // threads); the transforms all run on workers.
+    by_worker.retain(|w, _| w.starts_with("local-"));
+    let on_workers: usize = by_worker.values().map(Vec::len).sum();
+    assert!(on_workers >= 16, "{by_worker:?}");
     for (worker, mut ran) in by_worker {
         ran.sort_by(|a, b| a.0.total_cmp(&b.0));
         for pair in ran.windows(2) {
@@ -916,13 +921,11 @@ fn the_task_stream_shows_when_each_run_ran_on_its_worker() {
         }
         for &(start, end, task) in &ran {
             assert!(
-                end > start,
+                end >= start,
                 "`{task}` on `{worker}`: {start:.3}..{end:.3} ms"
             );
         }
-        runs += ran.len();
     }
-    assert_eq!(runs, 24, "8 loads and 16 transforms");
 }
 
 const CASE_ENV: &str = "BOB_PIPELINES_TEST_CASE";
