@@ -408,23 +408,36 @@ fn a_missing_file_is_recomputed_through_the_earlier_steps() {
     assert!(victim.is_file());
 }
 
+/// `n` delayed images, keyed by `key`, each `len` copies of its number;
+/// the loader of image 3 fails once `gone` exists (the image is gone).
+pub(crate) fn images_the_third_goes(
+    n: u32,
+    len: usize,
+    gone: &Path,
+    key: impl Fn(u32) -> String,
+) -> Vec<DelayedSample<Array1<f64>>> {
+    (0..n)
+        .map(|i| {
+            let gone = gone.to_path_buf();
+            DelayedSample::new(key(i), move || {
+                if i == 3 && gone.exists() {
+                    Err(std::io::Error::other("the image is gone"))
+                } else {
+                    Ok(Array1::from_elem(len, f64::from(i)))
+                }
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn a_sample_recomputed_from_a_loader_that_now_fails_counts_as_not_loaded() {
     let t = TempDir::new("reload");
     let gone = t.0.join("k3.gone");
     let inputs = || {
-        (0..6)
-            .map(|i| {
-                let gone = gone.clone();
-                DelayedSample::new(format!("k{i}"), move || {
-                    if i == 3 && gone.exists() {
-                        Err(std::io::Error::other("the image is gone"))
-                    } else {
-                        Ok(Array1::from_elem(2, f64::from(i)))
-                    }
-                })
-                .with_attr("gain", 2.0)
-            })
+        images_the_third_goes(6, 2, &gone, |i| format!("k{i}"))
+            .into_iter()
+            .map(|s| s.with_attr("gain", 2.0))
             .collect::<Vec<_>>()
     };
     let pipeline = Pipeline::new()

@@ -13,6 +13,8 @@ use bob_pipelines::executor::distributed::{Distributed, LocalProcesses, WorkerKi
 use bob_pipelines::executor::wire::{self, Secret, WorkerInfo};
 use bob_pipelines::prelude::*;
 use ndarray::Array1;
+
+use crate::checkpoint::images_the_third_goes;
 use serde::{Deserialize, Serialize};
 
 pub(crate) fn nz(n: usize) -> NonZeroUsize {
@@ -760,20 +762,7 @@ fn a_resume_that_refits_from_checkpoints_ends() {
 fn a_sample_recomputed_on_a_worker_from_a_loader_that_now_fails_counts_as_not_loaded() {
     let dir = run_dir("reload");
     let gone = dir.join("k03.gone");
-    let inputs = || {
-        (0..40)
-            .map(|i| {
-                let gone = gone.clone();
-                DelayedSample::new(format!("k{i:02}"), move || {
-                    if i == 3 && gone.exists() {
-                        Err(std::io::Error::other("the image is gone"))
-                    } else {
-                        Ok(Array1::from_elem(3, f64::from(i)))
-                    }
-                })
-            })
-            .collect::<Vec<_>>()
-    };
+    let inputs = || images_the_third_goes(40, 3, &gone, |i| format!("k{i:02}"));
     let mut p = pipeline(0).checkpoint(in_folder(&dir));
     if !is_worker() {
         // The first run, in this process. Then the model is lost, so the
