@@ -220,7 +220,7 @@ impl<'a> Execution<'a> {
             str::to_owned,
         );
         let ended = Instant::now();
-        self.record_task(i, &worker, t0, outcome.is_err());
+        self.record_task(i, &worker, (t0, ended), outcome.is_err());
         let counts = outcome.map_err(|source| {
             let (keys, samples) = self.samples_of(i);
             let e = Error::Task {
@@ -436,13 +436,13 @@ impl<'a> Execution<'a> {
         }
     }
 
-    /// Records that task `i` ran on `worker` from `started` until now (and
-    /// whether it failed): the task stream. The first failure's task is
-    /// what the report files of a failed run name.
-    pub fn record_task(&self, i: usize, worker: &str, started: Instant, failed: bool) {
+    /// Records that task `i` ran on `worker` from the first of `when` to
+    /// the second (and whether it failed): the task stream. The first
+    /// failure's task is what the report files of a failed run name.
+    pub fn record_task(&self, i: usize, worker: &str, when: (Instant, Instant), failed: bool) {
         let mut log = lock(&self.log);
         let who = log.names.number(worker);
-        self.log_task(&mut log, i, who, (started, Instant::now()), failed);
+        self.log_task(&mut log, i, who, when, failed);
         drop(log);
         if failed {
             let id = self.graph.task(i).id();

@@ -893,8 +893,8 @@ impl<'j, 'a> Scheduler<'j, 'a> {
                         .into_run(self.executor),
                     ),
                 };
-                self.job
-                    .record_task(task, &worker_name, Instant::now(), true);
+                let now = Instant::now();
+                self.job.record_task(task, &worker_name, (now, now), true);
                 self.job.failed_with(&e);
                 self.progress.task_failed(self.graph, task, &e);
                 return Err(e.into());
